@@ -1,0 +1,25 @@
+//! Errors of the domain model.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("invalid domain id {id:?}: expected [a-z][a-z0-9_]* (at most 64 characters)")]
+    InvalidDomainId { id: String },
+    #[error("invalid reference {raw:?}: {reason}")]
+    InvalidEntityRef { raw: String, reason: &'static str },
+    #[error("invalid risk level {level}: expected 1..=5")]
+    InvalidRiskLevel { level: u8 },
+    #[error("unknown domain {domain:?}")]
+    UnknownDomain { domain: String },
+    #[error("unknown actor type {type_id:?} in domain {domain}")]
+    UnknownActorType { domain: String, type_id: String },
+    #[error("unknown action type {type_id:?} in domain {domain}")]
+    UnknownActionType { domain: String, type_id: String },
+    #[error("unknown resource type {type_id:?} in domain {domain}")]
+    UnknownResourceType { domain: String, type_id: String },
+    #[error("domain {domain} is already registered")]
+    DuplicateDomain { domain: String },
+    #[error("domain pack {source_name}: {reason}")]
+    InvalidPack { source_name: String, reason: String },
+}

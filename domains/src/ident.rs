@@ -1,0 +1,138 @@
+//! Identifiers: domain ids (`[a-z][a-z0-9_]*`) and typed entity references (`type_id:instance`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+
+/// A domain identifier such as `finance` or a custom `logistics`. Always matches `[a-z][a-z0-9_]*`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainId(String);
+
+impl DomainId {
+    /// Parses a domain id, rejecting anything outside `[a-z][a-z0-9_]*` (at most 64 characters).
+    pub fn new(id: impl Into<String>) -> Result<Self, DomainError> {
+        let id = id.into();
+        let mut chars = id.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if first_ok && rest_ok && id.len() <= 64 {
+            Ok(Self(id))
+        } else {
+            Err(DomainError::InvalidDomainId { id })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DomainId {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<DomainId> for String {
+    fn from(value: DomainId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for DomainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A reference to an actor, action or resource: `type_id:instance` (`act_trading_algo:momentum_v3`,
+/// `res_security:AAPL`) or a bare `type_id` (`axn_place_order`). The instance may itself contain
+/// `:` or `/` (`res_phi:Patient/123`); only the first `:` separates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EntityRef {
+    raw: String,
+    split: Option<usize>,
+}
+
+impl EntityRef {
+    /// Parses `type_id[:instance]`. The type id must be non-empty; the whole reference at most 512
+    /// bytes and free of control characters.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
+        let raw = raw.into();
+        if raw.is_empty() || raw.len() > 512 || raw.chars().any(char::is_control) {
+            return Err(DomainError::InvalidEntityRef { raw, reason: "must be 1..=512 printable characters" });
+        }
+        let split = raw.find(':');
+        if split == Some(0) {
+            return Err(DomainError::InvalidEntityRef { raw, reason: "the type id before ':' is empty" });
+        }
+        Ok(Self { raw, split })
+    }
+
+    /// The type id: everything before the first `:` (or the whole reference).
+    pub fn type_id(&self) -> &str {
+        match self.split {
+            Some(i) => &self.raw[..i],
+            None => &self.raw,
+        }
+    }
+
+    /// The instance after the first `:`, if any.
+    pub fn instance(&self) -> Option<&str> {
+        self.split.map(|i| &self.raw[i + 1..])
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl TryFrom<String> for EntityRef {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<EntityRef> for String {
+    fn from(value: EntityRef) -> Self {
+        value.raw
+    }
+}
+
+impl fmt::Display for EntityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_id_accepts_lowercase_snake_and_rejects_others() {
+        assert!(DomainId::new("supply_chain").is_ok());
+        assert!(DomainId::new("a1").is_ok());
+        for bad in ["", "1abc", "Finance", "fin-ance", "_x", "x y"] {
+            assert!(DomainId::new(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn entity_ref_splits_at_first_colon_only() {
+        let r = EntityRef::parse("res_phi:Patient/123:v2").unwrap();
+        assert_eq!(r.type_id(), "res_phi");
+        assert_eq!(r.instance(), Some("Patient/123:v2"));
+        let bare = EntityRef::parse("axn_place_order").unwrap();
+        assert_eq!(bare.type_id(), "axn_place_order");
+        assert_eq!(bare.instance(), None);
+        assert!(EntityRef::parse(":x").is_err());
+        assert!(EntityRef::parse("").is_err());
+    }
+}

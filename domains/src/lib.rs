@@ -1,0 +1,33 @@
+//! The Lexecon domain model.
+//!
+//! Owns what a governance *domain* is (ai, finance, healthcare, … and data-only packs), the actor,
+//! action and resource types each domain declares, risk levels, compliance frameworks and their
+//! controls, policy templates, the [`DomainPlugin`] trait and the [`DomainRegistry`] that holds the
+//! plugins. It never does I/O on a request path, never depends on tokio or pingora, and knows nothing
+//! of policies' rule language (that is `lexecon-config`) or of how a decision is combined
+//! (`lexecon-policy-cache`).
+
+pub mod compliance;
+pub mod error;
+pub mod ident;
+pub mod model;
+pub mod packs;
+pub mod plugin;
+pub mod registry;
+pub mod request;
+
+pub mod ai;
+#[cfg(feature = "finance")]
+pub mod finance;
+#[cfg(feature = "healthcare")]
+pub mod healthcare;
+
+pub use error::DomainError;
+pub use ident::{DomainId, EntityRef};
+pub use model::{
+    ActionCategory, ActionType, ActorCategory, ActorType, ComplianceFramework, ControlRef,
+    DomainConfig, PolicyTemplate, ResourceType, RiskLevel, RiskModel, Sensitivity, TemplateParam,
+};
+pub use plugin::{ComplianceMapping, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding, FindingEffect, Verdict};
+pub use registry::DomainRegistry;
+pub use request::Request;

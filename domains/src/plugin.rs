@@ -1,0 +1,133 @@
+//! The [`DomainPlugin`] trait: what a domain contributes to a decision beyond the declarative policy.
+//!
+//! The decision pipeline (in `lexecon-policy-cache`) calls, in order: the registry's type check,
+//! [`DomainPlugin::validate`] (domain constraints), [`DomainPlugin::enrich`] (derived context), the
+//! compiled policy, [`DomainPlugin::check_template`] for each template the policy enables,
+//! [`DomainPlugin::compliance`], and finally [`DomainPlugin::on_decision`]. A plugin never blocks,
+//! never does I/O and never reads a clock: time comes in the [`Request`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::DomainConfig;
+use crate::request::Request;
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Permit,
+    Deny,
+    Escalate,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Permit => "permit",
+            Verdict::Deny => "deny",
+            Verdict::Escalate => "escalate",
+        }
+    }
+}
+
+/// What a finding demands of the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingEffect {
+    /// Permit stands, but the decision is marked for after-the-fact review (e.g. break-glass).
+    Review,
+    /// A human must approve before the request may proceed.
+    Escalate,
+    /// The request must not proceed.
+    Deny,
+}
+
+/// A typed result of a plugin check: a violated domain constraint or a note for review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable machine-readable code, e.g. `finance.order_value_limit`.
+    pub code: String,
+    /// Human-readable reason that names the limit or the missing field.
+    pub reason: String,
+    pub effect: FindingEffect,
+}
+
+impl Finding {
+    pub fn new(code: impl Into<String>, effect: FindingEffect, reason: impl Into<String>) -> Self {
+        Self { code: code.into(), reason: reason.into(), effect }
+    }
+}
+
+/// How a decision stands against one control set of a framework.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComplianceStatus {
+    /// The decision is recorded and enforced as the control requires.
+    Compliant,
+    /// The control required human oversight, which the decision invoked (escalated or marked for review).
+    ReviewRequired,
+    /// The request would have breached the control and was blocked.
+    ViolationPrevented,
+}
+
+/// One framework's controls that a decision evidences.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplianceMapping {
+    pub framework: String,
+    pub controls: Vec<String>,
+    pub status: ComplianceStatus,
+}
+
+/// What the pipeline decided, as the post-decision hook and the compliance mapping see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionOutcome<'a> {
+    pub verdict: Verdict,
+    pub findings: &'a [Finding],
+    /// True when a `dry_run` policy permitted what it would otherwise have blocked.
+    pub dry_run: bool,
+}
+
+/// A domain's behaviour. Implementations are `Send + Sync` and shared by all request threads;
+/// interior state (sliding windows) must be bounded and lock-light.
+pub trait DomainPlugin: Send + Sync + std::fmt::Debug {
+    /// The domain's declared types, frameworks, templates and constraints.
+    fn config(&self) -> &DomainConfig;
+
+    /// Domain constraints that hold whatever the policy says (e.g. PHI needs consent).
+    fn validate(&self, _request: &Request) -> Vec<Finding> {
+        Vec::new()
+    }
+
+    /// Adds derived context (e.g. `order_value = quantity * limit_price`) before the policy runs.
+    fn enrich(&self, _request: &mut Request) {}
+
+    /// Runs the Rust part of template `name` with its (defaults-filled) `params`. Templates that are
+    /// data rules only return `None`. Unknown names return `None`; validation rejects them earlier.
+    fn check_template(
+        &self,
+        _name: &str,
+        _params: &serde_json::Map<String, serde_json::Value>,
+        _request: &Request,
+    ) -> Option<Finding> {
+        None
+    }
+
+    /// Whether template `name`'s check depends on state or time, so its decisions must not be cached.
+    fn template_is_stateful(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Whether [`DomainPlugin::validate`] depends on the request time (so decisions must not be cached).
+    fn validate_is_time_dependent(&self) -> bool {
+        false
+    }
+
+    /// The controls this decision evidences, one entry per framework of the domain.
+    fn compliance(&self, request: &Request, outcome: &DecisionOutcome<'_>) -> Vec<ComplianceMapping> {
+        crate::compliance::default_mappings(self.config(), request, outcome)
+    }
+
+    /// Called after every decision with the final outcome (e.g. to count a permitted order's notional
+    /// in a window). Must not block.
+    fn on_decision(&self, _request: &Request, _outcome: &DecisionOutcome<'_>) {}
+}

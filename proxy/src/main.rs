@@ -1,0 +1,5 @@
+//! The `lexecon` command.
+
+fn main() {
+    println!("lexecon {}", env!("CARGO_PKG_VERSION"));
+}
