@@ -172,6 +172,10 @@ pub struct PolicyTemplate {
     /// parameter's value when the template is instantiated.
     #[serde(default)]
     pub rules: Vec<serde_json::Value>,
+    /// When set, the policy's no-match default becomes this verdict whatever its mode
+    /// (`deny_by_default` sets `deny`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<crate::plugin::Verdict>,
 }
 
 /// Everything a domain declares about itself.

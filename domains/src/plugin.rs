@@ -1,7 +1,7 @@
 //! The [`DomainPlugin`] trait: what a domain contributes to a decision beyond the declarative policy.
 //!
 //! The decision pipeline (in `lexecon-policy-cache`) calls, in order: the registry's type check,
-//! [`DomainPlugin::validate`] (domain constraints), [`DomainPlugin::enrich`] (derived context), the
+//! [`DomainPlugin::enrich`] (derived context), [`DomainPlugin::validate`] (domain constraints), the
 //! compiled policy, [`DomainPlugin::check_template`] for each template the policy enables,
 //! [`DomainPlugin::compliance`], and finally [`DomainPlugin::on_decision`]. A plugin never blocks,
 //! never does I/O and never reads a clock: time comes in the [`Request`].
