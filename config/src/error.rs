@@ -30,7 +30,10 @@ pub enum ConfigError {
     #[error("{}", display_all(.0))]
     Invalid(Vec<Located>),
     #[error("cannot read {file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
 }
 
 fn display_all(errors: &[Located]) -> String {

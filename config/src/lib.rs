@@ -5,6 +5,7 @@
 //! validation with errors that name the file, the path inside the document and the reason. It reads
 //! files only when asked to load one (start-up, reload, CLI); nothing here runs on the request path.
 
+pub mod classifier;
 pub mod error;
 pub mod policy;
 

@@ -6,7 +6,11 @@ use crate::plugin::{ComplianceMapping, ComplianceStatus, DecisionOutcome, Verdic
 use crate::request::Request;
 
 /// One mapping per framework of the domain; placeholder until the control table lands.
-pub fn default_mappings(config: &DomainConfig, _request: &Request, outcome: &DecisionOutcome<'_>) -> Vec<ComplianceMapping> {
+pub fn default_mappings(
+    config: &DomainConfig,
+    _request: &Request,
+    outcome: &DecisionOutcome<'_>,
+) -> Vec<ComplianceMapping> {
     let status = match outcome.verdict {
         Verdict::Permit => ComplianceStatus::Compliant,
         Verdict::Escalate => ComplianceStatus::ReviewRequired,
@@ -15,6 +19,10 @@ pub fn default_mappings(config: &DomainConfig, _request: &Request, outcome: &Dec
     config
         .compliance_frameworks
         .iter()
-        .map(|f| ComplianceMapping { framework: f.clone(), controls: Vec::new(), status })
+        .map(|f| ComplianceMapping {
+            framework: f.clone(),
+            controls: Vec::new(),
+            status,
+        })
         .collect()
 }

@@ -65,11 +65,17 @@ impl EntityRef {
     pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
         let raw = raw.into();
         if raw.is_empty() || raw.len() > 512 || raw.chars().any(char::is_control) {
-            return Err(DomainError::InvalidEntityRef { raw, reason: "must be 1..=512 printable characters" });
+            return Err(DomainError::InvalidEntityRef {
+                raw,
+                reason: "must be 1..=512 printable characters",
+            });
         }
         let split = raw.find(':');
         if split == Some(0) {
-            return Err(DomainError::InvalidEntityRef { raw, reason: "the type id before ':' is empty" });
+            return Err(DomainError::InvalidEntityRef {
+                raw,
+                reason: "the type id before ':' is empty",
+            });
         }
         Ok(Self { raw, split })
     }

@@ -28,6 +28,9 @@ pub use model::{
     ActionCategory, ActionType, ActorCategory, ActorType, ComplianceFramework, ControlRef,
     DomainConfig, PolicyTemplate, ResourceType, RiskLevel, RiskModel, Sensitivity, TemplateParam,
 };
-pub use plugin::{ComplianceMapping, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding, FindingEffect, Verdict};
+pub use plugin::{
+    ComplianceMapping, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding, FindingEffect,
+    Verdict,
+};
 pub use registry::DomainRegistry;
 pub use request::Request;

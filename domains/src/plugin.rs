@@ -54,7 +54,11 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(code: impl Into<String>, effect: FindingEffect, reason: impl Into<String>) -> Self {
-        Self { code: code.into(), reason: reason.into(), effect }
+        Self {
+            code: code.into(),
+            reason: reason.into(),
+            effect,
+        }
     }
 }
 
@@ -123,7 +127,11 @@ pub trait DomainPlugin: Send + Sync + std::fmt::Debug {
     }
 
     /// The controls this decision evidences, one entry per framework of the domain.
-    fn compliance(&self, request: &Request, outcome: &DecisionOutcome<'_>) -> Vec<ComplianceMapping> {
+    fn compliance(
+        &self,
+        request: &Request,
+        outcome: &DecisionOutcome<'_>,
+    ) -> Vec<ComplianceMapping> {
         crate::compliance::default_mappings(self.config(), request, outcome)
     }
 

@@ -2,3 +2,5 @@
 //! limit → classify → decide → forward or block), the ledger writer, capability-token minting, the
 //! admin and decision API, and the CLI. Decision logic lives in `lexecon-policy-cache`; this crate
 //! only wires I/O around it.
+
+pub mod classify;
