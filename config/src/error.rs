@@ -1,4 +1,8 @@
 //! Errors with a location: file, path inside the document, and what was wrong.
+//!
+//! Owns [`ConfigError`], the one error type of this crate, and [`Located`], one problem in a document.
+//! Validation collects every problem of a document into [`ConfigError::Invalid`] before failing; it
+//! never stops at the first one and never panics on bad input.
 
 use std::fmt;
 
@@ -12,6 +16,20 @@ pub struct Located {
     /// The path inside the document, e.g. `rules[3].when[0].op` (empty for the whole document).
     pub path: String,
     pub reason: String,
+}
+
+impl Located {
+    pub fn new(
+        file: impl Into<String>,
+        path: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl fmt::Display for Located {
@@ -34,6 +52,32 @@ pub enum ConfigError {
         file: String,
         source: std::io::Error,
     },
+    /// `lexecon policy load --template NAME` (or a bundle) named a template the domain does not have.
+    #[error("unknown template {name:?} in domain {domain} (available: {})", available.join(", "))]
+    UnknownTemplate {
+        domain: String,
+        name: String,
+        available: Vec<String>,
+    },
+    /// A bundle carries no signature, and only signed bundles are accepted.
+    #[error("bundle is not signed; sign it with a control-plane key (kid) this node trusts")]
+    UnsignedBundle,
+    /// A bundle was signed with a key id this node does not trust.
+    #[error("bundle is signed with unknown key id {kid:?} (trusted: {})", trusted.join(", "))]
+    UnknownSigningKey { kid: String, trusted: Vec<String> },
+    /// The signature does not match the bundle's content: tampered, truncated or signed by another key.
+    #[error("bundle signature by key {kid:?} does not verify: {reason}")]
+    BadSignature { kid: String, reason: String },
+}
+
+impl ConfigError {
+    /// The located problems, when this is [`ConfigError::Invalid`].
+    pub fn located(&self) -> &[Located] {
+        match self {
+            ConfigError::Invalid(errors) => errors,
+            _ => &[],
+        }
+    }
 }
 
 fn display_all(errors: &[Located]) -> String {

@@ -14,9 +14,16 @@
 //!     when: [{field: context.order_value, op: le, value: 5000000}]
 //!     reason: Momentum algos may place orders up to 5M
 //! ```
+//!
+//! This module owns the document's shape (plain serde, unknown fields rejected) and its canonical
+//! form and version hash. Parsing with located errors is in [`crate::policy_load`], validation in
+//! [`crate::policy_validate`]; nothing here evaluates a rule.
 
 use lexecon_domains::DomainId;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canonical::to_canonical_bytes;
 
 /// How a policy decides when no rule matches, and whether it enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -110,4 +117,44 @@ pub struct PolicyDocument {
     pub templates: Vec<TemplateUse>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+}
+
+impl PolicyDocument {
+    /// The canonical bytes of this document: its JSON form with keys sorted and no whitespace. Stable
+    /// across source formats: the same document read from YAML or JSON gives the same bytes.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        // INVARIANT: a PolicyDocument serializes to a JSON value without error (all map keys are
+        // strings, no custom serializer can fail); `Null` is unreachable and would still hash stably.
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        to_canonical_bytes(&value)
+    }
+
+    /// Lower-case hex sha256 of [`PolicyDocument::canonical_json`]: the `policy_version_hash` every
+    /// decision reports.
+    pub fn policy_version_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_json()))
+    }
+
+    /// The rule with this id, if any.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+impl Op {
+    /// The operator as written in a policy (`not_in`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "eq",
+            Op::Ne => "ne",
+            Op::Lt => "lt",
+            Op::Le => "le",
+            Op::Gt => "gt",
+            Op::Ge => "ge",
+            Op::In => "in",
+            Op::NotIn => "not_in",
+            Op::Exists => "exists",
+            Op::Matches => "matches",
+        }
+    }
 }
