@@ -12,8 +12,10 @@ pub mod legacy;
 pub mod policy;
 pub mod policy_load;
 pub mod policy_validate;
+pub mod template;
 
 pub use error::{ConfigError, Located};
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
 pub use policy_load::{load_policy_file, parse_policy, policy_from_value};
 pub use policy_validate::{policy_errors, validate_policy};
+pub use template::instantiate_template;
