@@ -5,6 +5,7 @@
 //! validation with errors that name the file, the path inside the document and the reason. It reads
 //! files only when asked to load one (start-up, reload, CLI); nothing here runs on the request path.
 
+pub mod bundle;
 pub mod canonical;
 pub mod classifier;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod policy_load;
 pub mod policy_validate;
 pub mod template;
 
+pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};
 pub use error::{ConfigError, Located};
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
 pub use policy_load::{load_policy_file, parse_policy, policy_from_value};
