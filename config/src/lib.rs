@@ -13,6 +13,7 @@ pub mod legacy;
 pub mod policy;
 pub mod policy_load;
 pub mod policy_validate;
+pub mod strict_value;
 pub mod template;
 
 pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};

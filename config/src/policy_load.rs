@@ -13,6 +13,7 @@ use crate::error::{ConfigError, Located};
 use crate::legacy;
 use crate::policy::PolicyDocument;
 use crate::policy_validate::validate_policy;
+use crate::strict_value::StrictValue;
 
 /// Parses a policy document from YAML or JSON text (JSON is YAML). A document in the Lexecon 1.x
 /// format (`terms` / `relations`, no `rules`) is detected and converted to an `ai` domain policy.
@@ -20,13 +21,9 @@ use crate::policy_validate::validate_policy;
 /// Checks syntax and shape only (unknown fields, wrong types, unknown operators or effects); call
 /// [`validate_policy`] for the semantic checks, or use [`load_policy_file`] for both.
 pub fn parse_policy(file: &str, text: &str) -> Result<PolicyDocument, ConfigError> {
-    let value: Value = serde_norway::from_str(text).map_err(|e| {
-        ConfigError::Invalid(vec![Located::new(
-            file,
-            "",
-            format!("not valid YAML or JSON: {e}"),
-        )])
-    })?;
+    let value = serde_norway::from_str::<StrictValue>(text)
+        .map(|v| v.0)
+        .map_err(|e| ConfigError::Invalid(vec![Located::new(file, "", e.to_string())]))?;
     policy_from_value(file, value)
 }
 
@@ -179,6 +176,26 @@ rules:
         let err = only_error(parse_policy("bad.yaml", "id: [unclosed\n").unwrap_err());
         assert_eq!(err.file, "bad.yaml");
         assert!(err.reason.contains("line"), "{}", err.reason);
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_line() {
+        let text = TRADING_DESK.replace(
+            "    effect: permit\n",
+            "    effect: permit\n    effect: forbid\n",
+        );
+        let err = only_error(parse_policy("desk.yaml", &text).unwrap_err());
+        assert!(
+            err.reason.contains("duplicate key `effect`"),
+            "{}",
+            err.reason
+        );
+        assert!(err.reason.contains("rules[0]"), "{}", err.reason);
+        assert!(err.reason.contains("line 7"), "{}", err.reason);
+        let err = only_error(
+            parse_policy("d.json", r#"{"id": "a", "domain": "ai", "id": "b"}"#).unwrap_err(),
+        );
+        assert!(err.reason.contains("duplicate key `id`"), "{}", err.reason);
     }
 
     #[test]
