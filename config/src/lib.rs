@@ -4,6 +4,26 @@
 //! (and the Lexecon 1.x policy format, converted on load), signed bundles — their defaults, and their
 //! validation with errors that name the file, the path inside the document and the reason. It reads
 //! files only when asked to load one (start-up, reload, CLI); nothing here runs on the request path.
+//!
+//! ```
+//! use lexecon_config::{parse_policy, validate_policy, Effect};
+//!
+//! let doc = parse_policy("desk.yaml", r#"
+//! id: trading-desk
+//! domain: finance
+//! rules:
+//!   - {id: algos-may-trade, effect: permit, actor: "act_trading_algo:*", action: axn_place_order,
+//!      when: [{field: context.order_value, op: le, value: 5000000}]}
+//! "#)?;
+//! validate_policy("desk.yaml", &doc, None)?;
+//! assert_eq!(doc.rules[0].effect, Effect::Permit);
+//! assert_eq!(doc.policy_version_hash().len(), 64);
+//!
+//! let bad = parse_policy("bad.yaml", "id: x\ndomain: finance\nrules: [{id: r, effect: permit, when: [{field: context.a, op: in, value: 5}]}]\n")?;
+//! let err = validate_policy("bad.yaml", &bad, None).unwrap_err();
+//! assert_eq!(err.to_string(), "bad.yaml: rules[0].when[0].value: in needs a list of values, found a number");
+//! # Ok::<(), lexecon_config::ConfigError>(())
+//! ```
 
 pub mod bundle;
 pub mod canonical;

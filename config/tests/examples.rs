@@ -79,3 +79,24 @@ fn instantiated_template_round_trips_through_yaml_and_validates() {
         Some("single orders above 10000000 need a human")
     );
 }
+
+#[test]
+fn converted_1x_policy_validates_against_the_ai_domain() {
+    let text = r#"{
+      "mode": "paranoid",
+      "terms": [
+        {"term_id": "actor:model", "term_type": "actor", "label": "AI Model", "description": ""},
+        {"term_id": "action:search", "term_type": "action", "label": "Search", "description": ""},
+        {"term_id": "action:write", "term_type": "action", "label": "Write", "description": ""}
+      ],
+      "relations": [
+        {"relation_type": "permits", "source": "actor:model", "target": "action:search"},
+        {"relation_type": "forbids", "source": "actor:model", "target": "action:write"}
+      ]
+    }"#;
+    let doc = parse_policy("legacy.json", text).unwrap();
+    lexecon_config::validate_policy("legacy.json", &doc, Some(&support::ai())).unwrap();
+    assert_eq!(doc.templates[0].name, "high_risk_human_oversight");
+    assert_eq!(doc.rules[1].effect, Effect::Forbid);
+    assert_eq!(doc.rules[1].actor.as_deref(), Some("model"));
+}
