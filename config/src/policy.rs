@@ -135,9 +135,30 @@ impl PolicyDocument {
         hex::encode(Sha256::digest(self.canonical_json()))
     }
 
+    /// Every condition field the rules read (`context.order_value`, `actor.instance`, …): with the
+    /// actor, action and resource, the inputs a decision cache must key on.
+    pub fn condition_fields(&self) -> std::collections::BTreeSet<&str> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.when.iter().map(|c| c.field.as_str()))
+            .collect()
+    }
+
     /// The rule with this id, if any.
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+impl Condition {
+    /// For `exists`: whether the field must be present (`true`, the default) or absent (`false`).
+    /// `None` for other operators or a non-boolean value (which validation rejects).
+    pub fn exists_expected(&self) -> Option<bool> {
+        match (self.op, &self.value) {
+            (Op::Exists, None) => Some(true),
+            (Op::Exists, Some(serde_json::Value::Bool(b))) => Some(*b),
+            _ => None,
+        }
     }
 }
 
@@ -156,5 +177,25 @@ impl Op {
             Op::Exists => "exists",
             Op::Matches => "matches",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy_load::parse_policy;
+
+    #[test]
+    fn condition_fields_lists_each_field_once() {
+        let doc = parse_policy(
+            "p.yaml",
+            "id: x\ndomain: ai\nrules:\n  - {id: a, effect: permit, when: [{field: context.b, op: exists}, {field: actor.instance, op: eq, value: z}]}\n  - {id: b, effect: forbid, when: [{field: context.b, op: exists, value: false}]}\n",
+        )
+        .unwrap();
+        let fields: Vec<&str> = doc.condition_fields().into_iter().collect();
+        assert_eq!(fields, ["actor.instance", "context.b"]);
+        assert_eq!(doc.rules[0].when[0].exists_expected(), Some(true));
+        assert_eq!(doc.rules[1].when[0].exists_expected(), Some(false));
+        assert_eq!(doc.rules[0].when[1].exists_expected(), None);
     }
 }
