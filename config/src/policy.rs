@@ -182,7 +182,6 @@ impl Op {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::policy_load::parse_policy;
 
     #[test]
