@@ -376,69 +376,33 @@ pub(crate) fn same_kind(default: &Value, value: &Value) -> bool {
 pub(crate) mod tests {
     use super::*;
     use crate::policy_load::parse_policy;
-    use lexecon_domains::{
-        ActionCategory, ActionType, ActorCategory, ActorType, DomainId, PolicyTemplate,
-        ResourceType, RiskLevel, Sensitivity, TemplateParam,
-    };
-    use serde_json::json;
+    use lexecon_domains::DomainId;
 
-    /// A small finance domain for tests (the real one lives in lexecon-domains).
+    /// A small finance domain for tests (the real one lives in lexecon-domains). Built from YAML so
+    /// fields the domain model gains later (with serde defaults) do not break it.
     pub(crate) fn finance() -> DomainConfig {
-        DomainConfig {
-            domain: DomainId::new("finance").unwrap(),
-            display_name: "Finance".into(),
-            description: String::new(),
-            actor_types: vec![ActorType {
-                type_id: "act_trading_algo".into(),
-                category: ActorCategory::Ai,
-                label: "Trading algorithm".into(),
-                description: String::new(),
-                metadata: Default::default(),
-            }],
-            action_types: vec![ActionType {
-                type_id: "axn_place_order".into(),
-                category: ActionCategory::Execute,
-                label: "Place order".into(),
-                description: String::new(),
-                risk_level: RiskLevel::new(4).unwrap(),
-                requires_human_approval: false,
-                metadata: Default::default(),
-            }],
-            resource_types: vec![ResourceType {
-                type_id: "res_security".into(),
-                category: "instrument".into(),
-                label: "Security".into(),
-                description: String::new(),
-                sensitivity: Sensitivity::Internal,
-                metadata: Default::default(),
-            }],
-            compliance_frameworks: vec!["MIFID_II".into()],
-            risk_models: vec![],
-            policy_templates: vec![PolicyTemplate {
-                name: "prevent_flash_crash".into(),
-                description: "Notional per actor per rolling minute".into(),
-                params: [(
-                    "max_notional_per_minute".to_string(),
-                    TemplateParam {
-                        description: String::new(),
-                        default: json!(10_000_000),
-                    },
-                )]
-                .into_iter()
-                .collect(),
-                rules: vec![json!({
-                    "id": "flash-crash-guard",
-                    "effect": "escalate",
-                    "actor": "act_trading_algo:*",
-                    "action": "axn_place_order",
-                    "when": [{"field": "context.order_value", "op": "gt", "value": "{{max_notional_per_minute}}"}],
-                    "reason": "orders above {{max_notional_per_minute}} need a human"
-                })],
-                fallback: None,
-            }],
-            constraints: Default::default(),
-            metadata: Default::default(),
-        }
+        serde_norway::from_str(
+            r#"
+domain: finance
+display_name: Finance
+actor_types: [{type_id: act_trading_algo, category: ai, label: Trading algorithm}]
+action_types: [{type_id: axn_place_order, category: execute, label: Place order, risk_level: 4}]
+resource_types: [{type_id: res_security, category: instrument, label: Security, sensitivity: internal}]
+compliance_frameworks: [MIFID_II]
+policy_templates:
+  - name: prevent_flash_crash
+    description: Notional per actor per rolling minute
+    params: {max_notional_per_minute: {default: 10000000}}
+    rules:
+      - id: flash-crash-guard
+        effect: escalate
+        actor: "act_trading_algo:*"
+        action: axn_place_order
+        when: [{field: context.order_value, op: gt, value: "{{max_notional_per_minute}}"}]
+        reason: "orders above {{max_notional_per_minute}} need a human"
+"#,
+        )
+        .unwrap()
     }
 
     fn paths(err: ConfigError) -> Vec<(String, String)> {

@@ -100,3 +100,17 @@ fn converted_1x_policy_validates_against_the_ai_domain() {
     assert_eq!(doc.rules[1].effect, Effect::Forbid);
     assert_eq!(doc.rules[1].actor.as_deref(), Some("model"));
 }
+
+#[test]
+fn list_valued_template_param_is_substituted_as_a_list() {
+    let doc = instantiate_template(
+        &support::healthcare(),
+        "hipaa_minimum_necessary",
+        serde_json::from_str(r#"{"allowed_purposes": ["TREAT"]}"#).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc.rules[0].when[0].value,
+        Some(serde_json::json!(["TREAT"]))
+    );
+}

@@ -63,7 +63,7 @@ policy_templates:
         when: [{field: context.order_value, op: gt, value: "{{max_notional_per_minute}}"}]
         reason: "single orders above {{max_notional_per_minute}} need a human"
   - name: position_limits
-    params: {max_position_fraction: {default: 0.05}}
+    params: {max_position_pct: {default: 5.0}}
 "#,
     )
 }
@@ -84,6 +84,14 @@ resource_types:
   - {type_id: res_phi, category: data, label: PHI, sensitivity: secret}
   - {type_id: res_fhir, category: data, label: FHIR resource, sensitivity: confidential}
 compliance_frameworks: [HIPAA, FDA_21_CFR_PART_11, GDPR, ISO_13485]
+policy_templates:
+  - name: hipaa_minimum_necessary
+    params: {allowed_purposes: {default: [TREAT, ETREAT, HPAYMT, HOPERAT]}}
+    rules:
+      - id: phi-without-purpose-forbidden
+        effect: forbid
+        resource: "res_phi:*"
+        when: [{field: context.purpose_of_use, op: not_in, value: "{{allowed_purposes}}"}]
 "#,
     )
 }
