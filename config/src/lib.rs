@@ -25,20 +25,22 @@
 //! # Ok::<(), lexecon_config::ConfigError>(())
 //! ```
 
-pub mod bundle;
-pub mod canonical;
 pub mod classifier;
 pub mod error;
-pub mod legacy;
 pub mod policy;
+
+pub mod bundle;
+pub mod canonical;
+pub mod legacy;
 pub mod policy_load;
 pub mod policy_validate;
 pub mod strict_value;
 pub mod template;
 
-pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};
 pub use error::{ConfigError, Located};
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
+
+pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};
 pub use policy_load::{load_policy_file, parse_policy, policy_from_value};
 pub use policy_validate::{policy_errors, validate_policy};
 pub use template::instantiate_template;
