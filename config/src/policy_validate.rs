@@ -15,6 +15,9 @@ use crate::error::{ConfigError, Located};
 use crate::policy::{Condition, Op, PolicyDocument, Rule, TemplateUse};
 use crate::policy_load::json_kind;
 
+/// The most memory one compiled `matches` regex may use; larger ones are rejected at load.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 /// Condition fields other than `context.<key>` that a rule may read.
 pub const FIELD_ROOTS: [&str; 10] = [
     "actor",
@@ -168,7 +171,7 @@ fn check_rule(v: &mut Validator<'_>, at: &str, rule: &Rule, domain: Option<&Doma
 }
 
 fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '[', ']', '{', '}'])
+    s.contains(['*', '?', '[', ']', '{', '}', '\\'])
 }
 
 fn check_pattern(
@@ -188,7 +191,12 @@ fn check_pattern(
         );
         return;
     }
-    if let Err(e) = globset::Glob::new(pattern) {
+    // Same options as the engine: `*` crosses `/` (instances like `Patient/123`), `\` escapes.
+    let built = globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build();
+    if let Err(e) = built {
         v.push(path, format!("invalid glob {pattern:?}: {}", e.kind()));
         return;
     }
@@ -279,7 +287,10 @@ fn check_condition(v: &mut Validator<'_>, at: &str, cond: &Condition) {
             format!("{op} needs a list of values, found {}", json_kind(other)),
         ),
         (Op::Matches, Some(Value::String(re))) => {
-            if let Err(e) = regex::Regex::new(re) {
+            if let Err(e) = regex::RegexBuilder::new(re)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+            {
                 let detail = e.to_string().replace('\n', " ");
                 v.push(value_path, format!("invalid regex {re:?}: {detail}"));
             }
@@ -541,6 +552,18 @@ rules:
         let got = paths(validate_policy("p.yaml", &doc, Some(&ai)).unwrap_err());
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].0, "rules[1].actor");
+    }
+
+    #[test]
+    fn oversized_regex_is_rejected() {
+        let doc = parse_policy(
+            "p.yaml",
+            "id: x\ndomain: ai\nrules: [{id: a, effect: forbid, when: [{field: context.t, op: matches, value: '\\w{1000}\\w{1000}'}]}]\n",
+        )
+        .unwrap();
+        let got = paths(validate_policy("p.yaml", &doc, None).unwrap_err());
+        assert_eq!(got[0].0, "rules[0].when[0].value");
+        assert!(got[0].1.contains("size limit"), "{}", got[0].1);
     }
 
     #[test]
