@@ -156,6 +156,25 @@ rules:
     }
 
     #[test]
+    fn missing_required_field_is_named() {
+        let err = only_error(parse_policy("p.yaml", "id: x\nrules: []\n").unwrap_err());
+        assert_eq!(err.path, "");
+        assert!(
+            err.reason.contains("missing field `domain`"),
+            "{}",
+            err.reason
+        );
+        let text = TRADING_DESK.replace("    effect: permit\n", "");
+        let err = only_error(parse_policy("desk.yaml", &text).unwrap_err());
+        assert_eq!(err.path, "rules[0]");
+        assert!(
+            err.reason.contains("missing field `effect`"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
     fn unknown_operator_is_rejected_with_its_path() {
         let text = TRADING_DESK.replace("op: le", "op: less_or_equal");
         let err = only_error(parse_policy("desk.yaml", &text).unwrap_err());
