@@ -1,7 +1,21 @@
 //! How a route turns an HTTP request into actor, action, resource and context: the classifier
 //! configuration (`mcp`, `rest`, `fhir`, `none`). The classifiers themselves live in the proxy.
+//!
+//! Everything a classifier needs per request — globs, path templates, JSON pointers, computed
+//! expressions — is parsed once, when the configuration is deserialized, into a [`Checked`] value
+//! that keeps both the source text and the compiled form. Deserializing never fails on a bad
+//! pattern: [`ClassifierConfig::validate`] reports every bad one with its location, as a compiler
+//! does, and a pattern that did not compile never matches. This module must never do I/O.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Located;
 
 /// A route's classifier, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,14 +34,1370 @@ pub enum ClassifierConfig {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct McpClassifier {}
+impl ClassifierConfig {
+    /// Every problem in this classifier, located under `path` (e.g. `routes[2].classifier`) in
+    /// `file`. Empty when the classifier is usable.
+    pub fn validate(&self, file: &str, path: &str) -> Vec<Located> {
+        let mut errors = Errors {
+            file,
+            out: Vec::new(),
+        };
+        match self {
+            ClassifierConfig::Mcp(mcp) => mcp.check(&mut errors, path),
+            ClassifierConfig::Rest(rest) => rest.check(&mut errors, path),
+            ClassifierConfig::Fhir(fhir) => fhir.check(&mut errors, path),
+            ClassifierConfig::None { action } => {
+                if let Some(action) = action {
+                    check_type_id(&mut errors, &join(path, "action"), action, "axn_");
+                }
+            }
+        }
+        errors.out
+    }
+}
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestClassifier {}
+// ---------------------------------------------------------------------------------------------
+// Compiled values
+// ---------------------------------------------------------------------------------------------
 
+/// A kind of configuration value that is parsed once from its source text.
+pub trait Compile: Sized {
+    /// What the value is, for error messages ("glob", "path template", …).
+    const WHAT: &'static str;
+    /// Parses the source text; the error says what is wrong and what was expected.
+    fn compile(source: &str) -> Result<Self, String>;
+}
+
+/// A configuration string together with its compiled form (or the reason it did not compile).
+/// Serializes as the source string; two values are equal when their sources are.
+#[derive(Clone)]
+pub struct Checked<T> {
+    source: String,
+    compiled: Result<T, String>,
+}
+
+impl<T: Compile> Checked<T> {
+    /// Parses `source`; a failure is kept and reported by `validate`.
+    pub fn new(source: impl Into<String>) -> Self {
+        let source = source.into();
+        let compiled = T::compile(&source);
+        Self { source, compiled }
+    }
+}
+
+impl<T> Checked<T> {
+    /// The text as written in the configuration.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled value, `None` when it did not compile (see [`Checked::error`]).
+    pub fn get(&self) -> Option<&T> {
+        self.compiled.as_ref().ok()
+    }
+
+    /// Why the value did not compile.
+    pub fn error(&self) -> Option<&str> {
+        self.compiled.as_ref().err().map(String::as_str)
+    }
+}
+
+impl<T: Compile> Checked<T> {
+    fn check(&self, errors: &mut Errors<'_>, path: &str) {
+        if let Err(reason) = &self.compiled {
+            errors.push(
+                path,
+                format!("invalid {} {:?}: {reason}", T::WHAT, self.source),
+            );
+        }
+    }
+}
+
+impl<T> fmt::Debug for Checked<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.source, f)
+    }
+}
+
+impl<T> PartialEq for Checked<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl<T> Serialize for Checked<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de, T: Compile> Deserialize<'de> for Checked<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Ok(Self::new(source))
+    }
+}
+
+/// A glob over names (`delete_*`, `read_?ile`, `{get,list}_*`). `*` also matches `/`.
+#[derive(Debug, Clone)]
+pub struct Glob(globset::GlobMatcher);
+
+impl Glob {
+    pub fn is_match(&self, name: &str) -> bool {
+        self.0.is_match(name)
+    }
+}
+
+impl Compile for Glob {
+    const WHAT: &'static str = "glob";
+    fn compile(source: &str) -> Result<Self, String> {
+        if source.is_empty() {
+            return Err("a glob cannot be empty".to_string());
+        }
+        globset::GlobBuilder::new(source)
+            .literal_separator(false)
+            .build()
+            .map(|glob| Glob(glob.compile_matcher()))
+            .map_err(|e| e.kind().to_string())
+    }
+}
+
+impl Checked<Glob> {
+    /// True when the glob compiled and matches `name`.
+    pub fn is_match(&self, name: &str) -> bool {
+        self.get().is_some_and(|glob| glob.is_match(name))
+    }
+}
+
+/// An RFC 6901 JSON pointer (`/quantity`, `/items/0/sku`, `` for the whole document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPointer(String);
+
+impl JsonPointer {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Compile for JsonPointer {
+    const WHAT: &'static str = "JSON pointer";
+    fn compile(source: &str) -> Result<Self, String> {
+        check_pointer(source)?;
+        Ok(JsonPointer(source.to_string()))
+    }
+}
+
+fn check_pointer(pointer: &str) -> Result<(), String> {
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        return Err("a JSON pointer is empty or starts with '/', e.g. /quantity".to_string());
+    }
+    let mut chars = pointer.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err("'~' must be followed by 0 (for ~) or 1 (for /)".to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Where an MCP tool argument is: a top-level argument name (`path`) or a JSON pointer into
+/// `params.arguments` (`/target/file`). Compiled to a pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgumentPath(String);
+
+impl ArgumentPath {
+    /// The JSON pointer into `params.arguments`.
+    pub fn pointer(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Compile for ArgumentPath {
+    const WHAT: &'static str = "argument";
+    fn compile(source: &str) -> Result<Self, String> {
+        if source.is_empty() {
+            return Err("name an argument (`path`) or give a JSON pointer (`/target/file`)".into());
+        }
+        if source.starts_with('/') {
+            check_pointer(source)?;
+            return Ok(ArgumentPath(source.to_string()));
+        }
+        Ok(ArgumentPath(format!(
+            "/{}",
+            source.replace('~', "~0").replace('/', "~1")
+        )))
+    }
+}
+
+/// A request path template: `/v1/orders/{id}`. Each `{name}` is one whole path segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    segments: Vec<Segment>,
+}
+
+/// One segment of a [`PathTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+impl PathTemplate {
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The names of the `{params}`, in order.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// Matches a request path (without the query). A trailing `/` is ignored. Returns the raw
+    /// (still percent-encoded) parameter values in template order, or `None`.
+    pub fn match_path<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        let rest = path.strip_prefix('/')?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut values = Vec::new();
+        let mut parts = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.split('/'))
+        };
+        for segment in &self.segments {
+            let part = parts.as_mut()?.next()?;
+            match segment {
+                Segment::Literal(literal) => {
+                    if part != literal {
+                        return None;
+                    }
+                }
+                Segment::Param(_) => {
+                    if part.is_empty() {
+                        return None;
+                    }
+                    values.push(part);
+                }
+            }
+        }
+        match parts.as_mut().and_then(Iterator::next) {
+            Some(_) => None,
+            None => Some(values),
+        }
+    }
+}
+
+impl Compile for PathTemplate {
+    const WHAT: &'static str = "path template";
+    fn compile(source: &str) -> Result<Self, String> {
+        let rest = source
+            .strip_prefix('/')
+            .ok_or("a path template starts with '/', e.g. /v1/orders/{id}")?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let mut segments = Vec::new();
+        if rest.is_empty() {
+            return Ok(PathTemplate { segments });
+        }
+        for part in rest.split('/') {
+            if part.is_empty() {
+                return Err("empty segment ('//')".to_string());
+            }
+            if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                if !is_identifier(name) {
+                    return Err(format!(
+                        "parameter {{{name}}}: a name is letters, digits and '_'"
+                    ));
+                }
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Param(n) if n == name))
+                {
+                    return Err(format!("parameter {{{name}}} appears twice"));
+                }
+                segments.push(Segment::Param(name.to_string()));
+            } else if part.contains(['{', '}']) {
+                return Err(format!(
+                    "segment {part:?}: a parameter must be a whole segment, like {{id}}"
+                ));
+            } else {
+                segments.push(Segment::Literal(part.to_string()));
+            }
+        }
+        Ok(PathTemplate { segments })
+    }
+}
+
+/// A value taken from the request or computed from such values.
+///
+/// `path.<param>`, `query.<name>`, `header.<name>`, `body./json/pointer`, a number, or
+/// `add(a, b, …)`, `sub(a, b)`, `mul(a, b, …)`, `div(a, b)` over those.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueExpr {
+    Path(String),
+    Query(String),
+    /// Lower-case header name.
+    Header(String),
+    /// JSON pointer into the request body.
+    Body(String),
+    Number(f64),
+    Call(Func, Vec<ValueExpr>),
+}
+
+/// The arithmetic of computed context fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Func {
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Add => "add",
+            Func::Sub => "sub",
+            Func::Mul => "mul",
+            Func::Div => "div",
+        }
+    }
+}
+
+impl ValueExpr {
+    /// True when evaluating the expression reads the request body.
+    pub fn uses_body(&self) -> bool {
+        match self {
+            ValueExpr::Body(_) => true,
+            ValueExpr::Call(_, args) => args.iter().any(ValueExpr::uses_body),
+            _ => false,
+        }
+    }
+
+    /// Calls `f` with every path parameter the expression reads.
+    pub fn for_each_path_param<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
+        match self {
+            ValueExpr::Path(name) => f(name),
+            ValueExpr::Call(_, args) => args.iter().for_each(|a| a.for_each_path_param(f)),
+            _ => {}
+        }
+    }
+
+    fn parse(source: &str) -> Result<Self, String> {
+        let text = source.trim();
+        if let Some(open) = text.find('(') {
+            let name = text[..open].trim();
+            let func = match name {
+                "add" => Func::Add,
+                "sub" => Func::Sub,
+                "mul" => Func::Mul,
+                "div" => Func::Div,
+                other => {
+                    return Err(format!(
+                        "unknown function {other:?}; expected add, sub, mul or div"
+                    ))
+                }
+            };
+            let inner = text[open + 1..]
+                .strip_suffix(')')
+                .ok_or_else(|| format!("{name}(…) is missing its closing ')'"))?;
+            let args = split_args(inner)?
+                .into_iter()
+                .map(ValueExpr::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            let arity_ok = match func {
+                Func::Add | Func::Mul => args.len() >= 2,
+                Func::Sub | Func::Div => args.len() == 2,
+            };
+            if !arity_ok {
+                let want = match func {
+                    Func::Add | Func::Mul => "at least 2",
+                    Func::Sub | Func::Div => "exactly 2",
+                };
+                return Err(format!("{name} takes {want} arguments, got {}", args.len()));
+            }
+            return Ok(ValueExpr::Call(func, args));
+        }
+        if text.contains(')') {
+            return Err("unbalanced ')'".to_string());
+        }
+        if let Some(pointer) = text.strip_prefix("body.") {
+            check_pointer(pointer)?;
+            return Ok(ValueExpr::Body(pointer.to_string()));
+        }
+        if text == "body" {
+            return Ok(ValueExpr::Body(String::new()));
+        }
+        if let Some(name) = text.strip_prefix("path.") {
+            if !is_identifier(name) {
+                return Err(format!("path parameter {name:?} is not a valid name"));
+            }
+            return Ok(ValueExpr::Path(name.to_string()));
+        }
+        if let Some(name) = text.strip_prefix("query.") {
+            if name.is_empty() {
+                return Err("query. needs a parameter name, e.g. query.limit".to_string());
+            }
+            return Ok(ValueExpr::Query(name.to_string()));
+        }
+        if let Some(name) = text.strip_prefix("header.") {
+            if !is_header_name(name) {
+                return Err(format!("{name:?} is not a valid header name"));
+            }
+            return Ok(ValueExpr::Header(name.to_ascii_lowercase()));
+        }
+        if let Ok(number) = text.parse::<f64>() {
+            if number.is_finite() {
+                return Ok(ValueExpr::Number(number));
+            }
+        }
+        Err(format!(
+            "expected path.<param>, query.<name>, header.<name>, body./pointer, a number, or \
+             add/sub/mul/div(…); got {text:?}"
+        ))
+    }
+}
+
+impl Compile for ValueExpr {
+    const WHAT: &'static str = "value source";
+    fn compile(source: &str) -> Result<Self, String> {
+        ValueExpr::parse(source)
+    }
+}
+
+fn split_args(inner: &str) -> Result<Vec<&str>, String> {
+    let mut args = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1).ok_or("unbalanced ')'")?,
+            ',' if depth == 0 => {
+                args.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('".to_string());
+    }
+    let last = &inner[start..];
+    if !last.trim().is_empty() || !args.is_empty() {
+        args.push(last);
+    }
+    if args.iter().any(|a| a.trim().is_empty()) {
+        return Err("empty argument".to_string());
+    }
+    Ok(args)
+}
+
+/// A resource id template: `res_order:{id}` (a path parameter) or `res_security:{body./symbol}`
+/// (any [`ValueExpr`] in braces).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceTemplate {
+    parts: Vec<TemplatePart>,
+}
+
+/// One piece of a [`ResourceTemplate`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePart {
+    Literal(String),
+    Value(ValueExpr),
+}
+
+impl ResourceTemplate {
+    pub fn parts(&self) -> &[TemplatePart] {
+        &self.parts
+    }
+
+    fn exprs(&self) -> impl Iterator<Item = &ValueExpr> {
+        self.parts.iter().filter_map(|p| match p {
+            TemplatePart::Value(v) => Some(v),
+            TemplatePart::Literal(_) => None,
+        })
+    }
+}
+
+impl Compile for ResourceTemplate {
+    const WHAT: &'static str = "resource template";
+    fn compile(source: &str) -> Result<Self, String> {
+        if !source.starts_with("res_") {
+            return Err("a resource starts with its type, e.g. res_order:{id}".to_string());
+        }
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find('{') {
+            if rest[..open].contains('}') {
+                return Err("unbalanced '}'".to_string());
+            }
+            if open > 0 {
+                parts.push(TemplatePart::Literal(rest[..open].to_string()));
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or("unclosed '{'")?;
+            let inner = after[..close].trim();
+            let expr = if is_identifier(inner) {
+                ValueExpr::Path(inner.to_string())
+            } else {
+                ValueExpr::parse(inner)?
+            };
+            parts.push(TemplatePart::Value(expr));
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err("unbalanced '}'".to_string());
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Literal(rest.to_string()));
+        }
+        Ok(ResourceTemplate { parts })
+    }
+}
+
+/// A map that keeps the order it was written in (first match wins where it is used for globs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedMap<K, V>(pub Vec<(K, V)>);
+
+impl<K, V> Default for OrderedMap<K, V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<K, V> OrderedMap<K, V> {
+    pub fn iter(&self) -> impl Iterator<Item = &(K, V)> {
+        self.0.iter()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V> OrderedMap<Checked<Glob>, V> {
+    /// The value of the first glob that matches `name`.
+    pub fn first_match(&self, name: &str) -> Option<&V> {
+        self.0
+            .iter()
+            .find(|(glob, _)| glob.is_match(name))
+            .map(|(_, v)| v)
+    }
+}
+
+impl<K: Serialize, V: Serialize> Serialize for OrderedMap<K, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<K, V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrderedVisitor<K, V>(PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<K, V> {
+            type Value = OrderedMap<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(access.size_hint().unwrap_or(0));
+                while let Some(entry) = access.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(OrderedMap(entries))
+            }
+        }
+        deserializer.deserialize_map(OrderedVisitor(PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP
+// ---------------------------------------------------------------------------------------------
+
+/// How a denied MCP call is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenialStyle {
+    /// A normal JSON-RPC result with `isError: true` and a text the model can act on (for
+    /// `tools/call`; other methods get a JSON-RPC error, as a tool result would not fit them).
+    #[default]
+    ToolError,
+    /// A JSON-RPC error object (code -32001, `data` with decision id, reason, rule).
+    JsonrpcError,
+}
+
+/// MCP over Streamable HTTP: JSON-RPC 2.0, protocol generations 2025-11-25 and 2026-07-28.
+///
+/// ```yaml
+/// kind: mcp
+/// tools: {"delete_*": axn_delete_data, "read_*": axn_read_data}
+/// resource_from_argument: {"read_*": {argument: path, type: res_file}}
+/// denial: tool_error
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpClassifier {
+    /// Tool-name glob → action, first match wins.
+    #[serde(default)]
+    pub tools: OrderedMap<Checked<Glob>, String>,
+    /// Action of a `tools/call` no glob matches.
+    #[serde(default = "default_tool_action")]
+    pub default_tool_action: String,
+    /// Action of `initialize`, `ping`, the `*/list` methods, reads and notifications.
+    #[serde(default = "default_read_action")]
+    pub read_action: String,
+    /// JSON-RPC method glob → action for methods other than `tools/call` (first match wins;
+    /// checked before the built-in read methods). Methods neither here nor built in get
+    /// `default_tool_action`.
+    #[serde(default)]
+    pub methods: OrderedMap<Checked<Glob>, String>,
+    /// Tool-name glob → the argument that names the resource (first match wins).
+    #[serde(default)]
+    pub resource_from_argument: OrderedMap<Checked<Glob>, ArgumentResource>,
+    /// Resource type of tools (`res_api:<tool>`) and of protocol methods (`res_api:mcp`).
+    #[serde(default = "default_mcp_resource_type")]
+    pub resource_type: String,
+    /// How denials are answered.
+    #[serde(default)]
+    pub denial: DenialStyle,
+    /// Remove tools the actor may never call from `tools/list` results.
+    #[serde(default)]
+    pub filter_tools_list: bool,
+}
+
+impl Default for McpClassifier {
+    fn default() -> Self {
+        Self {
+            tools: OrderedMap::default(),
+            default_tool_action: default_tool_action(),
+            read_action: default_read_action(),
+            methods: OrderedMap::default(),
+            resource_from_argument: OrderedMap::default(),
+            resource_type: default_mcp_resource_type(),
+            denial: DenialStyle::default(),
+            filter_tools_list: false,
+        }
+    }
+}
+
+/// The resource of a tool call taken from one of its arguments: `<type>:<argument value>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgumentResource {
+    pub argument: Checked<ArgumentPath>,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+}
+
+fn default_tool_action() -> String {
+    "axn_execute_tool".to_string()
+}
+fn default_read_action() -> String {
+    "axn_read_data".to_string()
+}
+fn default_mcp_resource_type() -> String {
+    "res_api".to_string()
+}
+
+impl McpClassifier {
+    fn check(&self, errors: &mut Errors<'_>, path: &str) {
+        check_glob_map(errors, &join(path, "tools"), &self.tools);
+        check_glob_map(errors, &join(path, "methods"), &self.methods);
+        check_type_id(
+            errors,
+            &join(path, "default_tool_action"),
+            &self.default_tool_action,
+            "axn_",
+        );
+        check_type_id(
+            errors,
+            &join(path, "read_action"),
+            &self.read_action,
+            "axn_",
+        );
+        check_type_id(
+            errors,
+            &join(path, "resource_type"),
+            &self.resource_type,
+            "res_",
+        );
+        let base = join(path, "resource_from_argument");
+        for (glob, mapping) in self.resource_from_argument.iter() {
+            let at = format!("{base}.{:?}", glob.source());
+            glob.check(errors, &at);
+            mapping.argument.check(errors, &join(&at, "argument"));
+            check_type_id(errors, &join(&at, "type"), &mapping.resource_type, "res_");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST
+// ---------------------------------------------------------------------------------------------
+
+/// REST: a list of operations, the first whose method and path template match wins.
+///
+/// ```yaml
+/// kind: rest
+/// operations:
+///   - {method: POST, path: /v1/orders, action: axn_place_order,
+///      resource: "res_security:{body./symbol}",
+///      context: {quantity: body./quantity, order_value: "mul(body./quantity, body./limit_price)"}}
+///   - {method: DELETE, path: "/v1/orders/{id}", action: axn_cancel_order, resource: "res_order:{id}"}
+/// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FhirClassifier {}
+pub struct RestClassifier {
+    pub operations: Vec<RestOperation>,
+}
+
+/// One REST operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestOperation {
+    /// HTTP method (`GET`, `POST`, …), upper case.
+    pub method: String,
+    pub path: Checked<PathTemplate>,
+    pub action: String,
+    #[serde(default)]
+    pub resource: Option<Checked<ResourceTemplate>>,
+    /// Context field → value source.
+    #[serde(default)]
+    pub context: BTreeMap<String, Checked<ValueExpr>>,
+}
+
+impl RestOperation {
+    /// True when the resource or a context field reads the body.
+    pub fn uses_body(&self) -> bool {
+        self.resource
+            .as_ref()
+            .and_then(Checked::get)
+            .is_some_and(|r| r.exprs().any(ValueExpr::uses_body))
+            || self
+                .context
+                .values()
+                .filter_map(Checked::get)
+                .any(ValueExpr::uses_body)
+    }
+}
+
+impl RestClassifier {
+    /// True when any operation reads the body.
+    pub fn uses_body(&self) -> bool {
+        self.operations.iter().any(RestOperation::uses_body)
+    }
+
+    fn check(&self, errors: &mut Errors<'_>, path: &str) {
+        let base = join(path, "operations");
+        if self.operations.is_empty() {
+            errors.push(
+                &base,
+                "a rest classifier needs at least one operation".into(),
+            );
+        }
+        for (i, op) in self.operations.iter().enumerate() {
+            let at = format!("{base}[{i}]");
+            if !is_method(&op.method) {
+                errors.push(
+                    &join(&at, "method"),
+                    format!(
+                        "{:?} is not an HTTP method; expected upper case like GET or POST",
+                        op.method
+                    ),
+                );
+            }
+            op.path.check(errors, &join(&at, "path"));
+            check_type_id(errors, &join(&at, "action"), &op.action, "axn_");
+            let template = op.path.get();
+            let check_params = |expr: &ValueExpr, where_: &str, errors: &mut Errors<'_>| {
+                let Some(template) = template else { return };
+                expr.for_each_path_param(&mut |name| {
+                    if !template.params().any(|p| p == name) {
+                        errors.push(
+                            where_,
+                            format!(
+                                "path parameter {{{name}}} is not in the path template {:?}",
+                                op.path.source()
+                            ),
+                        );
+                    }
+                });
+            };
+            if let Some(resource) = &op.resource {
+                let where_ = join(&at, "resource");
+                resource.check(errors, &where_);
+                if let Some(compiled) = resource.get() {
+                    for expr in compiled.exprs() {
+                        check_params(expr, &where_, errors);
+                    }
+                }
+            }
+            for (name, source) in &op.context {
+                let where_ = format!("{at}.context.{name}");
+                if name.is_empty() {
+                    errors.push(&where_, "a context field needs a name".into());
+                }
+                source.check(errors, &where_);
+                if let Some(expr) = source.get() {
+                    check_params(expr, &where_, errors);
+                }
+            }
+            for (j, earlier) in self.operations[..i].iter().enumerate() {
+                if earlier.method == op.method && earlier.path == op.path {
+                    errors.push(
+                        &at,
+                        format!(
+                            "{} {} is already handled by {base}[{j}]; this operation never matches",
+                            op.method,
+                            op.path.source()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIR
+// ---------------------------------------------------------------------------------------------
+
+/// FHIR REST interactions (read, vread, search, create, update, patch, delete, history,
+/// capabilities, batch/transaction, operations).
+///
+/// ```yaml
+/// kind: fhir
+/// base_path: /fhir
+/// actions: {"Observation.create": axn_record_observation}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirClassifier {
+    /// The FHIR base under the route (`/fhir`, `/fhir/r4`). `None`: everything before the first
+    /// segment that looks like a resource type (`Patient`) or `metadata`/`_history`/`_search`.
+    #[serde(default)]
+    pub base_path: Option<String>,
+    /// `<Type>.<interaction>` glob → action, first match wins, checked before the built-in
+    /// defaults (`MedicationRequest.create` → `axn_prescribe_medication`, `*.delete` →
+    /// `axn_delete_phi`, `*.create|update|patch` → `axn_update_phi`, anything else →
+    /// `axn_access_phi`). System-level interactions use the type `_system`.
+    #[serde(default)]
+    pub actions: OrderedMap<Checked<Glob>, String>,
+    /// Resource types in the patient compartment: their resource is `<phi_resource_type>:<Type>/<id>`.
+    #[serde(default = "default_phi_types")]
+    pub phi_types: Vec<String>,
+    #[serde(default = "default_phi_resource_type")]
+    pub phi_resource_type: String,
+    /// Resource type of everything else (`res_fhir:Practitioner/7`).
+    #[serde(default = "default_other_resource_type")]
+    pub other_resource_type: String,
+    /// Header with the patient's consent (`true`/`false`) → `context.patient_consent`.
+    #[serde(default = "default_consent_header")]
+    pub consent_header: Option<String>,
+    /// Header with the purpose of use (`TREAT`, `ETREAT`, …) → `context.purpose_of_use`.
+    #[serde(default = "default_purpose_header")]
+    pub purpose_of_use_header: Option<String>,
+    /// Header with a break-glass reason → `context.break_glass`.
+    #[serde(default = "default_break_glass_header")]
+    pub break_glass_header: Option<String>,
+    /// Header with the treating physician's id → `context.physician_id`.
+    #[serde(default = "default_physician_header")]
+    pub physician_header: Option<String>,
+    /// Extra context fields → value source (`header.x`, `query.x`, `body./pointer`).
+    #[serde(default)]
+    pub context: BTreeMap<String, Checked<ValueExpr>>,
+}
+
+impl Default for FhirClassifier {
+    fn default() -> Self {
+        Self {
+            base_path: None,
+            actions: OrderedMap::default(),
+            phi_types: default_phi_types(),
+            phi_resource_type: default_phi_resource_type(),
+            other_resource_type: default_other_resource_type(),
+            consent_header: default_consent_header(),
+            purpose_of_use_header: default_purpose_header(),
+            break_glass_header: default_break_glass_header(),
+            physician_header: default_physician_header(),
+            context: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_phi_types() -> Vec<String> {
+    [
+        "Patient",
+        "AllergyIntolerance",
+        "Appointment",
+        "CarePlan",
+        "CareTeam",
+        "Claim",
+        "ClinicalImpression",
+        "Communication",
+        "Composition",
+        "Condition",
+        "Consent",
+        "Coverage",
+        "DetectedIssue",
+        "DeviceRequest",
+        "DiagnosticReport",
+        "DocumentReference",
+        "Encounter",
+        "EpisodeOfCare",
+        "ExplanationOfBenefit",
+        "FamilyMemberHistory",
+        "Flag",
+        "Goal",
+        "ImagingStudy",
+        "Immunization",
+        "MedicationAdministration",
+        "MedicationDispense",
+        "MedicationRequest",
+        "MedicationStatement",
+        "NutritionOrder",
+        "Observation",
+        "Procedure",
+        "QuestionnaireResponse",
+        "RiskAssessment",
+        "ServiceRequest",
+        "Specimen",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+fn default_phi_resource_type() -> String {
+    "res_phi".to_string()
+}
+fn default_other_resource_type() -> String {
+    "res_fhir".to_string()
+}
+fn default_consent_header() -> Option<String> {
+    Some("x-patient-consent".to_string())
+}
+fn default_purpose_header() -> Option<String> {
+    Some("x-purpose-of-use".to_string())
+}
+fn default_break_glass_header() -> Option<String> {
+    Some("x-break-glass".to_string())
+}
+fn default_physician_header() -> Option<String> {
+    Some("x-physician-id".to_string())
+}
+
+impl FhirClassifier {
+    /// True when a context field reads the body.
+    pub fn uses_body(&self) -> bool {
+        self.context
+            .values()
+            .filter_map(Checked::get)
+            .any(ValueExpr::uses_body)
+    }
+
+    fn check(&self, errors: &mut Errors<'_>, path: &str) {
+        if let Some(base) = &self.base_path {
+            if !base.starts_with('/') {
+                errors.push(
+                    &join(path, "base_path"),
+                    format!("{base:?} must start with '/', e.g. /fhir"),
+                );
+            }
+        }
+        check_glob_map(errors, &join(path, "actions"), &self.actions);
+        for (i, t) in self.phi_types.iter().enumerate() {
+            if !is_fhir_type(t) {
+                errors.push(
+                    &format!("{path}.phi_types[{i}]"),
+                    format!("{t:?} is not a FHIR resource type name (like Patient)"),
+                );
+            }
+        }
+        check_type_id(
+            errors,
+            &join(path, "phi_resource_type"),
+            &self.phi_resource_type,
+            "res_",
+        );
+        check_type_id(
+            errors,
+            &join(path, "other_resource_type"),
+            &self.other_resource_type,
+            "res_",
+        );
+        for (field, value) in [
+            ("consent_header", &self.consent_header),
+            ("purpose_of_use_header", &self.purpose_of_use_header),
+            ("break_glass_header", &self.break_glass_header),
+            ("physician_header", &self.physician_header),
+        ] {
+            if let Some(name) = value {
+                if !is_header_name(name) {
+                    errors.push(
+                        &join(path, field),
+                        format!("{name:?} is not a valid header name"),
+                    );
+                }
+            }
+        }
+        for (name, source) in &self.context {
+            let at = format!("{path}.context.{name}");
+            source.check(errors, &at);
+            if let Some(expr) = source.get() {
+                expr.for_each_path_param(&mut |param| {
+                    errors.push(
+                        &at,
+                        format!(
+                            "path.{param}: FHIR routes have no path template; use the built-in id"
+                        ),
+                    );
+                });
+            }
+        }
+    }
+}
+
+/// True for a FHIR resource type name: an upper-case ASCII letter, then letters and digits.
+pub fn is_fhir_type(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation helpers
+// ---------------------------------------------------------------------------------------------
+
+struct Errors<'f> {
+    file: &'f str,
+    out: Vec<Located>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, path: &str, reason: String) {
+        self.out.push(Located {
+            file: self.file.to_string(),
+            path: path.to_string(),
+            reason,
+        });
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn check_glob_map(errors: &mut Errors<'_>, path: &str, map: &OrderedMap<Checked<Glob>, String>) {
+    for (glob, action) in map.iter() {
+        let at = format!("{path}.{:?}", glob.source());
+        glob.check(errors, &at);
+        check_type_id(errors, &at, action, "axn_");
+    }
+}
+
+fn check_type_id(errors: &mut Errors<'_>, path: &str, id: &str, prefix: &str) {
+    let ok = id.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    });
+    if !ok {
+        errors.push(
+            path,
+            format!("{id:?} is not a type id; expected {prefix} followed by lower-case letters, digits and '_'"),
+        );
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_method(method: &str) -> bool {
+    !method.is_empty() && method.chars().all(|c| c.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> ClassifierConfig {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    fn reasons(config: &ClassifierConfig) -> Vec<String> {
+        config
+            .validate("lexecon.yaml", "routes[0].classifier")
+            .into_iter()
+            .map(|l| format!("{}: {}", l.path, l.reason))
+            .collect()
+    }
+
+    #[test]
+    fn mcp_defaults_apply_when_fields_are_omitted() {
+        let ClassifierConfig::Mcp(mcp) = parse("kind: mcp") else {
+            panic!("not mcp")
+        };
+        assert_eq!(mcp, McpClassifier::default());
+        assert_eq!(mcp.default_tool_action, "axn_execute_tool");
+        assert_eq!(mcp.read_action, "axn_read_data");
+        assert_eq!(mcp.denial, DenialStyle::ToolError);
+    }
+
+    #[test]
+    fn mcp_tool_globs_keep_declaration_order_and_first_match_wins() {
+        let ClassifierConfig::Mcp(mcp) = parse(
+            "kind: mcp\ntools: {\"delete_all\": axn_purge, \"delete_*\": axn_delete_data, \"*\": axn_run}",
+        ) else {
+            panic!("not mcp")
+        };
+        assert_eq!(
+            mcp.tools.first_match("delete_all").map(String::as_str),
+            Some("axn_purge")
+        );
+        assert_eq!(
+            mcp.tools.first_match("delete_file").map(String::as_str),
+            Some("axn_delete_data")
+        );
+        assert_eq!(
+            mcp.tools.first_match("search").map(String::as_str),
+            Some("axn_run")
+        );
+    }
+
+    #[test]
+    fn unknown_mcp_field_is_rejected() {
+        let err = serde_norway::from_str::<ClassifierConfig>("kind: mcp\ntool: {}").unwrap_err();
+        assert!(err.to_string().contains("unknown field `tool`"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_pattern_is_reported_with_its_location() {
+        let config = parse(
+            r#"
+kind: mcp
+tools: {"delete_[": axn_delete_data, "ok_*": "Delete"}
+resource_from_argument: {"read_*": {argument: "/a~2b", type: file}}
+"#,
+        );
+        let errors = reasons(&config);
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].starts_with("routes[0].classifier.tools.\"delete_[\": invalid glob"));
+        assert!(errors[1].contains("\"Delete\" is not a type id"));
+        assert!(errors[2].contains("argument: invalid argument \"/a~2b\""));
+        assert!(errors[3].contains("\"file\" is not a type id; expected res_"));
+    }
+
+    #[test]
+    fn path_template_matches_literals_and_params() {
+        let t = PathTemplate::compile("/v1/orders/{id}/fills/{fill}").unwrap();
+        assert_eq!(t.match_path("/v1/orders/42/fills/7"), Some(vec!["42", "7"]));
+        assert_eq!(
+            t.match_path("/v1/orders/42/fills/7/"),
+            Some(vec!["42", "7"])
+        );
+        assert_eq!(t.match_path("/v1/orders/42/fills"), None);
+        assert_eq!(t.match_path("/v1/orders/42/fills/7/x"), None);
+        assert_eq!(t.match_path("/v1/orders//fills/7"), None);
+        assert_eq!(t.match_path("/v2/orders/42/fills/7"), None);
+        let root = PathTemplate::compile("/").unwrap();
+        assert_eq!(root.match_path("/"), Some(vec![]));
+        assert_eq!(root.match_path("/a"), None);
+    }
+
+    #[test]
+    fn bad_path_templates_say_what_is_wrong() {
+        for (source, expected) in [
+            ("v1/orders", "starts with '/'"),
+            ("/v1//orders", "empty segment"),
+            ("/v1/orders/{id", "whole segment"),
+            ("/v1/order-{id}", "whole segment"),
+            ("/v1/{a b}", "letters, digits"),
+            ("/v1/{id}/{id}", "appears twice"),
+        ] {
+            let err = PathTemplate::compile(source).unwrap_err();
+            assert!(err.contains(expected), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn value_expressions_parse_sources_numbers_and_calls() {
+        assert_eq!(
+            ValueExpr::parse("mul(body./quantity, body./limit_price)").unwrap(),
+            ValueExpr::Call(
+                Func::Mul,
+                vec![
+                    ValueExpr::Body("/quantity".into()),
+                    ValueExpr::Body("/limit_price".into())
+                ]
+            )
+        );
+        assert_eq!(
+            ValueExpr::parse("add(query.a, sub(header.X-Fee, 2.5))").unwrap(),
+            ValueExpr::Call(
+                Func::Add,
+                vec![
+                    ValueExpr::Query("a".into()),
+                    ValueExpr::Call(
+                        Func::Sub,
+                        vec![ValueExpr::Header("x-fee".into()), ValueExpr::Number(2.5)]
+                    )
+                ]
+            )
+        );
+        assert_eq!(
+            ValueExpr::parse("path.id").unwrap(),
+            ValueExpr::Path("id".into())
+        );
+    }
+
+    #[test]
+    fn bad_value_expressions_say_what_is_wrong() {
+        for (source, expected) in [
+            ("pow(body./a, 2)", "unknown function \"pow\""),
+            ("mul(body./a)", "at least 2"),
+            ("sub(body./a, body./b, body./c)", "exactly 2"),
+            ("mul(body./a, body./b", "closing ')'"),
+            ("body.quantity", "starts with '/'"),
+            ("body./a~9", "'~' must be followed"),
+            ("cookie.session", "expected path.<param>"),
+            ("mul(body./a,, body./b)", "empty argument"),
+        ] {
+            let err = ValueExpr::parse(source).unwrap_err();
+            assert!(err.contains(expected), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn rest_validation_collects_all_errors() {
+        let config = parse(
+            r#"
+kind: rest
+operations:
+  - {method: post, path: "v1/orders", action: axn_place_order}
+  - method: DELETE
+    path: "/v1/orders/{id}"
+    action: axn_cancel_order
+    resource: "res_order:{order_id}"
+    context: {value: "mul(body./q)", who: header.x-user}
+  - {method: DELETE, path: "/v1/orders/{id}", action: axn_cancel_order}
+"#,
+        );
+        let errors = reasons(&config);
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(errors[0].starts_with("routes[0].classifier.operations[0].method:"));
+        assert!(
+            errors[1].starts_with("routes[0].classifier.operations[0].path: invalid path template")
+        );
+        assert!(errors[2].contains("operations[1].resource: path parameter {order_id} is not in"));
+        assert!(errors[3].contains("operations[1].context.value: invalid value source"));
+        assert!(errors[4].contains("already handled by routes[0].classifier.operations[1]"));
+    }
+
+    #[test]
+    fn rest_needs_body_only_when_an_operation_reads_it() {
+        let ClassifierConfig::Rest(rest) = parse(
+            "kind: rest\noperations: [{method: GET, path: \"/v1/orders/{id}\", action: axn_read_order, resource: \"res_order:{id}\"}]",
+        ) else {
+            panic!("not rest")
+        };
+        assert!(!rest.uses_body());
+        let ClassifierConfig::Rest(rest) = parse(
+            "kind: rest\noperations: [{method: POST, path: /v1/orders, action: axn_place_order, context: {v: \"mul(2, body./q)\"}}]",
+        ) else {
+            panic!("not rest")
+        };
+        assert!(rest.uses_body());
+        assert!(reasons(&ClassifierConfig::Rest(rest)).is_empty());
+    }
+
+    #[test]
+    fn empty_rest_classifier_is_an_error() {
+        let errors = reasons(&parse("kind: rest\noperations: []"));
+        assert_eq!(
+            errors,
+            vec!["routes[0].classifier.operations: a rest classifier needs at least one operation"]
+        );
+    }
+
+    #[test]
+    fn resource_templates_accept_params_and_expressions() {
+        let t = ResourceTemplate::compile("res_security:{body./symbol}@{path.venue}").unwrap();
+        assert_eq!(
+            t.parts(),
+            &[
+                TemplatePart::Literal("res_security:".into()),
+                TemplatePart::Value(ValueExpr::Body("/symbol".into())),
+                TemplatePart::Literal("@".into()),
+                TemplatePart::Value(ValueExpr::Path("venue".into())),
+            ]
+        );
+        assert!(ResourceTemplate::compile("order:{id}")
+            .unwrap_err()
+            .contains("starts with its type"));
+        assert!(ResourceTemplate::compile("res_order:{id")
+            .unwrap_err()
+            .contains("unclosed"));
+    }
+
+    #[test]
+    fn fhir_defaults_and_validation() {
+        let config = parse("kind: fhir");
+        assert!(reasons(&config).is_empty());
+        let ClassifierConfig::Fhir(fhir) = &config else {
+            panic!("not fhir")
+        };
+        assert!(fhir.phi_types.iter().any(|t| t == "Observation"));
+        assert_eq!(fhir.consent_header.as_deref(), Some("x-patient-consent"));
+        let bad = parse(
+            r#"
+kind: fhir
+base_path: fhir
+phi_types: [Patient, observation]
+consent_header: "x consent"
+purpose_of_use_header: null
+actions: {"*.{read": axn_access_phi}
+"#,
+        );
+        let errors = reasons(&bad);
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].contains("base_path: \"fhir\" must start with '/'"));
+        assert!(errors[1].contains("actions.\"*.{read\": invalid glob"));
+        assert!(errors[2].contains("phi_types[1]: \"observation\" is not a FHIR resource type"));
+        assert!(errors[3].contains("consent_header: \"x consent\" is not a valid header name"));
+    }
+
+    #[test]
+    fn config_round_trips_through_yaml() {
+        let config = parse(
+            r#"
+kind: rest
+operations:
+  - method: POST
+    path: /v1/orders
+    action: axn_place_order
+    resource: "res_security:{body./symbol}"
+    context: {order_value: "mul(body./quantity, body./limit_price)"}
+"#,
+        );
+        let text = serde_norway::to_string(&config).unwrap();
+        assert_eq!(parse(&text), config);
+    }
+}
