@@ -2,6 +2,8 @@
 //! into the actor-independent parts of a decision input — action, resource, context — per the route's
 //! [`ClassifierConfig`]. Pure functions: no I/O, no decisions.
 
+pub mod mcp;
+
 use lexecon_config::classifier::ClassifierConfig;
 
 /// The parts of an HTTP request a classifier reads.
@@ -62,9 +64,10 @@ pub fn needs_body(config: &ClassifierConfig) -> bool {
 pub fn classify(
     config: &ClassifierConfig,
     parts: &RequestParts<'_>,
-    _body: Option<&[u8]>,
+    body: Option<&[u8]>,
 ) -> Result<Classified, ClassifyError> {
     match config {
+        ClassifierConfig::Mcp(mcp) => mcp::classify(mcp, parts, body),
         ClassifierConfig::None { action } => Ok(Classified {
             items: vec![ClassifiedItem {
                 action: action
@@ -78,7 +81,7 @@ pub fn classify(
             }],
             batch: false,
         }),
-        _ => Err(ClassifyError::NoOperation {
+        ClassifierConfig::Rest(_) | ClassifierConfig::Fhir(_) => Err(ClassifyError::NoOperation {
             method: parts.method.to_string(),
             path: parts.path.to_string(),
         }),

@@ -1,0 +1,1214 @@
+//! The MCP classifier and MCP answers: JSON-RPC 2.0 over Streamable HTTP, both protocol generations
+//! (2025-11-25 with the `initialize` handshake and `Mcp-Session-Id`; 2026-07-28 stateless, with the
+//! `params._meta` envelope and `Mcp-Method` / `Mcp-Name` headers).
+//!
+//! Classification always reads the body. The headers are a routing hint: when present they must
+//! agree with the body or the request is rejected ([`ClassifyError::HeaderMismatch`]) — nothing is
+//! ever authorized on a header alone. The answer builders ([`denial_body`], [`denial_answer`],
+//! [`filter_tools_list`]) are pure functions from data to bytes; nothing here does I/O or decides.
+
+use lexecon_config::classifier::{DenialStyle, McpClassifier};
+use serde_json::{json, Map, Value};
+
+use super::{Classified, ClassifiedItem, ClassifyError, RequestParts};
+
+/// JSON-RPC error code of a call denied (or escalated) by policy.
+pub const POLICY_DENIED_CODE: i64 = -32001;
+/// JSON-RPC error code of a call that was allowed but not executed because another call of the
+/// same batch was denied.
+pub const NOT_EXECUTED_CODE: i64 = -32002;
+
+/// The `_meta` key prefix of Lexecon's fields in MCP results.
+const META_PREFIX: &str = "io.lexecon/";
+
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
+
+/// Methods that only read or negotiate; they get the classifier's `read_action`.
+const READ_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+/// What the request headers say about the call, read once per request.
+struct Hints<'h> {
+    method: Vec<&'h str>,
+    name: Vec<&'h str>,
+    protocol_version: Option<&'h str>,
+    session: bool,
+}
+
+fn header_values<'h>(
+    headers: &'h http::HeaderMap,
+    name: &'static str,
+    display: &'static str,
+) -> Result<Vec<&'h str>, ClassifyError> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| {
+            v.to_str().map(str::trim).map_err(|_| {
+                ClassifyError::Malformed(format!("header {display} is not valid text"))
+            })
+        })
+        .collect()
+}
+
+/// Classifies an MCP request. Every JSON-RPC message in the body becomes one item.
+pub(super) fn classify(
+    config: &McpClassifier,
+    parts: &RequestParts<'_>,
+    body: Option<&[u8]>,
+) -> Result<Classified, ClassifyError> {
+    let hints = Hints {
+        method: header_values(parts.headers, "mcp-method", "Mcp-Method")?,
+        name: header_values(parts.headers, "mcp-name", "Mcp-Name")?,
+        protocol_version: header_values(
+            parts.headers,
+            "mcp-protocol-version",
+            "MCP-Protocol-Version",
+        )?
+        .first()
+        .copied(),
+        session: parts.headers.contains_key("mcp-session-id"),
+    };
+    match parts.method {
+        "POST" => {}
+        // GET opens the server-to-client SSE stream; DELETE ends a 2025-11-25 session.
+        "GET" | "DELETE" => {
+            let mut context = Map::new();
+            let what = if parts.method == "GET" {
+                "open_stream"
+            } else {
+                "end_session"
+            };
+            context.insert("mcp_http".into(), Value::from(what));
+            add_common_context(&mut context, &hints, None, None);
+            return Ok(Classified {
+                items: vec![ClassifiedItem {
+                    action: config.read_action.clone(),
+                    resource: Some(protocol_resource(config)),
+                    context,
+                    jsonrpc_id: None,
+                    rpc_method: None,
+                    tool: None,
+                }],
+                batch: false,
+            });
+        }
+        other => {
+            return Err(ClassifyError::Malformed(format!(
+                "MCP over HTTP uses POST for JSON-RPC messages, not {other}"
+            )))
+        }
+    }
+    let body = body.unwrap_or_default();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ClassifyError::Malformed(
+            "empty body; expected a JSON-RPC 2.0 request".into(),
+        ));
+    }
+    let message: Value = serde_json::from_slice(body)
+        .map_err(|e| ClassifyError::Malformed(format!("body is not valid JSON: {e}")))?;
+    match message {
+        Value::Array(elements) => {
+            if elements.is_empty() {
+                return Err(ClassifyError::Malformed(
+                    "empty JSON-RPC batch; send at least one request".into(),
+                ));
+            }
+            let items = elements
+                .iter()
+                .enumerate()
+                .map(|(i, element)| {
+                    classify_message(config, element, &hints).map_err(|e| match e {
+                        ClassifyError::Malformed(m) => {
+                            ClassifyError::Malformed(format!("batch element {i}: {m}"))
+                        }
+                        other => other,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Classified { items, batch: true })
+        }
+        single => Ok(Classified {
+            items: vec![classify_message(config, &single, &hints)?],
+            batch: false,
+        }),
+    }
+}
+
+fn protocol_resource(config: &McpClassifier) -> String {
+    format!("{}:mcp", config.resource_type)
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn classify_message(
+    config: &McpClassifier,
+    message: &Value,
+    hints: &Hints<'_>,
+) -> Result<ClassifiedItem, ClassifyError> {
+    let Value::Object(object) = message else {
+        return Err(ClassifyError::Malformed(format!(
+            "expected a JSON-RPC 2.0 object, got {}",
+            type_name(message)
+        )));
+    };
+    match object.get("jsonrpc") {
+        Some(Value::String(v)) if v == "2.0" => {}
+        Some(other) => {
+            return Err(ClassifyError::Malformed(format!(
+                "\"jsonrpc\" must be \"2.0\", got {other}"
+            )))
+        }
+        None => {
+            return Err(ClassifyError::Malformed(
+                "not JSON-RPC 2.0: missing \"jsonrpc\": \"2.0\"".into(),
+            ))
+        }
+    }
+    let id = match object.get("id") {
+        None => None,
+        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
+        Some(other) => {
+            return Err(ClassifyError::Malformed(format!(
+                "\"id\" must be a string or a number, got {}",
+                type_name(other)
+            )))
+        }
+    };
+    let params = match object.get("params") {
+        None => None,
+        Some(Value::Object(params)) => Some(params),
+        Some(other) => {
+            return Err(ClassifyError::Malformed(format!(
+                "\"params\" must be an object, got {}",
+                type_name(other)
+            )))
+        }
+    };
+    let meta = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object);
+    let body_version = meta
+        .and_then(|m| m.get(PROTOCOL_VERSION_META))
+        .or_else(|| params.and_then(|p| p.get("protocolVersion")))
+        .and_then(Value::as_str);
+    if let (Some(header), Some(body)) = (hints.protocol_version, body_version) {
+        if meta.and_then(|m| m.get(PROTOCOL_VERSION_META)).is_some() && header != body {
+            return Err(ClassifyError::HeaderMismatch {
+                header: "MCP-Protocol-Version",
+                header_value: header.to_string(),
+                body_value: body.to_string(),
+            });
+        }
+    }
+    let client = meta
+        .and_then(|m| m.get(CLIENT_INFO_META))
+        .or_else(|| params.and_then(|p| p.get("clientInfo")))
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str);
+
+    let method = match object.get("method") {
+        Some(Value::String(m)) if !m.is_empty() => m.as_str(),
+        Some(other) => {
+            return Err(ClassifyError::Malformed(format!(
+                "\"method\" must be a non-empty string, got {other}"
+            )))
+        }
+        None if object.contains_key("result") || object.contains_key("error") => {
+            // A client's answer to a server request (sampling, elicitation, roots).
+            if let Some(header) = hints.method.first() {
+                return Err(ClassifyError::HeaderMismatch {
+                    header: "Mcp-Method",
+                    header_value: (*header).to_string(),
+                    body_value: String::new(),
+                });
+            }
+            let mut context = Map::new();
+            context.insert("mcp_message".into(), Value::from("response"));
+            add_common_context(&mut context, hints, body_version, client);
+            return Ok(ClassifiedItem {
+                action: config.read_action.clone(),
+                resource: Some(protocol_resource(config)),
+                context,
+                jsonrpc_id: id,
+                rpc_method: None,
+                tool: None,
+            });
+        }
+        None => {
+            return Err(ClassifyError::Malformed(
+                "missing \"method\" (a JSON-RPC request or notification names its method)".into(),
+            ))
+        }
+    };
+    for header in &hints.method {
+        if *header != method {
+            return Err(ClassifyError::HeaderMismatch {
+                header: "Mcp-Method",
+                header_value: (*header).to_string(),
+                body_value: method.to_string(),
+            });
+        }
+    }
+    let name_field = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => "",
+    };
+    let body_name = params
+        .and_then(|p| p.get(name_field))
+        .and_then(Value::as_str);
+    for header in &hints.name {
+        if Some(*header) != body_name {
+            return Err(ClassifyError::HeaderMismatch {
+                header: "Mcp-Name",
+                header_value: (*header).to_string(),
+                body_value: body_name.unwrap_or_default().to_string(),
+            });
+        }
+    }
+
+    if method == "tools/call" {
+        let Some(tool) = body_name else {
+            return Err(ClassifyError::Malformed(
+                "tools/call needs params.name, the name of the tool".into(),
+            ));
+        };
+        if id.is_none() {
+            return Err(ClassifyError::Malformed(
+                "tools/call is a request and needs an \"id\"".into(),
+            ));
+        }
+        let arguments = match params.and_then(|p| p.get("arguments")) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(arguments)) => Some(arguments),
+            Some(other) => {
+                return Err(ClassifyError::Malformed(format!(
+                    "params.arguments of tools/call must be an object, got {}",
+                    type_name(other)
+                )))
+            }
+        };
+        let action = config
+            .tools
+            .first_match(tool)
+            .unwrap_or(&config.default_tool_action)
+            .clone();
+        let resource = match config.resource_from_argument.first_match(tool) {
+            Some(mapping) => {
+                let pointer = mapping.argument.get().map(|a| a.pointer()).ok_or_else(|| {
+                    ClassifyError::Malformed(format!(
+                        "tool {tool}: the resource argument {:?} is invalid in the configuration",
+                        mapping.argument.source()
+                    ))
+                })?;
+                let value = arguments.and_then(|args| lookup(args, pointer));
+                let instance = match value {
+                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => {
+                        return Err(ClassifyError::Malformed(format!(
+                            "tool {tool}: argument {:?} names the resource and must be a \
+                             non-empty string or a number",
+                            mapping.argument.source()
+                        )))
+                    }
+                };
+                format!("{}:{instance}", mapping.resource_type)
+            }
+            None => format!("{}:{tool}", config.resource_type),
+        };
+        let mut context = arguments.cloned().unwrap_or_default();
+        context.insert("mcp_method".into(), Value::from(method));
+        context.insert("mcp_tool".into(), Value::from(tool));
+        add_common_context(&mut context, hints, body_version, client);
+        return Ok(ClassifiedItem {
+            action,
+            resource: Some(resource),
+            context,
+            jsonrpc_id: id,
+            rpc_method: Some(method.to_string()),
+            tool: Some(tool.to_string()),
+        });
+    }
+
+    let action = match config.methods.first_match(method) {
+        Some(action) => action,
+        None if READ_METHODS.contains(&method) || method.starts_with("notifications/") => {
+            &config.read_action
+        }
+        None => &config.default_tool_action,
+    };
+    let mut context = Map::new();
+    context.insert("mcp_method".into(), Value::from(method));
+    match (method, body_name) {
+        ("resources/read", Some(uri)) => {
+            context.insert("mcp_uri".into(), Value::from(uri));
+        }
+        ("prompts/get", Some(prompt)) => {
+            context.insert("mcp_prompt".into(), Value::from(prompt));
+        }
+        _ => {}
+    }
+    add_common_context(&mut context, hints, body_version, client);
+    Ok(ClassifiedItem {
+        action: action.clone(),
+        resource: Some(protocol_resource(config)),
+        context,
+        jsonrpc_id: id,
+        rpc_method: Some(method.to_string()),
+        tool: None,
+    })
+}
+
+/// `mcp_protocol_version` (body first, then header), `mcp_session` and `mcp_client`. Set after
+/// the tool arguments so that an argument cannot pose as one of them.
+fn add_common_context(
+    context: &mut Map<String, Value>,
+    hints: &Hints<'_>,
+    body_version: Option<&str>,
+    client: Option<&str>,
+) {
+    if let Some(version) = body_version.or(hints.protocol_version) {
+        context.insert("mcp_protocol_version".into(), Value::from(version));
+    } else {
+        context.remove("mcp_protocol_version");
+    }
+    context.insert("mcp_session".into(), Value::from(hints.session));
+    match client {
+        Some(client) => context.insert("mcp_client".into(), Value::from(client)),
+        None => context.remove("mcp_client"),
+    };
+}
+
+fn lookup<'v>(object: &'v Map<String, Value>, pointer: &str) -> Option<&'v Value> {
+    let rest = pointer.strip_prefix('/')?;
+    let (first, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let key = first.replace("~1", "/").replace("~0", "~");
+    object.get(&key)?.pointer(tail)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------------------------
+
+/// What the proxy tells an agent about a blocked call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenialInfo<'a> {
+    /// `deny` or `escalate`.
+    pub decision: &'a str,
+    pub reason: &'a str,
+    pub rule_id: Option<&'a str>,
+    pub decision_id: &'a str,
+}
+
+/// The text a model reads: the reason, the decision id, and what to do.
+pub fn denial_text(info: &DenialInfo<'_>) -> String {
+    if info.decision == "escalate" {
+        format!(
+            "{} (decision {}; a human must approve this call). Do not retry; tell the user.",
+            info.reason, info.decision_id
+        )
+    } else {
+        format!(
+            "{} (decision {}). Do not retry; tell the user.",
+            info.reason, info.decision_id
+        )
+    }
+}
+
+fn decision_meta(info: &DenialInfo<'_>) -> Value {
+    let mut meta = Map::new();
+    meta.insert(
+        format!("{META_PREFIX}decision_id"),
+        Value::from(info.decision_id),
+    );
+    meta.insert(format!("{META_PREFIX}decision"), Value::from(info.decision));
+    meta.insert(format!("{META_PREFIX}reason"), Value::from(info.reason));
+    meta.insert(format!("{META_PREFIX}rule_id"), json!(info.rule_id));
+    Value::Object(meta)
+}
+
+fn tool_error_result(id: Option<&Value>, text: String, meta: Value) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "content": [{"type": "text", "text": text}],
+            "isError": true,
+            "_meta": meta,
+        }
+    })
+}
+
+/// One JSON-RPC response that answers a blocked call with the given `id` (`null` when absent).
+///
+/// - [`DenialStyle::ToolError`]: a result with `isError: true`, the [`denial_text`] as text
+///   content, and `_meta` with `io.lexecon/decision_id`, `…/decision`, `…/reason`, `…/rule_id`.
+/// - [`DenialStyle::JsonrpcError`]: an error with code [`POLICY_DENIED_CODE`], the text as
+///   message, and `data: {decision, decision_id, reason, rule_id}`.
+///
+/// The proxy sends it with HTTP 200 and `Content-Type: application/json`: MCP clients raise on
+/// non-2xx answers and the model would never see the reason.
+pub fn denial_body(style: DenialStyle, id: Option<&Value>, info: &DenialInfo<'_>) -> Value {
+    match style {
+        DenialStyle::ToolError => tool_error_result(id, denial_text(info), decision_meta(info)),
+        DenialStyle::JsonrpcError => json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": POLICY_DENIED_CODE,
+                "message": denial_text(info),
+                "data": {
+                    "decision": info.decision,
+                    "decision_id": info.decision_id,
+                    "reason": info.reason,
+                    "rule_id": info.rule_id,
+                }
+            }
+        }),
+    }
+}
+
+fn not_executed_body(style: DenialStyle, item: &ClassifiedItem, cause: &DenialInfo<'_>) -> Value {
+    let text = format!(
+        "Not executed: another call in the same batch was blocked by policy (decision {}). \
+         Do not retry; tell the user.",
+        cause.decision_id
+    );
+    if style == DenialStyle::ToolError && item.rpc_method.as_deref() == Some("tools/call") {
+        let mut meta = Map::new();
+        meta.insert(format!("{META_PREFIX}not_executed"), Value::Bool(true));
+        meta.insert(
+            format!("{META_PREFIX}decision_id"),
+            Value::from(cause.decision_id),
+        );
+        return tool_error_result(item.jsonrpc_id.as_ref(), text, Value::Object(meta));
+    }
+    json!({
+        "jsonrpc": "2.0",
+        "id": item.jsonrpc_id,
+        "error": {
+            "code": NOT_EXECUTED_CODE,
+            "message": text,
+            "data": {"not_executed": true, "decision_id": cause.decision_id},
+        }
+    })
+}
+
+/// The whole answer to an MCP request of which at least one call was blocked; `None` when
+/// nothing was blocked (forward the request) or when no blocked message can be answered in
+/// JSON-RPC (notifications and client responses have no id: answer with the plain JSON 403).
+///
+/// `outcomes[i]` is the verdict of `classified.items[i]`: `None` permitted, `Some` blocked.
+/// A batch is all or nothing: when any element is blocked, nothing is forwarded; blocked
+/// elements get their denial and permitted ones a "not executed" answer (code
+/// [`NOT_EXECUTED_CODE`], or a tool error for `tools/call` in the `tool_error` style) naming the
+/// decision that blocked the batch. `tools/call` uses `style`; other methods always get a
+/// JSON-RPC error, since a tool result is not a valid answer to them. Elements without an id get
+/// no answer, as JSON-RPC requires.
+pub fn denial_answer(
+    style: DenialStyle,
+    classified: &Classified,
+    outcomes: &[Option<DenialInfo<'_>>],
+) -> Option<Vec<u8>> {
+    let first_denial = outcomes.iter().flatten().next()?;
+    let mut answers = Vec::with_capacity(classified.items.len());
+    for (item, outcome) in classified.items.iter().zip(outcomes) {
+        if item.jsonrpc_id.is_none() || item.rpc_method.is_none() {
+            continue;
+        }
+        let answer = match outcome {
+            Some(info) => {
+                let style = if item.rpc_method.as_deref() == Some("tools/call") {
+                    style
+                } else {
+                    DenialStyle::JsonrpcError
+                };
+                denial_body(style, item.jsonrpc_id.as_ref(), info)
+            }
+            None => not_executed_body(style, item, first_denial),
+        };
+        answers.push(answer);
+    }
+    let value = if classified.batch {
+        if answers.is_empty() {
+            return None;
+        }
+        Value::Array(answers)
+    } else {
+        answers.into_iter().next()?
+    };
+    serde_json::to_vec(&value).ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tools/list filtering
+// ---------------------------------------------------------------------------------------------
+
+/// Removes the tools `allowed` rejects from a `tools/list` result, in a JSON body
+/// (`application/json`, one response or a batch) or an SSE body (`text/event-stream`: each
+/// event's `data:` lines). Returns `None` when nothing was removed or the body is not a
+/// `tools/list` result (pass it through unchanged). Other SSE lines (`event:`, `id:`, comments)
+/// and events are kept as they were. The body must not be content-encoded.
+pub fn filter_tools_list(
+    body: &[u8],
+    content_type: &str,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Option<Vec<u8>> {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "text/event-stream" => filter_sse(body, allowed),
+        m if m == "application/json" || m.ends_with("+json") => {
+            let mut value: Value = serde_json::from_slice(body).ok()?;
+            if filter_value(&mut value, allowed) {
+                serde_json::to_vec(&value).ok()
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Filters a JSON-RPC response (or a batch of them) in place; true when a tool was removed.
+fn filter_value(value: &mut Value, allowed: &dyn Fn(&str) -> bool) -> bool {
+    match value {
+        Value::Array(elements) => {
+            let mut changed = false;
+            for element in elements {
+                changed |= filter_value(element, allowed);
+            }
+            changed
+        }
+        Value::Object(object) => {
+            let Some(Value::Array(tools)) = object
+                .get_mut("result")
+                .and_then(|r| r.as_object_mut())
+                .and_then(|r| r.get_mut("tools"))
+            else {
+                return false;
+            };
+            let before = tools.len();
+            // A tool without a string name cannot be checked: it is removed (fail closed).
+            tools.retain(|tool| {
+                tool.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| allowed(name))
+            });
+            tools.len() != before
+        }
+        _ => false,
+    }
+}
+
+fn filter_sse(body: &[u8], allowed: &dyn Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let mut event: Vec<&str> = Vec::new();
+    let mut changed = false;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        event.push(line);
+        if content.is_empty() {
+            changed |= flush_event(&event, &mut out, allowed);
+            event.clear();
+        }
+    }
+    changed |= flush_event(&event, &mut out, allowed);
+    changed.then(|| out.into_bytes())
+}
+
+/// The value of an SSE `data:` line, without the line ending.
+fn data_value(line: &str) -> Option<&str> {
+    line.trim_end_matches(['\n', '\r'])
+        .strip_prefix("data:")
+        .map(|v| v.strip_prefix(' ').unwrap_or(v))
+}
+
+/// Writes one SSE event (its lines with their endings) to `out`, with its data filtered.
+fn flush_event(lines: &[&str], out: &mut String, allowed: &dyn Fn(&str) -> bool) -> bool {
+    let data: Vec<&str> = lines.iter().filter_map(|l| data_value(l)).collect();
+    let filtered = if data.is_empty() {
+        None
+    } else {
+        serde_json::from_str::<Value>(&data.join("\n"))
+            .ok()
+            .and_then(|mut value| {
+                filter_value(&mut value, allowed)
+                    .then(|| serde_json::to_string(&value).ok())
+                    .flatten()
+            })
+    };
+    let Some(json) = filtered else {
+        lines.iter().for_each(|l| out.push_str(l));
+        return false;
+    };
+    let mut written = false;
+    for line in lines {
+        if data_value(line).is_some() {
+            if !written {
+                let ending = if line.ends_with("\r\n") {
+                    "\r\n"
+                } else if line.ends_with('\n') {
+                    "\n"
+                } else {
+                    ""
+                };
+                out.push_str("data: ");
+                out.push_str(&json);
+                out.push_str(ending);
+                written = true;
+            }
+        } else {
+            out.push_str(line);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lexecon_config::classifier::ClassifierConfig;
+
+    fn config(yaml: &str) -> McpClassifier {
+        match serde_norway::from_str::<ClassifierConfig>(yaml).unwrap() {
+            ClassifierConfig::Mcp(mcp) => mcp,
+            other => panic!("not mcp: {other:?}"),
+        }
+    }
+
+    fn agent_config() -> McpClassifier {
+        config(
+            r#"
+kind: mcp
+tools: {"delete_*": axn_delete_data, "read_*": axn_read_data}
+resource_from_argument: {"read_*": {argument: path, type: res_file}}
+"#,
+        )
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn run(
+        config: &McpClassifier,
+        headers: &http::HeaderMap,
+        body: &str,
+    ) -> Result<Classified, ClassifyError> {
+        let parts = RequestParts {
+            method: "POST",
+            path: "/mcp",
+            query: None,
+            headers,
+        };
+        classify(config, &parts, Some(body.as_bytes()))
+    }
+
+    const STATELESS_SEARCH: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"2.3.0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+
+    #[test]
+    fn handshake_generation_tool_call_maps_tool_to_action_and_resource() {
+        let h = headers(&[
+            ("mcp-session-id", "9f1c"),
+            ("mcp-protocol-version", "2025-11-25"),
+        ]);
+        let out = run(
+            &agent_config(),
+            &h,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/etc/passwd"}}}"#,
+        )
+        .unwrap();
+        assert!(!out.batch);
+        let item = &out.items[0];
+        assert_eq!(item.action, "axn_delete_data");
+        assert_eq!(item.resource.as_deref(), Some("res_api:delete_file"));
+        assert_eq!(item.jsonrpc_id, Some(json!(7)));
+        assert_eq!(item.rpc_method.as_deref(), Some("tools/call"));
+        assert_eq!(item.tool.as_deref(), Some("delete_file"));
+        assert_eq!(item.context["path"], json!("/etc/passwd"));
+        assert_eq!(item.context["mcp_tool"], json!("delete_file"));
+        assert_eq!(item.context["mcp_method"], json!("tools/call"));
+        assert_eq!(item.context["mcp_protocol_version"], json!("2025-11-25"));
+        assert_eq!(item.context["mcp_session"], json!(true));
+    }
+
+    #[test]
+    fn initialize_is_a_read_on_the_protocol_resource() {
+        let out = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"claude","version":"1"}}}"#,
+        )
+        .unwrap();
+        let item = &out.items[0];
+        assert_eq!(item.action, "axn_read_data");
+        assert_eq!(item.resource.as_deref(), Some("res_api:mcp"));
+        assert_eq!(item.context["mcp_protocol_version"], json!("2025-11-25"));
+        assert_eq!(item.context["mcp_client"], json!("claude"));
+        assert_eq!(item.context["mcp_session"], json!(false));
+    }
+
+    #[test]
+    fn stateless_generation_with_agreeing_headers_is_classified_from_the_body() {
+        let h = headers(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "search"),
+            ("mcp-protocol-version", "2026-07-28"),
+        ]);
+        let item = run(&agent_config(), &h, STATELESS_SEARCH)
+            .unwrap()
+            .items
+            .remove(0);
+        assert_eq!(item.action, "axn_execute_tool");
+        assert_eq!(item.resource.as_deref(), Some("res_api:search"));
+        assert_eq!(item.context["query"], json!("hello"));
+        assert_eq!(item.context["mcp_protocol_version"], json!("2026-07-28"));
+        assert_eq!(item.context["mcp_client"], json!("mcp"));
+        assert!(!item.context.contains_key("_meta"));
+    }
+
+    #[test]
+    fn name_header_that_disagrees_with_the_body_is_a_mismatch() {
+        let h = headers(&[("mcp-method", "tools/call"), ("mcp-name", "search")]);
+        let body = STATELESS_SEARCH.replace("\"search\"", "\"delete_file\"");
+        let err = run(&agent_config(), &h, &body).unwrap_err();
+        assert_eq!(
+            err,
+            ClassifyError::HeaderMismatch {
+                header: "Mcp-Name",
+                header_value: "search".into(),
+                body_value: "delete_file".into()
+            }
+        );
+    }
+
+    #[test]
+    fn method_header_that_disagrees_with_the_body_is_a_mismatch() {
+        let h = headers(&[("mcp-method", "tools/list")]);
+        let err = run(&agent_config(), &h, STATELESS_SEARCH).unwrap_err();
+        assert!(matches!(
+            err,
+            ClassifyError::HeaderMismatch { header: "Mcp-Method", ref body_value, .. }
+                if body_value == "tools/call"
+        ));
+    }
+
+    #[test]
+    fn protocol_version_header_must_match_the_meta_envelope() {
+        let h = headers(&[("mcp-protocol-version", "2025-11-25")]);
+        let err = run(&agent_config(), &h, STATELESS_SEARCH).unwrap_err();
+        assert!(matches!(
+            err,
+            ClassifyError::HeaderMismatch {
+                header: "MCP-Protocol-Version",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn resource_comes_from_the_mapped_argument() {
+        let item = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes/q3.md"}}}"#,
+        )
+        .unwrap()
+        .items
+        .remove(0);
+        assert_eq!(item.action, "axn_read_data");
+        assert_eq!(item.resource.as_deref(), Some("res_file:notes/q3.md"));
+    }
+
+    #[test]
+    fn missing_mapped_argument_is_malformed() {
+        let err = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"read_file","arguments":{}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ClassifyError::Malformed(m) if m.contains("argument \"path\" names the resource")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn arguments_cannot_pose_as_mcp_context_fields() {
+        let item = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"mcp_tool":"read_file","mcp_session":true,"mcp_client":"x"}}}"#,
+        )
+        .unwrap()
+        .items
+        .remove(0);
+        assert_eq!(item.context["mcp_tool"], json!("search"));
+        assert_eq!(item.context["mcp_session"], json!(false));
+        assert!(!item.context.contains_key("mcp_client"));
+    }
+
+    #[test]
+    fn notification_and_ping_are_reads_and_notification_has_no_id() {
+        let out = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .unwrap();
+        assert_eq!(out.items[0].action, "axn_read_data");
+        assert_eq!(out.items[0].jsonrpc_id, None);
+        let ping = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#,
+        )
+        .unwrap();
+        assert_eq!(ping.items[0].action, "axn_read_data");
+        assert_eq!(ping.items[0].rpc_method.as_deref(), Some("ping"));
+    }
+
+    #[test]
+    fn configured_method_globs_override_and_unknown_methods_are_not_reads() {
+        let cfg = config("kind: mcp\nmethods: {\"prompts/*\": axn_use_prompt}");
+        let h = http::HeaderMap::new();
+        let prompt = run(
+            &cfg,
+            &h,
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"summarize"}}"#,
+        )
+        .unwrap();
+        assert_eq!(prompt.items[0].action, "axn_use_prompt");
+        assert_eq!(prompt.items[0].context["mcp_prompt"], json!("summarize"));
+        let unknown = run(&cfg, &h, r#"{"jsonrpc":"2.0","id":2,"method":"tasks/run"}"#).unwrap();
+        assert_eq!(unknown.items[0].action, "axn_execute_tool");
+    }
+
+    #[test]
+    fn batch_yields_one_item_per_element() {
+        let out = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}},
+                {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"x"}}},
+                {"jsonrpc":"2.0","method":"notifications/progress"}]"#,
+        )
+        .unwrap();
+        assert!(out.batch);
+        let actions: Vec<&str> = out.items.iter().map(|i| i.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["axn_execute_tool", "axn_delete_data", "axn_read_data"]
+        );
+    }
+
+    #[test]
+    fn malformed_messages_say_what_is_wrong() {
+        let h = http::HeaderMap::new();
+        for (body, expected) in [
+            ("", "empty body"),
+            ("{\"jsonrpc\":", "not valid JSON"),
+            ("[]", "empty JSON-RPC batch"),
+            ("42", "expected a JSON-RPC 2.0 object, got a number"),
+            (r#"{"id":1,"method":"ping"}"#, "missing \"jsonrpc\""),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+                "must be \"2.0\"",
+            ),
+            (r#"{"jsonrpc":"2.0","id":1}"#, "missing \"method\""),
+            (
+                r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+                "\"id\" must be a string or a number",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+                "needs params.name",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
+                "must be an object, got an array",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+                "needs an \"id\"",
+            ),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}, 5]"#,
+                "batch element 1",
+            ),
+        ] {
+            match run(&agent_config(), &h, body) {
+                Err(ClassifyError::Malformed(message)) => {
+                    assert!(message.contains(expected), "{body}: {message}")
+                }
+                other => panic!("{body}: expected Malformed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn client_response_is_a_read_without_method() {
+        let out = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":"srv-1","result":{"action":"accept"}}"#,
+        )
+        .unwrap();
+        assert_eq!(out.items[0].action, "axn_read_data");
+        assert_eq!(out.items[0].rpc_method, None);
+        assert_eq!(out.items[0].context["mcp_message"], json!("response"));
+    }
+
+    #[test]
+    fn get_opens_the_stream_as_a_read_and_put_is_rejected() {
+        let h = headers(&[("mcp-session-id", "s")]);
+        let parts = RequestParts {
+            method: "GET",
+            path: "/mcp",
+            query: None,
+            headers: &h,
+        };
+        let out = classify(&agent_config(), &parts, None).unwrap();
+        assert_eq!(out.items[0].action, "axn_read_data");
+        assert_eq!(out.items[0].context["mcp_http"], json!("open_stream"));
+        let put = RequestParts {
+            method: "PUT",
+            ..parts
+        };
+        assert!(matches!(
+            classify(&agent_config(), &put, Some(b"{}")),
+            Err(ClassifyError::Malformed(m)) if m.contains("not PUT")
+        ));
+    }
+
+    const DENY: DenialInfo<'static> = DenialInfo {
+        decision: "deny",
+        reason: "Deleting files is not allowed",
+        rule_id: Some("no-deletes"),
+        decision_id: "dec_01",
+    };
+
+    #[test]
+    fn tool_error_denial_tells_the_model_not_to_retry() {
+        let body = denial_body(DenialStyle::ToolError, Some(&json!(7)), &DENY);
+        assert_eq!(body["id"], json!(7));
+        assert_eq!(body["result"]["isError"], json!(true));
+        assert_eq!(
+            body["result"]["content"][0]["text"],
+            json!("Deleting files is not allowed (decision dec_01). Do not retry; tell the user.")
+        );
+        assert_eq!(
+            body["result"]["_meta"]["io.lexecon/decision_id"],
+            json!("dec_01")
+        );
+        assert_eq!(
+            body["result"]["_meta"]["io.lexecon/rule_id"],
+            json!("no-deletes")
+        );
+        assert!(body.get("error").is_none());
+    }
+
+    #[test]
+    fn jsonrpc_error_denial_carries_decision_data() {
+        let body = denial_body(DenialStyle::JsonrpcError, Some(&json!("x")), &DENY);
+        assert_eq!(body["id"], json!("x"));
+        assert_eq!(body["error"]["code"], json!(POLICY_DENIED_CODE));
+        assert_eq!(
+            body["error"]["data"],
+            json!({"decision": "deny", "decision_id": "dec_01", "reason": "Deleting files is not allowed", "rule_id": "no-deletes"})
+        );
+        assert!(body.get("result").is_none());
+    }
+
+    #[test]
+    fn escalation_text_says_a_human_must_approve() {
+        let info = DenialInfo {
+            decision: "escalate",
+            ..DENY
+        };
+        assert!(denial_text(&info).contains("a human must approve this call"));
+    }
+
+    fn batch_of_two() -> Classified {
+        run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}},
+                {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{}}},
+                {"jsonrpc":"2.0","method":"notifications/progress"},
+                {"jsonrpc":"2.0","id":3,"method":"tools/list"}]"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn partly_denied_batch_blocks_every_element_and_names_the_denial() {
+        let classified = batch_of_two();
+        let bytes = denial_answer(
+            DenialStyle::ToolError,
+            &classified,
+            &[None, Some(DENY), None, None],
+        )
+        .unwrap();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        let answers = answer.as_array().unwrap();
+        assert_eq!(answers.len(), 3, "the notification gets no answer");
+        assert_eq!(answers[0]["id"], json!(1));
+        assert_eq!(answers[0]["result"]["isError"], json!(true));
+        assert!(answers[0]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not executed: another call in the same batch was blocked by policy (decision dec_01)"));
+        assert_eq!(answers[1]["id"], json!(2));
+        assert!(answers[1]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deleting files is not allowed"));
+        assert_eq!(answers[2]["id"], json!(3));
+        assert_eq!(answers[2]["error"]["code"], json!(NOT_EXECUTED_CODE));
+    }
+
+    #[test]
+    fn nothing_denied_means_no_answer_and_single_denial_is_not_an_array() {
+        let classified = batch_of_two();
+        assert_eq!(
+            denial_answer(DenialStyle::ToolError, &classified, &[None; 4]),
+            None
+        );
+        let single = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#,
+        )
+        .unwrap();
+        let bytes = denial_answer(DenialStyle::ToolError, &single, &[Some(DENY)]).unwrap();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["id"], json!(4));
+        assert_eq!(
+            answer["error"]["code"],
+            json!(POLICY_DENIED_CODE),
+            "tools/list cannot be answered with a tool result"
+        );
+    }
+
+    #[test]
+    fn denied_notification_has_no_jsonrpc_answer() {
+        let note = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            denial_answer(DenialStyle::ToolError, &note, &[Some(DENY)]),
+            None
+        );
+    }
+
+    const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"search_docs","inputSchema":{"type":"object"}},{"name":"delete_file","inputSchema":{"type":"object"}}]}}"#;
+
+    fn no_deletes(name: &str) -> bool {
+        !name.starts_with("delete_")
+    }
+
+    #[test]
+    fn tools_list_json_drops_forbidden_tools() {
+        let out = filter_tools_list(
+            TOOLS_LIST.as_bytes(),
+            "application/json; charset=utf-8",
+            &no_deletes,
+        )
+        .unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        let tools = value["result"]["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 1);
+        assert_eq!(tools[0]["name"], json!("search_docs"));
+        assert_eq!(value["id"], json!(2));
+    }
+
+    #[test]
+    fn tools_list_sse_drops_forbidden_tools_and_keeps_other_lines() {
+        let sse = format!(
+            ": keep-alive\r\n\r\nevent: message\r\nid: 17\r\ndata: {TOOLS_LIST}\r\n\r\nevent: message\r\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}}\r\n\r\n"
+        );
+        let out = filter_tools_list(sse.as_bytes(), "text/event-stream", &no_deletes).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(": keep-alive\r\n\r\nevent: message\r\nid: 17\r\ndata: {"));
+        assert!(text.contains("search_docs"));
+        assert!(!text.contains("delete_file"));
+        assert!(text.ends_with(
+            "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn sse_data_split_over_lines_is_joined_before_filtering() {
+        let sse = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\ndata: {\"tools\":[{\"name\":\"delete_file\"},{\"name\":\"a\"}]}}\n\n";
+        let out = filter_tools_list(sse.as_bytes(), "text/event-stream", &no_deletes).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.len(), 4, "{text:?}");
+        assert_eq!(lines[0], "event: message");
+        let data: Value = serde_json::from_str(lines[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["result"]["tools"], json!([{"name": "a"}]));
+        assert_eq!(&lines[2..], ["", ""]);
+    }
+
+    #[test]
+    fn unfiltered_or_foreign_bodies_are_left_alone() {
+        assert_eq!(
+            filter_tools_list(TOOLS_LIST.as_bytes(), "application/json", &|_| true),
+            None
+        );
+        assert_eq!(
+            filter_tools_list(
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
+                "application/json",
+                &|_| false
+            ),
+            None
+        );
+        assert_eq!(
+            filter_tools_list(TOOLS_LIST.as_bytes(), "text/plain", &|_| false),
+            None
+        );
+    }
+}
