@@ -624,7 +624,7 @@ fn filter_value(value: &mut Value, allowed: &dyn Fn(&str) -> bool) -> bool {
             tools.retain(|tool| {
                 tool.get("name")
                     .and_then(Value::as_str)
-                    .is_some_and(|name| allowed(name))
+                    .is_some_and(allowed)
             });
             tools.len() != before
         }
