@@ -2,7 +2,10 @@
 //! into the actor-independent parts of a decision input — action, resource, context — per the route's
 //! [`ClassifierConfig`]. Pure functions: no I/O, no decisions.
 
+pub mod fhir;
 pub mod mcp;
+mod rest;
+mod value;
 
 use lexecon_config::classifier::ClassifierConfig;
 
@@ -54,10 +57,12 @@ pub enum ClassifyError {
 
 /// Whether the classifier needs the request body before deciding.
 pub fn needs_body(config: &ClassifierConfig) -> bool {
-    matches!(
-        config,
-        ClassifierConfig::Mcp(_) | ClassifierConfig::Rest(_) | ClassifierConfig::Fhir(_)
-    )
+    match config {
+        ClassifierConfig::Mcp(_) => true,
+        ClassifierConfig::Rest(rest) => rest.uses_body(),
+        ClassifierConfig::Fhir(fhir) => fhir.uses_body(),
+        ClassifierConfig::None { .. } => false,
+    }
 }
 
 /// Classifies one request. `body` is `Some` when [`needs_body`] said so.
@@ -81,9 +86,7 @@ pub fn classify(
             }],
             batch: false,
         }),
-        ClassifierConfig::Rest(_) | ClassifierConfig::Fhir(_) => Err(ClassifyError::NoOperation {
-            method: parts.method.to_string(),
-            path: parts.path.to_string(),
-        }),
+        ClassifierConfig::Rest(rest) => rest::classify(rest, parts, body),
+        ClassifierConfig::Fhir(fhir) => fhir::classify(fhir, parts, body),
     }
 }
