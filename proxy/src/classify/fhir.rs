@@ -541,10 +541,7 @@ pub fn scope_permits(scopes: &[&str], resource_type: &str, interaction: Interact
     let granted = scopes
         .iter()
         .flat_map(|s| s.split_ascii_whitespace())
-        .filter(|scope| {
-            // A system-level interaction needs a wildcard scope, not a scope on one type.
-            check_type != "*" || scope.contains("/*.")
-        })
+        // For a system-level interaction `check_type` is `*`: only wildcard scopes match it.
         .fold(0u8, |acc, scope| acc | scope_grant(scope, check_type));
     granted & needed == needed
 }

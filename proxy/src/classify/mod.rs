@@ -1,6 +1,10 @@
 //! Classifiers: turn one HTTP request (method, path, headers, and the body when the route needs it)
 //! into the actor-independent parts of a decision input — action, resource, context — per the route's
 //! [`ClassifierConfig`]. Pure functions: no I/O, no decisions.
+//!
+//! One module per kind: [`mcp`] (JSON-RPC over Streamable HTTP, plus the MCP answer builders the
+//! server sends), `rest` (method + path template), [`fhir`] (FHIR interactions, plus SMART scope
+//! checks). `value` evaluates the configured value sources shared by REST and FHIR.
 
 pub mod fhir;
 pub mod mcp;
@@ -55,7 +59,9 @@ pub enum ClassifyError {
     NoOperation { method: String, path: String },
 }
 
-/// Whether the classifier needs the request body before deciding.
+/// Whether the classifier needs the request body before deciding: always for MCP; for REST and
+/// FHIR only when a configured resource or context field reads `body.…` (the answer does not
+/// change per request, so the server may cache it per route).
 pub fn needs_body(config: &ClassifierConfig) -> bool {
     match config {
         ClassifierConfig::Mcp(_) => true,
@@ -88,5 +94,42 @@ pub fn classify(
         }),
         ClassifierConfig::Rest(rest) => rest::classify(rest, parts, body),
         ClassifierConfig::Fhir(fhir) => fhir::classify(fhir, parts, body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> ClassifierConfig {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn body_is_needed_for_mcp_and_for_operations_that_read_it() {
+        assert!(needs_body(&config("kind: mcp")));
+        assert!(!needs_body(&config("kind: fhir")));
+        assert!(!needs_body(&config("kind: none")));
+        assert!(!needs_body(&config(
+            "kind: rest\noperations: [{method: GET, path: \"/v1/orders/{id}\", action: axn_view_order}]"
+        )));
+        assert!(needs_body(&config(
+            "kind: rest\noperations: [{method: POST, path: /v1/orders, action: axn_place_order, resource: \"res_security:{body./symbol}\"}]"
+        )));
+    }
+
+    #[test]
+    fn none_classifier_yields_its_fixed_action() {
+        let headers = http::HeaderMap::new();
+        let parts = RequestParts {
+            method: "GET",
+            path: "/anything",
+            query: None,
+            headers: &headers,
+        };
+        let fixed = classify(&config("kind: none\naction: axn_browse"), &parts, None).unwrap();
+        assert_eq!(fixed.items[0].action, "axn_browse");
+        let default = classify(&config("kind: none"), &parts, None).unwrap();
+        assert_eq!(default.items[0].action, "axn_http_request");
     }
 }
