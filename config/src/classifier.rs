@@ -1400,4 +1400,25 @@ operations:
         let text = serde_norway::to_string(&config).unwrap();
         assert_eq!(parse(&text), config);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn compiling_any_text_never_panics(text in r#"[a-z_./{}()~,0-9 $\[\]*?-]{0,30}"#) {
+            let _ = PathTemplate::compile(&text);
+            let _ = ValueExpr::compile(&text);
+            let _ = ResourceTemplate::compile(&text);
+            let _ = ArgumentPath::compile(&text);
+            let _ = JsonPointer::compile(&text);
+            let _ = Glob::compile(&text);
+        }
+
+        #[test]
+        fn compiled_path_templates_match_their_own_shape(
+            segments in proptest::collection::vec("[a-z]{1,5}", 0..5),
+        ) {
+            let source = format!("/{}", segments.join("/"));
+            let template = PathTemplate::compile(&source).unwrap();
+            proptest::prop_assert_eq!(template.match_path(&source), Some(vec![]));
+        }
+    }
 }

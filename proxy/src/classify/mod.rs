@@ -132,4 +132,46 @@ mod tests {
         let default = classify(&config("kind: none"), &parts, None).unwrap();
         assert_eq!(default.items[0].action, "axn_http_request");
     }
+
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_config() -> Vec<ClassifierConfig> {
+            vec![
+                config("kind: mcp\ntools: {\"delete_*\": axn_delete_data}\nresource_from_argument: {\"*\": {argument: /a/0, type: res_x}}"),
+                config("kind: rest\noperations: [{method: POST, path: \"/v1/{a}/x/{b}\", action: axn_x, resource: \"res_x:{a}{body./k}\", context: {v: \"div(body./q, query.p)\", h: header.x-h}}]"),
+                config("kind: fhir\ncontext: {m: body./x}"),
+                config("kind: fhir\nbase_path: /fhir"),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn classifiers_return_errors_not_panics(
+                method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "get"]),
+                path in "(/[a-zA-Z0-9_$%.~-]{0,6}){0,5}",
+                query in proptest::option::of("[a-z_=&%+0-9A-F]{0,20}"),
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+                json_body in r#"[\[\]{}":,0-9a-z/._ -]{0,60}"#,
+            ) {
+                let headers = http::HeaderMap::new();
+                let parts = RequestParts { method, path: &path, query: query.as_deref(), headers: &headers };
+                for config in any_config() {
+                    let _ = classify(&config, &parts, Some(&body));
+                    let _ = classify(&config, &parts, Some(json_body.as_bytes()));
+                    let _ = classify(&config, &parts, None);
+                }
+            }
+
+            #[test]
+            fn tools_list_filter_returns_none_or_bytes_not_panics(
+                body in r#"(data: |event: |\r?\n|[\[\]{}":,a-z_ ]){0,40}"#,
+                sse in any::<bool>(),
+            ) {
+                let content_type = if sse { "text/event-stream" } else { "application/json" };
+                let _ = mcp::filter_tools_list(body.as_bytes(), content_type, &|name| name.len() % 2 == 0);
+            }
+        }
+    }
 }
