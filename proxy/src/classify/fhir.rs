@@ -823,7 +823,7 @@ kind: fhir
 base_path: /fhir/r4
 actions: {"Observation.create": axn_record_observation, "Patient.$everything": axn_export_record}
 phi_resource_type: res_ehr
-consent_header: x-consent
+consent_header: X-Consent
 "#,
         );
         let created = run_with(

@@ -521,9 +521,10 @@ fn not_executed_body(style: DenialStyle, item: &ClassifiedItem, cause: &DenialIn
     })
 }
 
-/// The whole answer to an MCP request of which at least one call was blocked; `None` when
-/// nothing was blocked (forward the request) or when no blocked message can be answered in
-/// JSON-RPC (notifications and client responses have no id: answer with the plain JSON 403).
+/// The whole answer to an MCP request of which at least one call was blocked. `None` when no
+/// JSON-RPC answer can be built — no outcome is `Some`, or the request holds only notifications
+/// and client responses, which have no id. The server calls this only when it blocks the request
+/// and, on `None`, answers with the plain JSON 403: `None` never means "forward".
 ///
 /// `outcomes[i]` is the verdict of `classified.items[i]`: `None` permitted, `Some` blocked.
 /// A batch is all or nothing: when any element is blocked, nothing is forwarded; blocked
@@ -565,6 +566,20 @@ pub fn denial_answer(
         answers.into_iter().next()?
     };
     serde_json::to_vec(&value).ok()
+}
+
+/// [`denial_answer`] for a server that stops deciding at the first blocked call: the item at
+/// `blocking` gets `info`, every other call is answered as not executed.
+pub fn denial_answer_at(
+    style: DenialStyle,
+    classified: &Classified,
+    blocking: usize,
+    info: &DenialInfo<'_>,
+) -> Option<Vec<u8>> {
+    let outcomes: Vec<Option<DenialInfo<'_>>> = (0..classified.items.len())
+        .map(|i| (i == blocking).then_some(*info))
+        .collect();
+    denial_answer(style, classified, &outcomes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1126,6 +1141,24 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
             answer["error"]["code"],
             json!(POLICY_DENIED_CODE),
             "tools/list cannot be answered with a tool result"
+        );
+    }
+
+    #[test]
+    fn denial_at_one_index_matches_the_outcome_list() {
+        let classified = batch_of_two();
+        assert_eq!(
+            denial_answer_at(DenialStyle::JsonrpcError, &classified, 1, &DENY),
+            denial_answer(
+                DenialStyle::JsonrpcError,
+                &classified,
+                &[None, Some(DENY), None, None]
+            )
+        );
+        assert_eq!(
+            denial_answer_at(DenialStyle::JsonrpcError, &classified, 9, &DENY),
+            None,
+            "no JSON-RPC answer: the server falls back to the plain 403"
         );
     }
 
