@@ -7,6 +7,8 @@
 //! ever authorized on a header alone. The answer builders ([`denial_body`], [`denial_answer`],
 //! [`filter_tools_list`]) are pure functions from data to bytes; nothing here does I/O or decides.
 
+use std::borrow::Cow;
+
 use lexecon_config::classifier::{DenialStyle, McpClassifier};
 use serde_json::{json, Map, Value};
 
@@ -38,30 +40,62 @@ const READ_METHODS: &[&str] = &[
     "prompts/get",
     "completion/complete",
     "logging/setLevel",
+    "server/discover",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
 ];
 
 /// What the request headers say about the call, read once per request.
 struct Hints<'h> {
-    method: Vec<&'h str>,
-    name: Vec<&'h str>,
+    method: Option<&'h str>,
+    /// The raw `Mcp-Name` header and its value (`None` when its base64 form is corrupt).
+    name: Option<(&'h str, Option<Cow<'h, str>>)>,
     protocol_version: Option<&'h str>,
     session: bool,
 }
 
-fn header_values<'h>(
+/// A routing header's one value. A repeated routing header is rejected: readers of the first
+/// and of the last copy would disagree about what the request is.
+fn single_header<'h>(
     headers: &'h http::HeaderMap,
     name: &'static str,
     display: &'static str,
-) -> Result<Vec<&'h str>, ClassifyError> {
-    headers
-        .get_all(name)
-        .iter()
-        .map(|v| {
-            v.to_str().map(str::trim).map_err(|_| {
-                ClassifyError::Malformed(format!("header {display} is not valid text"))
-            })
-        })
-        .collect()
+) -> Result<Option<&'h str>, ClassifyError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ClassifyError::Malformed(format!(
+            "header {display} appears more than once; send it once"
+        )));
+    }
+    first
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| ClassifyError::Malformed(format!("header {display} is not valid text")))
+}
+
+/// Decodes an MCP header value: verbatim, or `=?base64?…?=` (canonical base64 of UTF-8) for
+/// values that are not plain printable ASCII. `None` for a corrupt sentinel, which then never
+/// matches the body.
+fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
+    use base64::Engine as _;
+    let Some(payload) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(Cow::Borrowed(value));
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    let bytes = engine.decode(payload).ok()?;
+    if engine.encode(&bytes) != payload {
+        return None;
+    }
+    String::from_utf8(bytes).ok().map(Cow::Owned)
 }
 
 /// Classifies an MCP request. Every JSON-RPC message in the body becomes one item.
@@ -71,15 +105,14 @@ pub(super) fn classify(
     body: Option<&[u8]>,
 ) -> Result<Classified, ClassifyError> {
     let hints = Hints {
-        method: header_values(parts.headers, "mcp-method", "Mcp-Method")?,
-        name: header_values(parts.headers, "mcp-name", "Mcp-Name")?,
-        protocol_version: header_values(
+        method: single_header(parts.headers, "mcp-method", "Mcp-Method")?,
+        name: single_header(parts.headers, "mcp-name", "Mcp-Name")?
+            .map(|raw| (raw, decode_header_value(raw))),
+        protocol_version: single_header(
             parts.headers,
             "mcp-protocol-version",
             "MCP-Protocol-Version",
-        )?
-        .first()
-        .copied(),
+        )?,
         session: parts.headers.contains_key("mcp-session-id"),
     };
     match parts.method {
@@ -238,10 +271,10 @@ fn classify_message(
         }
         None if object.contains_key("result") || object.contains_key("error") => {
             // A client's answer to a server request (sampling, elicitation, roots).
-            if let Some(header) = hints.method.first() {
+            if let Some(header) = hints.method {
                 return Err(ClassifyError::HeaderMismatch {
                     header: "Mcp-Method",
-                    header_value: (*header).to_string(),
+                    header_value: header.to_string(),
                     body_value: String::new(),
                 });
             }
@@ -263,11 +296,11 @@ fn classify_message(
             ))
         }
     };
-    for header in &hints.method {
-        if *header != method {
+    if let Some(header) = hints.method {
+        if header != method {
             return Err(ClassifyError::HeaderMismatch {
                 header: "Mcp-Method",
-                header_value: (*header).to_string(),
+                header_value: header.to_string(),
                 body_value: method.to_string(),
             });
         }
@@ -280,11 +313,13 @@ fn classify_message(
     let body_name = params
         .and_then(|p| p.get(name_field))
         .and_then(Value::as_str);
-    for header in &hints.name {
-        if Some(*header) != body_name {
+    // `Mcp-Name` on a method that names nothing is a mismatch too: stricter than the SDK
+    // server, which ignores it there, and never wrong for a conforming client.
+    if let Some((raw, decoded)) = &hints.name {
+        if decoded.as_deref() != body_name || body_name.is_none() {
             return Err(ClassifyError::HeaderMismatch {
                 header: "Mcp-Name",
-                header_value: (*header).to_string(),
+                header_value: (*raw).to_string(),
                 body_value: body_name.unwrap_or_default().to_string(),
             });
         }
@@ -842,6 +877,51 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
             err,
             ClassifyError::HeaderMismatch { header: "Mcp-Method", ref body_value, .. }
                 if body_value == "tools/call"
+        ));
+    }
+
+    #[test]
+    fn base64_name_header_is_decoded_before_comparing() {
+        // The SDK wraps names that are not plain printable ASCII: "résumé" → =?base64?…?=
+        let h = headers(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?csOpc3Vtw6k=?="),
+        ]);
+        let body = STATELESS_SEARCH.replace("\"search\"", "\"résumé\"");
+        let item = run(&agent_config(), &h, &body).unwrap().items.remove(0);
+        assert_eq!(item.tool.as_deref(), Some("résumé"));
+        let corrupt = headers(&[("mcp-name", "=?base64?csOpc3Vtw6l=?=")]);
+        assert!(matches!(
+            run(&agent_config(), &corrupt, &body),
+            Err(ClassifyError::HeaderMismatch {
+                header: "Mcp-Name",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn repeated_routing_header_is_rejected() {
+        let h = headers(&[("mcp-method", "tools/call"), ("mcp-method", "tools/call")]);
+        assert!(matches!(
+            run(&agent_config(), &h, STATELESS_SEARCH),
+            Err(ClassifyError::Malformed(m)) if m.contains("Mcp-Method appears more than once")
+        ));
+    }
+
+    #[test]
+    fn name_header_on_a_method_without_a_name_is_a_mismatch() {
+        let h = headers(&[("mcp-name", "search")]);
+        assert!(matches!(
+            run(
+                &agent_config(),
+                &h,
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
+            ),
+            Err(ClassifyError::HeaderMismatch {
+                header: "Mcp-Name",
+                ..
+            })
         ));
     }
 
