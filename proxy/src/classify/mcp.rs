@@ -501,6 +501,19 @@ fn tool_error_result(id: Option<&Value>, text: String, meta: Value) -> Value {
     })
 }
 
+/// The first protocol revision whose results carry `resultType` (required by its schema).
+const RESULT_TYPE_SINCE: &str = "2026-07-28";
+
+/// True when the call was made in a protocol revision whose results need `resultType` (the
+/// 2.3 SDK rejects a 2026-07-28 result without it; older peers may reject unknown keys).
+fn speaks_result_type(item: &ClassifiedItem) -> bool {
+    item.context
+        .get("mcp_protocol_version")
+        .and_then(Value::as_str)
+        // Revisions are dates (YYYY-MM-DD): their order is the string order.
+        .is_some_and(|version| version >= RESULT_TYPE_SINCE)
+}
+
 /// One JSON-RPC response that answers a blocked call with the given `id` (`null` when absent).
 ///
 /// - [`DenialStyle::ToolError`]: a result with `isError: true`, the [`denial_text`] as text
@@ -509,7 +522,8 @@ fn tool_error_result(id: Option<&Value>, text: String, meta: Value) -> Value {
 ///   message, and `data: {decision, decision_id, reason, rule_id}`.
 ///
 /// The proxy sends it with HTTP 200 and `Content-Type: application/json`: MCP clients raise on
-/// non-2xx answers and the model would never see the reason.
+/// non-2xx answers and the model would never see the reason. Prefer [`denial_answer`], which
+/// also adds `resultType: "complete"` for 2026-07-28 calls.
 pub fn denial_body(style: DenialStyle, id: Option<&Value>, info: &DenialInfo<'_>) -> Value {
     match style {
         DenialStyle::ToolError => tool_error_result(id, denial_text(info), decision_meta(info)),
@@ -579,7 +593,7 @@ pub fn denial_answer(
         if item.jsonrpc_id.is_none() || item.rpc_method.is_none() {
             continue;
         }
-        let answer = match outcome {
+        let mut answer = match outcome {
             Some(info) => {
                 let style = if item.rpc_method.as_deref() == Some("tools/call") {
                     style
@@ -590,6 +604,11 @@ pub fn denial_answer(
             }
             None => not_executed_body(style, item, first_denial),
         };
+        if speaks_result_type(item) {
+            if let Some(Value::Object(result)) = answer.get_mut("result") {
+                result.insert("resultType".into(), Value::from("complete"));
+            }
+        }
         answers.push(answer);
     }
     let value = if classified.batch {
@@ -1114,6 +1133,128 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
         ));
     }
 
+    /// Replays requests the official Python SDK (`mcp` 2.3.0) sent, captured on the wire:
+    /// `(http method, rpc method, tool, action)` per request.
+    fn replay(capture: &str) -> Vec<(String, Option<String>, Option<String>, String)> {
+        capture
+            .lines()
+            .map(|line| {
+                let record: Value = serde_json::from_str(line).unwrap();
+                let mut h = http::HeaderMap::new();
+                for pair in record["headers"].as_array().unwrap() {
+                    let name =
+                        http::HeaderName::from_bytes(pair[0].as_str().unwrap().as_bytes()).unwrap();
+                    h.append(
+                        name,
+                        http::HeaderValue::from_str(pair[1].as_str().unwrap()).unwrap(),
+                    );
+                }
+                let method = record["method"].as_str().unwrap();
+                let parts = RequestParts {
+                    method,
+                    path: record["path"].as_str().unwrap(),
+                    query: None,
+                    headers: &h,
+                };
+                let body = record["body"].as_str().unwrap().as_bytes();
+                let mut out = classify(&agent_config(), &parts, Some(body)).unwrap();
+                assert_eq!(out.items.len(), 1);
+                let item = out.items.remove(0);
+                (method.to_string(), item.rpc_method, item.tool, item.action)
+            })
+            .collect()
+    }
+
+    fn expected(
+        rows: &[(&str, Option<&str>, Option<&str>, &str)],
+    ) -> Vec<(String, Option<String>, Option<String>, String)> {
+        rows.iter()
+            .map(|(m, r, t, a)| {
+                (
+                    m.to_string(),
+                    r.map(String::from),
+                    t.map(String::from),
+                    a.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn real_sdk_stateless_session_is_classified() {
+        let got = replay(include_str!("testdata/mcp-sdk-2.3.0-stateless.jsonl"));
+        assert_eq!(
+            got,
+            expected(&[
+                ("POST", Some("server/discover"), None, "axn_read_data"),
+                ("POST", Some("tools/list"), None, "axn_read_data"),
+                (
+                    "POST",
+                    Some("tools/call"),
+                    Some("search"),
+                    "axn_execute_tool"
+                ),
+                (
+                    "POST",
+                    Some("tools/call"),
+                    Some("delete_file"),
+                    "axn_delete_data"
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn real_sdk_handshake_session_is_classified() {
+        let got = replay(include_str!("testdata/mcp-sdk-2.3.0-handshake.jsonl"));
+        assert_eq!(
+            got,
+            expected(&[
+                ("POST", Some("initialize"), None, "axn_read_data"),
+                (
+                    "POST",
+                    Some("notifications/initialized"),
+                    None,
+                    "axn_read_data"
+                ),
+                ("GET", None, None, "axn_read_data"),
+                ("POST", Some("tools/list"), None, "axn_read_data"),
+                (
+                    "POST",
+                    Some("tools/call"),
+                    Some("search"),
+                    "axn_execute_tool"
+                ),
+                (
+                    "POST",
+                    Some("tools/call"),
+                    Some("delete_file"),
+                    "axn_delete_data"
+                ),
+                ("DELETE", None, None, "axn_read_data"),
+            ])
+        );
+    }
+
+    #[test]
+    fn real_sdk_sse_tools_list_is_filtered() {
+        let body = include_str!("testdata/mcp-sdk-2.3.0-tools-list.sse");
+        let out = filter_tools_list(body.as_bytes(), "text/event-stream", &no_deletes).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("event: message\r\ndata: {"));
+        assert!(text.ends_with("}\r\n\r\n"));
+        let data = text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();
+        let value: Value = serde_json::from_str(data).unwrap();
+        let names: Vec<&str> = value["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["search"]);
+        assert!(value["result"]["tools"][0]["inputSchema"]["properties"]["query"].is_object());
+    }
+
     const DENY: DenialInfo<'static> = DenialInfo {
         decision: "deny",
         reason: "Deleting files is not allowed",
@@ -1139,6 +1280,24 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
             json!("no-deletes")
         );
         assert!(body.get("error").is_none());
+    }
+
+    #[test]
+    fn stateless_generation_tool_error_carries_result_type() {
+        let stateless = run(&agent_config(), &http::HeaderMap::new(), STATELESS_SEARCH).unwrap();
+        let bytes = denial_answer(DenialStyle::ToolError, &stateless, &[Some(DENY)]).unwrap();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["result"]["resultType"], json!("complete"));
+        assert_eq!(answer["result"]["isError"], json!(true));
+        let handshake = run(
+            &agent_config(),
+            &headers(&[("mcp-protocol-version", "2025-11-25")]),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}"#,
+        )
+        .unwrap();
+        let bytes = denial_answer(DenialStyle::ToolError, &handshake, &[Some(DENY)]).unwrap();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(answer["result"].get("resultType").is_none());
     }
 
     #[test]
