@@ -958,6 +958,22 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
     }
 
     #[test]
+    fn duplicate_json_keys_resolve_like_the_python_sdk_last_wins() {
+        // json.loads (the SDK server) keeps the last duplicate; so must the proxy, or an agent
+        // could show the proxy one tool and run another.
+        let item = run(
+            &agent_config(),
+            &http::HeaderMap::new(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_file","arguments":{}}}"#,
+        )
+        .unwrap()
+        .items
+        .remove(0);
+        assert_eq!(item.tool.as_deref(), Some("delete_file"));
+        assert_eq!(item.action, "axn_delete_data");
+    }
+
+    #[test]
     fn resource_comes_from_the_mapped_argument() {
         let item = run(
             &agent_config(),

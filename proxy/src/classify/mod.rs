@@ -72,6 +72,22 @@ pub fn needs_body(config: &ClassifierConfig) -> bool {
 }
 
 /// Classifies one request. `body` is `Some` when [`needs_body`] said so.
+///
+/// ```
+/// use lexecon::classify::{classify, needs_body, RequestParts};
+/// use lexecon_config::classifier::ClassifierConfig;
+///
+/// let config: ClassifierConfig =
+///     serde_norway::from_str("kind: mcp\ntools: {\"delete_*\": axn_delete_data}").unwrap();
+/// assert!(needs_body(&config));
+/// let headers = http::HeaderMap::new();
+/// let parts = RequestParts { method: "POST", path: "/mcp", query: None, headers: &headers };
+/// let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#;
+/// let classified = classify(&config, &parts, Some(body)).unwrap();
+/// assert_eq!(classified.items[0].action, "axn_delete_data");
+/// assert_eq!(classified.items[0].resource.as_deref(), Some("res_api:delete_file"));
+/// assert_eq!(classified.items[0].context["path"], "a.txt");
+/// ```
 pub fn classify(
     config: &ClassifierConfig,
     parts: &RequestParts<'_>,
