@@ -161,7 +161,7 @@ pub(super) fn classify(
                 ));
             }
             let items = elements
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, element)| {
                     classify_message(config, element, &hints).map_err(|e| match e {
@@ -175,7 +175,7 @@ pub(super) fn classify(
             Ok(Classified { items, batch: true })
         }
         single => Ok(Classified {
-            items: vec![classify_message(config, &single, &hints)?],
+            items: vec![classify_message(config, single, &hints)?],
             batch: false,
         }),
     }
@@ -198,13 +198,18 @@ fn type_name(value: &Value) -> &'static str {
 
 fn classify_message(
     config: &McpClassifier,
-    message: &Value,
+    mut message: Value,
     hints: &Hints<'_>,
 ) -> Result<ClassifiedItem, ClassifyError> {
-    let Value::Object(object) = message else {
+    // The tool arguments become the context: moved out, never copied (they can be large).
+    let arguments = message
+        .get_mut("params")
+        .and_then(|p| p.get_mut("arguments"))
+        .map(Value::take);
+    let Value::Object(object) = &message else {
         return Err(ClassifyError::Malformed(format!(
             "expected a JSON-RPC 2.0 object, got {}",
-            type_name(message)
+            type_name(&message)
         )));
     };
     match object.get("jsonrpc") {
@@ -336,13 +341,13 @@ fn classify_message(
                 "tools/call is a request and needs an \"id\"".into(),
             ));
         }
-        let arguments = match params.and_then(|p| p.get("arguments")) {
+        let arguments = match arguments {
             None | Some(Value::Null) => None,
             Some(Value::Object(arguments)) => Some(arguments),
             Some(other) => {
                 return Err(ClassifyError::Malformed(format!(
                     "params.arguments of tools/call must be an object, got {}",
-                    type_name(other)
+                    type_name(&other)
                 )))
             }
         };
@@ -359,7 +364,7 @@ fn classify_message(
                         mapping.argument.source()
                     ))
                 })?;
-                let value = arguments.and_then(|args| lookup(args, pointer));
+                let value = arguments.as_ref().and_then(|args| lookup(args, pointer));
                 let instance = match value {
                     Some(Value::String(s)) if !s.is_empty() => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
@@ -375,7 +380,7 @@ fn classify_message(
             }
             None => format!("{}:{tool}", config.resource_type),
         };
-        let mut context = arguments.cloned().unwrap_or_default();
+        let mut context = arguments.unwrap_or_default();
         context.insert("mcp_method".into(), Value::from(method));
         context.insert("mcp_tool".into(), Value::from(tool));
         add_common_context(&mut context, hints, body_version, client);
