@@ -1401,6 +1401,21 @@ operations:
         assert_eq!(parse(&text), config);
     }
 
+    #[test]
+    fn every_example_in_the_classifier_docs_parses_and_validates() {
+        let doc = include_str!("../../docs/classifiers.md");
+        let mut examples = 0;
+        for block in doc.split("```yaml\n").skip(1) {
+            let yaml = block.split("```").next().unwrap();
+            let value: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
+            let classifier = value.get("classifier").unwrap().clone();
+            let config: ClassifierConfig = serde_norway::from_value(classifier).unwrap();
+            assert_eq!(reasons(&config), Vec::<String>::new(), "{yaml}");
+            examples += 1;
+        }
+        assert_eq!(examples, 3);
+    }
+
     proptest::proptest! {
         #[test]
         fn compiling_any_text_never_panics(text in r#"[a-z_./{}()~,0-9 $\[\]*?-]{0,30}"#) {
