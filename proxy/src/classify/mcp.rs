@@ -351,11 +351,7 @@ fn classify_message(
                 )))
             }
         };
-        let action = config
-            .tools
-            .first_match(tool)
-            .unwrap_or(&config.default_tool_action)
-            .clone();
+        let action = tool_action(config, tool).to_string();
         let resource = match config.resource_from_argument.first_match(tool) {
             Some(mapping) => {
                 let pointer = mapping.argument.get().map(|a| a.pointer()).ok_or_else(|| {
@@ -421,6 +417,24 @@ fn classify_message(
         rpc_method: Some(method.to_string()),
         tool: None,
     })
+}
+
+/// The action a `tools/call` of `tool` gets: the first matching `tools` glob, else
+/// `default_tool_action`. For `tools/list` filtering: decide this action per listed tool.
+pub fn tool_action<'c>(config: &'c McpClassifier, tool: &str) -> &'c str {
+    config
+        .tools
+        .first_match(tool)
+        .unwrap_or(&config.default_tool_action)
+}
+
+/// The resource a `tools/call` of `tool` gets when its arguments are not known: `res_api:<tool>`,
+/// or `<type>:*` when the resource comes from an argument (`resource_from_argument`).
+pub fn tool_resource(config: &McpClassifier, tool: &str) -> String {
+    match config.resource_from_argument.first_match(tool) {
+        Some(mapping) => format!("{}:*", mapping.resource_type),
+        None => format!("{}:{tool}", config.resource_type),
+    }
 }
 
 /// `mcp_protocol_version` (body first, then header), `mcp_session` and `mcp_client`. Set after
@@ -976,6 +990,15 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
         .remove(0);
         assert_eq!(item.tool.as_deref(), Some("delete_file"));
         assert_eq!(item.action, "axn_delete_data");
+    }
+
+    #[test]
+    fn listed_tools_map_to_the_same_action_and_resource_as_their_calls() {
+        let config = agent_config();
+        assert_eq!(tool_action(&config, "delete_file"), "axn_delete_data");
+        assert_eq!(tool_action(&config, "search"), "axn_execute_tool");
+        assert_eq!(tool_resource(&config, "search"), "res_api:search");
+        assert_eq!(tool_resource(&config, "read_file"), "res_file:*");
     }
 
     #[test]
