@@ -4,24 +4,27 @@
 //!
 //! Classification always reads the body. The headers are a routing hint: when present they must
 //! agree with the body or the request is rejected ([`ClassifyError::HeaderMismatch`]) — nothing is
-//! ever authorized on a header alone. The answer builders ([`denial_body`], [`denial_answer`],
-//! [`filter_tools_list`]) are pure functions from data to bytes; nothing here does I/O or decides.
+//! ever authorized on a header alone. The answers live in submodules and are re-exported here:
+//! `answer` (denials in JSON-RPC: [`denial_body`], [`denial_answer`]) and `tools_list`
+//! ([`filter_tools_list`]). All are pure functions from data to bytes; nothing here does I/O or
+//! decides.
 
 use std::borrow::Cow;
 
-use lexecon_config::classifier::{DenialStyle, McpClassifier};
-use serde_json::{json, Map, Value};
+pub use lexecon_config::classifier::DenialStyle;
+use lexecon_config::classifier::McpClassifier;
+use serde_json::{Map, Value};
 
 use super::{Classified, ClassifiedItem, ClassifyError, RequestParts};
 
-/// JSON-RPC error code of a call denied (or escalated) by policy.
-pub const POLICY_DENIED_CODE: i64 = -32001;
-/// JSON-RPC error code of a call that was allowed but not executed because another call of the
-/// same batch was denied.
-pub const NOT_EXECUTED_CODE: i64 = -32002;
+mod answer;
+mod tools_list;
 
-/// The `_meta` key prefix of Lexecon's fields in MCP results.
-const META_PREFIX: &str = "io.lexecon/";
+pub use answer::{
+    denial_answer, denial_answer_at, denial_body, denial_text, DenialInfo, NOT_EXECUTED_CODE,
+    POLICY_DENIED_CODE,
+};
+pub use tools_list::filter_tools_list;
 
 const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
@@ -467,337 +470,20 @@ fn lookup<'v>(object: &'v Map<String, Value>, pointer: &str) -> Option<&'v Value
     object.get(&key)?.pointer(tail)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Answers
-// ---------------------------------------------------------------------------------------------
-
-/// What the proxy tells an agent about a blocked call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DenialInfo<'a> {
-    /// `deny` or `escalate`.
-    pub decision: &'a str,
-    pub reason: &'a str,
-    pub rule_id: Option<&'a str>,
-    pub decision_id: &'a str,
-}
-
-/// The text a model reads: the reason, the decision id, and what to do.
-pub fn denial_text(info: &DenialInfo<'_>) -> String {
-    if info.decision == "escalate" {
-        format!(
-            "{} (decision {}; a human must approve this call). Do not retry; tell the user.",
-            info.reason, info.decision_id
-        )
-    } else {
-        format!(
-            "{} (decision {}). Do not retry; tell the user.",
-            info.reason, info.decision_id
-        )
-    }
-}
-
-fn decision_meta(info: &DenialInfo<'_>) -> Value {
-    let mut meta = Map::new();
-    meta.insert(
-        format!("{META_PREFIX}decision_id"),
-        Value::from(info.decision_id),
-    );
-    meta.insert(format!("{META_PREFIX}decision"), Value::from(info.decision));
-    meta.insert(format!("{META_PREFIX}reason"), Value::from(info.reason));
-    meta.insert(format!("{META_PREFIX}rule_id"), json!(info.rule_id));
-    Value::Object(meta)
-}
-
-fn tool_error_result(id: Option<&Value>, text: String, meta: Value) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "result": {
-            "content": [{"type": "text", "text": text}],
-            "isError": true,
-            "_meta": meta,
-        }
-    })
-}
-
-/// The first protocol revision whose results carry `resultType` (required by its schema).
-const RESULT_TYPE_SINCE: &str = "2026-07-28";
-
-/// True when the call was made in a protocol revision whose results need `resultType` (the
-/// 2.3 SDK rejects a 2026-07-28 result without it; older peers may reject unknown keys).
-fn speaks_result_type(item: &ClassifiedItem) -> bool {
-    item.context
-        .get("mcp_protocol_version")
-        .and_then(Value::as_str)
-        // Revisions are dates (YYYY-MM-DD): their order is the string order.
-        .is_some_and(|version| version >= RESULT_TYPE_SINCE)
-}
-
-/// One JSON-RPC response that answers a blocked call with the given `id` (`null` when absent).
-///
-/// - [`DenialStyle::ToolError`]: a result with `isError: true`, the [`denial_text`] as text
-///   content, and `_meta` with `io.lexecon/decision_id`, `…/decision`, `…/reason`, `…/rule_id`.
-/// - [`DenialStyle::JsonrpcError`]: an error with code [`POLICY_DENIED_CODE`], the text as
-///   message, and `data: {decision, decision_id, reason, rule_id}`.
-///
-/// The proxy sends it with HTTP 200 and `Content-Type: application/json`: MCP clients raise on
-/// non-2xx answers and the model would never see the reason. Prefer [`denial_answer`], which
-/// also adds `resultType: "complete"` for 2026-07-28 calls.
-pub fn denial_body(style: DenialStyle, id: Option<&Value>, info: &DenialInfo<'_>) -> Value {
-    match style {
-        DenialStyle::ToolError => tool_error_result(id, denial_text(info), decision_meta(info)),
-        DenialStyle::JsonrpcError => json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {
-                "code": POLICY_DENIED_CODE,
-                "message": denial_text(info),
-                "data": {
-                    "decision": info.decision,
-                    "decision_id": info.decision_id,
-                    "reason": info.reason,
-                    "rule_id": info.rule_id,
-                }
-            }
-        }),
-    }
-}
-
-fn not_executed_body(style: DenialStyle, item: &ClassifiedItem, cause: &DenialInfo<'_>) -> Value {
-    let text = format!(
-        "Not executed: another call in the same batch was blocked by policy (decision {}). \
-         Do not retry; tell the user.",
-        cause.decision_id
-    );
-    if style == DenialStyle::ToolError && item.rpc_method.as_deref() == Some("tools/call") {
-        let mut meta = Map::new();
-        meta.insert(format!("{META_PREFIX}not_executed"), Value::Bool(true));
-        meta.insert(
-            format!("{META_PREFIX}decision_id"),
-            Value::from(cause.decision_id),
-        );
-        return tool_error_result(item.jsonrpc_id.as_ref(), text, Value::Object(meta));
-    }
-    json!({
-        "jsonrpc": "2.0",
-        "id": item.jsonrpc_id,
-        "error": {
-            "code": NOT_EXECUTED_CODE,
-            "message": text,
-            "data": {"not_executed": true, "decision_id": cause.decision_id},
-        }
-    })
-}
-
-/// The whole answer to an MCP request of which at least one call was blocked. `None` when no
-/// JSON-RPC answer can be built — no outcome is `Some`, or the request holds only notifications
-/// and client responses, which have no id. The server calls this only when it blocks the request
-/// and, on `None`, answers with the plain JSON 403: `None` never means "forward".
-///
-/// `outcomes[i]` is the verdict of `classified.items[i]`: `None` permitted, `Some` blocked.
-/// A batch is all or nothing: when any element is blocked, nothing is forwarded; blocked
-/// elements get their denial and permitted ones a "not executed" answer (code
-/// [`NOT_EXECUTED_CODE`], or a tool error for `tools/call` in the `tool_error` style) naming the
-/// decision that blocked the batch. `tools/call` uses `style`; other methods always get a
-/// JSON-RPC error, since a tool result is not a valid answer to them. Elements without an id get
-/// no answer, as JSON-RPC requires.
-pub fn denial_answer(
-    style: DenialStyle,
-    classified: &Classified,
-    outcomes: &[Option<DenialInfo<'_>>],
-) -> Option<Vec<u8>> {
-    let first_denial = outcomes.iter().flatten().next()?;
-    let mut answers = Vec::with_capacity(classified.items.len());
-    for (item, outcome) in classified.items.iter().zip(outcomes) {
-        if item.jsonrpc_id.is_none() || item.rpc_method.is_none() {
-            continue;
-        }
-        let mut answer = match outcome {
-            Some(info) => {
-                let style = if item.rpc_method.as_deref() == Some("tools/call") {
-                    style
-                } else {
-                    DenialStyle::JsonrpcError
-                };
-                denial_body(style, item.jsonrpc_id.as_ref(), info)
-            }
-            None => not_executed_body(style, item, first_denial),
-        };
-        if speaks_result_type(item) {
-            if let Some(Value::Object(result)) = answer.get_mut("result") {
-                result.insert("resultType".into(), Value::from("complete"));
-            }
-        }
-        answers.push(answer);
-    }
-    let value = if classified.batch {
-        if answers.is_empty() {
-            return None;
-        }
-        Value::Array(answers)
-    } else {
-        answers.into_iter().next()?
-    };
-    serde_json::to_vec(&value).ok()
-}
-
-/// [`denial_answer`] for a server that stops deciding at the first blocked call: the item at
-/// `blocking` gets `info`, every other call is answered as not executed.
-pub fn denial_answer_at(
-    style: DenialStyle,
-    classified: &Classified,
-    blocking: usize,
-    info: &DenialInfo<'_>,
-) -> Option<Vec<u8>> {
-    let outcomes: Vec<Option<DenialInfo<'_>>> = (0..classified.items.len())
-        .map(|i| (i == blocking).then_some(*info))
-        .collect();
-    denial_answer(style, classified, &outcomes)
-}
-
-// ---------------------------------------------------------------------------------------------
-// tools/list filtering
-// ---------------------------------------------------------------------------------------------
-
-/// Removes the tools `allowed` rejects from a `tools/list` result, in a JSON body
-/// (`application/json`, one response or a batch) or an SSE body (`text/event-stream`: each
-/// event's `data:` lines). Returns `None` when nothing was removed or the body is not a
-/// `tools/list` result (pass it through unchanged). Other SSE lines (`event:`, `id:`, comments)
-/// and events are kept as they were. The body must not be content-encoded.
-pub fn filter_tools_list(
-    body: &[u8],
-    content_type: &str,
-    allowed: &dyn Fn(&str) -> bool,
-) -> Option<Vec<u8>> {
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match mime.as_str() {
-        "text/event-stream" => filter_sse(body, allowed),
-        m if m == "application/json" || m.ends_with("+json") => {
-            let mut value: Value = serde_json::from_slice(body).ok()?;
-            if filter_value(&mut value, allowed) {
-                serde_json::to_vec(&value).ok()
-            } else {
-                None
-            }
-        }
-        _ => None,
-    }
-}
-
-/// Filters a JSON-RPC response (or a batch of them) in place; true when a tool was removed.
-fn filter_value(value: &mut Value, allowed: &dyn Fn(&str) -> bool) -> bool {
-    match value {
-        Value::Array(elements) => {
-            let mut changed = false;
-            for element in elements {
-                changed |= filter_value(element, allowed);
-            }
-            changed
-        }
-        Value::Object(object) => {
-            let Some(Value::Array(tools)) = object
-                .get_mut("result")
-                .and_then(|r| r.as_object_mut())
-                .and_then(|r| r.get_mut("tools"))
-            else {
-                return false;
-            };
-            let before = tools.len();
-            // A tool without a string name cannot be checked: it is removed (fail closed).
-            tools.retain(|tool| {
-                tool.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(allowed)
-            });
-            tools.len() != before
-        }
-        _ => false,
-    }
-}
-
-fn filter_sse(body: &[u8], allowed: &dyn Fn(&str) -> bool) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut out = String::with_capacity(text.len());
-    let mut event: Vec<&str> = Vec::new();
-    let mut changed = false;
-    for line in text.split_inclusive('\n') {
-        let content = line.trim_end_matches(['\n', '\r']);
-        event.push(line);
-        if content.is_empty() {
-            changed |= flush_event(&event, &mut out, allowed);
-            event.clear();
-        }
-    }
-    changed |= flush_event(&event, &mut out, allowed);
-    changed.then(|| out.into_bytes())
-}
-
-/// The value of an SSE `data:` line, without the line ending.
-fn data_value(line: &str) -> Option<&str> {
-    line.trim_end_matches(['\n', '\r'])
-        .strip_prefix("data:")
-        .map(|v| v.strip_prefix(' ').unwrap_or(v))
-}
-
-/// Writes one SSE event (its lines with their endings) to `out`, with its data filtered.
-fn flush_event(lines: &[&str], out: &mut String, allowed: &dyn Fn(&str) -> bool) -> bool {
-    let data: Vec<&str> = lines.iter().filter_map(|l| data_value(l)).collect();
-    let filtered = if data.is_empty() {
-        None
-    } else {
-        serde_json::from_str::<Value>(&data.join("\n"))
-            .ok()
-            .and_then(|mut value| {
-                filter_value(&mut value, allowed)
-                    .then(|| serde_json::to_string(&value).ok())
-                    .flatten()
-            })
-    };
-    let Some(json) = filtered else {
-        lines.iter().for_each(|l| out.push_str(l));
-        return false;
-    };
-    let mut written = false;
-    for line in lines {
-        if data_value(line).is_some() {
-            if !written {
-                let ending = if line.ends_with("\r\n") {
-                    "\r\n"
-                } else if line.ends_with('\n') {
-                    "\n"
-                } else {
-                    ""
-                };
-                out.push_str("data: ");
-                out.push_str(&json);
-                out.push_str(ending);
-                written = true;
-            }
-        } else {
-            out.push_str(line);
-        }
-    }
-    true
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use lexecon_config::classifier::ClassifierConfig;
+    use serde_json::json;
 
-    fn config(yaml: &str) -> McpClassifier {
+    pub(super) fn config(yaml: &str) -> McpClassifier {
         match serde_norway::from_str::<ClassifierConfig>(yaml).unwrap() {
             ClassifierConfig::Mcp(mcp) => mcp,
             other => panic!("not mcp: {other:?}"),
         }
     }
 
-    fn agent_config() -> McpClassifier {
+    pub(super) fn agent_config() -> McpClassifier {
         config(
             r#"
 kind: mcp
@@ -807,7 +493,7 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
         )
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+    pub(super) fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();
         for (name, value) in pairs {
             map.append(*name, http::HeaderValue::from_str(value).unwrap());
@@ -815,7 +501,7 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
         map
     }
 
-    fn run(
+    pub(super) fn run(
         config: &McpClassifier,
         headers: &http::HeaderMap,
         body: &str,
@@ -829,7 +515,7 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
         classify(config, &parts, Some(body.as_bytes()))
     }
 
-    const STATELESS_SEARCH: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"2.3.0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    pub(super) const STATELESS_SEARCH: &str = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"hello"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"2.3.0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 
     #[test]
     fn handshake_generation_tool_call_maps_tool_to_action_and_resource() {
@@ -1277,254 +963,6 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
                 ),
                 ("DELETE", None, None, "axn_read_data"),
             ])
-        );
-    }
-
-    #[test]
-    fn real_sdk_sse_tools_list_is_filtered() {
-        let body = include_str!("testdata/mcp-sdk-2.3.0-tools-list.sse");
-        let out = filter_tools_list(body.as_bytes(), "text/event-stream", &no_deletes).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("event: message\r\ndata: {"));
-        assert!(text.ends_with("}\r\n\r\n"));
-        let data = text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();
-        let value: Value = serde_json::from_str(data).unwrap();
-        let names: Vec<&str> = value["result"]["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["search"]);
-        assert!(value["result"]["tools"][0]["inputSchema"]["properties"]["query"].is_object());
-    }
-
-    const DENY: DenialInfo<'static> = DenialInfo {
-        decision: "deny",
-        reason: "Deleting files is not allowed",
-        rule_id: Some("no-deletes"),
-        decision_id: "dec_01",
-    };
-
-    #[test]
-    fn tool_error_denial_tells_the_model_not_to_retry() {
-        let body = denial_body(DenialStyle::ToolError, Some(&json!(7)), &DENY);
-        assert_eq!(body["id"], json!(7));
-        assert_eq!(body["result"]["isError"], json!(true));
-        assert_eq!(
-            body["result"]["content"][0]["text"],
-            json!("Deleting files is not allowed (decision dec_01). Do not retry; tell the user.")
-        );
-        assert_eq!(
-            body["result"]["_meta"]["io.lexecon/decision_id"],
-            json!("dec_01")
-        );
-        assert_eq!(
-            body["result"]["_meta"]["io.lexecon/rule_id"],
-            json!("no-deletes")
-        );
-        assert!(body.get("error").is_none());
-    }
-
-    #[test]
-    fn stateless_generation_tool_error_carries_result_type() {
-        let stateless = run(&agent_config(), &http::HeaderMap::new(), STATELESS_SEARCH).unwrap();
-        let bytes = denial_answer(DenialStyle::ToolError, &stateless, &[Some(DENY)]).unwrap();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(answer["result"]["resultType"], json!("complete"));
-        assert_eq!(answer["result"]["isError"], json!(true));
-        let handshake = run(
-            &agent_config(),
-            &headers(&[("mcp-protocol-version", "2025-11-25")]),
-            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}"#,
-        )
-        .unwrap();
-        let bytes = denial_answer(DenialStyle::ToolError, &handshake, &[Some(DENY)]).unwrap();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap();
-        assert!(answer["result"].get("resultType").is_none());
-    }
-
-    #[test]
-    fn jsonrpc_error_denial_carries_decision_data() {
-        let body = denial_body(DenialStyle::JsonrpcError, Some(&json!("x")), &DENY);
-        assert_eq!(body["id"], json!("x"));
-        assert_eq!(body["error"]["code"], json!(POLICY_DENIED_CODE));
-        assert_eq!(
-            body["error"]["data"],
-            json!({"decision": "deny", "decision_id": "dec_01", "reason": "Deleting files is not allowed", "rule_id": "no-deletes"})
-        );
-        assert!(body.get("result").is_none());
-    }
-
-    #[test]
-    fn escalation_text_says_a_human_must_approve() {
-        let info = DenialInfo {
-            decision: "escalate",
-            ..DENY
-        };
-        assert!(denial_text(&info).contains("a human must approve this call"));
-    }
-
-    fn batch_of_two() -> Classified {
-        run(
-            &agent_config(),
-            &http::HeaderMap::new(),
-            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}},
-                {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{}}},
-                {"jsonrpc":"2.0","method":"notifications/progress"},
-                {"jsonrpc":"2.0","id":3,"method":"tools/list"}]"#,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn partly_denied_batch_blocks_every_element_and_names_the_denial() {
-        let classified = batch_of_two();
-        let bytes = denial_answer(
-            DenialStyle::ToolError,
-            &classified,
-            &[None, Some(DENY), None, None],
-        )
-        .unwrap();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap();
-        let answers = answer.as_array().unwrap();
-        assert_eq!(answers.len(), 3, "the notification gets no answer");
-        assert_eq!(answers[0]["id"], json!(1));
-        assert_eq!(answers[0]["result"]["isError"], json!(true));
-        assert!(answers[0]["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("Not executed: another call in the same batch was blocked by policy (decision dec_01)"));
-        assert_eq!(answers[1]["id"], json!(2));
-        assert!(answers[1]["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("Deleting files is not allowed"));
-        assert_eq!(answers[2]["id"], json!(3));
-        assert_eq!(answers[2]["error"]["code"], json!(NOT_EXECUTED_CODE));
-    }
-
-    #[test]
-    fn nothing_denied_means_no_answer_and_single_denial_is_not_an_array() {
-        let classified = batch_of_two();
-        assert_eq!(
-            denial_answer(DenialStyle::ToolError, &classified, &[None; 4]),
-            None
-        );
-        let single = run(
-            &agent_config(),
-            &http::HeaderMap::new(),
-            r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#,
-        )
-        .unwrap();
-        let bytes = denial_answer(DenialStyle::ToolError, &single, &[Some(DENY)]).unwrap();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(answer["id"], json!(4));
-        assert_eq!(
-            answer["error"]["code"],
-            json!(POLICY_DENIED_CODE),
-            "tools/list cannot be answered with a tool result"
-        );
-    }
-
-    #[test]
-    fn denial_at_one_index_matches_the_outcome_list() {
-        let classified = batch_of_two();
-        assert_eq!(
-            denial_answer_at(DenialStyle::JsonrpcError, &classified, 1, &DENY),
-            denial_answer(
-                DenialStyle::JsonrpcError,
-                &classified,
-                &[None, Some(DENY), None, None]
-            )
-        );
-        assert_eq!(
-            denial_answer_at(DenialStyle::JsonrpcError, &classified, 9, &DENY),
-            None,
-            "no JSON-RPC answer: the server falls back to the plain 403"
-        );
-    }
-
-    #[test]
-    fn denied_notification_has_no_jsonrpc_answer() {
-        let note = run(
-            &agent_config(),
-            &http::HeaderMap::new(),
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            denial_answer(DenialStyle::ToolError, &note, &[Some(DENY)]),
-            None
-        );
-    }
-
-    const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"search_docs","inputSchema":{"type":"object"}},{"name":"delete_file","inputSchema":{"type":"object"}}]}}"#;
-
-    fn no_deletes(name: &str) -> bool {
-        !name.starts_with("delete_")
-    }
-
-    #[test]
-    fn tools_list_json_drops_forbidden_tools() {
-        let out = filter_tools_list(
-            TOOLS_LIST.as_bytes(),
-            "application/json; charset=utf-8",
-            &no_deletes,
-        )
-        .unwrap();
-        let value: Value = serde_json::from_slice(&out).unwrap();
-        let tools = value["result"]["tools"].as_array().unwrap();
-        assert_eq!(tools.len(), 1);
-        assert_eq!(tools[0]["name"], json!("search_docs"));
-        assert_eq!(value["id"], json!(2));
-    }
-
-    #[test]
-    fn tools_list_sse_drops_forbidden_tools_and_keeps_other_lines() {
-        let sse = format!(
-            ": keep-alive\r\n\r\nevent: message\r\nid: 17\r\ndata: {TOOLS_LIST}\r\n\r\nevent: message\r\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}}\r\n\r\n"
-        );
-        let out = filter_tools_list(sse.as_bytes(), "text/event-stream", &no_deletes).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with(": keep-alive\r\n\r\nevent: message\r\nid: 17\r\ndata: {"));
-        assert!(text.contains("search_docs"));
-        assert!(!text.contains("delete_file"));
-        assert!(text.ends_with(
-            "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\r\n\r\n"
-        ));
-    }
-
-    #[test]
-    fn sse_data_split_over_lines_is_joined_before_filtering() {
-        let sse = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\ndata: {\"tools\":[{\"name\":\"delete_file\"},{\"name\":\"a\"}]}}\n\n";
-        let out = filter_tools_list(sse.as_bytes(), "text/event-stream", &no_deletes).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = text.split('\n').collect();
-        assert_eq!(lines.len(), 4, "{text:?}");
-        assert_eq!(lines[0], "event: message");
-        let data: Value = serde_json::from_str(lines[1].strip_prefix("data: ").unwrap()).unwrap();
-        assert_eq!(data["result"]["tools"], json!([{"name": "a"}]));
-        assert_eq!(&lines[2..], ["", ""]);
-    }
-
-    #[test]
-    fn unfiltered_or_foreign_bodies_are_left_alone() {
-        assert_eq!(
-            filter_tools_list(TOOLS_LIST.as_bytes(), "application/json", &|_| true),
-            None
-        );
-        assert_eq!(
-            filter_tools_list(
-                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}",
-                "application/json",
-                &|_| false
-            ),
-            None
-        );
-        assert_eq!(
-            filter_tools_list(TOOLS_LIST.as_bytes(), "text/plain", &|_| false),
-            None
         );
     }
 }
