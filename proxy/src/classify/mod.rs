@@ -1,6 +1,15 @@
 //! Classifiers: turn one HTTP request (method, path, headers, and the body when the route needs it)
 //! into the actor-independent parts of a decision input — action, resource, context — per the route's
 //! [`ClassifierConfig`]. Pure functions: no I/O, no decisions.
+//!
+//! One module per kind: [`mcp`] (JSON-RPC over Streamable HTTP, plus the MCP answer builders the
+//! server sends), `rest` (method + path template), [`fhir`] (FHIR interactions, plus SMART scope
+//! checks). `value` evaluates the configured value sources shared by REST and FHIR.
+
+pub mod fhir;
+pub mod mcp;
+mod rest;
+mod value;
 
 use lexecon_config::classifier::ClassifierConfig;
 
@@ -50,21 +59,42 @@ pub enum ClassifyError {
     NoOperation { method: String, path: String },
 }
 
-/// Whether the classifier needs the request body before deciding.
+/// Whether the classifier needs the request body before deciding: always for MCP; for REST and
+/// FHIR only when a configured resource or context field reads `body.…` (the answer does not
+/// change per request, so the server may cache it per route).
 pub fn needs_body(config: &ClassifierConfig) -> bool {
-    matches!(
-        config,
-        ClassifierConfig::Mcp(_) | ClassifierConfig::Rest(_) | ClassifierConfig::Fhir(_)
-    )
+    match config {
+        ClassifierConfig::Mcp(_) => true,
+        ClassifierConfig::Rest(rest) => rest.uses_body(),
+        ClassifierConfig::Fhir(fhir) => fhir.uses_body(),
+        ClassifierConfig::None { .. } => false,
+    }
 }
 
 /// Classifies one request. `body` is `Some` when [`needs_body`] said so.
+///
+/// ```
+/// use lexecon::classify::{classify, needs_body, RequestParts};
+/// use lexecon_config::classifier::ClassifierConfig;
+///
+/// let config: ClassifierConfig =
+///     serde_norway::from_str("kind: mcp\ntools: {\"delete_*\": axn_delete_data}").unwrap();
+/// assert!(needs_body(&config));
+/// let headers = http::HeaderMap::new();
+/// let parts = RequestParts { method: "POST", path: "/mcp", query: None, headers: &headers };
+/// let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#;
+/// let classified = classify(&config, &parts, Some(body)).unwrap();
+/// assert_eq!(classified.items[0].action, "axn_delete_data");
+/// assert_eq!(classified.items[0].resource.as_deref(), Some("res_api:delete_file"));
+/// assert_eq!(classified.items[0].context["path"], "a.txt");
+/// ```
 pub fn classify(
     config: &ClassifierConfig,
     parts: &RequestParts<'_>,
-    _body: Option<&[u8]>,
+    body: Option<&[u8]>,
 ) -> Result<Classified, ClassifyError> {
     match config {
+        ClassifierConfig::Mcp(mcp) => mcp::classify(mcp, parts, body),
         ClassifierConfig::None { action } => Ok(Classified {
             items: vec![ClassifiedItem {
                 action: action
@@ -78,9 +108,86 @@ pub fn classify(
             }],
             batch: false,
         }),
-        _ => Err(ClassifyError::NoOperation {
-            method: parts.method.to_string(),
-            path: parts.path.to_string(),
-        }),
+        ClassifierConfig::Rest(rest) => rest::classify(rest, parts, body),
+        ClassifierConfig::Fhir(fhir) => fhir::classify(fhir, parts, body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> ClassifierConfig {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn body_is_needed_for_mcp_and_for_operations_that_read_it() {
+        assert!(needs_body(&config("kind: mcp")));
+        assert!(!needs_body(&config("kind: fhir")));
+        assert!(!needs_body(&config("kind: none")));
+        assert!(!needs_body(&config(
+            "kind: rest\noperations: [{method: GET, path: \"/v1/orders/{id}\", action: axn_view_order}]"
+        )));
+        assert!(needs_body(&config(
+            "kind: rest\noperations: [{method: POST, path: /v1/orders, action: axn_place_order, resource: \"res_security:{body./symbol}\"}]"
+        )));
+    }
+
+    #[test]
+    fn none_classifier_yields_its_fixed_action() {
+        let headers = http::HeaderMap::new();
+        let parts = RequestParts {
+            method: "GET",
+            path: "/anything",
+            query: None,
+            headers: &headers,
+        };
+        let fixed = classify(&config("kind: none\naction: axn_browse"), &parts, None).unwrap();
+        assert_eq!(fixed.items[0].action, "axn_browse");
+        let default = classify(&config("kind: none"), &parts, None).unwrap();
+        assert_eq!(default.items[0].action, "axn_http_request");
+    }
+
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_config() -> Vec<ClassifierConfig> {
+            vec![
+                config("kind: mcp\ntools: {\"delete_*\": axn_delete_data}\nresource_from_argument: {\"*\": {argument: /a/0, type: res_x}}"),
+                config("kind: rest\noperations: [{method: POST, path: \"/v1/{a}/x/{b}\", action: axn_x, resource: \"res_x:{a}{body./k}\", context: {v: \"div(body./q, query.p)\", h: header.x-h}}]"),
+                config("kind: fhir\ncontext: {m: body./x}"),
+                config("kind: fhir\nbase_path: /fhir"),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn classifiers_return_errors_not_panics(
+                method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "get"]),
+                path in "(/[a-zA-Z0-9_$%.~-]{0,6}){0,5}",
+                query in proptest::option::of("[a-z_=&%+0-9A-F]{0,20}"),
+                body in proptest::collection::vec(any::<u8>(), 0..64),
+                json_body in r#"[\[\]{}":,0-9a-z/._ -]{0,60}"#,
+            ) {
+                let headers = http::HeaderMap::new();
+                let parts = RequestParts { method, path: &path, query: query.as_deref(), headers: &headers };
+                for config in any_config() {
+                    let _ = classify(&config, &parts, Some(&body));
+                    let _ = classify(&config, &parts, Some(json_body.as_bytes()));
+                    let _ = classify(&config, &parts, None);
+                }
+            }
+
+            #[test]
+            fn tools_list_filter_returns_none_or_bytes_not_panics(
+                body in r#"(data: |event: |\r?\n|[\[\]{}":,a-z_ ]){0,40}"#,
+                sse in any::<bool>(),
+            ) {
+                let content_type = if sse { "text/event-stream" } else { "application/json" };
+                let _ = mcp::filter_tools_list(body.as_bytes(), content_type, &|name| name.len() % 2 == 0);
+            }
+        }
     }
 }

@@ -1,0 +1,800 @@
+//! The FHIR classifier and SMART scope checks. A request under the FHIR base becomes one FHIR REST
+//! interaction (read, vread, update, patch, delete, history, create, search, capabilities,
+//! batch/transaction, operation) on a resource type and id; the interaction gives the action,
+//! patient-compartment types give a `res_phi:<Type>/<id>` resource, and consent, purpose of use,
+//! break-glass and physician come from headers. The `smart` submodule ([`scope_permits_item`],
+//! [`scope_grant`]) says whether a token's SMART scopes (v1 `patient/*.read`, v2
+//! `user/Observation.rs`) allow the interaction. Pure: no I/O, and the body is never read unless
+//! a configured context field needs it.
+
+use lexecon_config::classifier::{is_fhir_type, FhirClassifier};
+use serde_json::{Map, Value};
+
+use super::value::{self, Request};
+use super::{Classified, ClassifiedItem, ClassifyError, RequestParts};
+
+mod smart;
+
+pub use smart::{scope_grant, scope_permits, scope_permits_item, ScopeGrant};
+
+/// A FHIR REST interaction (codes as in the FHIR `TypeRestfulInteraction` value sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interaction {
+    Read,
+    Vread,
+    Update,
+    Patch,
+    Delete,
+    HistoryInstance,
+    HistoryType,
+    HistorySystem,
+    Create,
+    SearchType,
+    SearchSystem,
+    Capabilities,
+    /// `POST [base]` with a Bundle: batch or transaction (the body says which).
+    Batch,
+    /// `$operation` on the system, a type or an instance.
+    Operation,
+}
+
+impl Interaction {
+    const ALL: [Interaction; 14] = [
+        Interaction::Read,
+        Interaction::Vread,
+        Interaction::Update,
+        Interaction::Patch,
+        Interaction::Delete,
+        Interaction::HistoryInstance,
+        Interaction::HistoryType,
+        Interaction::HistorySystem,
+        Interaction::Create,
+        Interaction::SearchType,
+        Interaction::SearchSystem,
+        Interaction::Capabilities,
+        Interaction::Batch,
+        Interaction::Operation,
+    ];
+
+    /// The code used in `context.interaction` and in action globs (`Patient.read`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Interaction::Read => "read",
+            Interaction::Vread => "vread",
+            Interaction::Update => "update",
+            Interaction::Patch => "patch",
+            Interaction::Delete => "delete",
+            Interaction::HistoryInstance => "history-instance",
+            Interaction::HistoryType => "history-type",
+            Interaction::HistorySystem => "history-system",
+            Interaction::Create => "create",
+            Interaction::SearchType => "search-type",
+            Interaction::SearchSystem => "search-system",
+            Interaction::Capabilities => "capabilities",
+            Interaction::Batch => "batch",
+            Interaction::Operation => "operation",
+        }
+    }
+
+    /// The interaction with this [`code`](Interaction::code).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.code() == code)
+    }
+
+    /// The SMART v2 permission letter the interaction needs (`c r u d s`); `None` when it needs
+    /// no scope (capabilities) or cannot be checked from the request line (batch).
+    pub fn scope_letter(self) -> Option<char> {
+        match self {
+            Interaction::Create => Some('c'),
+            Interaction::Read
+            | Interaction::Vread
+            | Interaction::HistoryInstance
+            | Interaction::Operation => Some('r'),
+            Interaction::Update | Interaction::Patch => Some('u'),
+            Interaction::Delete => Some('d'),
+            Interaction::SearchType
+            | Interaction::SearchSystem
+            | Interaction::HistoryType
+            | Interaction::HistorySystem => Some('s'),
+            Interaction::Capabilities | Interaction::Batch => None,
+        }
+    }
+}
+
+/// The type used for system-level interactions in action globs (`_system.batch`).
+pub const SYSTEM_TYPE: &str = "_system";
+
+/// What the request line says.
+struct Parsed<'p> {
+    interaction: Interaction,
+    resource_type: Option<&'p str>,
+    id: Option<&'p str>,
+    version_id: Option<&'p str>,
+    operation: Option<&'p str>,
+    /// `Patient/123` of a compartment search (`GET Patient/123/Observation`).
+    compartment: Option<(&'p str, &'p str)>,
+}
+
+fn is_fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn check_id<'p>(id: &'p str, what: &str) -> Result<&'p str, ClassifyError> {
+    if is_fhir_id(id) {
+        Ok(id)
+    } else {
+        Err(ClassifyError::Malformed(format!(
+            "{what} {id:?} is not a FHIR id (1-64 letters, digits, '-' and '.')"
+        )))
+    }
+}
+
+/// The segments after the FHIR base, or `None` when the path is not under it.
+fn interaction_segments<'p>(config: &FhirClassifier, path: &'p str) -> Option<Vec<&'p str>> {
+    let rest = match &config.base_path {
+        Some(base) => {
+            let base = base.strip_suffix('/').unwrap_or(base);
+            let rest = path.strip_prefix(base)?;
+            if !(rest.is_empty() || rest.starts_with('/')) {
+                return None;
+            }
+            rest
+        }
+        None => path,
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    if config.base_path.is_some() {
+        return Some(segments);
+    }
+    let start = segments
+        .iter()
+        .position(|s| {
+            is_fhir_type(s)
+                || s.starts_with('$')
+                || matches!(*s, "metadata" | "_history" | "_search")
+        })
+        .unwrap_or(segments.len());
+    Some(segments[start..].to_vec())
+}
+
+fn parse<'p>(
+    method: &str,
+    segments: &[&'p str],
+    has_query: bool,
+) -> Result<Option<Parsed<'p>>, ClassifyError> {
+    use Interaction as I;
+    let plain = |interaction, resource_type, id| Parsed {
+        interaction,
+        resource_type,
+        id,
+        version_id: None,
+        operation: None,
+        compartment: None,
+    };
+    let operation = |name: &'p str, resource_type, id| Parsed {
+        interaction: I::Operation,
+        resource_type,
+        id,
+        version_id: None,
+        operation: Some(name),
+        compartment: None,
+    };
+    let parsed = match (method, segments) {
+        ("GET", []) if has_query => plain(I::SearchSystem, None, None),
+        ("POST", []) => plain(I::Batch, None, None),
+        ("GET", ["metadata"]) => plain(I::Capabilities, None, None),
+        ("GET", ["_history"]) => plain(I::HistorySystem, None, None),
+        ("GET" | "POST", ["_search"]) => plain(I::SearchSystem, None, None),
+        ("GET" | "POST", [op]) if op.starts_with('$') => operation(op, None, None),
+        (_, [t, ..]) if !is_fhir_type(t) => return Ok(None),
+        ("GET", [t]) => plain(I::SearchType, Some(*t), None),
+        ("POST", [t]) => plain(I::Create, Some(*t), None),
+        // Conditional update, patch and delete: the query selects the instance.
+        ("PUT", [t]) if has_query => plain(I::Update, Some(*t), None),
+        ("PATCH", [t]) if has_query => plain(I::Patch, Some(*t), None),
+        ("DELETE", [t]) if has_query => plain(I::Delete, Some(*t), None),
+        ("GET" | "POST", [t, "_search"]) => plain(I::SearchType, Some(*t), None),
+        ("GET", [t, "_history"]) => plain(I::HistoryType, Some(*t), None),
+        ("GET" | "POST", [t, op]) if op.starts_with('$') => operation(op, Some(*t), None),
+        ("GET", [t, id]) => plain(I::Read, Some(*t), Some(check_id(id, "id")?)),
+        ("PUT", [t, id]) => plain(I::Update, Some(*t), Some(check_id(id, "id")?)),
+        ("PATCH", [t, id]) => plain(I::Patch, Some(*t), Some(check_id(id, "id")?)),
+        ("DELETE", [t, id]) => plain(I::Delete, Some(*t), Some(check_id(id, "id")?)),
+        ("GET", [t, id, "_history"]) => {
+            plain(I::HistoryInstance, Some(*t), Some(check_id(id, "id")?))
+        }
+        ("GET" | "POST", [t, id, op]) if op.starts_with('$') => {
+            operation(op, Some(*t), Some(check_id(id, "id")?))
+        }
+        ("GET", [t, id, target]) if is_fhir_type(target) => Parsed {
+            interaction: I::SearchType,
+            resource_type: Some(*target),
+            id: None,
+            version_id: None,
+            operation: None,
+            compartment: Some((*t, check_id(id, "compartment id")?)),
+        },
+        ("GET", [t, id, "_history", vid]) => Parsed {
+            interaction: I::Vread,
+            resource_type: Some(*t),
+            id: Some(check_id(id, "id")?),
+            version_id: Some(check_id(vid, "version id")?),
+            operation: None,
+            compartment: None,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(parsed))
+}
+
+/// The built-in action of an interaction, used when no configured glob matches.
+fn default_action(resource_type: &str, interaction: Interaction) -> &'static str {
+    use Interaction as I;
+    match interaction {
+        I::Create | I::Update | I::Patch if resource_type == "MedicationRequest" => {
+            "axn_prescribe_medication"
+        }
+        I::Delete => "axn_delete_phi",
+        I::Create | I::Update | I::Patch | I::Batch => "axn_update_phi",
+        I::Capabilities => "axn_read_metadata",
+        _ => "axn_access_phi",
+    }
+}
+
+fn parse_consent(value: &str, header: &str) -> Result<bool, ClassifyError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "granted" | "permit" => Ok(true),
+        "false" | "no" | "0" | "denied" | "deny" => Ok(false),
+        _ => Err(ClassifyError::Malformed(format!(
+            "header {header} must be true or false, got {value:?}"
+        ))),
+    }
+}
+
+fn header_text<'h, 'n>(
+    headers: &'h http::HeaderMap,
+    name: Option<&'n String>,
+) -> Result<Option<(&'n str, &'h str)>, ClassifyError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match headers.get(name.as_str()) {
+        Some(value) => value
+            .to_str()
+            .map(|v| Some((name.as_str(), v.trim())))
+            .map_err(|_| ClassifyError::Malformed(format!("header {name} is not valid text"))),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn classify(
+    config: &FhirClassifier,
+    parts: &RequestParts<'_>,
+    body: Option<&[u8]>,
+) -> Result<Classified, ClassifyError> {
+    let (path, query_in_path) = match parts.path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (parts.path, None),
+    };
+    let query = parts.query.or(query_in_path).filter(|q| !q.is_empty());
+    let no_operation = || ClassifyError::NoOperation {
+        method: parts.method.to_string(),
+        path: path.to_string(),
+    };
+    let segments = interaction_segments(config, path).ok_or_else(no_operation)?;
+    let parsed = parse(parts.method, &segments, query.is_some())?.ok_or_else(no_operation)?;
+
+    let type_for_action = parsed.resource_type.unwrap_or(SYSTEM_TYPE);
+    let key = match parsed.operation {
+        Some(op) => format!("{type_for_action}.{op}"),
+        None => format!("{type_for_action}.{}", parsed.interaction.code()),
+    };
+    let action = config
+        .actions
+        .first_match(&key)
+        .map(String::as_str)
+        .unwrap_or_else(|| default_action(type_for_action, parsed.interaction))
+        .to_string();
+
+    let mut context = Map::new();
+    context.insert("interaction".into(), Value::from(parsed.interaction.code()));
+    if let Some(t) = parsed.resource_type {
+        context.insert("resource_type".into(), Value::from(t));
+    }
+    if let Some(id) = parsed.id {
+        context.insert("id".into(), Value::from(id));
+    }
+    if let Some(vid) = parsed.version_id {
+        context.insert("version_id".into(), Value::from(vid));
+    }
+    if let Some(op) = parsed.operation {
+        context.insert("operation".into(), Value::from(op));
+    }
+    if let Some((t, id)) = parsed.compartment {
+        context.insert("compartment".into(), Value::from(format!("{t}/{id}")));
+    }
+    if let Some(letter) = parsed.interaction.scope_letter() {
+        let scope_type = parsed.resource_type.unwrap_or("*");
+        context.insert(
+            "smart_scope".into(),
+            Value::from(format!("{scope_type}.{letter}")),
+        );
+    }
+
+    let mut search = Map::new();
+    if let Some(query) = query {
+        for pair in value::query_pairs(query) {
+            let (name, value) = pair?;
+            let value = Value::from(value.into_owned());
+            match search.get_mut(name.as_ref()) {
+                Some(Value::Array(values)) => values.push(value),
+                Some(first) => *first = Value::Array(vec![first.take(), value]),
+                None => {
+                    search.insert(name.into_owned(), value);
+                }
+            }
+        }
+    }
+
+    let patient_id = patient_id(&parsed, &search);
+    if let Some(patient) = &patient_id {
+        context.insert("patient_id".into(), Value::from(patient.as_str()));
+    }
+    if !search.is_empty() {
+        context.insert("search_params".into(), Value::Object(search));
+    }
+
+    if let Some((header, value)) = header_text(parts.headers, config.consent_header.as_ref())? {
+        context.insert(
+            "patient_consent".into(),
+            Value::Bool(parse_consent(value, header)?),
+        );
+    }
+    for (field, header) in [
+        ("purpose_of_use", &config.purpose_of_use_header),
+        ("break_glass", &config.break_glass_header),
+        ("physician_id", &config.physician_header),
+    ] {
+        if let Some((_, value)) = header_text(parts.headers, header.as_ref())? {
+            if !value.is_empty() {
+                context.insert(field.into(), Value::from(value));
+            }
+        }
+    }
+
+    if !config.context.is_empty() {
+        let parsed_body = if config.uses_body() {
+            Some(value::parse_body(
+                body,
+                &format!("{} {path}", parts.method),
+            )?)
+        } else {
+            None
+        };
+        let request = Request {
+            template: None,
+            path_values: &[],
+            query,
+            headers: parts.headers,
+            body: parsed_body.as_ref(),
+        };
+        for (name, source) in &config.context {
+            let expr = source.get().ok_or_else(|| {
+                ClassifyError::Malformed(format!(
+                    "context.{name}: the source {:?} is invalid in the configuration",
+                    source.source()
+                ))
+            })?;
+            if let Some(value) = request.eval(expr)? {
+                context.insert(name.clone(), value);
+            }
+        }
+    }
+
+    let resource = resource(config, &parsed);
+    Ok(Classified {
+        items: vec![ClassifiedItem {
+            action,
+            resource: Some(resource),
+            context,
+            jsonrpc_id: None,
+            rpc_method: None,
+            tool: None,
+        }],
+        batch: false,
+    })
+}
+
+/// The patient the request is about, when the request line or search says so.
+fn patient_id(parsed: &Parsed<'_>, search: &Map<String, Value>) -> Option<String> {
+    if let Some(("Patient", id)) = parsed.compartment {
+        return Some(id.to_string());
+    }
+    if parsed.resource_type == Some("Patient") {
+        if let Some(id) = parsed.id {
+            return Some(id.to_string());
+        }
+        if let Some(Value::String(id)) = search.get("_id") {
+            return Some(id.clone());
+        }
+    }
+    for param in ["patient", "subject", "subject:Patient"] {
+        if let Some(Value::String(reference)) = search.get(param) {
+            let id = reference.strip_prefix("Patient/").unwrap_or(reference);
+            if param == "subject" && reference.contains('/') && !reference.starts_with("Patient/") {
+                continue;
+            }
+            if is_fhir_id(id) {
+                return Some(id.to_string());
+            }
+        }
+    }
+    None
+}
+
+fn resource(config: &FhirClassifier, parsed: &Parsed<'_>) -> String {
+    let is_phi = |t: &str| config.phi_types.iter().any(|p| p == t);
+    if let Some((t, id)) = parsed.compartment {
+        let kind = if is_phi(t) {
+            &config.phi_resource_type
+        } else {
+            &config.other_resource_type
+        };
+        return format!("{kind}:{t}/{id}");
+    }
+    match parsed.resource_type {
+        Some(t) => {
+            let kind = if is_phi(t) {
+                &config.phi_resource_type
+            } else {
+                &config.other_resource_type
+            };
+            match parsed.id {
+                Some(id) => format!("{kind}:{t}/{id}"),
+                None => format!("{kind}:{t}"),
+            }
+        }
+        None if parsed.interaction == Interaction::Capabilities => {
+            format!("{}:metadata", config.other_resource_type)
+        }
+        None => format!("{}:{SYSTEM_TYPE}", config.other_resource_type),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use lexecon_config::classifier::ClassifierConfig;
+    use serde_json::json;
+
+    fn fhir(yaml: &str) -> FhirClassifier {
+        match serde_norway::from_str::<ClassifierConfig>(yaml).unwrap() {
+            ClassifierConfig::Fhir(f) => f,
+            other => panic!("not fhir: {other:?}"),
+        }
+    }
+
+    fn run_with(
+        config: &FhirClassifier,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&'static str, &str)],
+    ) -> Result<ClassifiedItem, ClassifyError> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, http::HeaderValue::from_str(value).unwrap());
+        }
+        let parts = RequestParts {
+            method,
+            path,
+            query,
+            headers: &map,
+        };
+        classify(config, &parts, None).map(|mut c| c.items.remove(0))
+    }
+
+    pub(super) fn run(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&'static str, &str)],
+    ) -> Result<ClassifiedItem, ClassifyError> {
+        run_with(
+            &fhir("kind: fhir\nbase_path: /fhir"),
+            method,
+            path,
+            query,
+            headers,
+        )
+    }
+
+    #[test]
+    fn patient_read_is_phi_access_with_consent_and_purpose_from_headers() {
+        let item = run(
+            "GET",
+            "/fhir/Patient/123",
+            None,
+            &[
+                ("x-patient-consent", "true"),
+                ("x-purpose-of-use", "TREAT"),
+                ("x-physician-id", "dr-9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(item.action, "axn_access_phi");
+        assert_eq!(item.resource.as_deref(), Some("res_phi:Patient/123"));
+        assert_eq!(item.context["interaction"], json!("read"));
+        assert_eq!(item.context["resource_type"], json!("Patient"));
+        assert_eq!(item.context["id"], json!("123"));
+        assert_eq!(item.context["patient_id"], json!("123"));
+        assert_eq!(item.context["patient_consent"], json!(true));
+        assert_eq!(item.context["purpose_of_use"], json!("TREAT"));
+        assert_eq!(item.context["physician_id"], json!("dr-9"));
+        assert_eq!(item.context["smart_scope"], json!("Patient.r"));
+    }
+
+    #[test]
+    fn read_without_consent_header_has_no_consent_in_context() {
+        let item = run("GET", "/fhir/Patient/123", None, &[]).unwrap();
+        assert!(!item.context.contains_key("patient_consent"));
+    }
+
+    #[test]
+    fn unrecognised_consent_value_is_malformed() {
+        let err = run(
+            "GET",
+            "/fhir/Patient/1",
+            None,
+            &[("x-patient-consent", "maybe")],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ClassifyError::Malformed(m) if m.contains("x-patient-consent must be true or false"))
+        );
+    }
+
+    #[test]
+    fn medication_request_create_is_prescribing() {
+        let item = run("POST", "/fhir/MedicationRequest", None, &[]).unwrap();
+        assert_eq!(item.action, "axn_prescribe_medication");
+        assert_eq!(item.resource.as_deref(), Some("res_phi:MedicationRequest"));
+        assert_eq!(item.context["interaction"], json!("create"));
+        assert_eq!(item.context["smart_scope"], json!("MedicationRequest.c"));
+    }
+
+    #[test]
+    fn each_interaction_is_recognised() {
+        for (method, path, query, interaction, action) in [
+            (
+                "GET",
+                "/fhir/Observation/o1/_history/2",
+                None,
+                "vread",
+                "axn_access_phi",
+            ),
+            (
+                "GET",
+                "/fhir/Observation",
+                Some("patient=Patient/7&code=1234-5"),
+                "search-type",
+                "axn_access_phi",
+            ),
+            (
+                "POST",
+                "/fhir/Observation/_search",
+                None,
+                "search-type",
+                "axn_access_phi",
+            ),
+            (
+                "PUT",
+                "/fhir/Observation/o1",
+                None,
+                "update",
+                "axn_update_phi",
+            ),
+            (
+                "PATCH",
+                "/fhir/Observation/o1",
+                None,
+                "patch",
+                "axn_update_phi",
+            ),
+            (
+                "DELETE",
+                "/fhir/Observation/o1",
+                None,
+                "delete",
+                "axn_delete_phi",
+            ),
+            (
+                "DELETE",
+                "/fhir/Observation",
+                Some("patient=7"),
+                "delete",
+                "axn_delete_phi",
+            ),
+            (
+                "GET",
+                "/fhir/Observation/o1/_history",
+                None,
+                "history-instance",
+                "axn_access_phi",
+            ),
+            (
+                "GET",
+                "/fhir/Observation/_history",
+                None,
+                "history-type",
+                "axn_access_phi",
+            ),
+            (
+                "GET",
+                "/fhir/_history",
+                None,
+                "history-system",
+                "axn_access_phi",
+            ),
+            (
+                "GET",
+                "/fhir/metadata",
+                None,
+                "capabilities",
+                "axn_read_metadata",
+            ),
+            ("POST", "/fhir", None, "batch", "axn_update_phi"),
+            (
+                "GET",
+                "/fhir",
+                Some("_type=Patient"),
+                "search-system",
+                "axn_access_phi",
+            ),
+            (
+                "GET",
+                "/fhir/Patient/7/$everything",
+                None,
+                "operation",
+                "axn_access_phi",
+            ),
+            (
+                "GET",
+                "/fhir/Patient/7/Observation",
+                None,
+                "search-type",
+                "axn_access_phi",
+            ),
+        ] {
+            let item =
+                run(method, path, query, &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert_eq!(
+                item.context["interaction"],
+                json!(interaction),
+                "{method} {path}"
+            );
+            assert_eq!(item.action, action, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn search_params_and_patient_reference_reach_the_context() {
+        let item = run(
+            "GET",
+            "/fhir/Observation",
+            Some("patient=Patient%2F7&code=a&code=b"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(item.context["patient_id"], json!("7"));
+        assert_eq!(
+            item.context["search_params"],
+            json!({"patient": "Patient/7", "code": ["a", "b"]})
+        );
+        assert_eq!(item.resource.as_deref(), Some("res_phi:Observation"));
+    }
+
+    #[test]
+    fn compartment_search_is_about_the_patient() {
+        let item = run("GET", "/fhir/Patient/7/Observation", None, &[]).unwrap();
+        assert_eq!(item.resource.as_deref(), Some("res_phi:Patient/7"));
+        assert_eq!(item.context["resource_type"], json!("Observation"));
+        assert_eq!(item.context["compartment"], json!("Patient/7"));
+        assert_eq!(item.context["patient_id"], json!("7"));
+    }
+
+    #[test]
+    fn non_compartment_types_use_the_other_resource_type() {
+        let item = run("GET", "/fhir/Practitioner/p1", None, &[]).unwrap();
+        assert_eq!(item.resource.as_deref(), Some("res_fhir:Practitioner/p1"));
+        let meta = run("GET", "/fhir/metadata", None, &[]).unwrap();
+        assert_eq!(meta.resource.as_deref(), Some("res_fhir:metadata"));
+    }
+
+    #[test]
+    fn configured_actions_win_over_defaults_and_see_operations_by_name() {
+        let config = fhir(
+            r#"
+kind: fhir
+base_path: /fhir/r4
+actions: {"Observation.create": axn_record_observation, "Patient.$everything": axn_export_record}
+phi_resource_type: res_ehr
+consent_header: X-Consent
+"#,
+        );
+        let created = run_with(
+            &config,
+            "POST",
+            "/fhir/r4/Observation",
+            None,
+            &[("x-consent", "no")],
+        )
+        .unwrap();
+        assert_eq!(created.action, "axn_record_observation");
+        assert_eq!(created.resource.as_deref(), Some("res_ehr:Observation"));
+        assert_eq!(created.context["patient_consent"], json!(false));
+        let everything =
+            run_with(&config, "GET", "/fhir/r4/Patient/1/$everything", None, &[]).unwrap();
+        assert_eq!(everything.action, "axn_export_record");
+        assert_eq!(everything.context["operation"], json!("$everything"));
+        assert!(matches!(
+            run_with(&config, "GET", "/fhir/Patient/1", None, &[]),
+            Err(ClassifyError::NoOperation { .. })
+        ));
+    }
+
+    #[test]
+    fn base_is_found_automatically_when_not_configured() {
+        let config = fhir("kind: fhir");
+        let item = run_with(&config, "GET", "/ehr/api/r4/Patient/5", None, &[]).unwrap();
+        assert_eq!(item.resource.as_deref(), Some("res_phi:Patient/5"));
+        let meta = run_with(&config, "GET", "/ehr/api/r4/metadata", None, &[]).unwrap();
+        assert_eq!(meta.context["interaction"], json!("capabilities"));
+    }
+
+    #[test]
+    fn unknown_shapes_are_no_operation_and_bad_ids_are_malformed() {
+        assert!(matches!(
+            run("GET", "/fhir/patient/1", None, &[]),
+            Err(ClassifyError::NoOperation { .. })
+        ));
+        assert!(matches!(
+            run("PUT", "/fhir/Patient", None, &[]),
+            Err(ClassifyError::NoOperation { .. })
+        ));
+        assert!(matches!(
+            run("GET", "/other/Patient/1", None, &[]),
+            Err(ClassifyError::NoOperation { .. })
+        ));
+        assert!(matches!(
+            run("GET", "/fhir/Patient/a_b", None, &[]),
+            Err(ClassifyError::Malformed(m)) if m.contains("not a FHIR id")
+        ));
+    }
+
+    #[test]
+    fn extra_context_sources_read_headers_and_body() {
+        let config = fhir(
+            "kind: fhir\nbase_path: /fhir\ncontext: {medication: body./medicationCodeableConcept/text, tenant: header.x-tenant}",
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-tenant", http::HeaderValue::from_static("north"));
+        let parts = RequestParts {
+            method: "POST",
+            path: "/fhir/MedicationRequest",
+            query: None,
+            headers: &headers,
+        };
+        let body = br#"{"resourceType":"MedicationRequest","medicationCodeableConcept":{"text":"Amoxicillin"}}"#;
+        let item = classify(&config, &parts, Some(body))
+            .unwrap()
+            .items
+            .remove(0);
+        assert_eq!(item.context["medication"], json!("Amoxicillin"));
+        assert_eq!(item.context["tenant"], json!("north"));
+        assert!(config.uses_body());
+    }
+}
