@@ -800,6 +800,68 @@ impl ApprovalStore {
     }
 }
 
+/// What redeeming an approval did to a retried request's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redemption {
+    /// The decision was not `escalate` (a permit or deny stands as decided); nothing was consumed.
+    NotApplicable,
+    /// The approval was consumed and the escalation became a permit.
+    Permitted(ApprovalEvent),
+    /// The approval could not be used; the decision became a deny with this reason.
+    Refused(ApprovalError),
+}
+
+/// Applies a caller's `approval_id` (or `x-lexecon-approval`) to the fresh `decision` of the
+/// retried request. Only an `escalate` is affected, so an approval can never override a deny (a
+/// policy that now forbids the request wins) and is not used up by a request that is permitted
+/// anyway. An escalation whose approval is consumed becomes `permit` (rule `approval:<id>`, the
+/// approver named in the reasoning); any failure becomes `deny` with the precise reason, and its
+/// compliance mappings `violation_prevented`. Does blocking file I/O on success: async callers run
+/// it through [`ApprovalStore::run_blocking`].
+pub fn redeem(
+    store: &ApprovalStore,
+    decision: &mut Decision,
+    approval_id: &str,
+    digest: &RequestDigest,
+    now: Timestamp,
+) -> Redemption {
+    if decision.decision != Verdict::Escalate {
+        return Redemption::NotApplicable;
+    }
+    let result = store.consume(
+        approval_id,
+        &decision.actor,
+        &decision.action,
+        decision.resource.as_deref(),
+        digest,
+        now,
+    );
+    decision.rule_id = format!("approval:{approval_id}");
+    match result {
+        Ok(event) => {
+            let approver = store
+                .get(approval_id, now)
+                .ok()
+                .and_then(|a| a.decided_by)
+                .unwrap_or_else(|| "an approver".to_owned());
+            decision.decision = Verdict::Permit;
+            decision.reasoning = format!(
+                "escalation approved by {approver} (approval {approval_id}): {}",
+                decision.reasoning
+            );
+            Redemption::Permitted(event)
+        }
+        Err(e) => {
+            decision.decision = Verdict::Deny;
+            decision.reasoning = e.to_string();
+            for m in &mut decision.compliance_mappings {
+                m.status = lexecon_domains::ComplianceStatus::ViolationPrevented;
+            }
+            Redemption::Refused(e)
+        }
+    }
+}
+
 fn io_error(path: &Path, e: std::io::Error) -> ApprovalError {
     ApprovalError::Io {
         path: path.display().to_string(),
@@ -1368,6 +1430,85 @@ mod tests {
         assert_eq!(hex.len(), 64);
         assert_eq!(RequestDigest::try_from(hex).unwrap(), a);
         assert!(RequestDigest::try_from("zz".to_owned()).is_err());
+    }
+
+    #[test]
+    fn redeeming_turns_the_approved_escalation_into_a_permit_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, a) = approved(dir.path());
+        let mut retry = escalated();
+        let outcome = redeem(&store, &mut retry, &a.id, &digest(), at(120));
+        assert!(
+            matches!(outcome, Redemption::Permitted(ref e) if e.kind == ApprovalEventKind::Consumed)
+        );
+        assert_eq!(retry.decision, Verdict::Permit);
+        assert_eq!(retry.rule_id, format!("approval:{}", a.id));
+        assert!(
+            retry.reasoning.starts_with("escalation approved by alice"),
+            "{}",
+            retry.reasoning
+        );
+
+        let mut second = escalated();
+        let outcome = redeem(&store, &mut second, &a.id, &digest(), at(121));
+        assert!(matches!(
+            outcome,
+            Redemption::Refused(ApprovalError::AlreadyConsumed { .. })
+        ));
+        assert_eq!(second.decision, Verdict::Deny);
+        assert!(
+            second.reasoning.contains("already used"),
+            "{}",
+            second.reasoning
+        );
+        assert!(second
+            .compliance_mappings
+            .iter()
+            .all(|m| m.status == lexecon_domains::ComplianceStatus::ViolationPrevented));
+    }
+
+    #[test]
+    fn redeeming_never_overrides_a_deny_nor_uses_up_the_approval_on_a_permit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, a) = approved(dir.path());
+        for verdict in [Verdict::Deny, Verdict::Permit] {
+            let mut d = escalated();
+            d.decision = verdict;
+            let before = d.clone();
+            assert_eq!(
+                redeem(&store, &mut d, &a.id, &digest(), at(120)),
+                Redemption::NotApplicable
+            );
+            assert_eq!(d, before);
+        }
+        assert_eq!(
+            store.get(&a.id, at(120)).unwrap().status,
+            ApprovalStatus::Approved
+        );
+    }
+
+    #[test]
+    fn redeeming_by_another_actor_is_denied_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, a) = approved(dir.path());
+        let mut other = escalated();
+        other.actor = "act_trader:eve".into();
+        let outcome = redeem(&store, &mut other, &a.id, &digest(), at(120));
+        assert!(matches!(
+            outcome,
+            Redemption::Refused(ApprovalError::Mismatch { field: "actor", .. })
+        ));
+        assert_eq!(other.decision, Verdict::Deny);
+        assert_eq!(
+            other.reasoning,
+            format!("approval {} was granted for a different actor", a.id)
+        );
+        // The rightful actor can still use it.
+        let mut own = escalated();
+        assert!(matches!(
+            redeem(&store, &mut own, &a.id, &digest(), at(121)),
+            Redemption::Permitted(_)
+        ));
     }
 
     #[tokio::test]

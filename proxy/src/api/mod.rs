@@ -17,8 +17,8 @@ pub mod router;
 pub mod validate;
 
 pub use approvals::{
-    Approval, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalEventKind, ApprovalStatus,
-    ApprovalStore, Approver, RequestDigest,
+    redeem, Approval, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalEventKind,
+    ApprovalStatus, ApprovalStore, Approver, Redemption, RequestDigest,
 };
 pub use error::ApiError;
 pub use responses::IssuedToken;

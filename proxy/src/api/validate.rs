@@ -114,6 +114,18 @@ pub fn domain_not_supported(domain: &str) -> RequestError {
     }
 }
 
+/// Checks a declared body length (`content-length`) before the body is read, so an oversized
+/// request is answered 413 without buffering it.
+pub fn check_body_len(len: u64) -> Result<(), RequestError> {
+    match usize::try_from(len) {
+        Ok(size) if size <= MAX_BODY_BYTES => Ok(()),
+        _ => Err(RequestError::BodyTooLarge {
+            size: usize::try_from(len).unwrap_or(usize::MAX),
+            limit: MAX_BODY_BYTES,
+        }),
+    }
+}
+
 /// A validated v1 decision request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRequest {
@@ -897,6 +909,18 @@ mod tests {
             parse_decision_request("ai", body.as_bytes()),
             Err(RequestError::BodyTooLarge {
                 size: body.len(),
+                limit: MAX_BODY_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn declared_length_over_64_kib_is_refused_before_reading() {
+        assert!(check_body_len(65_536).is_ok());
+        assert_eq!(
+            check_body_len(65_537),
+            Err(RequestError::BodyTooLarge {
+                size: 65_537,
                 limit: MAX_BODY_BYTES
             })
         );
