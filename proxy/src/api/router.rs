@@ -495,3 +495,22 @@ mod tests {
         assert_eq!(route("GET", "/health").unwrap().decision_domain(), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_method_and_path_routes_or_errors_without_panicking(
+            method in "[A-Za-z]{0,8}",
+            path in "(/[a-z0-9._{}?=&%-]{0,12}){0,7}",
+        ) {
+            if let Ok(endpoint) = route(&method, &path) {
+                prop_assert_eq!(endpoint.method(), method.as_str());
+                prop_assert!(ROUTES.contains(&(endpoint.method(), endpoint.template())));
+            }
+        }
+    }
+}
