@@ -3,4 +3,5 @@
 //! admin and decision API, and the CLI. Decision logic lives in `lexecon-policy-cache`; this crate
 //! only wires I/O around it.
 
+pub mod api;
 pub mod classify;
