@@ -15,6 +15,7 @@ pub mod packs;
 pub mod plugin;
 pub mod registry;
 pub mod request;
+pub mod settings;
 
 pub mod ai;
 #[cfg(feature = "finance")]
@@ -25,7 +26,7 @@ pub mod healthcare;
 pub use error::DomainError;
 pub use ident::{DomainId, EntityRef};
 pub use model::{
-    ActionCategory, ActionType, ActorCategory, ActorType, ComplianceFramework, ControlRef,
+    ActionCategory, ActionType, ActorCategory, ActorType, ComplianceFramework, ControlRef, EvidencedWhen,
     DomainConfig, PolicyTemplate, ResourceType, RiskLevel, RiskModel, Sensitivity, TemplateParam,
 };
 pub use plugin::{
@@ -33,4 +34,6 @@ pub use plugin::{
     Verdict,
 };
 pub use registry::DomainRegistry;
+pub use registry::is_builtin_domain_name;
 pub use request::Request;
+pub use settings::{DomainSettings, FinanceSettings, VenueSettings};
