@@ -65,9 +65,7 @@ pub struct AiPlugin {
 
 impl AiPlugin {
     pub fn new() -> Result<Self, DomainError> {
-        Ok(Self {
-            config: config()?,
-        })
+        Ok(Self { config: config()? })
     }
 }
 
@@ -450,7 +448,11 @@ mod tests {
         assert_eq!(t.fallback, Some(Verdict::Deny));
         assert!(t.rules.is_empty());
         assert_eq!(
-            p.check_template(DENY_BY_DEFAULT, &params(json!({})), &req("act_ai_agent:x", "axn_delete_data")),
+            p.check_template(
+                DENY_BY_DEFAULT,
+                &params(json!({})),
+                &req("act_ai_agent:x", "axn_delete_data")
+            ),
             None
         );
     }
@@ -481,21 +483,33 @@ mod tests {
         let p = AiPlugin::new().unwrap();
         let low = params(json!({"min_risk_level": 3}));
         assert_eq!(
-            p.check_template(HIGH_RISK_HUMAN_OVERSIGHT, &low, &req("act_ai_agent:x", "axn_execute_tool"))
-                .unwrap()
-                .effect,
+            p.check_template(
+                HIGH_RISK_HUMAN_OVERSIGHT,
+                &low,
+                &req("act_ai_agent:x", "axn_execute_tool")
+            )
+            .unwrap()
+            .effect,
             FindingEffect::Escalate
         );
         let high = params(json!({"min_risk_level": 5}));
         let f = p
-            .check_template(HIGH_RISK_HUMAN_OVERSIGHT, &high, &req("act_ai_agent:x", "axn_delete_data"))
+            .check_template(
+                HIGH_RISK_HUMAN_OVERSIGHT,
+                &high,
+                &req("act_ai_agent:x", "axn_delete_data"),
+            )
             .unwrap();
         assert!(f.reason.contains("requires human approval"), "{}", f.reason);
         let bad = params(json!({"min_risk_level": "high"}));
         assert_eq!(
-            p.check_template(HIGH_RISK_HUMAN_OVERSIGHT, &bad, &req("act_ai_agent:x", "axn_search"))
-                .unwrap()
-                .effect,
+            p.check_template(
+                HIGH_RISK_HUMAN_OVERSIGHT,
+                &bad,
+                &req("act_ai_agent:x", "axn_search")
+            )
+            .unwrap()
+            .effect,
             FindingEffect::Deny
         );
     }
@@ -503,16 +517,29 @@ mod tests {
     #[test]
     fn legacy_names_resolve_to_declared_types() {
         let p = AiPlugin::new().unwrap();
-        assert_eq!(p.resolve_actor_type("model").unwrap().type_id, "act_ai_agent");
-        assert_eq!(p.resolve_actor_type("user").unwrap().type_id, "act_human_user");
-        assert_eq!(p.resolve_action_type("search").unwrap().type_id, "axn_search");
+        assert_eq!(
+            p.resolve_actor_type("model").unwrap().type_id,
+            "act_ai_agent"
+        );
+        assert_eq!(
+            p.resolve_actor_type("user").unwrap().type_id,
+            "act_human_user"
+        );
+        assert_eq!(
+            p.resolve_action_type("search").unwrap().type_id,
+            "axn_search"
+        );
         assert_eq!(
             p.resolve_action_type("delete").unwrap().type_id,
             "axn_delete_data"
         );
         assert!(p.resolve_actor_type("wizard").is_none());
         let f = p
-            .check_template(HIGH_RISK_HUMAN_OVERSIGHT, &params(json!({})), &req("model", "delete"))
+            .check_template(
+                HIGH_RISK_HUMAN_OVERSIGHT,
+                &params(json!({})),
+                &req("model", "delete"),
+            )
             .unwrap();
         assert_eq!(f.effect, FindingEffect::Escalate);
     }

@@ -428,11 +428,7 @@ mod tests {
 
     #[test]
     fn denied_decision_is_violation_prevented_with_blocking_controls() {
-        let m = default_mappings(
-            &config(&["SOC2"]),
-            &request(),
-            &outcome(Verdict::Deny, &[]),
-        );
+        let m = default_mappings(&config(&["SOC2"]), &request(), &outcome(Verdict::Deny, &[]));
         assert_eq!(m[0].status, ComplianceStatus::ViolationPrevented);
         assert!(m[0].controls.contains(&"CC7.3".to_string()));
         let dry = DecisionOutcome {

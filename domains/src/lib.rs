@@ -26,14 +26,15 @@ pub mod healthcare;
 pub use error::DomainError;
 pub use ident::{DomainId, EntityRef};
 pub use model::{
-    ActionCategory, ActionType, ActorCategory, ActorType, ComplianceFramework, ControlRef, EvidencedWhen,
-    DomainConfig, PolicyTemplate, ResourceType, RiskLevel, RiskModel, Sensitivity, TemplateParam,
+    ActionCategory, ActionType, ActorCategory, ActorType, ComplianceFramework, ControlRef,
+    DomainConfig, EvidencedWhen, PolicyTemplate, ResourceType, RiskLevel, RiskModel, Sensitivity,
+    TemplateParam,
 };
 pub use plugin::{
     ComplianceMapping, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding, FindingEffect,
     Verdict,
 };
-pub use registry::DomainRegistry;
 pub use registry::is_builtin_domain_name;
+pub use registry::DomainRegistry;
 pub use request::Request;
 pub use settings::{DomainSettings, FinanceSettings, VenueSettings};

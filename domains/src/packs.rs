@@ -218,7 +218,13 @@ fn validate(doc: &PackDocument) -> Vec<String> {
             ));
         }
         for (j, rule) in t.rules.iter().enumerate() {
-            check_rule(&format!("{at}.rules[{j}]"), rule, t, &declared, &mut problems);
+            check_rule(
+                &format!("{at}.rules[{j}]"),
+                rule,
+                t,
+                &declared,
+                &mut problems,
+            );
         }
     }
     problems
@@ -269,10 +275,10 @@ fn check_rule(
             ));
         }
     }
-    if !obj
+    if obj
         .get("id")
         .and_then(|v| v.as_str())
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         problems.push(format!("{at}.id: a rule needs a non-empty string id"));
     }
@@ -312,7 +318,9 @@ fn check_condition(
     problems: &mut Vec<String>,
 ) {
     let Some(obj) = cond.as_object() else {
-        problems.push(format!("{at}: a condition must be a mapping {{field, op, value}}"));
+        problems.push(format!(
+            "{at}: a condition must be a mapping {{field, op, value}}"
+        ));
         return;
     };
     for key in obj.keys() {
@@ -320,10 +328,10 @@ fn check_condition(
             problems.push(format!("{at}.{key}: unknown condition field"));
         }
     }
-    if !obj
+    if obj
         .get("field")
         .and_then(|v| v.as_str())
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         problems.push(format!("{at}.field: a condition needs a field path"));
     }
@@ -364,7 +372,12 @@ fn check_placeholders(at: &str, s: &str, template: &PolicyTemplate, problems: &m
 }
 
 /// A literal type part (before `:`) of an actor/action/resource glob must be declared by the pack.
-fn check_pattern_type(at: &str, pattern: &str, declared: &BTreeSet<&str>, problems: &mut Vec<String>) {
+fn check_pattern_type(
+    at: &str,
+    pattern: &str,
+    declared: &BTreeSet<&str>,
+    problems: &mut Vec<String>,
+) {
     let type_part = pattern.split(':').next().unwrap_or(pattern);
     let literal = !type_part
         .chars()
@@ -411,7 +424,14 @@ policy_templates:
         assert_eq!(p.config().domain.as_str(), "logistics");
         assert_eq!(p.framework("FLEET_SAFETY").unwrap().controls.len(), 2);
         assert!(p.framework("SOC2").is_some());
-        assert_eq!(p.config().template("night_routing_review").unwrap().rules.len(), 1);
+        assert_eq!(
+            p.config()
+                .template("night_routing_review")
+                .unwrap()
+                .rules
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -420,7 +440,9 @@ policy_templates:
             "  - {type_id: act_dispatcher, category: human, label: Dispatcher}",
             "  - {type_id: act_dispatcher, category: human, label: Dispatcher}\n  - {type_id: act_dispatcher, category: system, label: Bot}",
         );
-        let err = PackPlugin::from_yaml("logistics.yaml", &yaml).unwrap_err().to_string();
+        let err = PackPlugin::from_yaml("logistics.yaml", &yaml)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("logistics.yaml"), "{err}");
         assert!(err.contains("duplicate type id act_dispatcher"), "{err}");
     }
@@ -433,7 +455,9 @@ policy_templates:
             .replace("effect: escalate", "effect: maybe")
             .replace("op: ge", "op: approx")
             .replace("{{start_hour}}", "{{end_hour}}");
-        let err = PackPlugin::from_yaml("l.yaml", &yaml).unwrap_err().to_string();
+        let err = PackPlugin::from_yaml("l.yaml", &yaml)
+            .unwrap_err()
+            .to_string();
         for needle in [
             "must start with act_",
             "unknown framework MADE_UP",
@@ -449,10 +473,14 @@ policy_templates:
     fn pack_template_without_rules_or_with_undeclared_type_is_rejected() {
         let head = MINIMAL.split("    rules:\n").next().unwrap();
         let no_rules = format!("{head}    rules: []\n");
-        let err = PackPlugin::from_yaml("l.yaml", &no_rules).unwrap_err().to_string();
+        let err = PackPlugin::from_yaml("l.yaml", &no_rules)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must carry its rules as data"), "{err}");
         let undeclared = MINIMAL.replace("action: axn_route_truck", "action: axn_fly_plane");
-        let err = PackPlugin::from_yaml("l.yaml", &undeclared).unwrap_err().to_string();
+        let err = PackPlugin::from_yaml("l.yaml", &undeclared)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("axn_fly_plane is not declared"), "{err}");
     }
 
@@ -462,7 +490,10 @@ policy_templates:
             let p = PackPlugin::from_yaml(name, yaml).unwrap_or_else(|e| panic!("{e}"));
             assert!(!p.config().policy_templates.is_empty(), "{name}");
             assert!(
-                p.config().policy_templates.iter().all(|t| !t.rules.is_empty()),
+                p.config()
+                    .policy_templates
+                    .iter()
+                    .all(|t| !t.rules.is_empty()),
                 "{name}"
             );
             for f in &p.config().compliance_frameworks {

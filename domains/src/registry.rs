@@ -148,12 +148,15 @@ impl DomainRegistry {
                 type_id: request.action.type_id().into(),
             })?;
         let resource = match &request.resource {
-            Some(resource) => Some(plugin.config().resource_type(resource.type_id()).ok_or_else(
-                || DomainError::UnknownResourceType {
-                    domain: domain(),
-                    type_id: resource.type_id().into(),
-                },
-            )?),
+            Some(resource) => Some(
+                plugin
+                    .config()
+                    .resource_type(resource.type_id())
+                    .ok_or_else(|| DomainError::UnknownResourceType {
+                        domain: domain(),
+                        type_id: resource.type_id().into(),
+                    })?,
+            ),
             None => None,
         };
         Ok(ResolvedTypes {
@@ -210,7 +213,14 @@ mod tests {
     fn builtin_registers_every_compiled_domain_and_all_packs() {
         let r = DomainRegistry::builtin().unwrap();
         let ids: Vec<&str> = r.domains().map(DomainId::as_str).collect();
-        for d in ["ai", "defense", "automotive", "supply_chain", "energy", "general"] {
+        for d in [
+            "ai",
+            "defense",
+            "automotive",
+            "supply_chain",
+            "energy",
+            "general",
+        ] {
             assert!(ids.contains(&d), "{d} missing from {ids:?}");
         }
         assert_eq!(ids.contains(&"finance"), cfg!(feature = "finance"));
@@ -226,7 +236,11 @@ mod tests {
         let r = DomainRegistry::builtin().unwrap();
         for id in r.domains() {
             assert!(
-                r.get(id.as_str()).unwrap().config().action_type("axn_http_request").is_some(),
+                r.get(id.as_str())
+                    .unwrap()
+                    .config()
+                    .action_type("axn_http_request")
+                    .is_some(),
                 "{id}"
             );
         }
@@ -252,7 +266,12 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, DomainError::UnknownActionType { .. }));
         let err = r
-            .check_types(&req("ai", "act_ai_agent:x", "axn_search", Some("res_moon:1")))
+            .check_types(&req(
+                "ai",
+                "act_ai_agent:x",
+                "axn_search",
+                Some("res_moon:1"),
+            ))
             .unwrap_err();
         assert!(matches!(err, DomainError::UnknownResourceType { .. }));
         let err = r
@@ -301,7 +320,10 @@ policy_templates:
 "#;
         r.register_pack_yaml("logistics.yaml", yaml).unwrap();
         assert!(r.get("logistics").is_some());
-        let err = r.register_pack_yaml("again.yaml", yaml).unwrap_err().to_string();
+        let err = r
+            .register_pack_yaml("again.yaml", yaml)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("already taken"), "{err}");
         let energy = yaml.replace("domain: logistics", "domain: energy");
         let mut fresh = DomainRegistry::empty();
