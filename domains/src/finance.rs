@@ -6,6 +6,11 @@
 //! request time — never the local clock), and the templates `prevent_flash_crash` (a per-actor rolling
 //! 60 s notional window with bounded memory) and `position_limits`. It does no I/O and never blocks:
 //! the window's per-actor mutex is held only for a few arithmetic operations.
+//!
+//! The window is checked in [`DomainPlugin::check_template`] and filled in
+//! [`DomainPlugin::on_decision`]; two orders of one actor decided concurrently may both see the window
+//! before either is recorded (the overshoot is at most one order). A full window cache evicts its least
+//! recently used actors beyond 20,000, which forgets their recent notional.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -1047,6 +1052,29 @@ mod tests {
         let mut r = order("act_trading_algo:m", "2026-11-28T15:00:00Z", json!({}));
         r.action = EntityRef::parse("axn_cancel_order").unwrap();
         assert!(p.validate(&r).is_empty());
+    }
+
+    proptest::proptest! {
+        /// The ring's sum equals the brute-force sum of records in (now - 60 s, now], whatever the
+        /// spacing of the orders (including gaps longer than the window and repeated seconds).
+        #[test]
+        fn ring_sum_matches_brute_force_window(steps in proptest::collection::vec((0i64..90, 1u32..1_000_000), 1..200)) {
+            let mut ring = Ring::new();
+            let mut records: Vec<(i64, f64)> = Vec::new();
+            let mut now = 1_800_000_000i64;
+            for (dt, value) in steps {
+                now += dt;
+                let value = f64::from(value);
+                ring.add(now, value);
+                records.push((now, value));
+                let expected: f64 = records
+                    .iter()
+                    .filter(|(t, _)| *t > now - 60 && *t <= now)
+                    .map(|(_, v)| v)
+                    .sum();
+                proptest::prop_assert!((ring.sum(now) - expected).abs() < 1e-6);
+            }
+        }
     }
 
     #[test]

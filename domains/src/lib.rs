@@ -6,6 +6,24 @@
 //! plugins. It never does I/O on a request path, never depends on tokio or pingora, and knows nothing
 //! of policies' rule language (that is `lexecon-config`) or of how a decision is combined
 //! (`lexecon-policy-cache`).
+//!
+//! ```
+//! use lexecon_domains::{DomainId, DomainRegistry, EntityRef, Request};
+//!
+//! let registry = DomainRegistry::builtin()?;
+//! let request = Request {
+//!     domain: DomainId::new("ai")?,
+//!     actor: EntityRef::parse("model")?, // a Lexecon 1.x name, accepted in the ai domain
+//!     action: EntityRef::parse("axn_delete_data")?,
+//!     resource: Some(EntityRef::parse("res_database:crm")?),
+//!     context: Default::default(),
+//!     time: "2026-11-24T15:00:00Z".parse()?,
+//! };
+//! let types = registry.resolve_types(&request)?;
+//! assert_eq!(types.actor.type_id, "act_ai_agent");
+//! assert!(types.action.requires_human_approval);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod compliance;
 pub mod error;

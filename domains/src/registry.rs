@@ -107,10 +107,7 @@ impl DomainRegistry {
     }
 
     pub fn get(&self, domain: &str) -> Option<&Arc<dyn DomainPlugin>> {
-        self.plugins
-            .iter()
-            .find(|(id, _)| id.as_str() == domain)
-            .map(|(_, p)| p)
+        self.plugins.get(domain)
     }
 
     pub fn domains(&self) -> impl Iterator<Item = &DomainId> {
