@@ -20,12 +20,11 @@ use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
-use crate::ai::{action, http_request_action, resource, risk_model};
+use crate::build::{action, actor, http_request_action, resource, risk_model};
 use crate::error::DomainError;
 use crate::ident::DomainId;
 use crate::model::{
-    ActionCategory, ActorCategory, ActorType, DomainConfig, PolicyTemplate, Sensitivity,
-    TemplateParam,
+    ActionCategory, ActorCategory, DomainConfig, PolicyTemplate, Sensitivity, TemplateParam,
 };
 use crate::plugin::{number_param, DecisionOutcome, DomainPlugin, Finding, FindingEffect, Verdict};
 use crate::request::Request;
@@ -466,16 +465,6 @@ fn amount(v: f64) -> String {
         format!("-{grouped}")
     } else {
         grouped
-    }
-}
-
-fn actor(type_id: &str, category: ActorCategory, label: &str, description: &str) -> ActorType {
-    ActorType {
-        type_id: type_id.into(),
-        category,
-        label: label.into(),
-        description: description.into(),
-        metadata: BTreeMap::new(),
     }
 }
 

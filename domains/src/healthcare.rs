@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::ai::{action, http_request_action, resource, risk_model};
+use crate::build::{action, actor, http_request_action, resource, risk_model};
 use crate::error::DomainError;
 use crate::ident::DomainId;
 use crate::model::{
-    ActionCategory, ActorCategory, ActorType, DomainConfig, PolicyTemplate, Sensitivity,
-    TemplateParam,
+    ActionCategory, ActorCategory, DomainConfig, PolicyTemplate, Sensitivity, TemplateParam,
 };
 use crate::plugin::{DomainPlugin, Finding, FindingEffect};
 use crate::request::Request;
@@ -111,16 +110,6 @@ fn consent_finding(request: &Request) -> Option<Finding> {
             FindingEffect::Deny,
             "patient consent is missing: PHI access needs context.patient_consent = true or a break_glass reason (HIPAA 164.508)",
         )),
-    }
-}
-
-fn actor(type_id: &str, category: ActorCategory, label: &str, description: &str) -> ActorType {
-    ActorType {
-        type_id: type_id.into(),
-        category,
-        label: label.into(),
-        description: description.into(),
-        metadata: BTreeMap::new(),
     }
 }
 

@@ -435,6 +435,36 @@ policy_templates:
     }
 
     #[test]
+    fn pack_compliance_maps_inline_controls_by_outcome() {
+        use crate::ident::EntityRef;
+        use crate::plugin::{ComplianceStatus, Verdict};
+        let p = PackPlugin::from_yaml("logistics.yaml", MINIMAL).unwrap();
+        let request = Request {
+            domain: DomainId::new("logistics").unwrap(),
+            actor: EntityRef::parse("act_dispatcher:ann").unwrap(),
+            action: EntityRef::parse("axn_route_truck").unwrap(),
+            resource: None,
+            context: Default::default(),
+            time: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let outcome = |verdict| DecisionOutcome {
+            verdict,
+            findings: &[],
+            dry_run: false,
+        };
+        let permit = p.compliance(&request, &outcome(Verdict::Permit));
+        assert_eq!(permit[0].framework, "SOC2");
+        assert_eq!(permit[1].framework, "FLEET_SAFETY");
+        assert_eq!(permit[1].controls, vec!["FS-1".to_string()]);
+        let escalate = p.compliance(&request, &outcome(Verdict::Escalate));
+        assert_eq!(
+            escalate[1].controls,
+            vec!["FS-1".to_string(), "FS-2".to_string()]
+        );
+        assert_eq!(escalate[1].status, ComplianceStatus::ReviewRequired);
+    }
+
+    #[test]
     fn pack_with_duplicate_type_id_is_rejected_naming_it() {
         let yaml = MINIMAL.replace(
             "  - {type_id: act_dispatcher, category: human, label: Dispatcher}",
