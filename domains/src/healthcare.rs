@@ -18,9 +18,7 @@ use crate::model::{
 use crate::plugin::{DomainPlugin, Finding, FindingEffect};
 use crate::request::Request;
 
-/// Break-glass reason codes accepted for emergency PHI access (HL7 v3 ActReason / PurposeOfUse codes
-/// ETREAT, BTG, PATSFTY, plus the plain `EMERGENCY`), compared case-insensitively.
-pub const BREAK_GLASS_REASONS: &[&str] = &["ETREAT", "BTG", "EMERGENCY", "PATSFTY"];
+pub use crate::settings::HealthcareSettings;
 
 /// Actions that access PHI whatever their resource.
 const PHI_ACTIONS: &[&str] = &["axn_access_phi", "axn_share_phi"];
@@ -32,11 +30,28 @@ const CLINICAL_ACTIONS: &[&str] = &["axn_recommend_treatment", "axn_prescribe_me
 #[derive(Debug, Clone)]
 pub struct HealthcarePlugin {
     config: DomainConfig,
+    /// Upper-cased accepted break-glass reason codes.
+    break_glass_reasons: Vec<String>,
 }
 
 impl HealthcarePlugin {
+    /// The plugin with default settings.
     pub fn new() -> Result<Self, DomainError> {
-        Ok(Self { config: config()? })
+        Self::with_settings(HealthcareSettings::default())
+    }
+
+    /// The plugin with the configured break-glass reasons (validated first).
+    pub fn with_settings(settings: HealthcareSettings) -> Result<Self, DomainError> {
+        settings.validate()?;
+        let reasons: Vec<String> = settings
+            .break_glass_reasons
+            .iter()
+            .map(|r| r.to_ascii_uppercase())
+            .collect();
+        Ok(Self {
+            config: config(&reasons)?,
+            break_glass_reasons: reasons,
+        })
     }
 }
 
@@ -53,7 +68,7 @@ impl DomainPlugin for HealthcarePlugin {
             .as_ref()
             .is_some_and(|r| r.type_id() == "res_phi");
         if on_phi || PHI_ACTIONS.contains(&action) {
-            if let Some(f) = consent_finding(request) {
+            if let Some(f) = consent_finding(request, &self.break_glass_reasons) {
                 findings.push(f);
             }
         }
@@ -78,13 +93,13 @@ impl DomainPlugin for HealthcarePlugin {
 }
 
 /// `None` when consent is given; a `Review` finding for a recognised break-glass; else `Deny`.
-fn consent_finding(request: &Request) -> Option<Finding> {
+fn consent_finding(request: &Request, reasons: &[String]) -> Option<Finding> {
     if request.context.get("patient_consent") == Some(&Value::Bool(true)) {
         return None;
     }
     match request.context.get("break_glass") {
         Some(Value::String(reason))
-            if BREAK_GLASS_REASONS
+            if reasons
                 .iter()
                 .any(|r| r.eq_ignore_ascii_case(reason.trim())) =>
         {
@@ -102,7 +117,7 @@ fn consent_finding(request: &Request) -> Option<Finding> {
             FindingEffect::Deny,
             format!(
                 "patient consent is missing and break_glass {other} is not a recognised reason (expected one of {})",
-                BREAK_GLASS_REASONS.join(", ")
+                reasons.join(", ")
             ),
         )),
         None => Some(Finding::new(
@@ -113,7 +128,7 @@ fn consent_finding(request: &Request) -> Option<Finding> {
     }
 }
 
-fn config() -> Result<DomainConfig, DomainError> {
+fn config(break_glass_reasons: &[String]) -> Result<DomainConfig, DomainError> {
     use ActionCategory as A;
     use ActorCategory as C;
     use Sensitivity as S;
@@ -320,7 +335,7 @@ fn config() -> Result<DomainConfig, DomainError> {
         constraints: BTreeMap::from([
             ("phi_requires_patient_consent".to_string(), json!(true)),
             ("clinical_actions_require_physician".to_string(), json!(true)),
-            ("break_glass_reasons".to_string(), json!(BREAK_GLASS_REASONS)),
+            ("break_glass_reasons".to_string(), json!(break_glass_reasons)),
         ]),
         metadata: BTreeMap::new(),
     })
@@ -408,6 +423,26 @@ mod tests {
             "{}",
             f[0].reason
         );
+    }
+
+    #[test]
+    fn break_glass_reasons_are_configurable() {
+        let p = HealthcarePlugin::with_settings(HealthcareSettings {
+            break_glass_reasons: vec!["code_blue".into()],
+        })
+        .unwrap();
+        let f = p.validate(&req(
+            "axn_access_phi",
+            None,
+            json!({"break_glass": "CODE_BLUE"}),
+        ));
+        assert_eq!(f[0].effect, FindingEffect::Review);
+        let f = p.validate(&req(
+            "axn_access_phi",
+            None,
+            json!({"break_glass": "ETREAT"}),
+        ));
+        assert_eq!(f[0].effect, FindingEffect::Deny);
     }
 
     #[test]

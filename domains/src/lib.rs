@@ -56,4 +56,4 @@ pub use plugin::{
 pub use registry::is_builtin_domain_name;
 pub use registry::DomainRegistry;
 pub use request::Request;
-pub use settings::{DomainSettings, FinanceSettings, VenueSettings};
+pub use settings::{DomainSettings, FinanceSettings, HealthcareSettings, VenueSettings};

@@ -515,6 +515,18 @@ policy_templates:
     }
 
     #[test]
+    fn pack_example_in_readme_loads() {
+        let readme = include_str!("../packs/README.md");
+        let yaml = readme
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap();
+        let p = PackPlugin::from_yaml("README.md", yaml).unwrap();
+        assert_eq!(p.config().domain.as_str(), "logistics");
+    }
+
+    #[test]
     fn every_builtin_pack_is_valid_and_has_a_data_template() {
         for (name, yaml) in BUILTIN_PACKS {
             let p = PackPlugin::from_yaml(name, yaml).unwrap_or_else(|e| panic!("{e}"));

@@ -69,7 +69,9 @@ impl DomainRegistry {
             settings.finance.clone(),
         )?))?;
         #[cfg(feature = "healthcare")]
-        registry.register(Arc::new(crate::healthcare::HealthcarePlugin::new()?))?;
+        registry.register(Arc::new(
+            crate::healthcare::HealthcarePlugin::with_settings(settings.healthcare.clone())?,
+        ))?;
         for (source_name, yaml) in BUILTIN_PACKS {
             let pack = PackPlugin::from_yaml(source_name, yaml)?;
             registry.register(Arc::new(pack))?;

@@ -17,12 +17,48 @@ use crate::error::DomainError;
 #[serde(default, deny_unknown_fields)]
 pub struct DomainSettings {
     pub finance: FinanceSettings,
+    pub healthcare: HealthcareSettings,
 }
 
 impl DomainSettings {
     /// Checks every plugin's settings; the first problem is returned with the field it concerns.
     pub fn validate(&self) -> Result<(), DomainError> {
-        self.finance.validate()
+        self.finance.validate()?;
+        self.healthcare.validate()
+    }
+}
+
+/// Settings of the `healthcare` plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthcareSettings {
+    /// Break-glass reason codes that permit PHI access without consent (marked for review),
+    /// compared case-insensitively. Default: HL7 v3 ETREAT, BTG, PATSFTY and `EMERGENCY`.
+    pub break_glass_reasons: Vec<String>,
+}
+
+impl Default for HealthcareSettings {
+    fn default() -> Self {
+        Self {
+            break_glass_reasons: ["ETREAT", "BTG", "EMERGENCY", "PATSFTY"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl HealthcareSettings {
+    /// Reason codes must be non-empty single tokens.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        for (i, r) in self.break_glass_reasons.iter().enumerate() {
+            if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(DomainError::InvalidSettings {
+                    field: format!("healthcare.break_glass_reasons[{i}]"),
+                    reason: format!("{r:?} is not a reason code (a non-empty word such as ETREAT)"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -256,6 +292,7 @@ finance:
         assert_eq!(s.finance.max_order_value, 5_000_000.0);
         assert_eq!(s.finance.venues["XTST"].close, t(17, 30));
         assert!(s.finance.venues["XTST"].holidays.contains(&d(2026, 12, 24)));
+        assert_eq!(s.healthcare, HealthcareSettings::default());
         let bad = "finance: {max_order: 1}";
         assert!(serde_norway::from_str::<DomainSettings>(bad).is_err());
     }
@@ -279,5 +316,10 @@ finance:
             ..FinanceSettings::default()
         };
         assert!(s.validate().is_err());
+        let h = HealthcareSettings {
+            break_glass_reasons: vec!["two words".into()],
+        };
+        let err = h.validate().unwrap_err().to_string();
+        assert!(err.contains("healthcare.break_glass_reasons[0]"), "{err}");
     }
 }
