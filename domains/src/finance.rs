@@ -200,16 +200,19 @@ impl FinancePlugin {
         };
         let local = venue.time_zone.to_datetime(request.time);
         let (date, time) = (local.date(), local.time());
-        let at = format!("{date} {} {}", hhmm(time), venue.time_zone_name);
+        // Built only when a finding is returned: the in-session path allocates nothing.
+        let at = || format!("{date} {} {}", hhmm(time), venue.time_zone_name);
         if matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday) {
             return deny(format!(
-                "order at {at} is outside the {id} regular session: the venue is closed on {:?}s",
+                "order at {} is outside the {id} regular session: the venue is closed on {:?}s",
+                at(),
                 date.weekday()
             ));
         }
         if venue.holidays.contains(&date) {
             return deny(format!(
-                "order at {at} is outside the {id} regular session: {date} is a venue holiday"
+                "order at {} is outside the {id} regular session: {date} is a venue holiday",
+                at()
             ));
         }
         let close = venue
@@ -219,7 +222,8 @@ impl FinancePlugin {
             .unwrap_or(venue.close);
         if time < venue.open || time >= close {
             return deny(format!(
-                "order at {at} is outside the {id} regular session {}–{} {}",
+                "order at {} is outside the {id} regular session {}–{} {}",
+                at(),
                 hhmm(venue.open),
                 hhmm(close),
                 venue.time_zone_name
