@@ -1,4 +1,5 @@
-//! Errors of the domain model.
+//! Errors of the domain model: every variant carries the id, field or value a user needs to fix the
+//! problem. Never used for a decision outcome (those are [`crate::Finding`]s).
 
 use thiserror::Error;
 
@@ -22,4 +23,6 @@ pub enum DomainError {
     DuplicateDomain { domain: String },
     #[error("domain pack {source_name}: {reason}")]
     InvalidPack { source_name: String, reason: String },
+    #[error("domain settings {field}: {reason}")]
+    InvalidSettings { field: String, reason: String },
 }

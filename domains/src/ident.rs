@@ -43,6 +43,13 @@ impl From<DomainId> for String {
     }
 }
 
+/// Lets maps keyed by [`DomainId`] be searched with a `&str` (the order is the string's order).
+impl std::borrow::Borrow<str> for DomainId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for DomainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -124,6 +124,22 @@ pub struct ResourceType {
 pub struct ControlRef {
     pub id: String,
     pub title: String,
+    /// Which decisions evidence this control (default: every recorded decision).
+    #[serde(default)]
+    pub evidenced_when: EvidencedWhen,
+}
+
+/// Which decisions evidence a control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidencedWhen {
+    /// Every recorded decision (record-keeping, access enforcement).
+    #[default]
+    Always,
+    /// Decisions that invoked human oversight: escalated, or permitted but marked for review.
+    Oversight,
+    /// Decisions that blocked the request.
+    Blocked,
 }
 
 /// A compliance framework a domain evidences, and the controls a recorded decision evidences.

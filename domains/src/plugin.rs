@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::DomainConfig;
+use crate::model::{ActionType, ActorType, ComplianceFramework, DomainConfig};
 use crate::request::Request;
 
 /// The outcome of a decision.
@@ -138,4 +138,56 @@ pub trait DomainPlugin: Send + Sync + std::fmt::Debug {
     /// Called after every decision with the final outcome (e.g. to count a permitted order's notional
     /// in a window). Must not block.
     fn on_decision(&self, _request: &Request, _outcome: &DecisionOutcome<'_>) {}
+
+    /// The declared actor type an un-prefixed legacy actor name stands for (`model` → `act_ai_agent`).
+    /// Only the `ai` domain has legacy names; others return `None`.
+    fn legacy_actor_type(&self, _name: &str) -> Option<&str> {
+        None
+    }
+
+    /// The declared action type an un-prefixed legacy action name stands for (`search` → `axn_search`).
+    fn legacy_action_type(&self, _name: &str) -> Option<&str> {
+        None
+    }
+
+    /// The framework `id` with its controls: the built-in table, or a pack's inline definition.
+    fn framework(&self, id: &str) -> Option<ComplianceFramework> {
+        crate::compliance::framework(id)
+    }
+
+    /// The declared actor type of `type_id`, following a legacy name if the domain has one.
+    fn resolve_actor_type(&self, type_id: &str) -> Option<&ActorType> {
+        let config = self.config();
+        config.actor_type(type_id).or_else(|| {
+            self.legacy_actor_type(type_id)
+                .and_then(|id| config.actor_type(id))
+        })
+    }
+
+    /// The declared action type of `type_id`, following a legacy name if the domain has one.
+    fn resolve_action_type(&self, type_id: &str) -> Option<&ActionType> {
+        let config = self.config();
+        config.action_type(type_id).or_else(|| {
+            self.legacy_action_type(type_id)
+                .and_then(|id| config.action_type(id))
+        })
+    }
+}
+
+/// Reads a numeric template parameter, falling back to `default` when absent. A present but
+/// non-numeric or negative value is an error message naming the parameter (callers fail closed).
+pub fn number_param(
+    params: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    default: f64,
+) -> Result<f64, String> {
+    match params.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => match v.as_f64() {
+            Some(n) if n.is_finite() && n >= 0.0 => Ok(n),
+            _ => Err(format!(
+                "template parameter {name} must be a non-negative number, got {v}"
+            )),
+        },
+    }
 }

@@ -1,12 +1,45 @@
-//! [`DomainRegistry`]: the set of domain plugins a snapshot decides with, by domain id.
+//! [`DomainRegistry`]: the set of domain plugins a snapshot decides with, by domain id, and the type
+//! check every request passes first.
+//!
+//! Building a registry (built-ins, packs) happens at load time; on the request path the registry is
+//! only read. It never mutates a plugin and never does I/O (built-in packs are compiled in).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::DomainError;
-use crate::ident::DomainId;
+use crate::ident::{DomainId, EntityRef};
+use crate::model::{ActionType, ActorType, ResourceType};
+use crate::packs::{PackPlugin, BUILTIN_PACKS};
 use crate::plugin::DomainPlugin;
 use crate::request::Request;
+use crate::settings::DomainSettings;
+
+/// The names of the built-in domains (Rust plugins and the embedded packs).
+pub const BUILTIN_DOMAIN_NAMES: &[&str] = &[
+    "ai",
+    "finance",
+    "healthcare",
+    "defense",
+    "automotive",
+    "supply_chain",
+    "energy",
+    "general",
+];
+
+/// Whether `name` is one of the eight built-in domains (whether or not its feature is compiled in).
+/// User packs may not take these names.
+pub fn is_builtin_domain_name(name: &str) -> bool {
+    BUILTIN_DOMAIN_NAMES.contains(&name)
+}
+
+/// The declared types a request's references resolve to (legacy names followed).
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvedTypes<'a> {
+    pub actor: &'a ActorType,
+    pub action: &'a ActionType,
+    pub resource: Option<&'a ResourceType>,
+}
 
 /// The plugins of one snapshot. Cheap to clone (plugins are shared).
 #[derive(Debug, Clone, Default)]
@@ -17,6 +50,33 @@ pub struct DomainRegistry {
 impl DomainRegistry {
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    /// All built-in domains compiled into this build, with default plugin settings: `ai`, `finance`
+    /// and `healthcare` (Cargo features of the same name), and the packs defense, automotive,
+    /// supply_chain, energy and general.
+    pub fn builtin() -> Result<Self, DomainError> {
+        Self::with_settings(&DomainSettings::default())
+    }
+
+    /// As [`DomainRegistry::builtin`], with plugin settings from the configuration file.
+    pub fn with_settings(settings: &DomainSettings) -> Result<Self, DomainError> {
+        settings.validate()?;
+        let mut registry = Self::empty();
+        registry.register(Arc::new(crate::ai::AiPlugin::new()?))?;
+        #[cfg(feature = "finance")]
+        registry.register(Arc::new(crate::finance::FinancePlugin::new(
+            settings.finance.clone(),
+        )?))?;
+        #[cfg(feature = "healthcare")]
+        registry.register(Arc::new(
+            crate::healthcare::HealthcarePlugin::with_settings(settings.healthcare.clone())?,
+        ))?;
+        for (source_name, yaml) in BUILTIN_PACKS {
+            let pack = PackPlugin::from_yaml(source_name, yaml)?;
+            registry.register(Arc::new(pack))?;
+        }
+        Ok(registry)
     }
 
     /// Adds a plugin; a second plugin for the same domain is an error.
@@ -31,11 +91,25 @@ impl DomainRegistry {
         Ok(())
     }
 
+    /// Adds a user's data-only domain pack. The pack is validated fully (unique, prefixed type ids;
+    /// known or inline frameworks; templates carry their rules as data); its domain must be a valid
+    /// id that is neither built in nor already registered.
+    pub fn register_pack_yaml(&mut self, source_name: &str, yaml: &str) -> Result<(), DomainError> {
+        let pack = PackPlugin::from_yaml(source_name, yaml)?;
+        let domain = pack.config().domain.as_str();
+        if is_builtin_domain_name(domain) || self.plugins.contains_key(&pack.config().domain) {
+            return Err(DomainError::InvalidPack {
+                source_name: source_name.to_string(),
+                reason: format!(
+                    "domain {domain} is already taken (built-in or registered); choose another id"
+                ),
+            });
+        }
+        self.register(Arc::new(pack))
+    }
+
     pub fn get(&self, domain: &str) -> Option<&Arc<dyn DomainPlugin>> {
-        self.plugins
-            .iter()
-            .find(|(id, _)| id.as_str() == domain)
-            .map(|(_, p)| p)
+        self.plugins.get(domain)
     }
 
     pub fn domains(&self) -> impl Iterator<Item = &DomainId> {
@@ -43,34 +117,221 @@ impl DomainRegistry {
     }
 
     /// Checks that the request's actor, action and resource types are declared by its domain.
+    ///
+    /// Legacy names: in the `ai` domain an un-prefixed Lexecon 1.x actor or action name (`model`,
+    /// `user`, `search`, …) is accepted as is when it maps to a declared type; the request is not
+    /// changed. Call [`DomainRegistry::resolve_legacy`] to rewrite it to the typed form instead.
     pub fn check_types(&self, request: &Request) -> Result<(), DomainError> {
+        self.resolve_types(request).map(|_| ())
+    }
+
+    /// The declared types of the request's actor, action and resource, following legacy names; the
+    /// same errors as [`DomainRegistry::check_types`].
+    pub fn resolve_types(&self, request: &Request) -> Result<ResolvedTypes<'_>, DomainError> {
         let plugin =
             self.get(request.domain.as_str())
                 .ok_or_else(|| DomainError::UnknownDomain {
                     domain: request.domain.to_string(),
                 })?;
-        let config = plugin.config();
-        let domain = request.domain.to_string();
-        if config.actor_type(request.actor.type_id()).is_none() {
-            return Err(DomainError::UnknownActorType {
-                domain,
+        let domain = || request.domain.to_string();
+        let actor = plugin
+            .resolve_actor_type(request.actor.type_id())
+            .ok_or_else(|| DomainError::UnknownActorType {
+                domain: domain(),
                 type_id: request.actor.type_id().into(),
-            });
-        }
-        if config.action_type(request.action.type_id()).is_none() {
-            return Err(DomainError::UnknownActionType {
-                domain,
+            })?;
+        let action = plugin
+            .resolve_action_type(request.action.type_id())
+            .ok_or_else(|| DomainError::UnknownActionType {
+                domain: domain(),
                 type_id: request.action.type_id().into(),
+            })?;
+        let resource = match &request.resource {
+            Some(resource) => Some(
+                plugin
+                    .config()
+                    .resource_type(resource.type_id())
+                    .ok_or_else(|| DomainError::UnknownResourceType {
+                        domain: domain(),
+                        type_id: resource.type_id().into(),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(ResolvedTypes {
+            actor,
+            action,
+            resource,
+        })
+    }
+
+    /// Rewrites legacy un-prefixed actor/action names to `type_id:legacy_name`
+    /// (`model` → `act_ai_agent:model`, `search` → `axn_search:search`), so typed policy rules
+    /// (`act_ai_agent:*`) match them. Returns whether anything changed. Unknown names are left for
+    /// [`DomainRegistry::check_types`] to reject.
+    pub fn resolve_legacy(&self, request: &mut Request) -> Result<bool, DomainError> {
+        let Some(plugin) = self.get(request.domain.as_str()) else {
+            return Err(DomainError::UnknownDomain {
+                domain: request.domain.to_string(),
             });
-        }
-        if let Some(resource) = &request.resource {
-            if config.resource_type(resource.type_id()).is_none() {
-                return Err(DomainError::UnknownResourceType {
-                    domain,
-                    type_id: resource.type_id().into(),
-                });
+        };
+        let config = plugin.config();
+        let mut changed = false;
+        if config.actor_type(request.actor.type_id()).is_none() {
+            if let Some(id) = plugin.legacy_actor_type(request.actor.type_id()) {
+                request.actor = EntityRef::parse(format!("{id}:{}", request.actor))?;
+                changed = true;
             }
         }
-        Ok(())
+        if config.action_type(request.action.type_id()).is_none() {
+            if let Some(id) = plugin.legacy_action_type(request.action.type_id()) {
+                request.action = EntityRef::parse(format!("{id}:{}", request.action))?;
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(domain: &str, actor: &str, action: &str, resource: Option<&str>) -> Request {
+        Request {
+            domain: DomainId::new(domain).unwrap(),
+            actor: EntityRef::parse(actor).unwrap(),
+            action: EntityRef::parse(action).unwrap(),
+            resource: resource.map(|r| EntityRef::parse(r).unwrap()),
+            context: Default::default(),
+            time: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn builtin_registers_every_compiled_domain_and_all_packs() {
+        let r = DomainRegistry::builtin().unwrap();
+        let ids: Vec<&str> = r.domains().map(DomainId::as_str).collect();
+        for d in [
+            "ai",
+            "defense",
+            "automotive",
+            "supply_chain",
+            "energy",
+            "general",
+        ] {
+            assert!(ids.contains(&d), "{d} missing from {ids:?}");
+        }
+        assert_eq!(ids.contains(&"finance"), cfg!(feature = "finance"));
+        assert_eq!(ids.contains(&"healthcare"), cfg!(feature = "healthcare"));
+        for id in ids {
+            assert!(is_builtin_domain_name(id), "{id}");
+        }
+        assert!(!is_builtin_domain_name("logistics"));
+    }
+
+    #[test]
+    fn every_builtin_domain_declares_the_generic_http_request_action() {
+        let r = DomainRegistry::builtin().unwrap();
+        for id in r.domains() {
+            assert!(
+                r.get(id.as_str())
+                    .unwrap()
+                    .config()
+                    .action_type("axn_http_request")
+                    .is_some(),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_actor_type_error_names_domain_and_type() {
+        let r = DomainRegistry::builtin().unwrap();
+        let err = r
+            .check_types(&req("ai", "act_wizard:merlin", "axn_search", None))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::UnknownActorType {
+                domain: "ai".into(),
+                type_id: "act_wizard".into()
+            }
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("act_wizard") && msg.contains("ai"), "{msg}");
+        let err = r
+            .check_types(&req("ai", "act_ai_agent:x", "axn_fly", None))
+            .unwrap_err();
+        assert!(matches!(err, DomainError::UnknownActionType { .. }));
+        let err = r
+            .check_types(&req(
+                "ai",
+                "act_ai_agent:x",
+                "axn_search",
+                Some("res_moon:1"),
+            ))
+            .unwrap_err();
+        assert!(matches!(err, DomainError::UnknownResourceType { .. }));
+        let err = r
+            .check_types(&req("nowhere", "act_ai_agent:x", "axn_search", None))
+            .unwrap_err();
+        assert!(matches!(err, DomainError::UnknownDomain { .. }));
+    }
+
+    #[test]
+    fn legacy_ai_names_are_accepted_by_check_types_and_resolved() {
+        let r = DomainRegistry::builtin().unwrap();
+        let mut request = req("ai", "model", "search", Some("res_api:web"));
+        r.check_types(&request).unwrap();
+        let types = r.resolve_types(&request).unwrap();
+        assert_eq!(types.actor.type_id, "act_ai_agent");
+        assert_eq!(types.action.type_id, "axn_search");
+        assert!(r.resolve_legacy(&mut request).unwrap());
+        assert_eq!(request.actor.as_str(), "act_ai_agent:model");
+        assert_eq!(request.action.as_str(), "axn_search:search");
+        assert!(!r.resolve_legacy(&mut request).unwrap());
+        r.check_types(&request).unwrap();
+    }
+
+    #[test]
+    fn legacy_names_are_not_accepted_outside_the_ai_domain() {
+        let r = DomainRegistry::builtin().unwrap();
+        let err = r
+            .check_types(&req("general", "model", "axn_http_request", None))
+            .unwrap_err();
+        assert!(matches!(err, DomainError::UnknownActorType { .. }));
+    }
+
+    #[test]
+    fn user_pack_registers_but_may_not_take_a_builtin_or_registered_name() {
+        let mut r = DomainRegistry::builtin().unwrap();
+        let yaml = r#"
+domain: logistics
+display_name: Logistics
+actor_types: [{type_id: act_dispatcher, category: human, label: Dispatcher}]
+action_types: [{type_id: axn_route_truck, category: execute, label: Route truck, risk_level: 2}]
+resource_types: []
+compliance_frameworks: [ISO_28000]
+policy_templates:
+  - name: big_loads_escalate
+    rules: [{id: r1, effect: escalate, when: [{field: context.tons, op: gt, value: 40}]}]
+"#;
+        r.register_pack_yaml("logistics.yaml", yaml).unwrap();
+        assert!(r.get("logistics").is_some());
+        let err = r
+            .register_pack_yaml("again.yaml", yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already taken"), "{err}");
+        let energy = yaml.replace("domain: logistics", "domain: energy");
+        let mut fresh = DomainRegistry::empty();
+        let err = fresh
+            .register_pack_yaml("energy.yaml", &energy)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already taken"), "{err}");
+        let bad = yaml.replace("domain: logistics", "domain: Logistics");
+        assert!(fresh.register_pack_yaml("bad.yaml", &bad).is_err());
     }
 }
