@@ -114,3 +114,24 @@ fn list_valued_template_param_is_substituted_as_a_list() {
         Some(serde_json::json!(["TREAT"]))
     );
 }
+
+#[test]
+fn every_example_policy_and_builtin_template_validates_against_the_real_builtin_domains() {
+    let registry = lexecon_domains::DomainRegistry::builtin().unwrap();
+    for name in ["ai", "finance", "healthcare"] {
+        let domain = registry.get(name).unwrap().config();
+        load_policy_file(&example(name), Some(domain)).unwrap_or_else(|e| {
+            panic!("examples/{name}.yaml against the built-in {name} domain: {e}")
+        });
+    }
+    for id in registry.domains() {
+        let domain = registry.get(id.as_str()).unwrap().config();
+        for template in &domain.policy_templates {
+            let doc =
+                lexecon_config::instantiate_template(domain, &template.name, Default::default())
+                    .unwrap_or_else(|e| panic!("{id}/{}: {e}", template.name));
+            lexecon_config::validate_policy("<template>", &doc, Some(domain))
+                .unwrap_or_else(|e| panic!("{id}/{} instantiated: {e}", template.name));
+        }
+    }
+}

@@ -21,7 +21,12 @@ use crate::request::Request;
 pub use crate::settings::HealthcareSettings;
 
 /// Actions that access PHI whatever their resource.
-const PHI_ACTIONS: &[&str] = &["axn_access_phi", "axn_share_phi"];
+const PHI_ACTIONS: &[&str] = &[
+    "axn_access_phi",
+    "axn_share_phi",
+    "axn_update_phi",
+    "axn_delete_phi",
+];
 
 /// Actions that need a responsible physician.
 const CLINICAL_ACTIONS: &[&str] = &["axn_recommend_treatment", "axn_prescribe_medication"];
@@ -204,6 +209,30 @@ fn config(break_glass_reasons: &[String]) -> Result<DomainConfig, DomainError> {
                 "Update Health Record",
                 "Create or amend an entry in a health record",
                 4,
+                false,
+            )?,
+            action(
+                "axn_update_phi",
+                A::Write,
+                "Create or Update PHI",
+                "Create, update or patch a patient-compartment FHIR resource",
+                4,
+                false,
+            )?,
+            action(
+                "axn_delete_phi",
+                A::Delete,
+                "Delete PHI",
+                "Delete a patient-compartment FHIR resource",
+                5,
+                true,
+            )?,
+            action(
+                "axn_read_metadata",
+                A::Read,
+                "Read Server Metadata",
+                "Read a FHIR server's CapabilityStatement (no patient data)",
+                1,
                 false,
             )?,
             action(

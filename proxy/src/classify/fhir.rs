@@ -513,6 +513,21 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn every_default_fhir_action_is_declared_by_the_healthcare_domain() {
+        let registry = lexecon_domains::DomainRegistry::builtin().unwrap();
+        let healthcare = registry.get("healthcare").unwrap().config();
+        for interaction in Interaction::ALL {
+            for resource_type in ["Patient", "MedicationRequest", "Observation"] {
+                let action = default_action(resource_type, interaction);
+                assert!(
+                    healthcare.action_type(action).is_some(),
+                    "{action} ({resource_type} {interaction:?}) is not a healthcare action type"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn patient_read_is_phi_access_with_consent_and_purpose_from_headers() {
         let item = run(
             "GET",
