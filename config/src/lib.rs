@@ -7,7 +7,9 @@
 
 pub mod classifier;
 pub mod error;
+pub mod file;
 pub mod policy;
 
 pub use error::{ConfigError, Located};
+pub use file::Config;
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
