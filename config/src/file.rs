@@ -142,7 +142,8 @@ pub struct UpstreamConfig {
     /// `host:port` addresses, used round robin.
     #[serde(default)]
     pub addrs: Vec<String>,
-    /// The embedded demo upstream served inside the same process (`demo: {embedded: true}`).
+    /// The embedded demo upstream served inside the same process (`demo: {embedded: true}`); it
+    /// listens on its one address, or on [`DEFAULT_DEMO_ADDR`] when none is given.
     #[serde(default)]
     pub embedded: bool,
     /// TLS to the upstream.
@@ -541,6 +542,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the embedded demo upstream listens when its entry names no address.
+pub const DEFAULT_DEMO_ADDR: &str = "127.0.0.1:9902";
+
 /// The upstream `unmatched: passthrough` forwards to.
 pub const DEFAULT_UPSTREAM: &str = "default";
 
@@ -621,11 +625,19 @@ impl Config {
         for (name, up) in &self.upstreams {
             let at = format!("upstreams.{name}");
             if up.embedded {
-                if !up.addrs.is_empty() {
+                if up.addrs.len() > 1 {
                     err(
                         format!("{at}.addrs"),
-                        "an embedded upstream takes no addresses".into(),
+                        "an embedded upstream listens on at most one ip:port address".into(),
                     );
+                }
+                for (i, addr) in up.addrs.iter().enumerate() {
+                    if addr.parse::<SocketAddr>().is_err() {
+                        err(
+                            format!("{at}.addrs[{i}]"),
+                            format!("{addr:?} is not an ip:port address to listen on"),
+                        );
+                    }
                 }
                 continue;
             }
@@ -1063,10 +1075,13 @@ unmatched: passthrough
 
     #[test]
     fn embedded_upstream_needs_no_addresses_but_others_do() {
-        let text = "upstreams:\n  demo: {embedded: true}\n  empty: {}\n";
+        let text = "upstreams:\n  demo: {embedded: true}\n  empty: {}\n  demo2: {embedded: true, addrs: [localhost:1]}\n";
         let errors = invalid(text);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].path, "upstreams.empty.addrs");
+        let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            at,
+            vec!["upstreams.demo2.addrs[0]", "upstreams.empty.addrs"]
+        );
     }
 
     #[test]

@@ -4,3 +4,6 @@
 //! only wires I/O around it.
 
 pub mod classify;
+pub mod decide;
+pub mod identity;
+pub mod limit;
