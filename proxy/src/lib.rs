@@ -5,5 +5,7 @@
 
 pub mod classify;
 pub mod decide;
+pub mod demo;
 pub mod identity;
 pub mod limit;
+pub mod server;

@@ -153,28 +153,44 @@ fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
         .map_err(|e| format!("cannot read JWKS from {url}: {e}"))
 }
 
-/// Fetches a JWKS URL again every `refresh` and swaps the verifier's keys.
+/// Fetches the current verifier's JWKS URL again every `refresh` and swaps its keys. `current`
+/// returns the verifier in force (it changes when the configuration is reloaded).
 pub struct JwksRefresher {
-    pub verifier: Arc<JwtVerifier>,
-    pub url: String,
-    pub refresh: Duration,
+    current: Box<dyn Fn() -> Option<Arc<JwtVerifier>> + Send + Sync>,
+}
+
+/// How often to look again when no JWT verifier is configured.
+const IDLE_INTERVAL: Duration = Duration::from_secs(60);
+
+impl JwksRefresher {
+    pub fn new(current: impl Fn() -> Option<Arc<JwtVerifier>> + Send + Sync + 'static) -> Self {
+        Self {
+            current: Box::new(current),
+        }
+    }
 }
 
 #[async_trait]
 impl BackgroundService for JwksRefresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
+            let interval = (self.current)().map_or(IDLE_INTERVAL, |v| v.refresh());
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(self.refresh) => {}
+                _ = tokio::time::sleep(interval) => {}
             }
-            let verifier = self.verifier.clone();
-            let source = JwksSource::Url(self.url.clone());
+            let Some(verifier) = (self.current)() else {
+                continue;
+            };
+            let source = verifier.source();
+            if !matches!(source, JwksSource::Url(_)) {
+                continue;
+            }
             let result = tokio::task::spawn_blocking(move || verifier.reload_keys(&source)).await;
             match result {
-                Ok(Ok(n)) => tracing::debug!(url = %self.url, keys = n, "JWKS refreshed"),
+                Ok(Ok(n)) => tracing::debug!(keys = n, "JWKS refreshed"),
                 Ok(Err(e)) => {
-                    tracing::warn!(url = %self.url, error = %e, "JWKS refresh failed; keeping the old keys")
+                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the old keys")
                 }
                 Err(e) => tracing::warn!(error = %e, "JWKS refresh task failed"),
             }
