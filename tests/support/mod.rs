@@ -47,6 +47,7 @@ impl Received {
 /// `200 {"upstream":"ok"}`, keeping connections alive.
 pub struct TestUpstream {
     pub addr: SocketAddr,
+    pub answer: Arc<Vec<u8>>,
     pub received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -54,23 +55,30 @@ pub struct TestUpstream {
 
 impl TestUpstream {
     pub fn start() -> Self {
+        Self::answering(br#"{"upstream":"ok"}"#)
+    }
+
+    /// An upstream that answers every request with `answer` (JSON).
+    pub fn answering(answer: &[u8]) -> Self {
+        let answer = Arc::new(answer.to_vec());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (rec, st) = (received.clone(), stop.clone());
+        let (rec, st, ans) = (received.clone(), stop.clone(), answer.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let rec = rec.clone();
-                std::thread::spawn(move || serve_connection(conn, rec));
+                let (rec, ans) = (rec.clone(), ans.clone());
+                std::thread::spawn(move || serve_connection(conn, rec, ans));
             }
         });
         Self {
             addr,
+            answer,
             received,
             stop,
             thread: Some(thread),
@@ -92,7 +100,7 @@ impl Drop for TestUpstream {
     }
 }
 
-fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>) {
+fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>, answer: Arc<Vec<u8>>) {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut writer = conn;
@@ -139,12 +147,11 @@ fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>) {
             headers,
             body,
         });
-        let answer = br#"{"upstream":"ok"}"#;
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             answer.len()
         );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(answer).is_err() {
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&answer).is_err() {
             return;
         }
     }
@@ -349,4 +356,24 @@ pub fn exchange(conn: &mut std::net::TcpStream, request: &str) -> (u16, String) 
     let mut body = vec![0; len];
     reader.read_exact(&mut body).unwrap();
     (code, String::from_utf8(body).unwrap())
+}
+
+/// An Ed25519 key pair for test tokens (RFC 8037, appendix A.1) and its JWKS.
+pub const ED_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
+pub const ED_JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"test-key","alg":"EdDSA","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token signed with the test key (kid `test-key`).
+pub fn token(claims: serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("test-key".into());
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(ED_PRIVATE_PEM.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
