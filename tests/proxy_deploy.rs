@@ -15,6 +15,11 @@ fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
+#[expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test helper: a broken shipped file must fail the test with its error"
+)]
 fn check(config: &Config) {
     for (domain, path) in &config.policies {
         assert!(
