@@ -343,3 +343,120 @@ fn reload_swaps_the_decider_for_new_requests() {
     assert_eq!(get(&url(&server, "/read"), &[AGENT]).status, 403);
     server.shutdown();
 }
+
+#[test]
+fn chunked_body_above_the_limit_gets_413() {
+    let (upstream, rules, server) = setup();
+    let mut conn = std::net::TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let chunk = "x".repeat(1000);
+    let mut req = String::from(
+        "POST /mcp HTTP/1.1\r\nhost: app\r\nx-agent-id: act_ai_agent:tester\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for _ in 0..3 {
+        req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    let (status, body) = support::exchange(&mut conn, &req);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(rules.calls(), 0);
+    assert!(upstream.requests().is_empty());
+    server.shutdown();
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_read() {
+    let (_upstream, _rules, server) = setup();
+    let mut conn = std::net::TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let body = "{not json}";
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: app\r\nx-agent-id: act_ai_agent:tester\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, _) = support::exchange(&mut conn, &head);
+    assert_eq!(status, 100);
+    let (status, answer) = support::exchange(&mut conn, body);
+    assert_eq!(status, 400, "{answer}");
+    server.shutdown();
+}
+
+fn two_upstreams(a: SocketAddr, b: SocketAddr, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  pool: {{addrs: ["{a}", "{b}"]}}
+identity: {{anonymous_actor: "act_ai_agent:anon"}}
+routes:
+  - {{name: pool, domain: ai, upstream: pool}}
+"#
+    )
+}
+
+#[test]
+fn requests_rotate_round_robin_over_upstream_addresses() {
+    let (a, b) = (TestUpstream::start(), TestUpstream::start());
+    let (aa, ba) = (a.addr, b.addr);
+    let server = start(
+        move |p, ad| two_upstreams(aa, ba, p, ad),
+        RuleTable::new(&[], &[]),
+    );
+    for _ in 0..4 {
+        assert_eq!(get(&url(&server, "/x"), &[]).status, 200);
+    }
+    assert_eq!((a.requests().len(), b.requests().len()), (2, 2));
+    server.shutdown();
+}
+
+#[test]
+fn a_down_address_is_skipped_for_the_next_one() {
+    let up = TestUpstream::start();
+    let (down, ok) = (free_addr(), up.addr);
+    let server = start(
+        move |p, ad| two_upstreams(down, ok, p, ad),
+        RuleTable::new(&[], &[]),
+    );
+    for _ in 0..3 {
+        let r = get(&url(&server, "/x"), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(up.requests().len(), 3);
+    server.shutdown();
+}
+
+fn slow_config(slow: SocketAddr, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  slow: {{addrs: ["{slow}"], read_timeout: 300ms}}
+identity: {{anonymous_actor: "act_ai_agent:anon"}}
+routes:
+  - {{name: slow, domain: ai, upstream: slow}}
+"#
+    )
+}
+
+#[test]
+fn upstream_that_does_not_answer_in_time_gets_504() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let server = start(
+        move |p, a| slow_config(slow, p, a),
+        RuleTable::new(&[], &[]),
+    );
+    let r = get(&url(&server, "/x"), &[]);
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["error"], "upstream_timeout");
+    server.shutdown();
+}

@@ -335,8 +335,12 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
 
 /// Sends one HTTP/1.1 request on `conn` and reads one response (status, body).
 pub fn exchange(conn: &mut std::net::TcpStream, request: &str) -> (u16, String) {
-    use std::io::{BufRead, BufReader, Read, Write};
     conn.write_all(request.as_bytes()).unwrap();
+    read_response(conn)
+}
+
+/// Reads one HTTP/1.1 response (status, body by content-length) from `conn`.
+pub fn read_response(conn: &mut std::net::TcpStream) -> (u16, String) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut status = String::new();
     reader.read_line(&mut status).unwrap();
@@ -356,24 +360,4 @@ pub fn exchange(conn: &mut std::net::TcpStream, request: &str) -> (u16, String) 
     let mut body = vec![0; len];
     reader.read_exact(&mut body).unwrap();
     (code, String::from_utf8(body).unwrap())
-}
-
-/// An Ed25519 key pair for test tokens (RFC 8037, appendix A.1) and its JWKS.
-pub const ED_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
-pub const ED_JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"test-key","alg":"EdDSA","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
-
-/// Seconds since the epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A token signed with the test key (kid `test-key`).
-pub fn token(claims: serde_json::Value) -> String {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = Some("test-key".into());
-    let key = jsonwebtoken::EncodingKey::from_ed_pem(ED_PRIVATE_PEM.as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
