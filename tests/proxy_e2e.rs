@@ -12,7 +12,7 @@ use support::{free_addr, get, post, start, RuleTable, TestUpstream};
 const AGENT: (&str, &str) = ("x-agent-id", "act_ai_agent:tester");
 
 /// Routes: /read (permitted), /delete (denied), /email (escalated), /open (passthrough),
-/// /mcp (body-reading MCP route, 1 KiB limit), /limited (2 requests per minute),
+/// /mcp (body-reading MCP route, 1 KiB limit), /big-mcp (1 MiB limit), /limited (2 requests per minute),
 /// /nowhere (decider fails with 404).
 fn config(upstream: SocketAddr, proxy: SocketAddr, admin: SocketAddr) -> String {
     format!(
@@ -49,6 +49,12 @@ routes:
     classifier: {{kind: mcp}}
     upstream: app
     body_limit: 1KiB
+  - name: mcp-large
+    match: {{path_prefix: /big-mcp, methods: [POST]}}
+    domain: ai
+    classifier: {{kind: mcp}}
+    upstream: app
+    body_limit: 1MiB
   - name: limited
     match: {{path_prefix: /limited}}
     domain: ai
@@ -458,5 +464,51 @@ fn upstream_that_does_not_answer_in_time_gets_504() {
     let r = get(&url(&server, "/x"), &[]);
     assert_eq!(r.status, 504, "{}", r.body);
     assert_eq!(r.json()["error"], "upstream_timeout");
+    server.shutdown();
+}
+
+#[test]
+fn body_above_the_retry_buffer_is_held_and_decided_at_its_end() {
+    let (upstream, _rules, server) = setup();
+    // 100 KiB: above pingora's 64 KiB retry buffer, below the route's 1 MiB limit. Not JSON, so
+    // the classifier rejects it once the whole body has been read.
+    let body = vec![b'x'; 100 * 1024];
+    let r = post(&url(&server, "/big-mcp"), &[AGENT], &body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "bad_request");
+    // The upstream may have seen the headers, never the body.
+    assert!(upstream.requests().iter().all(|q| q.body.is_empty()));
+    server.shutdown();
+}
+
+#[test]
+fn body_above_a_large_route_limit_gets_413() {
+    let (upstream, _rules, server) = setup();
+    let body = vec![b'x'; 1024 * 1024 + 1];
+    let r = post(&url(&server, "/big-mcp"), &[AGENT], &body);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.json()["reason"].as_str().unwrap().contains("1048576"));
+    assert!(upstream.requests().is_empty());
+    server.shutdown();
+}
+
+#[test]
+fn chunked_body_of_unknown_length_above_a_large_route_limit_gets_413() {
+    let (upstream, rules, server) = setup();
+    let mut conn = std::net::TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let chunk = "x".repeat(64 * 1024);
+    let mut req = String::from(
+        "POST /big-mcp HTTP/1.1\r\nhost: app\r\nx-agent-id: act_ai_agent:tester\r\ntransfer-encoding: chunked\r\n\r\n",
+    );
+    for _ in 0..17 {
+        req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    req.push_str("0\r\n\r\n");
+    let (status, body) = support::exchange(&mut conn, &req);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(rules.calls(), 0);
+    assert!(upstream.requests().iter().all(|q| q.body.is_empty()));
     server.shutdown();
 }

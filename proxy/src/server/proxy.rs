@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use lexecon_config::file::Unmatched;
 use lexecon_domains::Verdict;
 use lexecon_policy_cache::DecisionInput;
@@ -20,6 +20,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::classify::{self, RequestParts};
+use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
@@ -56,6 +57,29 @@ pub struct RequestCtx {
     outcome: Outcome,
     tries: usize,
     upstream_answered: bool,
+    /// A body too large for the retry buffer, held chunk by chunk until the end of the stream.
+    deferred: Option<Deferred>,
+    /// An answer decided in `request_body_filter`, written by `fail_to_proxy`.
+    pending: Option<(Answer, Option<String>)>,
+}
+
+/// The state of a request decided at the end of its body.
+struct Deferred {
+    actor: Arc<Actor>,
+    buf: BytesMut,
+    limit: u64,
+}
+
+/// The outcome of classifying and deciding one request.
+enum Checked {
+    /// Every call was permitted; the decision ids, comma-separated.
+    Permit(Option<String>),
+    /// Not forwarded: the answer, and the decision id when a decision was made.
+    Block {
+        outcome: Outcome,
+        answer: Answer,
+        decision_id: Option<String>,
+    },
 }
 
 impl RequestCtx {
@@ -84,6 +108,8 @@ impl ProxyHttp for LexeconProxy {
             outcome: Outcome::Unmatched,
             tries: 0,
             upstream_answered: false,
+            deferred: None,
+            pending: None,
         }
     }
 
@@ -172,112 +198,121 @@ impl ProxyHttp for LexeconProxy {
 
         // Read the body only when the classifier needs it.
         let body = if route.needs_body {
+            let declared = content_length(session);
+            if declared.is_some_and(|n| n > route.configured_body_limit) {
+                return too_large(session, ctx, route).await;
+            }
+            let fits_retry_buffer = declared.is_some_and(|n| n <= route.body_limit)
+                || route.configured_body_limit <= route.body_limit;
+            if !fits_retry_buffer {
+                // Above pingora's retry buffer (or of unknown length): forward the headers now,
+                // hold the body in `request_body_filter`, decide at its end.
+                write_continue_if_expected(session).await?;
+                ctx.deferred = Some(Deferred {
+                    actor,
+                    buf: BytesMut::new(),
+                    limit: route.configured_body_limit,
+                });
+                ctx.outcome = Outcome::Permit;
+                return Ok(false);
+            }
             match read_body(session, route.body_limit).await? {
                 Body::Read(b) => Some(b),
-                Body::TooLarge => {
-                    ctx.outcome = Outcome::TooLarge;
-                    session.set_keepalive(None);
-                    let reason = if route.body_limit < route.configured_body_limit {
-                        format!(
-                            "request body above {} bytes: bodies inspected before forwarding are limited to {} bytes (pingora's retry buffer), the route allows {}",
-                            route.body_limit, route.body_limit, route.configured_body_limit
-                        )
-                    } else {
-                        format!(
-                            "request body above the route's limit of {} bytes",
-                            route.body_limit
-                        )
-                    };
-                    let a = answer::refusal(
-                        Refusal::TooLarge,
-                        &reason,
-                        &request_id(session),
-                        Some(&route.domain),
-                    );
-                    return send(session, a, &[], false).await;
-                }
+                Body::TooLarge => return too_large(session, ctx, route).await,
             }
         } else {
             None
         };
 
-        // Classify.
-        let req = session.req_header();
-        let parts = RequestParts {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            query: req.uri.query(),
-            headers: &req.headers,
-        };
-        let classified = match classify::classify(&route.classifier, &parts, body.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                ctx.outcome = Outcome::BadRequest;
-                let a = answer::refusal(
-                    Refusal::BadRequest,
-                    &e.to_string(),
-                    &request_id(session),
-                    Some(&route.domain),
-                );
-                return send(session, a, &[], route.needs_body).await;
+        match check(&snap, route, &actor, session.req_header(), body.as_deref()) {
+            Checked::Permit(ids) => {
+                ctx.decision_ids = ids;
+                ctx.outcome = Outcome::Permit;
+                Ok(false)
             }
-        };
-
-        // Decide every call; all must permit.
-        let caller_request_id = req
-            .headers
-            .get(REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_string);
-        let mut ids: Option<String> = None;
-        for (i, item) in classified.items.iter().enumerate() {
-            let mut context = actor.context.clone();
-            context.extend(item.context.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let input = DecisionInput {
-                request_id: caller_request_id.clone(),
-                domain: route.domain.clone(),
-                actor: actor.id.to_string(),
-                action: item.action.clone(),
-                resource: item.resource.clone(),
-                context,
-                at: None,
-            };
-            match snap.decider.decide(input) {
-                Ok(d) if d.decision == Verdict::Permit => match ids.as_mut() {
-                    Some(s) => {
-                        s.push(',');
-                        s.push_str(&d.decision_id);
-                    }
-                    None => ids = Some(d.decision_id),
-                },
-                Ok(d) => {
-                    ctx.outcome = if d.decision == Verdict::Escalate {
-                        Outcome::Escalate
-                    } else {
-                        Outcome::Deny
-                    };
-                    let a = answer::blocked(&d, &classified, i, route.is_mcp);
-                    let id_header = [(DECISION_ID_HEADER, d.decision_id.as_str())];
-                    return send(session, a, &id_header, !route.needs_body).await;
-                }
-                Err(failure) => {
-                    ctx.outcome = Outcome::DecideError;
-                    tracing::warn!(route = %route.name, error = %failure, "decision failed; request blocked");
-                    let rid = caller_request_id.unwrap_or_else(new_request_id);
-                    let a = answer::refusal(
-                        Refusal::DecideFailed(failure.status),
-                        &failure.message,
-                        &rid,
-                        Some(&route.domain),
-                    );
-                    return send(session, a, &[], !route.needs_body).await;
-                }
+            Checked::Block {
+                outcome,
+                answer,
+                decision_id,
+            } => {
+                ctx.outcome = outcome;
+                let id_header = decision_id.as_deref().map(|id| (DECISION_ID_HEADER, id));
+                let headers: &[(&'static str, &str)] = match &id_header {
+                    Some(h) => std::slice::from_ref(h),
+                    None => &[],
+                };
+                send(session, answer, headers, !route.needs_body).await
             }
         }
-        ctx.decision_ids = ids;
-        ctx.outcome = Outcome::Permit;
-        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.deferred.is_none() {
+            return Ok(());
+        }
+        let snap = ctx.snapshot.clone();
+        let route = snap.as_deref().and_then(|s| ctx.route(s));
+        let (Some(snap), Some(route), Some(deferred)) =
+            (snap.as_deref(), route, ctx.deferred.as_mut())
+        else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "request body without a route",
+            ));
+        };
+        if let Some(chunk) = body.take() {
+            deferred.buf.extend_from_slice(&chunk);
+        }
+        if deferred.buf.len() as u64 > deferred.limit {
+            ctx.outcome = Outcome::TooLarge;
+            let reason = format!(
+                "request body above the route's limit of {} bytes",
+                deferred.limit
+            );
+            let a = answer::refusal(
+                Refusal::TooLarge,
+                &reason,
+                &request_id(session),
+                Some(&route.domain),
+            );
+            ctx.pending = Some((a, None));
+            ctx.deferred = None;
+            return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
+        }
+        if !end_of_stream {
+            // Hold the chunk; an empty chunk is not written upstream (`None` would end the body).
+            *body = Some(Bytes::new());
+            return Ok(());
+        }
+        let full = deferred.buf.split().freeze();
+        let actor = deferred.actor.clone();
+        ctx.deferred = None;
+        match check(snap, route, &actor, session.req_header(), Some(&full)) {
+            Checked::Permit(_) => {
+                // The headers (without a decision id) went upstream already; release the body.
+                *body = Some(full);
+                Ok(())
+            }
+            Checked::Block {
+                outcome,
+                answer,
+                decision_id,
+            } => {
+                ctx.outcome = outcome;
+                let status = answer.status;
+                ctx.pending = Some((answer, decision_id));
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "request blocked after reading its body",
+                ))
+            }
+        }
     }
 
     async fn upstream_peer(
@@ -353,6 +388,21 @@ impl ProxyHttp for LexeconProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if let Some((a, decision_id)) = ctx.pending.take() {
+            let code = a.status;
+            let id_header = decision_id.as_deref().map(|id| (DECISION_ID_HEADER, id));
+            let headers: &[(&'static str, &str)] = match &id_header {
+                Some(h) => std::slice::from_ref(h),
+                None => &[],
+            };
+            if let Err(err) = write_answer(session, a, headers).await {
+                tracing::debug!(error = %err, "cannot write the answer");
+            }
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
         let kind = match e.etype() {
             ErrorType::HTTPStatus(503) if ctx.outcome == Outcome::CircuitOpen => {
                 Some(Refusal::CircuitOpen)
@@ -417,7 +467,8 @@ impl ProxyHttp for LexeconProxy {
 
     async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let mut outcome = ctx.outcome;
-        if e.is_some() && matches!(outcome, Outcome::Permit | Outcome::Passthrough) {
+        let upstream_failed = e.is_some_and(|e| *e.esource() == ErrorSource::Upstream);
+        if upstream_failed && matches!(outcome, Outcome::Permit | Outcome::Passthrough) {
             outcome = Outcome::UpstreamError;
         }
         let route = ctx
@@ -429,6 +480,138 @@ impl ProxyHttp for LexeconProxy {
             .metrics
             .observe(route, outcome, ctx.start.elapsed().as_secs_f64());
     }
+}
+
+/// Classifies the request and decides every call; all must permit. Builds an answer only when
+/// the request is blocked.
+fn check(
+    snap: &Snapshot,
+    route: &Route,
+    actor: &Actor,
+    req: &RequestHeader,
+    body: Option<&[u8]>,
+) -> Checked {
+    let parts = RequestParts {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        headers: &req.headers,
+    };
+    let caller_request_id = caller_request_id(req);
+    let classified = match classify::classify(&route.classifier, &parts, body) {
+        Ok(c) => c,
+        Err(e) => {
+            let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+            return Checked::Block {
+                outcome: Outcome::BadRequest,
+                answer: answer::refusal(
+                    Refusal::BadRequest,
+                    &e.to_string(),
+                    &rid,
+                    Some(&route.domain),
+                ),
+                decision_id: None,
+            };
+        }
+    };
+    let mut ids: Option<String> = None;
+    for (i, item) in classified.items.iter().enumerate() {
+        let mut context = actor.context.clone();
+        context.extend(item.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let input = DecisionInput {
+            request_id: caller_request_id.map(str::to_string),
+            domain: route.domain.clone(),
+            actor: actor.id.to_string(),
+            action: item.action.clone(),
+            resource: item.resource.clone(),
+            context,
+            at: None,
+        };
+        match snap.decider.decide(input) {
+            Ok(d) if d.decision == Verdict::Permit => match ids.as_mut() {
+                Some(s) => {
+                    s.push(',');
+                    s.push_str(&d.decision_id);
+                }
+                None => ids = Some(d.decision_id),
+            },
+            Ok(d) => {
+                let outcome = if d.decision == Verdict::Escalate {
+                    Outcome::Escalate
+                } else {
+                    Outcome::Deny
+                };
+                return Checked::Block {
+                    outcome,
+                    answer: answer::blocked(&d, &classified, i, route.is_mcp),
+                    decision_id: Some(d.decision_id),
+                };
+            }
+            Err(failure) => {
+                tracing::warn!(route = %route.name, error = %failure, "decision failed; request blocked");
+                let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+                return Checked::Block {
+                    outcome: Outcome::DecideError,
+                    answer: answer::refusal(
+                        Refusal::DecideFailed(failure.status),
+                        &failure.message,
+                        &rid,
+                        Some(&route.domain),
+                    ),
+                    decision_id: None,
+                };
+            }
+        }
+    }
+    Checked::Permit(ids)
+}
+
+/// Answers 413 and closes the connection (the rest of the body is not read).
+async fn too_large(session: &mut Session, ctx: &mut RequestCtx, route: &Route) -> Result<bool> {
+    ctx.outcome = Outcome::TooLarge;
+    session.set_keepalive(None);
+    // INVARIANT: a body read into the retry buffer is either declared at most `body_limit` long
+    // or the route's whole limit fits the buffer, so the route's limit is the one exceeded.
+    let reason = format!(
+        "request body above the route's limit of {} bytes",
+        route.configured_body_limit
+    );
+    let a = answer::refusal(
+        Refusal::TooLarge,
+        &reason,
+        &request_id(session),
+        Some(&route.domain),
+    );
+    send(session, a, &[], false).await
+}
+
+fn content_length(session: &Session) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// pingora does not answer `Expect: 100-continue` when the proxy reads the body itself.
+async fn write_continue_if_expected(session: &mut Session) -> Result<()> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        session.write_continue_response().await?;
+    }
+    Ok(())
+}
+
+fn caller_request_id(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
 fn is_connect_error(e: &ErrorType) -> bool {
@@ -448,35 +631,13 @@ fn new_request_id() -> String {
 
 /// The caller's `x-request-id`, or a new one (only called when an answer is sent).
 fn request_id(session: &Session) -> String {
-    session
-        .req_header()
-        .headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(new_request_id, str::to_string)
+    caller_request_id(session.req_header()).map_or_else(new_request_id, str::to_string)
 }
 
 /// Reads the request body into pingora's retry buffer (so a permitted request is re-sent
 /// byte-identical), refusing more than `limit` bytes.
 async fn read_body(session: &mut Session, limit: u64) -> Result<Body> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Ok(Body::TooLarge);
-    }
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        session.write_continue_response().await?;
-    }
+    write_continue_if_expected(session).await?;
     session.enable_retry_buffering();
     let mut total: u64 = 0;
     while let Some(chunk) = session.read_request_body().await? {
