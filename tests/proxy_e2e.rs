@@ -95,6 +95,7 @@ fn permitted_request_is_forwarded_with_decision_id_and_traceparent() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["upstream"], "ok");
+    assert_eq!(r.header("x-lexecon-decision-id"), Some("dec-1"));
     let got = upstream.requests();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].path, "/read/doc?x=1");
@@ -484,10 +485,18 @@ fn body_above_the_retry_buffer_is_held_and_decided_at_its_end() {
 #[test]
 fn body_above_a_large_route_limit_gets_413() {
     let (upstream, _rules, server) = setup();
-    let body = vec![b'x'; 1024 * 1024 + 1];
-    let r = post(&url(&server, "/big-mcp"), &[AGENT], &body);
-    assert_eq!(r.status, 413, "{}", r.body);
-    assert!(r.json()["reason"].as_str().unwrap().contains("1048576"));
+    // The declared length is enough: the proxy answers before the body is sent.
+    let mut conn = std::net::TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /big-mcp HTTP/1.1\r\nhost: app\r\nx-agent-id: act_ai_agent:tester\r\ncontent-length: {}\r\n\r\n",
+        1024 * 1024 + 1
+    );
+    let (status, body) = support::exchange(&mut conn, &head);
+    assert_eq!(status, 413, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["reason"].as_str().unwrap().contains("1048576"));
     assert!(upstream.requests().is_empty());
     server.shutdown();
 }
@@ -502,13 +511,31 @@ fn chunked_body_of_unknown_length_above_a_large_route_limit_gets_413() {
     let mut req = String::from(
         "POST /big-mcp HTTP/1.1\r\nhost: app\r\nx-agent-id: act_ai_agent:tester\r\ntransfer-encoding: chunked\r\n\r\n",
     );
-    for _ in 0..17 {
+    // 16 chunks fill the 1 MiB limit exactly; one more byte is over it.
+    for _ in 0..16 {
         req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
     }
-    req.push_str("0\r\n\r\n");
+    req.push_str("1\r\nx\r\n0\r\n\r\n");
     let (status, body) = support::exchange(&mut conn, &req);
     assert_eq!(status, 413, "{body}");
     assert_eq!(rules.calls(), 0);
     assert!(upstream.requests().iter().all(|q| q.body.is_empty()));
+    server.shutdown();
+}
+
+#[test]
+fn global_passthrough_mode_forwards_every_route_without_deciding() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&["axn_delete_data"], &[]);
+    let up = upstream.addr;
+    let server = start(
+        move |p, a| format!("{}mode: passthrough\n", config(up, p, a)),
+        rules.clone(),
+    );
+    let r = get(&url(&server, "/delete/x"), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-lexecon-decision-id"), None);
+    assert_eq!(rules.calls(), 0);
+    assert_eq!(upstream.requests().len(), 1);
     server.shutdown();
 }

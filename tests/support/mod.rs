@@ -18,10 +18,27 @@ use lexecon::server::{ServeOptions, ServerHandle, SetupError};
 use lexecon_domains::Verdict;
 use lexecon_policy_cache::{Decision, DecisionInput, Explanation};
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, for the server's listeners.
+///
+/// Chosen at random below Linux's ephemeral range (32768+), so that sockets other tests bind to
+/// port 0 (upstreams, clients) can never take it between this check and the server's bind.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        // A stride coprime to the range walks every port once before repeating.
+        let port = 20_000 + (seed.wrapping_add(n.wrapping_mul(7919)) % 12_000) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().unwrap();
+        }
+    }
 }
 
 /// One request the upstream received.

@@ -3,7 +3,8 @@
 //! `request_filter` runs route → identify → limit → read body (only when the classifier needs it)
 //! → classify → decide every call; anything but a permit of every call is answered here and never
 //! reaches the upstream. `upstream_peer` picks the address (round robin, circuit breaker),
-//! `upstream_request_filter` adds `x-lexecon-decision-id`, `fail_to_proxy` answers upstream failures
+//! `upstream_request_filter` adds `x-lexecon-decision-id` (and `response_filter` returns it to the
+//! client), `fail_to_proxy` answers upstream failures
 //! as JSON. Per request: one snapshot load, no lock, no string built that is not sent.
 
 use std::sync::Arc;
@@ -294,8 +295,10 @@ impl ProxyHttp for LexeconProxy {
         let actor = deferred.actor.clone();
         ctx.deferred = None;
         match check(snap, route, &actor, session.req_header(), Some(&full)) {
-            Checked::Permit(_) => {
+            Checked::Permit(ids) => {
                 // The headers (without a decision id) went upstream already; release the body.
+                // The client still gets the decision id on the response.
+                ctx.decision_ids = ids;
                 *body = Some(full);
                 Ok(())
             }
@@ -363,6 +366,18 @@ impl ProxyHttp for LexeconProxy {
             if let Some(up) = &ctx.upstream {
                 up.breaker.record_success();
             }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(ids) = ctx.decision_ids.as_deref() {
+            upstream_response.insert_header(DECISION_ID_HEADER, ids)?;
         }
         Ok(())
     }
