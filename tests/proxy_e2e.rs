@@ -539,3 +539,63 @@ fn global_passthrough_mode_forwards_every_route_without_deciding() {
     assert_eq!(upstream.requests().len(), 1);
     server.shutdown();
 }
+
+#[test]
+fn reloads_while_requests_run_fail_no_request_and_the_new_decision_applies() {
+    let upstream = TestUpstream::start();
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), RuleTable::new(&[], &[]));
+    let text = config(up, server.proxy_addr, server.admin_addr);
+    let cfg = lexecon_config::Config::from_yaml("reload.yaml", &text).unwrap();
+    let target = url(&server, "/read");
+    let client = std::thread::spawn(move || {
+        let agent = support::client();
+        (0..300)
+            .map(|_| {
+                agent
+                    .get(&target)
+                    .header(AGENT.0, AGENT.1)
+                    .call()
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+            .collect::<Vec<u16>>()
+    });
+    // Swap engines for as long as the client runs, alternating deny and permit.
+    let mut reloads = 0;
+    while !client.is_finished() {
+        let deny: &[&str] = if reloads % 2 == 0 {
+            &["axn_read_data"]
+        } else {
+            &[]
+        };
+        server
+            .state()
+            .reload(&cfg, RuleTable::new(deny, &[]))
+            .unwrap();
+        reloads += 1;
+    }
+    let statuses = client.join().unwrap();
+    assert!(reloads > 10, "only {reloads} reloads");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 403),
+        "unexpected statuses: {:?}",
+        statuses
+            .iter()
+            .filter(|s| **s != 200 && **s != 403)
+            .collect::<Vec<_>>()
+    );
+    // Both engines answered some of the requests.
+    assert!(statuses.contains(&200) && statuses.contains(&403));
+    server
+        .state()
+        .reload(&cfg, RuleTable::new(&[], &[]))
+        .unwrap();
+    assert_eq!(get(&url(&server, "/read"), &[AGENT]).status, 200);
+    server
+        .state()
+        .reload(&cfg, RuleTable::new(&["axn_read_data"], &[]))
+        .unwrap();
+    assert_eq!(get(&url(&server, "/read"), &[AGENT]).status, 403);
+    server.shutdown();
+}

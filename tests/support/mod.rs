@@ -119,6 +119,7 @@ impl Drop for TestUpstream {
 
 fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>, answer: Arc<Vec<u8>>) {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    conn.set_nodelay(true).ok();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut writer = conn;
     loop {
@@ -168,7 +169,10 @@ fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>, answer
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             answer.len()
         );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&answer).is_err() {
+        // One write: a head and body written separately wait on Nagle + delayed ACK (~40 ms).
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&answer);
+        if writer.write_all(&out).is_err() {
             return;
         }
     }
