@@ -115,6 +115,10 @@ pub struct ServerSettings {
     /// How long in-flight requests get to finish once shutdown starts.
     #[serde(default = "default_graceful_timeout", with = "humantime_serde")]
     pub graceful_shutdown_timeout: Duration,
+    /// CA bundle (PEM) that upstream TLS certificates must chain to; `None` uses the platform's
+    /// roots (and `SSL_CERT_FILE`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -123,6 +127,7 @@ impl Default for ServerSettings {
             threads: default_threads(),
             grace_period: Duration::ZERO,
             graceful_shutdown_timeout: default_graceful_timeout(),
+            ca_file: None,
         }
     }
 }
@@ -584,6 +589,9 @@ impl Config {
             }
         };
         resolve(&mut self.data_dir);
+        if let Some(ca) = self.server.ca_file.as_mut() {
+            resolve(ca);
+        }
         self.policies.values_mut().for_each(resolve);
         self.domain_packs.iter_mut().for_each(resolve);
         if let Some(jwt) = self.identity.jwt.as_mut() {

@@ -102,6 +102,11 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
         graceful_shutdown_timeout_seconds: Some(
             config.server.graceful_shutdown_timeout.as_secs().max(1),
         ),
+        ca_file: config
+            .server
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

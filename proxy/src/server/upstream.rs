@@ -1,5 +1,6 @@
 //! Upstreams: resolved addresses used round robin, the pingora peer for each request with its
-//! timeouts, and a per-upstream circuit breaker.
+//! timeouts and TLS settings (rustls, SNI, certificates checked against `server.ca_file` or the
+//! platform roots), and a per-upstream circuit breaker.
 //!
 //! Host names are resolved when the upstream is built (start-up, reload), never on the request path.
 //! The breaker opens after `failures` consecutive connection or read failures and refuses requests
@@ -52,11 +53,6 @@ impl Upstream {
         }
         if addrs.is_empty() {
             return Err(format!("upstreams.{name}: no address"));
-        }
-        if config.tls {
-            return Err(format!(
-                "upstreams.{name}: TLS to upstreams is not built into this binary (pingora without a TLS feature); use a plain-HTTP upstream or a local TLS terminator"
-            ));
         }
         let sni = config.sni.clone().unwrap_or_else(|| {
             config
@@ -210,10 +206,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_upstream_is_refused_with_a_reason() {
+    fn tls_peer_carries_the_configured_sni() {
         let mut c = config(&["127.0.0.1:443"]);
         c.tls = true;
-        assert!(Upstream::build("t", &c).unwrap_err().contains("TLS"));
+        c.sni = Some("api.example".into());
+        let p = Upstream::build("t", &c).unwrap().next_peer();
+        assert_eq!(p.sni, "api.example");
+        assert_eq!(p.scheme, pingora::upstreams::peer::Scheme::HTTPS);
+        let mut c = config(&["localhost:443"]);
+        c.tls = true;
+        assert_eq!(
+            Upstream::build("t", &c).unwrap().next_peer().sni,
+            "localhost"
+        );
     }
 
     #[test]
