@@ -599,3 +599,18 @@ fn reloads_while_requests_run_fail_no_request_and_the_new_decision_applies() {
     assert_eq!(get(&url(&server, "/read"), &[AGENT]).status, 403);
     server.shutdown();
 }
+
+#[test]
+fn bodiless_request_on_a_large_limit_route_is_decided_before_anything_goes_upstream() {
+    let (upstream, _rules, server) = setup();
+    let mut conn = std::net::TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // No Content-Length, no Transfer-Encoding: the headers are the whole request.
+    let req = "POST /big-mcp HTTP/1.1\r\nhost: app\r\nx-agent-id: act_ai_agent:tester\r\n\r\n";
+    let (status, body) = support::exchange(&mut conn, req);
+    // Not a valid MCP message: refused, and the upstream never saw the request.
+    assert_eq!(status, 400, "{body}");
+    assert!(upstream.requests().is_empty());
+    server.shutdown();
+}

@@ -203,7 +203,10 @@ impl ProxyHttp for LexeconProxy {
             if declared.is_some_and(|n| n > route.configured_body_limit) {
                 return too_large(session, ctx, route).await;
             }
-            let fits_retry_buffer = declared.is_some_and(|n| n <= route.body_limit)
+            // INVARIANT: a request without a body is always decided here, before anything goes
+            // upstream: its headers alone make a complete request the upstream could answer.
+            let fits_retry_buffer = session.is_body_empty()
+                || declared.is_some_and(|n| n <= route.body_limit)
                 || route.configured_body_limit <= route.body_limit;
             if !fits_retry_buffer {
                 // Above pingora's retry buffer (or of unknown length): forward the headers now,
