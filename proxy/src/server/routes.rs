@@ -10,8 +10,9 @@ use lexecon_config::file::{EnforceMode, RouteConfig};
 use crate::limit::RouteLimiter;
 use crate::server::upstream::Upstream;
 
-/// The most body a route may read before deciding: pingora's retry buffer holds 64 KiB, and a body
-/// above it cannot be re-sent to the upstream after inspection.
+/// The most body read before anything goes upstream: pingora's retry buffer holds 64 KiB, and a
+/// body above it cannot be re-sent after inspection. Larger bodies (up to the route's limit) are
+/// held in `request_body_filter` and decided at their end, after the headers went upstream.
 pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
 
 /// One route, ready for the request path.
@@ -27,7 +28,7 @@ pub struct Route {
     pub is_mcp: bool,
     pub upstream: Arc<Upstream>,
     pub limiter: Option<RouteLimiter>,
-    /// The body bytes read for classification: min(body_limit, [`RETRY_BUFFER_LIMIT`]).
+    /// The body read before forwarding: min(body_limit, [`RETRY_BUFFER_LIMIT`]).
     pub body_limit: u64,
     /// The configured body limit (reported in 413 answers).
     pub configured_body_limit: u64,
