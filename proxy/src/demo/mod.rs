@@ -13,6 +13,25 @@ use serde_json::{json, Value};
 /// The demo configuration, as shipped in `deploy/demo.yaml`.
 pub const DEMO_CONFIG: &str = include_str!("../../../deploy/demo.yaml");
 
+/// The demo's policy documents, embedded: `(domain, path in demo.yaml, text)`.
+pub const DEMO_POLICIES: [(&str, &str, &str); 3] = [
+    (
+        "ai",
+        "policies/ai.yaml",
+        include_str!("../../../deploy/policies/ai.yaml"),
+    ),
+    (
+        "finance",
+        "policies/finance.yaml",
+        include_str!("../../../deploy/policies/finance.yaml"),
+    ),
+    (
+        "healthcare",
+        "policies/healthcare.yaml",
+        include_str!("../../../deploy/policies/healthcare.yaml"),
+    ),
+];
+
 /// The name the demo configuration is reported under in errors.
 pub const DEMO_CONFIG_NAME: &str = "<built-in demo>/deploy/demo.yaml";
 
@@ -338,5 +357,12 @@ mod tests {
             Some("x-agent-id")
         );
         assert!(c.upstreams.values().any(|u| u.embedded));
+        // Every policy the demo names is embedded, under the same path.
+        assert_eq!(c.policies.len(), DEMO_POLICIES.len());
+        for (domain, path, text) in DEMO_POLICIES {
+            assert_eq!(c.policies[domain], std::path::PathBuf::from(path));
+            let doc: lexecon_config::PolicyDocument = serde_norway::from_str(text).unwrap();
+            assert_eq!(doc.domain.as_str(), domain);
+        }
     }
 }
