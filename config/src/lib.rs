@@ -27,6 +27,7 @@
 
 pub mod classifier;
 pub mod error;
+pub mod file;
 pub mod policy;
 
 pub mod bundle;
@@ -38,6 +39,7 @@ pub mod strict_value;
 pub mod template;
 
 pub use error::{ConfigError, Located};
+pub use file::Config;
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
 
 pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};

@@ -5,3 +5,8 @@
 
 pub mod api;
 pub mod classify;
+pub mod decide;
+pub mod demo;
+pub mod identity;
+pub mod limit;
+pub mod server;

@@ -1,0 +1,324 @@
+//! The bodies of answers the proxy gives itself instead of forwarding: policy denials and
+//! escalations, and refusals (401, 400, 413, 429, 403 unmatched, 502/503/504).
+//!
+//! Every answer is built here, in one place, and only when it is sent. Plain routes get a JSON
+//! object `{decision, reason, rule_id, decision_id, request_id, domain}`; MCP routes get JSON-RPC:
+//! a denied `tools/call` is a tool result with `isError: true` whose text the model can act on,
+//! other denied calls a JSON-RPC error object for their id.
+
+use bytes::Bytes;
+use lexecon_domains::Verdict;
+use lexecon_policy_cache::Decision;
+use serde_json::{json, Value};
+
+use crate::classify::{Classified, ClassifiedItem};
+
+/// JSON-RPC error code for a call denied by policy (server-defined range).
+pub const JSONRPC_POLICY_DENIED: i64 = -32001;
+
+/// An answer ready to write: status, body, and whether it is JSON-RPC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// A refusal that is not a policy decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthenticated,
+    BadRequest,
+    TooLarge,
+    RateLimited,
+    Unmatched,
+    DecideFailed(u16),
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    CircuitOpen,
+}
+
+impl Refusal {
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::Unauthenticated => 401,
+            Refusal::BadRequest => 400,
+            Refusal::TooLarge => 413,
+            Refusal::RateLimited => 429,
+            Refusal::Unmatched => 403,
+            Refusal::DecideFailed(s) => s,
+            Refusal::UpstreamUnavailable => 502,
+            Refusal::UpstreamTimeout => 504,
+            Refusal::CircuitOpen => 503,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::BadRequest => "bad_request",
+            Refusal::TooLarge => "payload_too_large",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::Unmatched => "no_route",
+            Refusal::DecideFailed(_) => "decision_failed",
+            Refusal::UpstreamUnavailable => "upstream_unavailable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::CircuitOpen => "upstream_circuit_open",
+        }
+    }
+}
+
+/// A refusal as JSON: `{decision: "deny", error, reason, request_id, domain}`.
+pub fn refusal(kind: Refusal, reason: &str, request_id: &str, domain: Option<&str>) -> Answer {
+    let body = json!({
+        "decision": "deny",
+        "error": kind.code(),
+        "reason": reason,
+        "request_id": request_id,
+        "domain": domain,
+    });
+    Answer {
+        status: kind.status(),
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// The answer to a request one of whose calls was not permitted. `blocking` is the index in
+/// `classified.items` of the call that was denied or escalated.
+pub fn blocked(decision: &Decision, classified: &Classified, blocking: usize, mcp: bool) -> Answer {
+    let item = classified.items.get(blocking);
+    if mcp {
+        if let Some(item) = item {
+            if classified.batch {
+                let answers: Vec<Value> = classified
+                    .items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, it)| it.jsonrpc_id.is_some())
+                    .map(|(i, it)| {
+                        if i == blocking {
+                            mcp_denial(decision, it)
+                        } else {
+                            mcp_batch_withheld(decision, it)
+                        }
+                    })
+                    .collect();
+                return Answer {
+                    status: 200,
+                    body: Bytes::from(Value::Array(answers).to_string()),
+                };
+            }
+            if item.jsonrpc_id.is_some() {
+                return Answer {
+                    status: 200,
+                    body: Bytes::from(mcp_denial(decision, item).to_string()),
+                };
+            }
+        }
+    }
+    let mut body = json!({
+        "decision": decision.decision.as_str(),
+        "reason": decision.reasoning,
+        "rule_id": decision.rule_id,
+        "decision_id": decision.decision_id,
+        "request_id": decision.request_id,
+        "domain": decision.domain,
+    });
+    if decision.decision == Verdict::Escalate || decision.requires_human_approval {
+        body["approval_required"] = Value::Bool(true);
+    }
+    Answer {
+        status: 403,
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+fn denial_text(decision: &Decision) -> String {
+    let what = match decision.decision {
+        Verdict::Escalate => "needs human approval and was not run",
+        _ => "was denied by policy",
+    };
+    format!(
+        "This call {what}: {} (rule {}, decision {}). Do not retry; tell the user.",
+        decision.reasoning, decision.rule_id, decision.decision_id
+    )
+}
+
+fn meta(decision: &Decision) -> Value {
+    json!({
+        "lexecon/decision": decision.decision.as_str(),
+        "lexecon/decision_id": decision.decision_id,
+        "lexecon/rule_id": decision.rule_id,
+        "lexecon/reason": decision.reasoning,
+    })
+}
+
+/// One JSON-RPC answer for a denied MCP call: a tool error for `tools/call`, else an error object.
+fn mcp_denial(decision: &Decision, item: &ClassifiedItem) -> Value {
+    let id = item.jsonrpc_id.clone().unwrap_or(Value::Null);
+    if item.rpc_method.as_deref() == Some("tools/call") {
+        json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "result": {
+                "content": [{"type": "text", "text": denial_text(decision)}],
+                "isError": true,
+                "_meta": meta(decision),
+            }
+        })
+    } else {
+        json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": JSONRPC_POLICY_DENIED,
+                "message": denial_text(decision),
+                "data": {
+                    "decision": decision.decision.as_str(),
+                    "decision_id": decision.decision_id,
+                    "reason": decision.reasoning,
+                    "rule_id": decision.rule_id,
+                },
+            }
+        })
+    }
+}
+
+/// A permitted call of a batch that was not forwarded because another call was denied.
+fn mcp_batch_withheld(decision: &Decision, item: &ClassifiedItem) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": item.jsonrpc_id.clone().unwrap_or(Value::Null),
+        "error": {
+            "code": JSONRPC_POLICY_DENIED,
+            "message": format!(
+                "Not run: another call in the same batch was denied (decision {}). Send permitted calls on their own.",
+                decision.decision_id
+            ),
+            "data": {"decision_id": decision.decision_id},
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lexecon_policy_cache::Explanation;
+
+    fn decision(verdict: Verdict) -> Decision {
+        Decision {
+            request_id: "req-1".into(),
+            decision_id: "dec-1".into(),
+            domain: "ai".into(),
+            actor: "act_ai_agent:a".into(),
+            action: "axn_delete_data".into(),
+            resource: None,
+            decision: verdict,
+            reasoning: "agents may not delete files".into(),
+            rule_id: "no-deletes".into(),
+            policy_version_hash: "h".into(),
+            compliance_mappings: vec![],
+            risk_level: 4,
+            requires_human_approval: verdict == Verdict::Escalate,
+            review_required: false,
+            explanation: Explanation {
+                matched_rules: vec![],
+                findings: vec![],
+                would_have: None,
+                cached: false,
+            },
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    fn item(method: Option<&str>, id: Option<Value>) -> ClassifiedItem {
+        ClassifiedItem {
+            action: "axn_delete_data".into(),
+            resource: None,
+            context: Default::default(),
+            jsonrpc_id: id,
+            rpc_method: method.map(String::from),
+            tool: None,
+        }
+    }
+
+    fn parse(a: &Answer) -> Value {
+        serde_json::from_slice(&a.body).unwrap()
+    }
+
+    #[test]
+    fn plain_denial_is_403_with_decision_fields() {
+        let c = Classified {
+            items: vec![item(None, None)],
+            batch: false,
+        };
+        let a = blocked(&decision(Verdict::Deny), &c, 0, false);
+        assert_eq!(a.status, 403);
+        let v = parse(&a);
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["rule_id"], "no-deletes");
+        assert_eq!(v["decision_id"], "dec-1");
+        assert_eq!(v["request_id"], "req-1");
+        assert_eq!(v["domain"], "ai");
+        assert!(v.get("approval_required").is_none());
+    }
+
+    #[test]
+    fn escalation_is_403_with_approval_required() {
+        let c = Classified {
+            items: vec![item(None, None)],
+            batch: false,
+        };
+        let v = parse(&blocked(&decision(Verdict::Escalate), &c, 0, false));
+        assert_eq!(v["decision"], "escalate");
+        assert_eq!(v["approval_required"], true);
+    }
+
+    #[test]
+    fn denied_mcp_tool_call_is_a_tool_error_the_model_can_read() {
+        let c = Classified {
+            items: vec![item(Some("tools/call"), Some(json!(7)))],
+            batch: false,
+        };
+        let a = blocked(&decision(Verdict::Deny), &c, 0, true);
+        assert_eq!(a.status, 200);
+        let v = parse(&a);
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["result"]["isError"], true);
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("agents may not delete files"));
+        assert!(text.contains("dec-1"));
+        assert!(text.contains("Do not retry; tell the user"));
+    }
+
+    #[test]
+    fn denied_mcp_batch_answers_every_call() {
+        let c = Classified {
+            items: vec![
+                item(Some("tools/call"), Some(json!(1))),
+                item(Some("tools/list"), Some(json!(2))),
+                item(Some("notifications/initialized"), None),
+            ],
+            batch: true,
+        };
+        let v = parse(&blocked(&decision(Verdict::Deny), &c, 1, true));
+        let arr = v.as_array().unwrap();
+        assert_eq!(arr.len(), 2);
+        assert_eq!(arr[0]["id"], 1);
+        assert!(arr[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another call"));
+        assert_eq!(arr[1]["error"]["code"], JSONRPC_POLICY_DENIED);
+        assert_eq!(arr[1]["error"]["data"]["rule_id"], "no-deletes");
+    }
+
+    #[test]
+    fn refusal_carries_status_code_and_reason() {
+        let a = refusal(Refusal::RateLimited, "slow down", "req-9", Some("ai"));
+        assert_eq!(a.status, 429);
+        let v = parse(&a);
+        assert_eq!(v["error"], "rate_limited");
+        assert_eq!(v["reason"], "slow down");
+        assert_eq!(v["request_id"], "req-9");
+    }
+}

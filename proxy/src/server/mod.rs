@@ -1,0 +1,273 @@
+//! The enforcement server: one pingora `Server` holding the proxy listener, the admin listener
+//! (`/health`, `/metrics`), the embedded demo upstream when configured, and the JWKS refresher.
+//!
+//! [`serve`] runs it until a Unix signal (SIGTERM graceful, SIGINT fast) and is what `lexecon
+//! serve` calls; [`ServerHandle::start`] runs it on a thread for tests and embedding and stops it on
+//! [`ServerHandle::shutdown`]. Nothing here decides: decisions come from the [`Decide`] given in
+//! [`ServeOptions`].
+
+pub mod admin;
+pub mod answer;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod state;
+pub mod upstream;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lexecon_config::file::{Config, DEFAULT_DEMO_ADDR};
+use lexecon_config::ConfigError;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::decide::Decide;
+use crate::demo::DemoUpstream;
+use crate::identity::JwksRefresher;
+
+pub use proxy::{LexeconProxy, DECISION_ID_HEADER, REQUEST_ID_HEADER};
+pub use state::{ProxyState, Snapshot};
+
+/// Why the server could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Route(String),
+    #[error("{0}")]
+    Identity(String),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the server did not accept connections on {addr} within {waited:?}")]
+    NotReady { addr: SocketAddr, waited: Duration },
+    #[error("cannot start the server thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the server needs besides the configuration.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// The decision engine.
+    pub decider: Arc<dyn Decide>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions").finish_non_exhaustive()
+    }
+}
+
+/// The listeners the server binds: proxy, admin, and the demo upstream if any.
+fn listeners(config: &Config) -> Vec<(SocketAddr, &'static str)> {
+    let mut out = vec![
+        (config.listeners.proxy, "proxy listener"),
+        (config.listeners.admin, "admin listener"),
+    ];
+    for up in config.upstreams.values().filter(|u| u.embedded) {
+        let addr = up
+            .addrs
+            .first()
+            .map_or(DEFAULT_DEMO_ADDR, String::as_str)
+            .parse::<SocketAddr>();
+        if let Ok(addr) = addr {
+            out.push((addr, "embedded demo upstream"));
+        }
+    }
+    out
+}
+
+/// Builds the pingora server and the shared state.
+fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>), SetupError> {
+    let snapshot = Snapshot::build(config, opts.decider)?;
+    let state = Arc::new(ProxyState::new(snapshot)?);
+
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(
+            config.server.graceful_shutdown_timeout.as_secs().max(1),
+        ),
+        ca_file: config
+            .server
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &conf,
+        LexeconProxy::new(state.clone()),
+        "lexecon proxy",
+    );
+    proxy.add_tcp(&config.listeners.proxy.to_string());
+    proxy.threads = Some(config.server.threads);
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "lexecon admin".to_string(),
+        admin::Admin::new(state.clone()),
+    );
+    admin.add_tcp(&config.listeners.admin.to_string());
+    admin.threads = Some(1);
+    server.add_service(admin);
+
+    for (addr, what) in listeners(config).into_iter().skip(2) {
+        debug_assert_eq!(what, "embedded demo upstream");
+        let mut demo = Service::new("lexecon demo upstream".to_string(), DemoUpstream::new());
+        demo.add_tcp(&addr.to_string());
+        demo.threads = Some(1);
+        server.add_service(demo);
+    }
+
+    if config.identity.jwt.is_some() {
+        let for_refresher = state.clone();
+        server.add_service(background_service(
+            "jwks refresher",
+            JwksRefresher::new(move || for_refresher.current_jwt()),
+        ));
+    }
+    Ok((server, state))
+}
+
+/// Runs the server until SIGTERM (graceful: the configured grace period and shutdown timeout) or
+/// SIGINT (fast). Blocks; call it outside any async runtime.
+pub fn serve(config: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    check_free(&config)?;
+    let (server, _state) = build(&config, opts)?;
+    tracing::info!(
+        proxy = %config.listeners.proxy,
+        admin = %config.listeners.admin,
+        routes = config.routes.len(),
+        "lexecon serving"
+    );
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+fn check_free(config: &Config) -> Result<(), SetupError> {
+    for (addr, what) in listeners(config) {
+        TcpListener::bind(addr).map_err(|source| SetupError::Listen { addr, what, source })?;
+    }
+    Ok(())
+}
+
+/// Stops the server when notified.
+struct NotifyShutdown(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for NotifyShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A server running on its own thread; [`ServerHandle::shutdown`] (or drop) stops it.
+pub struct ServerHandle {
+    thread: Option<JoinHandle<()>>,
+    stop: Arc<tokio::sync::Notify>,
+    state: Arc<ProxyState>,
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("proxy_addr", &self.proxy_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long [`ServerHandle::start`] waits for the listeners to accept.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ServerHandle {
+    /// Starts the server on its listeners and returns once every listener accepts connections.
+    pub fn start(config: Config, opts: ServeOptions) -> Result<ServerHandle, SetupError> {
+        check_free(&config)?;
+        let (server, state) = build(&config, opts)?;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let signal = NotifyShutdown(stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("lexecon-server".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(signal),
+                })
+            })
+            .map_err(SetupError::Thread)?;
+        let handle = ServerHandle {
+            thread: Some(thread),
+            stop,
+            state,
+            proxy_addr: config.listeners.proxy,
+            admin_addr: config.listeners.admin,
+        };
+        for (addr, _) in listeners(&config) {
+            wait_until_accepting(addr)?;
+        }
+        Ok(handle)
+    }
+
+    /// The shared state: current snapshot, metrics, and the [`ProxyState::reload`] hook.
+    pub fn state(&self) -> &Arc<ProxyState> {
+        &self.state
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.notify_one();
+            if thread.join().is_err() {
+                tracing::warn!("the server thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn wait_until_accepting(addr: SocketAddr) -> Result<(), SetupError> {
+    let start = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            return Err(SetupError::NotReady {
+                addr,
+                waited: READY_TIMEOUT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

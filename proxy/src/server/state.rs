@@ -1,0 +1,133 @@
+//! The running configuration as one immutable [`Snapshot`] (routes, upstreams, identity, decider),
+//! swapped atomically through `arc-swap`: a request loads it once and finishes on it, whatever is
+//! swapped in meanwhile. [`ProxyState::reload`] is the hot-swap hook: build, then swap; a
+//! configuration that does not build leaves the old snapshot in place.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use lexecon_config::file::{Config, EnforceMode, JwksSource, Unmatched, DEFAULT_UPSTREAM};
+
+use crate::decide::Decide;
+use crate::identity::{Identity, JwtVerifier, KeySet};
+use crate::limit::DEFAULT_MAX_KEYS;
+use crate::server::metrics::Metrics;
+use crate::server::routes::{Route, RouteTable};
+use crate::server::upstream::Upstream;
+use crate::server::SetupError;
+
+/// Everything one request needs, fixed for its lifetime.
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub unmatched: Unmatched,
+    pub default_upstream: Option<Arc<Upstream>>,
+    pub identity: Identity,
+    pub decider: Arc<dyn Decide>,
+    pub mode: EnforceMode,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("routes", &self.routes)
+            .field("unmatched", &self.unmatched)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a validated configuration. Blocking (DNS, JWKS file or URL): call at
+    /// start-up or on reload, never on the request path.
+    pub fn build(config: &Config, decider: Arc<dyn Decide>) -> Result<Snapshot, SetupError> {
+        config.validate()?;
+        let mut upstreams = BTreeMap::new();
+        for (name, up) in &config.upstreams {
+            let built = Upstream::build(name, up).map_err(SetupError::Upstream)?;
+            upstreams.insert(name.clone(), Arc::new(built));
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let upstream = upstreams.get(&route.upstream).cloned().ok_or_else(|| {
+                SetupError::Upstream(format!(
+                    "route {}: unknown upstream {:?}",
+                    route.name, route.upstream
+                ))
+            })?;
+            routes.push(
+                Route::build(route, upstream, config.mode, DEFAULT_MAX_KEYS)
+                    .map_err(SetupError::Route)?,
+            );
+        }
+        let jwt = match &config.identity.jwt {
+            Some(jwt) => Some(Arc::new(load_verifier(jwt)?)),
+            None => None,
+        };
+        let identity = Identity::new(&config.identity, jwt).map_err(SetupError::Identity)?;
+        Ok(Snapshot {
+            routes: RouteTable { routes },
+            default_upstream: upstreams.get(DEFAULT_UPSTREAM).cloned(),
+            upstreams,
+            unmatched: config.unmatched,
+            identity,
+            decider,
+            mode: config.mode,
+        })
+    }
+}
+
+/// A JWKS file must load; a JWKS URL that cannot be fetched now starts with no keys (every token
+/// fails, closed) and is fetched again by the background refresher.
+fn load_verifier(jwt: &lexecon_config::file::JwtConfig) -> Result<JwtVerifier, SetupError> {
+    match JwtVerifier::load(jwt.clone()) {
+        Ok(v) => Ok(v),
+        Err(e) => match jwt.jwks_source() {
+            JwksSource::Url(url) => {
+                tracing::warn!(%url, error = %e, "JWKS not available yet; bearer tokens fail until it is");
+                Ok(JwtVerifier::new(jwt.clone(), KeySet::default()))
+            }
+            JwksSource::File(_) => Err(SetupError::Identity(format!("identity.jwt.jwks: {e}"))),
+        },
+    }
+}
+
+/// The shared state of a running proxy: the current snapshot and the metrics.
+pub struct ProxyState {
+    current: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+}
+
+impl ProxyState {
+    pub fn new(snapshot: Snapshot) -> Result<Self, SetupError> {
+        Ok(Self {
+            current: ArcSwap::from_pointee(snapshot),
+            metrics: Metrics::new().map_err(|e| SetupError::Metrics(e.to_string()))?,
+        })
+    }
+
+    /// The snapshot in force now (one atomic load).
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the snapshot; requests in flight finish on the one they loaded.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+
+    /// The hot-swap hook: builds a snapshot from `config` and `decider` and swaps it in. On error
+    /// the old snapshot stays in force and the error says why.
+    pub fn reload(&self, config: &Config, decider: Arc<dyn Decide>) -> Result<(), SetupError> {
+        let snapshot = Snapshot::build(config, decider)?;
+        self.swap(snapshot);
+        tracing::info!(routes = config.routes.len(), "configuration swapped");
+        Ok(())
+    }
+
+    /// The JWT verifier of the current snapshot (for the JWKS refresher).
+    pub fn current_jwt(&self) -> Option<Arc<JwtVerifier>> {
+        self.current.load().identity.jwt().cloned()
+    }
+}
