@@ -11,10 +11,10 @@ use lexecon_domains::Verdict;
 use lexecon_policy_cache::Decision;
 use serde_json::{json, Value};
 
-use crate::classify::{Classified, ClassifiedItem};
+use lexecon_config::classifier::DenialStyle;
 
-/// JSON-RPC error code for a call denied by policy (server-defined range).
-pub const JSONRPC_POLICY_DENIED: i64 = -32001;
+use crate::classify::mcp::{self, DenialInfo};
+use crate::classify::Classified;
 
 /// An answer ready to write: status, body, and whether it is JSON-RPC.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,36 +83,27 @@ pub fn refusal(kind: Refusal, reason: &str, request_id: &str, domain: Option<&st
 }
 
 /// The answer to a request one of whose calls was not permitted. `blocking` is the index in
-/// `classified.items` of the call that was denied or escalated.
-pub fn blocked(decision: &Decision, classified: &Classified, blocking: usize, mcp: bool) -> Answer {
-    let item = classified.items.get(blocking);
-    if mcp {
-        if let Some(item) = item {
-            if classified.batch {
-                let answers: Vec<Value> = classified
-                    .items
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, it)| it.jsonrpc_id.is_some())
-                    .map(|(i, it)| {
-                        if i == blocking {
-                            mcp_denial(decision, it)
-                        } else {
-                            mcp_batch_withheld(decision, it)
-                        }
-                    })
-                    .collect();
-                return Answer {
-                    status: 200,
-                    body: Bytes::from(Value::Array(answers).to_string()),
-                };
-            }
-            if item.jsonrpc_id.is_some() {
-                return Answer {
-                    status: 200,
-                    body: Bytes::from(mcp_denial(decision, item).to_string()),
-                };
-            }
+/// `classified.items` of the call that was denied or escalated. MCP routes (`mcp_denial` is their
+/// denial style) answer in JSON-RPC with HTTP 200 so the client hands the reason to the model;
+/// everything else gets the JSON 403.
+pub fn blocked(
+    decision: &Decision,
+    classified: &Classified,
+    blocking: usize,
+    mcp_denial: Option<DenialStyle>,
+) -> Answer {
+    if let Some(style) = mcp_denial {
+        let info = DenialInfo {
+            decision: decision.decision.as_str(),
+            reason: &decision.reasoning,
+            rule_id: Some(&decision.rule_id),
+            decision_id: &decision.decision_id,
+        };
+        if let Some(body) = mcp::denial_answer_at(style, classified, blocking, &info) {
+            return Answer {
+                status: 200,
+                body: Bytes::from(body),
+            };
         }
     }
     let mut body = json!({
@@ -132,76 +123,10 @@ pub fn blocked(decision: &Decision, classified: &Classified, blocking: usize, mc
     }
 }
 
-fn denial_text(decision: &Decision) -> String {
-    let what = match decision.decision {
-        Verdict::Escalate => "needs human approval and was not run",
-        _ => "was denied by policy",
-    };
-    format!(
-        "This call {what}: {} (rule {}, decision {}). Do not retry; tell the user.",
-        decision.reasoning, decision.rule_id, decision.decision_id
-    )
-}
-
-fn meta(decision: &Decision) -> Value {
-    json!({
-        "lexecon/decision": decision.decision.as_str(),
-        "lexecon/decision_id": decision.decision_id,
-        "lexecon/rule_id": decision.rule_id,
-        "lexecon/reason": decision.reasoning,
-    })
-}
-
-/// One JSON-RPC answer for a denied MCP call: a tool error for `tools/call`, else an error object.
-fn mcp_denial(decision: &Decision, item: &ClassifiedItem) -> Value {
-    let id = item.jsonrpc_id.clone().unwrap_or(Value::Null);
-    if item.rpc_method.as_deref() == Some("tools/call") {
-        json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "result": {
-                "content": [{"type": "text", "text": denial_text(decision)}],
-                "isError": true,
-                "_meta": meta(decision),
-            }
-        })
-    } else {
-        json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": {
-                "code": JSONRPC_POLICY_DENIED,
-                "message": denial_text(decision),
-                "data": {
-                    "decision": decision.decision.as_str(),
-                    "decision_id": decision.decision_id,
-                    "reason": decision.reasoning,
-                    "rule_id": decision.rule_id,
-                },
-            }
-        })
-    }
-}
-
-/// A permitted call of a batch that was not forwarded because another call was denied.
-fn mcp_batch_withheld(decision: &Decision, item: &ClassifiedItem) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": item.jsonrpc_id.clone().unwrap_or(Value::Null),
-        "error": {
-            "code": JSONRPC_POLICY_DENIED,
-            "message": format!(
-                "Not run: another call in the same batch was denied (decision {}). Send permitted calls on their own.",
-                decision.decision_id
-            ),
-            "data": {"decision_id": decision.decision_id},
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::ClassifiedItem;
     use lexecon_policy_cache::Explanation;
 
     fn decision(verdict: Verdict) -> Decision {
@@ -251,7 +176,7 @@ mod tests {
             items: vec![item(None, None)],
             batch: false,
         };
-        let a = blocked(&decision(Verdict::Deny), &c, 0, false);
+        let a = blocked(&decision(Verdict::Deny), &c, 0, None);
         assert_eq!(a.status, 403);
         let v = parse(&a);
         assert_eq!(v["decision"], "deny");
@@ -268,7 +193,7 @@ mod tests {
             items: vec![item(None, None)],
             batch: false,
         };
-        let v = parse(&blocked(&decision(Verdict::Escalate), &c, 0, false));
+        let v = parse(&blocked(&decision(Verdict::Escalate), &c, 0, None));
         assert_eq!(v["decision"], "escalate");
         assert_eq!(v["approval_required"], true);
     }
@@ -279,7 +204,12 @@ mod tests {
             items: vec![item(Some("tools/call"), Some(json!(7)))],
             batch: false,
         };
-        let a = blocked(&decision(Verdict::Deny), &c, 0, true);
+        let a = blocked(
+            &decision(Verdict::Deny),
+            &c,
+            0,
+            Some(DenialStyle::ToolError),
+        );
         assert_eq!(a.status, 200);
         let v = parse(&a);
         assert_eq!(v["id"], 7);
@@ -300,15 +230,21 @@ mod tests {
             ],
             batch: true,
         };
-        let v = parse(&blocked(&decision(Verdict::Deny), &c, 1, true));
+        let v = parse(&blocked(
+            &decision(Verdict::Deny),
+            &c,
+            1,
+            Some(DenialStyle::ToolError),
+        ));
         let arr = v.as_array().unwrap();
         assert_eq!(arr.len(), 2);
         assert_eq!(arr[0]["id"], 1);
-        assert!(arr[0]["error"]["message"]
+        assert_eq!(arr[0]["result"]["isError"], true);
+        assert!(arr[0]["result"]["content"][0]["text"]
             .as_str()
             .unwrap()
             .contains("another call"));
-        assert_eq!(arr[1]["error"]["code"], JSONRPC_POLICY_DENIED);
+        assert_eq!(arr[1]["error"]["code"], mcp::POLICY_DENIED_CODE);
         assert_eq!(arr[1]["error"]["data"]["rule_id"], "no-deletes");
     }
 

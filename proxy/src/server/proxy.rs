@@ -534,8 +534,10 @@ fn check(
     };
     let mut ids: Option<String> = None;
     for (i, item) in classified.items.iter().enumerate() {
-        let mut context = actor.context.clone();
-        context.extend(item.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // INVARIANT: identity claims win over request-derived context: an MCP tool's arguments are
+        // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
+        let mut context = item.context.clone();
+        context.extend(actor.context.iter().map(|(k, v)| (k.clone(), v.clone())));
         let input = DecisionInput {
             request_id: caller_request_id.map(str::to_string),
             domain: route.domain.clone(),
@@ -561,7 +563,7 @@ fn check(
                 };
                 return Checked::Block {
                     outcome,
-                    answer: answer::blocked(&d, &classified, i, route.is_mcp),
+                    answer: answer::blocked(&d, &classified, i, route.mcp_denial),
                     decision_id: Some(d.decision_id),
                 };
             }

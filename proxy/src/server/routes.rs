@@ -25,7 +25,8 @@ pub struct Route {
     pub domain: String,
     pub classifier: ClassifierConfig,
     pub needs_body: bool,
-    pub is_mcp: bool,
+    /// For MCP routes, how a blocked call is answered in JSON-RPC; `None` on other routes.
+    pub mcp_denial: Option<lexecon_config::classifier::DenialStyle>,
     pub upstream: Arc<Upstream>,
     pub limiter: Option<RouteLimiter>,
     /// The body read before forwarding: min(body_limit, [`RETRY_BUFFER_LIMIT`]).
@@ -58,7 +59,10 @@ impl Route {
             domain: config.domain.clone(),
             classifier: config.classifier.clone(),
             needs_body: crate::classify::needs_body(&config.classifier),
-            is_mcp: matches!(config.classifier, ClassifierConfig::Mcp(_)),
+            mcp_denial: match &config.classifier {
+                ClassifierConfig::Mcp(mcp) => Some(mcp.denial),
+                _ => None,
+            },
             upstream,
             limiter: config
                 .rate_limit
