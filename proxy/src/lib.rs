@@ -4,3 +4,5 @@
 //! only wires I/O around it.
 
 pub mod classify;
+pub mod ledger;
+pub mod token;
