@@ -1,6 +1,13 @@
 //! End-to-end tests of the ledger: the writer on a temporary directory, tampering with the files, and
 //! the offline verify / tail / export commands.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration-test helpers: a failed unwrap is a failed test"
+)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -2,6 +2,13 @@
 //! prints every acknowledged seq, SIGKILLs it mid-stream, restarts a writer on the same directory and
 //! checks that the chain verifies and that every acknowledged entry is there.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration-test helpers: a failed unwrap is a failed test"
+)]
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,6 +1,13 @@
 //! Capability tokens end to end: mint with a key ring, verify against its JWKS, and fail with the
 //! right reason when expired, for another audience, from another key, or altered.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration-test helpers: a failed unwrap is a failed test"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,7 +230,7 @@ fn tokens_of_a_retired_signing_key_verify_while_it_stays_in_the_ring() {
     lexecon::token::generate_key_file(&old_path).unwrap();
     lexecon::token::generate_key_file(&new_path).unwrap();
     let old = minter(
-        KeyRing::from_pem_files(&[old_path.clone()]).unwrap(),
+        KeyRing::from_pem_files(std::slice::from_ref(&old_path)).unwrap(),
         MintMode::PerRequest,
     );
     let rotated = minter(
