@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use lexecon::ledger::{
-    Durability, EntryDraft, LedgerConfig, LedgerEntry, LedgerHandle, LedgerWriter,
-    RedactionConfig,
+    Durability, EntryDraft, LedgerConfig, LedgerEntry, LedgerHandle, LedgerWriter, RedactionConfig,
 };
 use lexecon::token::{Claims, KeyRing, MintMode, TokenConfig, TokenMinter};
 use lexecon_domains::{ComplianceMapping, ComplianceStatus, Verdict};
@@ -146,6 +145,14 @@ fn token_mint(c: &mut Criterion) {
     reuse.mint(&d, "orders", &led).unwrap();
     c.bench_function("token_mint_reuse_hit", |b| {
         b.iter(|| reuse.mint(black_box(&d), "orders", &led).unwrap());
+    });
+
+    // The floor: one Ed25519 signature over a token-sized message.
+    let raw = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let message = vec![b'x'; 420];
+    c.bench_function("ed25519_sign_raw_420_bytes", |b| {
+        use ed25519_dalek::Signer as _;
+        b.iter(|| raw.sign(black_box(&message)));
     });
 
     // For comparison: the same claims through jsonwebtoken::encode, which re-parses the PKCS#8 key

@@ -512,3 +512,55 @@ async fn verify_command_prints_the_failure_and_exits_1() {
     .unwrap();
     assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
 }
+
+#[tokio::test]
+async fn idle_ledger_gets_a_time_based_checkpoint_and_reports_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyRing::generate();
+    let mut config = LedgerConfig::new(dir.path());
+    config.checkpoint_every = 0;
+    config.checkpoint_interval = Duration::from_millis(20);
+    let handle = LedgerWriter::start(config, Some(keys.checkpoint_signer())).unwrap();
+    let receipt = handle.append(draft(1)).await.unwrap();
+    assert_eq!(receipt.appended().await.unwrap().seq, 1);
+    // Wait (bounded) for the ticker; no assertion on how long it took.
+    for _ in 0..500 {
+        if handle.stats().checkpoints > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.flush().await.unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.checkpoints, 1);
+    assert_eq!(stats.appended, 2);
+    assert_eq!(stats.durable_seq, 2);
+    assert_eq!(stats.head_seq, 2);
+    assert_eq!(stats.queue_depth, 0);
+    assert!(!stats.failed);
+    handle.shutdown().await.unwrap();
+    let report = verify_dir(dir.path(), Some(&keys.signer().verifying_key())).unwrap();
+    assert!(report.is_ok());
+    // Nothing new after the time-based checkpoint: shutdown adds no second one.
+    assert_eq!(report.checkpoints_verified, 1);
+    assert_eq!(report.entries_checked, 2);
+}
+
+#[test]
+fn invalid_ledger_config_is_rejected_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.queue = 0;
+    match LedgerWriter::start(config, None) {
+        Err(LedgerError::InvalidConfig { field, .. }) => assert_eq!(field, "ledger.queue"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    let parsed: LedgerConfig = serde_norway::from_str(
+        "{dir: ledger, durability: sync, flush_interval: 2ms, queue: 1024, when_full: fail_closed, checkpoint_every: 500}",
+    )
+    .unwrap();
+    assert_eq!(parsed.durability, Durability::Sync);
+    assert_eq!(parsed.when_full, WhenFull::FailClosed);
+    assert_eq!(parsed.flush_interval, Duration::from_millis(2));
+    assert!(serde_norway::from_str::<LedgerConfig>("{dir: l, queue_size: 3}").is_err());
+}

@@ -115,3 +115,46 @@ pub fn run(cmd: LedgerCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: LedgerCommand,
+    }
+
+    #[test]
+    fn ledger_commands_parse_from_the_command_line() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "ledger",
+            "export",
+            "/var/lib/lexecon/ledger",
+            "--since",
+            "2026-11-01T00:00:00Z",
+            "--format",
+            "csv",
+        ])
+        .unwrap();
+        match cli.cmd {
+            LedgerCommand::Export {
+                since,
+                until,
+                format,
+                ..
+            } => {
+                assert_eq!(since.unwrap().as_second(), 1_793_491_200);
+                assert_eq!(until, None);
+                assert_eq!(format, ExportFormat::Csv);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["ledger", "export", "d", "--since", "yesterday"]).is_err());
+        let cli = Cli::try_parse_from(["ledger", "tail", "d", "-n", "3"]).unwrap();
+        assert!(matches!(cli.cmd, LedgerCommand::Tail { n: 3, .. }));
+    }
+}

@@ -81,3 +81,33 @@ pub fn run_token(cmd: TokenCommand, out: &mut dyn Write) -> anyhow::Result<i32> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, Parser};
+
+    #[derive(Debug, Parser)]
+    enum Cli {
+        #[command(subcommand)]
+        Keys(KeysCommand),
+        #[command(subcommand)]
+        Token(TokenCommand),
+    }
+
+    #[test]
+    fn keys_and_token_commands_parse_from_the_command_line() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["x", "keys", "generate", "--out-dir", "/tmp/k"]).unwrap();
+        assert!(
+            matches!(cli, Cli::Keys(KeysCommand::Generate { out_dir }) if out_dir == PathBuf::from("/tmp/k"))
+        );
+        let cli =
+            Cli::try_parse_from(["x", "token", "verify", "a.b.c", "--jwks", "j.json"]).unwrap();
+        assert!(matches!(
+            cli,
+            Cli::Token(TokenCommand::Verify { audience: None, .. })
+        ));
+        assert!(Cli::try_parse_from(["x", "token", "verify", "a.b.c"]).is_err());
+    }
+}
