@@ -126,6 +126,16 @@ impl KeyRing {
         Self::from_keys([key])
     }
 
+    /// The ring a `tokens:` section asks for: its `keys` (relative paths resolved against `base_dir`),
+    /// or, when it lists none, the key in `base_dir/keys/` (generated at first start).
+    pub fn from_config(config: &super::TokenConfig, base_dir: &Path) -> Result<Self, TokenError> {
+        if config.keys.is_empty() {
+            return Self::load_or_generate(&base_dir.join("keys"));
+        }
+        let paths: Vec<PathBuf> = config.keys.iter().map(|p| base_dir.join(p)).collect();
+        Self::from_pem_files(&paths)
+    }
+
     /// A fresh in-memory key (tests, ephemeral deployments).
     pub fn generate() -> Self {
         KeyRing {
@@ -292,6 +302,28 @@ mod tests {
         let again = KeyRing::load_or_generate(dir.path()).unwrap();
         assert_eq!(ring.signer().kid(), again.signer().kid());
         assert!(generate_key_file(&path).is_err(), "must not overwrite");
+    }
+
+    #[test]
+    fn ring_from_config_uses_listed_keys_or_generates_one_under_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated =
+            KeyRing::from_config(&super::super::TokenConfig::default(), dir.path()).unwrap();
+        assert!(dir.path().join("keys").join(DEFAULT_KEY_FILE).exists());
+        let listed = super::super::TokenConfig {
+            keys: vec![PathBuf::from("keys").join(DEFAULT_KEY_FILE)],
+            ..Default::default()
+        };
+        let ring = KeyRing::from_config(&listed, dir.path()).unwrap();
+        assert_eq!(ring.signer().kid(), generated.signer().kid());
+        let missing = super::super::TokenConfig {
+            keys: vec![PathBuf::from("nope.pem")],
+            ..Default::default()
+        };
+        assert!(matches!(
+            KeyRing::from_config(&missing, dir.path()),
+            Err(TokenError::Io { .. })
+        ));
     }
 
     #[test]

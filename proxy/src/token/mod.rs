@@ -19,6 +19,9 @@ pub use keys::{
 pub use mint::{Claims, MintMode, TokenConfig, TokenMinter};
 pub use verify::{parse_jwks, verify_token, LEEWAY_SECS};
 
+/// The request header the proxy forwards the capability token in.
+pub const CAPABILITY_HEADER: &str = "x-lexecon-capability";
+
 /// Everything that can go wrong with keys and tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
