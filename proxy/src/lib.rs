@@ -10,3 +10,5 @@ pub mod demo;
 pub mod identity;
 pub mod limit;
 pub mod server;
+pub mod ledger;
+pub mod token;

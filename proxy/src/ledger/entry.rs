@@ -1,0 +1,435 @@
+//! One ledger line: the [`EntryDraft`] the request path builds (no seq, no hashes), the finished
+//! [`LedgerEntry`] the writer serializes, and the [`RedactionConfig`] that decides which context fields
+//! may appear in clear. Owns the canonical byte form that `entry_hash` covers. Never stores a request
+//! context raw: only [`context_digest`] and the fields the redaction config names.
+
+use std::collections::BTreeMap;
+
+use lexecon_domains::{ComplianceMapping, Verdict};
+use lexecon_policy_cache::Decision;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// `previous_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Decision,
+    PolicyLoaded,
+    Approval,
+    SystemStartup,
+    SystemShutdown,
+    /// The writer found and truncated a torn final line on start.
+    LedgerRecovered,
+    /// A signed checkpoint over the chain head.
+    Checkpoint,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Decision => "decision",
+            EventType::PolicyLoaded => "policy_loaded",
+            EventType::Approval => "approval",
+            EventType::SystemStartup => "system_startup",
+            EventType::SystemShutdown => "system_shutdown",
+            EventType::LedgerRecovered => "ledger_recovered",
+            EventType::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// An entry as the request path hands it over: everything but `seq` and the hashes, which only the
+/// writer can assign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryDraft {
+    pub timestamp: jiff::Timestamp,
+    pub event_type: EventType,
+    pub domain: Option<String>,
+    pub request_id: Option<String>,
+    pub decision_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub decision: Option<Verdict>,
+    pub rule_id: Option<String>,
+    pub reason: Option<String>,
+    pub policy_version_hash: Option<String>,
+    pub compliance: Vec<ComplianceMapping>,
+    pub context_digest: Option<String>,
+    /// Only the fields a [`RedactionConfig`] keeps, masks or hashes.
+    pub context: Option<Map<String, Value>>,
+}
+
+impl EntryDraft {
+    /// A system event (startup, policy load, …) with a human-readable reason and nothing else.
+    pub fn event(event_type: EventType, reason: impl Into<String>) -> Self {
+        EntryDraft {
+            timestamp: jiff::Timestamp::now(),
+            event_type,
+            domain: None,
+            request_id: None,
+            decision_id: None,
+            actor: None,
+            action: None,
+            resource: None,
+            decision: None,
+            rule_id: None,
+            reason: Some(reason.into()),
+            policy_version_hash: None,
+            compliance: Vec::new(),
+            context_digest: None,
+            context: None,
+        }
+    }
+
+    /// The `decision` entry for `decision`, taken on `context` (the decision input's context).
+    /// The context is stored as its digest; `redaction` names the fields that may appear as well.
+    pub fn from_decision(
+        decision: &Decision,
+        context: &Map<String, Value>,
+        redaction: &RedactionConfig,
+    ) -> Self {
+        EntryDraft {
+            timestamp: decision.timestamp,
+            event_type: EventType::Decision,
+            domain: Some(decision.domain.clone()),
+            request_id: Some(decision.request_id.clone()),
+            decision_id: Some(decision.decision_id.clone()),
+            actor: Some(decision.actor.clone()),
+            action: Some(decision.action.clone()),
+            resource: decision.resource.clone(),
+            decision: Some(decision.decision),
+            rule_id: Some(decision.rule_id.clone()),
+            reason: Some(decision.reasoning.clone()),
+            policy_version_hash: Some(decision.policy_version_hash.clone()),
+            compliance: decision.compliance_mappings.clone(),
+            context_digest: Some(context_digest(context)),
+            context: redaction.apply(&decision.domain, context),
+        }
+    }
+}
+
+/// One line of the ledger. Field order is the canonical order `entry_hash` covers; absent optional
+/// fields are omitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerEntry {
+    pub seq: u64,
+    pub timestamp: jiff::Timestamp,
+    pub event_type: EventType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<ComplianceMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Map<String, Value>>,
+    /// Checkpoints only: id of the key that signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Checkpoints only: base64url (no padding) Ed25519 signature over [`checkpoint_message`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    pub previous_hash: String,
+    /// Empty while the entry is being hashed (and then not serialized).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entry_hash: String,
+}
+
+impl LedgerEntry {
+    /// The draft of the `decision` entry for `decision` (see [`EntryDraft::from_decision`]); the writer
+    /// turns it into a `LedgerEntry` by assigning seq and hashes.
+    pub fn from_decision(
+        decision: &Decision,
+        context: &Map<String, Value>,
+        redaction: &RedactionConfig,
+    ) -> EntryDraft {
+        EntryDraft::from_decision(decision, context, redaction)
+    }
+
+    /// Fills a draft in at `seq` after the entry whose hash is `previous_hash`.
+    pub fn from_draft(draft: EntryDraft, seq: u64, previous_hash: String) -> Self {
+        LedgerEntry {
+            seq,
+            timestamp: draft.timestamp,
+            event_type: draft.event_type,
+            domain: draft.domain,
+            request_id: draft.request_id,
+            decision_id: draft.decision_id,
+            actor: draft.actor,
+            action: draft.action,
+            resource: draft.resource,
+            decision: draft.decision,
+            rule_id: draft.rule_id,
+            reason: draft.reason,
+            policy_version_hash: draft.policy_version_hash,
+            compliance: draft.compliance,
+            context_digest: draft.context_digest,
+            context: draft.context,
+            key_id: None,
+            signature: None,
+            previous_hash,
+            entry_hash: String::new(),
+        }
+    }
+
+    /// Appends this entry's line (with `entry_hash`, ending in `\n`) to `out`, sets `entry_hash` and
+    /// returns it. `self.entry_hash` must be empty on entry.
+    pub fn write_line(&mut self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        self.entry_hash.clear();
+        let start = out.len();
+        serde_json::to_writer(&mut *out, &*self)?;
+        let digest = Sha256::digest(&out[start..]);
+        // INVARIANT: the serialized object ends in `}`; replace it with the hash member.
+        out.pop();
+        self.entry_hash = hex::encode(digest);
+        out.extend_from_slice(b",\"entry_hash\":\"");
+        out.extend_from_slice(self.entry_hash.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+        Ok(())
+    }
+}
+
+/// The bytes a checkpoint signature covers: a domain-separation tag, the checkpoint's seq and the chain
+/// head it follows (the `entry_hash` of seq - 1, which is the checkpoint's `previous_hash`).
+pub fn checkpoint_message(seq: u64, head_hash: &str) -> Vec<u8> {
+    format!("lexecon-ledger-checkpoint/v1\n{seq}\n{head_hash}").into_bytes()
+}
+
+/// Splits a ledger line (without its `\n`) into the canonical bytes `entry_hash` covers and the
+/// recorded hash. `None` when the line does not end with a well-formed `entry_hash` member.
+pub(crate) fn split_hash(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    const SUFFIX_LEN: usize = ",\"entry_hash\":\"".len() + 64 + "\"}".len();
+    if line.len() < SUFFIX_LEN + 2 || !line.ends_with(b"\"}") {
+        return None;
+    }
+    let cut = line.len() - SUFFIX_LEN;
+    let (body, suffix) = line.split_at(cut);
+    let hash = suffix
+        .strip_prefix(b",\"entry_hash\":\"")?
+        .strip_suffix(b"\"}")?;
+    if hash.len() != 64 || !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    Some((body, hash))
+}
+
+/// The `entry_hash` a line should carry: SHA-256 of `body` + `}` (see [`split_hash`]).
+pub(crate) fn hash_body(body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(body);
+    h.update(b"}");
+    hex::encode(h.finalize())
+}
+
+/// SHA-256 (hex) of the canonical JSON of a context: keys sorted at every level, no whitespace.
+pub fn context_digest(context: &Map<String, Value>) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_canonical_object(context, &mut out);
+    hex::encode(Sha256::digest(&out))
+}
+
+fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_unstable();
+    out.push(b'{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_string(key, out);
+        out.push(b':');
+        if let Some(v) = map.get(key) {
+            write_canonical(v, out);
+        }
+    }
+    out.push(b'}');
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => write_canonical_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        // Scalars: serde_json's compact form is already canonical for them. Writing into a Vec
+        // cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// How one context field may appear in a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldRule {
+    /// Written as is.
+    Keep,
+    /// Strings keep their last 4 characters (if longer than 8), the rest becomes `*`; other values
+    /// become `"****"`.
+    Mask,
+    /// Written as `sha256:<hex>` of the value's canonical JSON (links entries without revealing it).
+    Hash,
+}
+
+/// Which context fields a domain may record besides the digest. Keys are field paths, with or without
+/// a leading `context.`, dots descending into objects (`context.patient.id`). The kept fields appear in
+/// the entry's `context` object under their path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactionConfig {
+    #[serde(default)]
+    pub domains: BTreeMap<String, BTreeMap<String, FieldRule>>,
+}
+
+impl RedactionConfig {
+    /// The redacted context for `domain`, or `None` when no configured field is present.
+    pub fn apply(&self, domain: &str, context: &Map<String, Value>) -> Option<Map<String, Value>> {
+        let rules = self.domains.get(domain)?;
+        let mut kept = Map::new();
+        for (path, rule) in rules {
+            let key = path.strip_prefix("context.").unwrap_or(path);
+            let Some(value) = lookup(context, key) else {
+                continue;
+            };
+            let shown = match rule {
+                FieldRule::Keep => value.clone(),
+                FieldRule::Mask => Value::String(mask(value)),
+                FieldRule::Hash => {
+                    let mut buf = Vec::new();
+                    write_canonical(value, &mut buf);
+                    Value::String(format!("sha256:{}", hex::encode(Sha256::digest(&buf))))
+                }
+            };
+            kept.insert(key.to_owned(), shown);
+        }
+        (!kept.is_empty()).then_some(kept)
+    }
+}
+
+fn lookup<'a>(context: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut current = context.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+fn mask(value: &Value) -> String {
+    match value {
+        Value::String(s) => {
+            let chars = s.chars().count();
+            if chars > 8 {
+                let stars = "*".repeat(chars - 4);
+                let tail: String = s.chars().skip(chars - 4).collect();
+                format!("{stars}{tail}")
+            } else {
+                "*".repeat(chars.max(4))
+            }
+        }
+        _ => "****".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn context_digest_ignores_key_order() {
+        let a = ctx(json!({"b": 1, "a": {"y": [1, 2], "x": "s"}}));
+        let b = ctx(json!({"a": {"x": "s", "y": [1, 2]}, "b": 1}));
+        assert_eq!(context_digest(&a), context_digest(&b));
+        let c = ctx(json!({"a": {"x": "s", "y": [2, 1]}, "b": 1}));
+        assert_ne!(context_digest(&a), context_digest(&c));
+    }
+
+    #[test]
+    fn redaction_keeps_masks_and_hashes_only_named_fields() {
+        let mut rules = BTreeMap::new();
+        rules.insert("context.patient_id".to_owned(), FieldRule::Hash);
+        rules.insert("purpose".to_owned(), FieldRule::Keep);
+        rules.insert("card.number".to_owned(), FieldRule::Mask);
+        let mut cfg = RedactionConfig::default();
+        cfg.domains.insert("healthcare".to_owned(), rules);
+        let context = ctx(json!({
+            "patient_id": "P-123", "purpose": "treatment", "diagnosis": "secret",
+            "card": {"number": "4111111111111111"}
+        }));
+        let kept = cfg.apply("healthcare", &context).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept["purpose"], json!("treatment"));
+        assert_eq!(kept["card.number"], json!("************1111"));
+        let hashed = kept["patient_id"].as_str().unwrap();
+        assert!(hashed.starts_with("sha256:") && !hashed.contains("P-123"));
+        assert!(!kept.contains_key("diagnosis"));
+        assert_eq!(cfg.apply("finance", &context), None);
+    }
+
+    #[test]
+    fn written_line_hash_covers_the_entry_without_entry_hash() {
+        let mut entry = LedgerEntry::from_draft(
+            EntryDraft::event(EventType::SystemStartup, "boot"),
+            1,
+            GENESIS_HASH.to_owned(),
+        );
+        let mut out = Vec::new();
+        entry.write_line(&mut out).unwrap();
+        let line = out.strip_suffix(b"\n").unwrap();
+        let (body, hash) = split_hash(line).unwrap();
+        assert_eq!(hash_body(body).as_bytes(), hash);
+        assert_eq!(entry.entry_hash.as_bytes(), hash);
+        let parsed: LedgerEntry = serde_json::from_slice(line).unwrap();
+        assert_eq!(parsed, entry);
+    }
+
+    #[test]
+    fn split_hash_rejects_lines_without_a_hash_member() {
+        assert!(split_hash(b"{\"seq\":1}").is_none());
+        let bad = format!("{{\"seq\":1,\"entry_hash\":\"{}\"}}", "G".repeat(64));
+        assert!(split_hash(bad.as_bytes()).is_none());
+    }
+}
