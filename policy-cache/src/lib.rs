@@ -16,6 +16,8 @@ pub mod service;
 pub mod store;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod testing;
 
 pub use cache::DecisionCache;
