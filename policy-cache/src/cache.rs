@@ -20,7 +20,7 @@ use crate::evaluate::EvalOutcome;
 
 /// An exact cache key (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Box<[u8]>);
+pub struct CacheKey(Vec<u8>);
 
 fn push_str(out: &mut Vec<u8>, s: &str) {
     // Lengths are bounded (ids <= 512 bytes); u64 keeps the encoding total.
@@ -58,7 +58,7 @@ impl CacheKey {
                 }
             }
         }
-        Self(out.into_boxed_slice())
+        Self(out)
     }
 }
 

@@ -83,6 +83,7 @@ struct Compiler<'a> {
     rules: Vec<CompiledRule>,
     ids: BTreeSet<String>,
     context_fields: BTreeSet<Box<[String]>>,
+    regexes: HashMap<String, regex::Regex>,
 }
 
 impl Compiler<'_> {
@@ -122,7 +123,7 @@ impl Compiler<'_> {
         let resource = self.pattern(&id, "resource", rule.resource.as_ref());
         let mut when = Vec::with_capacity(rule.when.len());
         for (i, c) in rule.when.iter().enumerate() {
-            match CompiledCondition::compile(c) {
+            match CompiledCondition::compile(c, &mut self.regexes) {
                 Ok(c) => {
                     if let Field::Context(path) = &c.field {
                         self.context_fields.insert(path.clone());
@@ -171,6 +172,7 @@ impl CompiledPolicy {
             rules: Vec::with_capacity(doc.rules.len()),
             ids: BTreeSet::new(),
             context_fields: BTreeSet::new(),
+            regexes: HashMap::new(),
         };
         for rule in &doc.rules {
             c.add(rule.id.clone(), rule);

@@ -5,6 +5,7 @@
 //! float), strings lexicographically for `lt`/`le`/`gt`/`ge`, values of different kinds are unequal.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use lexecon_config::{Condition, Op};
 use lexecon_domains::{EntityRef, Request};
@@ -236,7 +237,12 @@ pub(crate) struct CompiledCondition {
 
 impl CompiledCondition {
     /// Compiles a condition; the error names the part (`field`, `value`) and the reason.
-    pub(crate) fn compile(c: &Condition) -> Result<Self, (&'static str, String)> {
+    ///
+    /// `regexes` interns compiled `matches` patterns so a policy compiles each distinct regex once.
+    pub(crate) fn compile(
+        c: &Condition,
+        regexes: &mut HashMap<String, Regex>,
+    ) -> Result<Self, (&'static str, String)> {
         let field = Field::parse(&c.field).map_err(|e| ("field", e))?;
         let op_name = match c.op {
             Op::Eq => "eq",
@@ -300,10 +306,18 @@ impl CompiledCondition {
                 let pattern = need_value()?
                     .as_str()
                     .ok_or_else(|| ("value", "operator matches needs a regex string".to_owned()))?;
-                let regex = regex::RegexBuilder::new(pattern)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| ("value", format!("invalid regex: {e}")))?;
+                let regex = match regexes.get(pattern) {
+                    // Cloning a compiled regex shares it.
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = regex::RegexBuilder::new(pattern)
+                            .size_limit(REGEX_SIZE_LIMIT)
+                            .build()
+                            .map_err(|e| ("value", format!("invalid regex: {e}")))?;
+                        regexes.insert(pattern.to_owned(), r.clone());
+                        r
+                    }
+                };
                 Test::Matches(regex)
             }
         };
@@ -357,7 +371,8 @@ mod tests {
         if let Some(v) = value {
             c["value"] = v;
         }
-        CompiledCondition::compile(&serde_json::from_value(c).unwrap()).unwrap()
+        CompiledCondition::compile(&serde_json::from_value(c).unwrap(), &mut HashMap::new())
+            .unwrap()
     }
 
     fn holds(field: &str, op: &str, value: Value, ctx: Value) -> bool {
@@ -575,7 +590,7 @@ mod tests {
         ];
         for (c, part) in bad {
             let c: Condition = serde_json::from_value(c).unwrap();
-            let err = CompiledCondition::compile(&c).unwrap_err();
+            let err = CompiledCondition::compile(&c, &mut HashMap::new()).unwrap_err();
             assert_eq!(err.0, part, "{c:?}: {}", err.1);
         }
     }

@@ -1,7 +1,8 @@
 //! Id patterns of a rule's `actor`, `action` and `resource`: globs (globset syntax) over the full
 //! reference string `type_id:instance`. A pattern without `:` also matches on the type id alone, so
 //! `axn_place_order` covers `axn_place_order:v2` and `act_trading_algo` covers every trading algo.
-//! Plain, prefix and suffix patterns skip the glob engine. Compiled once at load; matching never
+//! Patterns of literals, `*`, `?` and `{a,b}` groups are matched without the regex engine; classes
+//! and escapes use globset. Compiled once at load; matching never
 //! allocates.
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -13,6 +14,11 @@ enum Kind {
     Exact(String),
     Prefix(String),
     Suffix(String),
+    /// Only `*` (any run of bytes) and `?` (one byte, as in globset): matched without the regex engine.
+    Wild(String),
+    /// `{a,b,…}` expanded into simple alternatives.
+    OneOf(Vec<Kind>),
+    /// Character classes and escapes: globset.
     Glob(GlobMatcher),
 }
 
@@ -24,8 +30,115 @@ pub(crate) struct Pattern {
     type_level: bool,
 }
 
+/// Most alternatives a brace expansion may produce before globset takes over.
+const MAX_ALTERNATIVES: usize = 64;
+
 fn has_meta(s: &str) -> bool {
     s.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+/// A pattern of only literals, `*` and `?`.
+fn simple(pattern: &str) -> Kind {
+    if pattern == "*" {
+        Kind::Any
+    } else if !has_meta(pattern) {
+        Kind::Exact(pattern.to_owned())
+    } else if let Some(prefix) = pattern.strip_suffix('*').filter(|p| !has_meta(p)) {
+        Kind::Prefix(prefix.to_owned())
+    } else if let Some(suffix) = pattern.strip_prefix('*').filter(|s| !has_meta(s)) {
+        Kind::Suffix(suffix.to_owned())
+    } else {
+        Kind::Wild(pattern.to_owned())
+    }
+}
+
+/// Expands one level of non-nested `{a,b}` groups into plain alternatives, if that is all the
+/// pattern uses besides `*` and `?`.
+fn expand_braces(pattern: &str) -> Option<Vec<String>> {
+    if pattern.contains(['[', ']', '\\']) {
+        return None;
+    }
+    let mut alternatives = vec![String::new()];
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let literal = &rest[..open];
+        if literal.contains('}') {
+            return None;
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('}')?;
+        let group = &after[..close];
+        if group.contains('{') {
+            return None;
+        }
+        let options: Vec<&str> = group.split(',').collect();
+        // globset gives empty alternatives its own meaning; leave those to it.
+        if options.iter().any(|o| o.is_empty()) {
+            return None;
+        }
+        if alternatives.len() * options.len() > MAX_ALTERNATIVES {
+            return None;
+        }
+        alternatives = alternatives
+            .iter()
+            .flat_map(|a| options.iter().map(move |o| format!("{a}{literal}{o}")))
+            .collect();
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return None;
+    }
+    for a in &mut alternatives {
+        a.push_str(rest);
+    }
+    Some(alternatives)
+}
+
+/// `*`/`?` wildcard match over whole strings, bytewise as globset does (`?` is one byte) (greedy with single backtrack point: linear in
+/// practice, O(n·m) worst case).
+fn wild_match(pattern: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match pattern.get(pi) {
+            Some(b'?') => {
+                si += 1;
+                pi += 1;
+            }
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    let next = ss + 1;
+                    star = Some((sp, next));
+                    pi = sp + 1;
+                    si = next;
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[pi.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+impl Kind {
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Kind::Any => true,
+            Kind::Exact(p) => s == p,
+            Kind::Prefix(p) => s.starts_with(p.as_str()),
+            Kind::Suffix(p) => s.ends_with(p.as_str()),
+            Kind::Wild(p) => wild_match(p.as_bytes(), s.as_bytes()),
+            Kind::OneOf(alternatives) => alternatives.iter().any(|k| k.matches(s)),
+            Kind::Glob(g) => g.is_match(s),
+        }
+    }
 }
 
 impl Pattern {
@@ -35,20 +148,17 @@ impl Pattern {
             return Err("empty pattern (omit the field to match anything)".into());
         }
         let type_level = !pattern.contains(':');
-        let kind = if pattern == "*" {
-            Kind::Any
-        } else if !has_meta(pattern) {
-            Kind::Exact(pattern.to_owned())
-        } else if let Some(prefix) = pattern.strip_suffix('*').filter(|p| !has_meta(p)) {
-            Kind::Prefix(prefix.to_owned())
-        } else if let Some(suffix) = pattern.strip_prefix('*').filter(|s| !has_meta(s)) {
-            Kind::Suffix(suffix.to_owned())
+        // globset validates the syntax (and matches what the fast paths cannot).
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
+        let kind = if !pattern.contains(['[', ']', '{', '}', '\\']) {
+            simple(pattern)
+        } else if let Some(alternatives) = expand_braces(pattern) {
+            Kind::OneOf(alternatives.iter().map(|a| simple(a)).collect())
         } else {
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(false)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
             Kind::Glob(glob.compile_matcher())
         };
         Ok(Self { kind, type_level })
@@ -67,19 +177,9 @@ impl Pattern {
         self.type_level && matches!(self.kind, Kind::Exact(_))
     }
 
-    fn matches_str(&self, s: &str) -> bool {
-        match &self.kind {
-            Kind::Any => true,
-            Kind::Exact(p) => s == p,
-            Kind::Prefix(p) => s.starts_with(p.as_str()),
-            Kind::Suffix(p) => s.ends_with(p.as_str()),
-            Kind::Glob(g) => g.is_match(s),
-        }
-    }
-
     /// Whether the reference matches: on its full string, or (pattern without `:`) on its type id.
     pub(crate) fn matches(&self, r: &EntityRef) -> bool {
-        self.matches_str(r.as_str()) || (self.type_level && self.matches_str(r.type_id()))
+        self.kind.matches(r.as_str()) || (self.type_level && self.kind.matches(r.type_id()))
     }
 }
 
@@ -146,6 +246,72 @@ mod tests {
         let p = Pattern::compile("axn_read_*").unwrap();
         assert!(p.matches(&r("axn_read_record:42")));
         assert!(!p.matches(&r("axn_write_record:42")));
+    }
+
+    #[test]
+    fn fast_paths_agree_with_globset_on_tricky_inputs() {
+        let patterns = [
+            "*",
+            "a*",
+            "*a",
+            "a*b",
+            "*a*",
+            "a?c",
+            "??",
+            "*:*",
+            "a*b*c",
+            "*ab*ab",
+            "a**b",
+            "é?x",
+            "x{a,b*}y",
+            "{a,b}{c,d}",
+            "res_*:item4*",
+        ];
+        let inputs = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "aXbYc",
+            "abab",
+            "aab",
+            "xay",
+            "xbzzy",
+            "ac",
+            "bd",
+            "b",
+            "ab:cd",
+            "éüx",
+            "éx",
+            "res_kind_3:item42",
+            "res_kind_3:item3",
+            "a:b",
+        ];
+        for p in patterns {
+            let ours = Pattern::compile(p).unwrap();
+            assert!(
+                !matches!(ours.kind, Kind::Glob(_)),
+                "{p} should take a fast path"
+            );
+            let reference = GlobBuilder::new(p)
+                .literal_separator(false)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            for s in inputs {
+                assert_eq!(
+                    ours.kind.matches(s),
+                    reference.is_match(s),
+                    "pattern {p:?} on {s:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_brace_alternatives_fall_back_to_globset() {
+        let p = Pattern::compile("{,a}b").unwrap();
+        assert!(matches!(p.kind, Kind::Glob(_)));
     }
 
     #[test]

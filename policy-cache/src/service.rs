@@ -4,6 +4,7 @@
 //! compliance mapping → `on_decision` → observers. Never blocks, never reads the disk; a request that
 //! cannot be decided is an error the caller must turn into a deny.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lexecon_config::Mode;
@@ -43,6 +44,8 @@ impl Default for ServiceConfig {
 pub struct DecisionService {
     store: Arc<PolicyStore>,
     cache: Option<DecisionCache>,
+    /// The snapshot version the cache was last used with; a change drops the older entries.
+    cache_version: AtomicU64,
     observers: Vec<Arc<dyn DecisionObserver>>,
 }
 
@@ -123,6 +126,7 @@ impl DecisionService {
         Self {
             store,
             cache: (config.cache_capacity > 0).then(|| DecisionCache::new(config.cache_capacity)),
+            cache_version: AtomicU64::new(0),
             observers: Vec::new(),
         }
     }
@@ -191,6 +195,15 @@ impl DecisionService {
         });
         let (eval, cached) = match cache {
             Some(cache) => {
+                // Entries of older snapshots can never be hit (the version is in the key); dropping
+                // them on the first decision of a new snapshot frees their memory early.
+                // Read first: the common case (no swap) then never writes the shared line.
+                if self.cache_version.load(Ordering::Relaxed) != snapshot.version {
+                    let seen = self.cache_version.swap(snapshot.version, Ordering::Relaxed);
+                    if seen != snapshot.version && seen != 0 {
+                        cache.invalidate_all();
+                    }
+                }
                 let key = CacheKey::new(snapshot.version, policy, &request);
                 match cache.get(&key) {
                     Some(hit) => (hit, true),
