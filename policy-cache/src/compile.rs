@@ -239,7 +239,12 @@ impl CompiledPolicy {
             })?;
             match rule.action.as_ref().and_then(Pattern::exact_type) {
                 Some(t) => {
-                    by_action.entry(t.to_owned()).or_default().push(pos);
+                    match by_action.get_mut(t) {
+                        Some(list) => list.push(pos),
+                        None => {
+                            by_action.insert(t.to_owned(), vec![pos]);
+                        }
+                    }
                     if rule.action.as_ref().is_some_and(Pattern::is_plain_type) {
                         // The index lookup by type id is the whole match.
                         rule.action = None;

@@ -148,18 +148,20 @@ impl Pattern {
             return Err("empty pattern (omit the field to match anything)".into());
         }
         let type_level = !pattern.contains(':');
-        // globset validates the syntax (and matches what the fast paths cannot).
-        let glob = GlobBuilder::new(pattern)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
+        // Literals, `*` and `?` are always a valid glob; anything else is parsed (and so validated)
+        // by globset, which also matches what the fast paths cannot.
         let kind = if !pattern.contains(['[', ']', '{', '}', '\\']) {
             simple(pattern)
-        } else if let Some(alternatives) = expand_braces(pattern) {
-            Kind::OneOf(alternatives.iter().map(|a| simple(a)).collect())
         } else {
-            Kind::Glob(glob.compile_matcher())
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
+            match expand_braces(pattern) {
+                Some(alternatives) => Kind::OneOf(alternatives.iter().map(|a| simple(a)).collect()),
+                None => Kind::Glob(glob.compile_matcher()),
+            }
         };
         Ok(Self { kind, type_level })
     }

@@ -58,6 +58,17 @@ impl std::fmt::Debug for DecisionService {
     }
 }
 
+/// A UUID v7 string for `now`: 48-bit millisecond time, 74 random bits from the thread-local CSPRNG
+/// (no syscall, no shared lock on the request path).
+fn uuid_v7(now: jiff::Timestamp) -> String {
+    use rand::Rng;
+    let millis = u64::try_from(now.as_millisecond()).unwrap_or(0);
+    let random: [u8; 10] = rand::thread_rng().gen();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut buf).to_owned()
+}
+
 fn severity(v: Verdict) -> u8 {
     match v {
         Verdict::Permit => 0,
@@ -280,9 +291,11 @@ impl DecisionService {
         let requires_human_approval =
             action_type.is_some_and(|a| a.requires_human_approval) || verdict == Verdict::Escalate;
 
+        // Ids carry the real generation time, even when the decision time was given explicitly.
+        let now = jiff::Timestamp::now();
         let decision = Decision {
-            request_id: request_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-            decision_id: uuid::Uuid::now_v7().to_string(),
+            request_id: request_id.unwrap_or_else(|| uuid_v7(now)),
+            decision_id: uuid_v7(now),
             domain: String::from(request.domain),
             actor: String::from(request.actor),
             action: String::from(request.action),
