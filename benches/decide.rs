@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion};
 use lexecon_config::PolicyDocument;
 use lexecon_domains::{DomainConfig, DomainPlugin, DomainRegistry, Request};
+use lexecon_policy_cache::cache::CacheKey;
 use lexecon_policy_cache::{
-    CompiledPolicy, DecisionInput, DecisionService, PolicyStore, ServiceConfig, Snapshot,
+    CompiledPolicy, DecisionCache, DecisionInput, DecisionService, PolicyStore, ServiceConfig,
+    Snapshot,
 };
 use serde_json::{json, Value};
 
@@ -151,6 +153,19 @@ fn input() -> DecisionInput {
     }
 }
 
+fn to_request(i: DecisionInput) -> Request {
+    Request {
+        domain: lexecon_domains::DomainId::new(i.domain).expect("domain"),
+        actor: lexecon_domains::EntityRef::parse(i.actor).expect("actor"),
+        action: lexecon_domains::EntityRef::parse(i.action).expect("action"),
+        resource: i
+            .resource
+            .map(|r| lexecon_domains::EntityRef::parse(r).expect("resource")),
+        context: i.context,
+        time: jiff::Timestamp::now(),
+    }
+}
+
 fn service(n: usize, cache_capacity: u64) -> DecisionService {
     let p = plugin();
     let mut registry = DomainRegistry::empty();
@@ -187,6 +202,23 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.finish();
+
+    // The cache lookup alone: building the exact key from the read context fields, then the get.
+    let mut group = c.benchmark_group("cache");
+    {
+        let snapshot = cached.store().load_full();
+        let policy = Arc::clone(snapshot.policy("bench").expect("policy"));
+        let cache = DecisionCache::new(1_000);
+        let request = to_request(input());
+        cache.insert(
+            CacheKey::new(snapshot.version, &policy, &request),
+            Arc::new(policy.evaluate(&request)),
+        );
+        group.bench_function("lookup_hit_rules_1000", |b| {
+            b.iter(|| black_box(cache.get(&CacheKey::new(snapshot.version, &policy, &request))))
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("evaluate");
@@ -250,7 +282,9 @@ fn main() {
     benches(&mut c);
     c.final_summary();
     // Skip the latency pass when cargo runs benches as tests (`cargo test --benches`).
-    if std::env::args().any(|a| a == "--bench") {
+    // Set DECIDE_SKIP_LATENCY=1 to skip it (e.g. when profiling one criterion benchmark).
+    if std::env::args().any(|a| a == "--bench") && std::env::var_os("DECIDE_SKIP_LATENCY").is_none()
+    {
         for n in [10usize, 1_000, 10_000] {
             percentiles(&format!("decide/rules_{n}"), &service(n, 0), 200_000);
         }
