@@ -248,6 +248,9 @@ fn benches(c: &mut Criterion) {
     group.bench_function("rules_10000", |b| {
         b.iter(|| black_box(CompiledPolicy::compile(&doc, p.as_ref())))
     });
+    group.bench_function("version_hash_rules_10000", |b| {
+        b.iter(|| black_box(lexecon_policy_cache::policy_version_hash(&doc)))
+    });
     group.finish();
 }
 

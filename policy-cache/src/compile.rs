@@ -354,20 +354,30 @@ pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_str(k, out);
-                out.push(b':');
-                write_canonical(v, out);
+            // serde_json's default map is sorted already; sort only when it is not (preserve_order).
+            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
+            if sorted {
+                write_object(map.iter(), out);
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                write_object(entries.into_iter(), out);
             }
-            out.push(b'}');
         }
     }
+}
+
+fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(k, out);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -429,6 +439,24 @@ rules:
         let mut changed = yaml.clone();
         changed.rules[0].id = "r2".into();
         assert_ne!(h, policy_version_hash(&changed).unwrap());
+    }
+
+    #[test]
+    fn version_hash_is_sha256_of_serde_json_value_bytes() {
+        let doc = yaml_policy(
+            "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: order_cap, params: {max: 5, desk: \"fx\"}}]\nrules:\n  - {id: r, effect: forbid, actor: \"act_*\", when: [{field: context.a, op: in, value: [1, \"é\\\"x\", {k: null}]}], reason: \"line\\nbreak\"}\n",
+        );
+        let expected = serde_json::to_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
+        let mut ours = Vec::new();
+        write_canonical(&serde_json::to_value(&doc).unwrap(), &mut ours);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(expected.clone()).unwrap()
+        );
+        assert_eq!(
+            policy_version_hash(&doc).unwrap(),
+            hex::encode(Sha256::digest(&expected))
+        );
     }
 
     #[test]

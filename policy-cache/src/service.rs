@@ -208,10 +208,13 @@ impl DecisionService {
             Some(cache) => {
                 // Entries of older snapshots can never be hit (the version is in the key); dropping
                 // them on the first decision of a new snapshot frees their memory early.
-                // Read first: the common case (no swap) then never writes the shared line.
-                if self.cache_version.load(Ordering::Relaxed) != snapshot.version {
-                    let seen = self.cache_version.swap(snapshot.version, Ordering::Relaxed);
-                    if seen != snapshot.version && seen != 0 {
+                // Read first: the common case (no swap) then never writes the shared line; fetch_max
+                // so a reader still on an older snapshot never moves the mark back.
+                if self.cache_version.load(Ordering::Relaxed) < snapshot.version {
+                    let seen = self
+                        .cache_version
+                        .fetch_max(snapshot.version, Ordering::Relaxed);
+                    if seen != 0 && seen < snapshot.version {
                         cache.invalidate_all();
                     }
                 }

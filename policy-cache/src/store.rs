@@ -198,3 +198,47 @@ mod tests {
         assert_eq!(current.policy("trading").unwrap().id(), "good");
     }
 }
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+    use crate::testing::{plugin, registry_with, yaml_policy};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn readers_see_whole_snapshots_with_non_decreasing_versions_during_swaps() {
+        let registry = registry_with(plugin());
+        let doc = |id: &str| yaml_policy(&format!("id: {id}\ndomain: trading\n"));
+        let store = Arc::new(PolicyStore::new(
+            Snapshot::build(registry.clone(), vec![doc("v1")]).unwrap(),
+        ));
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut last = 0;
+                    let mut reads = 0u64;
+                    while !done.load(Ordering::Relaxed) || reads == 0 {
+                        let snap = store.load();
+                        assert!(snap.version >= last, "version went back");
+                        last = snap.version;
+                        // The policy id is written with the version it was published under.
+                        let id = snap.policy("trading").unwrap().id();
+                        assert_eq!(id, format!("v{}", snap.version));
+                        reads += 1;
+                    }
+                })
+            })
+            .collect();
+        for v in 2..=50 {
+            let next = Snapshot::build(registry.clone(), vec![doc(&format!("v{v}"))]).unwrap();
+            assert_eq!(store.replace(next), v);
+        }
+        done.store(true, Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(store.load().version, 50);
+    }
+}
