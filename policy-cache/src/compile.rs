@@ -444,7 +444,7 @@ rules:
     #[test]
     fn version_hash_is_sha256_of_serde_json_value_bytes() {
         let doc = yaml_policy(
-            "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: order_cap, params: {max: 5, desk: \"fx\"}}]\nrules:\n  - {id: r, effect: forbid, actor: \"act_*\", when: [{field: context.a, op: in, value: [1, \"é\\\"x\", {k: null}]}], reason: \"line\\nbreak\"}\n",
+            "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: order_cap, params: {max: 5.25, desk: \"fx\"}}]\nrules:\n  - {id: r, effect: forbid, actor: \"act_*\", when: [{field: context.a, op: in, value: [1, \"é\\\"x\", {k: null}]}], reason: \"line\\nbreak\"}\n",
         );
         let expected = serde_json::to_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
         let mut ours = Vec::new();
