@@ -319,12 +319,16 @@ impl CompiledPolicy {
 /// Hex sha256 of the canonical JSON of `doc` (object keys sorted, no whitespace), whatever the
 /// document's source format or key order.
 pub fn policy_version_hash(doc: &PolicyDocument) -> Result<String, PolicyError> {
-    let value = serde_json::to_value(doc).map_err(|e| PolicyError::Unhashable {
-        policy: doc.id.clone(),
-        reason: e.to_string(),
-    })?;
-    let mut canonical = Vec::with_capacity(1024);
-    write_canonical(&value, &mut canonical);
+    let mut canonical = Vec::with_capacity(64 * 1024);
+    if crate::canonical::write(doc, &mut canonical).is_err() {
+        // A shape the streaming writer does not handle: take the `Value` path (same bytes).
+        let value = serde_json::to_value(doc).map_err(|e| PolicyError::Unhashable {
+            policy: doc.id.clone(),
+            reason: e.to_string(),
+        })?;
+        canonical.clear();
+        write_canonical(&value, &mut canonical);
+    }
     Ok(hex::encode(Sha256::digest(&canonical)))
 }
 
