@@ -1,7 +1,30 @@
 //! Lexecon's pure decision logic: compiled policies, evaluation with an explanation of the deciding
-//! rule, the snapshot store swapped atomically with `arc-swap`, and the decision cache. No network,
-//! no disk, no async runtime.
+//! rule, the snapshot store swapped atomically with `arc-swap`, the decision cache and the decision
+//! service that runs the whole pipeline. No network, no disk, no async runtime; nothing here may
+//! block a request thread or fail open.
 
+mod canonical;
+mod condition;
+mod pattern;
+mod template;
+
+pub mod cache;
+pub mod compile;
 pub mod decision;
+pub mod error;
+pub mod evaluate;
+pub mod service;
+pub mod store;
 
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod testing;
+
+pub use cache::DecisionCache;
+pub use compile::{policy_version_hash, CompiledPolicy, TemplateCheck};
 pub use decision::{Decision, DecisionInput, Explanation};
+pub use error::{DecideError, PolicyError};
+pub use evaluate::{Decider, EvalOutcome};
+pub use service::{DecisionObserver, DecisionService, ServiceConfig};
+pub use store::{PolicyStore, Snapshot};

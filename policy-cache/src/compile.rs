@@ -1,0 +1,473 @@
+//! Compiling a [`PolicyDocument`] into a [`CompiledPolicy`]: id patterns and conditions compiled once,
+//! template data rules instantiated, rules indexed by exact action type (the rest checked for every
+//! request), the set of context fields the policy reads (for the decision cache key) and the policy
+//! version hash. Every problem of a document is collected before failing. Compiling never touches
+//! the network or the disk.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+
+use lexecon_config::{Effect, Mode, PolicyDocument, Rule};
+use lexecon_domains::{DomainPlugin, Verdict};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::condition::{CompiledCondition, Field};
+use crate::error::PolicyError;
+use crate::pattern::Pattern;
+use crate::template;
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub(crate) id: String,
+    pub(crate) effect: Effect,
+    pub(crate) actor: Option<Pattern>,
+    /// `None` when the action index alone decides the action match.
+    pub(crate) action: Option<Pattern>,
+    pub(crate) resource: Option<Pattern>,
+    pub(crate) when: Vec<CompiledCondition>,
+    /// The rule's reason, or a generated one (`rule X (forbid) matched`).
+    pub(crate) reason: String,
+}
+
+/// A template the policy enables, with its parameters filled with defaults; its Rust check runs at
+/// decision time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateCheck {
+    pub name: String,
+    pub params: Map<String, Value>,
+    /// Whether the plugin says this template's check keeps state or reads the time.
+    pub stateful: bool,
+}
+
+/// A policy ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub(crate) id: String,
+    pub(crate) domain: String,
+    pub(crate) mode: Mode,
+    pub(crate) version_hash: String,
+    /// Document rules, then template data rules; the index is the rule's position.
+    pub(crate) rules: Vec<CompiledRule>,
+    /// Rules whose action pattern pins one type id, by that type id (positions ascending).
+    pub(crate) by_action: HashMap<String, Vec<u32>>,
+    /// Rules with a glob or absent action pattern (positions ascending).
+    pub(crate) any_action: Vec<u32>,
+    pub(crate) templates: Vec<TemplateCheck>,
+    /// The no-match default set by a template, and that template's name.
+    pub(crate) fallback: Option<(Verdict, String)>,
+    /// Context paths (`["order", "value"]`) any condition reads, sorted and deduplicated.
+    pub(crate) context_fields: Vec<Box<[String]>>,
+}
+
+fn effect_name(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Permit => "permit",
+        Effect::Forbid => "forbid",
+        Effect::Escalate => "escalate",
+    }
+}
+
+fn severity(v: Verdict) -> u8 {
+    match v {
+        Verdict::Permit => 0,
+        Verdict::Escalate => 1,
+        Verdict::Deny => 2,
+    }
+}
+
+struct Compiler<'a> {
+    policy: &'a str,
+    errors: Vec<PolicyError>,
+    rules: Vec<CompiledRule>,
+    ids: BTreeSet<String>,
+    context_fields: BTreeSet<Box<[String]>>,
+    regexes: HashMap<String, regex::Regex>,
+}
+
+impl Compiler<'_> {
+    fn rule_error(&mut self, rule: &str, field: String, reason: String) {
+        self.errors.push(PolicyError::InvalidRule {
+            policy: self.policy.to_owned(),
+            rule: rule.to_owned(),
+            field,
+            reason,
+        });
+    }
+
+    fn pattern(&mut self, rule: &str, field: &str, p: Option<&String>) -> Option<Option<Pattern>> {
+        match p.map(|p| Pattern::compile(p)) {
+            None => Some(None),
+            Some(Ok(p)) => Some(Some(p)),
+            Some(Err(reason)) => {
+                self.rule_error(rule, field.to_owned(), reason);
+                None
+            }
+        }
+    }
+
+    /// Compiles `rule` under `id` (template rules get a namespaced id).
+    fn add(&mut self, id: String, rule: &Rule) {
+        let before = self.errors.len();
+        if id.is_empty() {
+            self.rule_error(&id, "id".into(), "rule id is empty".into());
+        } else if !self.ids.insert(id.clone()) {
+            self.errors.push(PolicyError::DuplicateRuleId {
+                policy: self.policy.to_owned(),
+                rule: id.clone(),
+            });
+        }
+        let actor = self.pattern(&id, "actor", rule.actor.as_ref());
+        let action = self.pattern(&id, "action", rule.action.as_ref());
+        let resource = self.pattern(&id, "resource", rule.resource.as_ref());
+        let mut when = Vec::with_capacity(rule.when.len());
+        for (i, c) in rule.when.iter().enumerate() {
+            match CompiledCondition::compile(c, &mut self.regexes) {
+                Ok(c) => {
+                    if let Field::Context(path) = &c.field {
+                        self.context_fields.insert(path.clone());
+                    }
+                    when.push(c);
+                }
+                Err((part, reason)) => self.rule_error(&id, format!("when[{i}].{part}"), reason),
+            }
+        }
+        if self.errors.len() > before {
+            return;
+        }
+        if let (Some(actor), Some(action), Some(resource)) = (actor, action, resource) {
+            let reason = rule
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("rule {id} ({}) matched", effect_name(rule.effect)));
+            self.rules.push(CompiledRule {
+                id,
+                effect: rule.effect,
+                actor,
+                action,
+                resource,
+                when,
+                reason,
+            });
+        }
+    }
+}
+
+impl CompiledPolicy {
+    /// Compiles `doc` for the domain served by `plugin`, listing every problem on failure.
+    pub fn compile(doc: &PolicyDocument, plugin: &dyn DomainPlugin) -> Result<Self, PolicyError> {
+        let config = plugin.config();
+        if config.domain != doc.domain {
+            return Err(PolicyError::DomainMismatch {
+                policy: doc.id.clone(),
+                policy_domain: doc.domain.to_string(),
+                plugin_domain: config.domain.to_string(),
+            });
+        }
+        let version_hash = policy_version_hash(doc)?;
+        let mut c = Compiler {
+            policy: &doc.id,
+            errors: Vec::new(),
+            rules: Vec::with_capacity(doc.rules.len()),
+            ids: BTreeSet::new(),
+            context_fields: BTreeSet::new(),
+            regexes: HashMap::new(),
+        };
+        for rule in &doc.rules {
+            c.add(rule.id.clone(), rule);
+        }
+
+        let mut templates = Vec::with_capacity(doc.templates.len());
+        let mut fallback: Option<(Verdict, String)> = None;
+        for used in &doc.templates {
+            let Some(t) = config.template(&used.name) else {
+                c.errors.push(PolicyError::UnknownTemplate {
+                    policy: doc.id.clone(),
+                    domain: doc.domain.to_string(),
+                    template: used.name.clone(),
+                });
+                continue;
+            };
+            let template_error = |field: String, reason: String| PolicyError::InvalidTemplate {
+                policy: doc.id.clone(),
+                template: used.name.clone(),
+                field,
+                reason,
+            };
+            let params = match template::fill_params(t, &used.params) {
+                Ok(p) => p,
+                Err((field, reason)) => {
+                    c.errors.push(template_error(field, reason));
+                    continue;
+                }
+            };
+            for (i, raw) in t.rules.iter().enumerate() {
+                match template::instantiate_rule(raw, &params) {
+                    Ok(rule) => c.add(format!("{}.{}", t.name, rule.id), &rule),
+                    Err(reason) => c.errors.push(template_error(format!("rules[{i}]"), reason)),
+                }
+            }
+            if let Some(v) = t.fallback {
+                // INVARIANT: with several fallbacks the most restrictive one is the default.
+                if fallback
+                    .as_ref()
+                    .is_none_or(|(cur, _)| severity(v) > severity(*cur))
+                {
+                    fallback = Some((v, t.name.clone()));
+                }
+            }
+            templates.push(TemplateCheck {
+                name: t.name.clone(),
+                stateful: plugin.template_is_stateful(&t.name),
+                params,
+            });
+        }
+        if let Some(e) = PolicyError::collect(c.errors) {
+            return Err(e);
+        }
+
+        let mut by_action: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut any_action = Vec::new();
+        let mut rules = c.rules;
+        for (i, rule) in rules.iter_mut().enumerate() {
+            let pos = u32::try_from(i).map_err(|_| PolicyError::InvalidRule {
+                policy: doc.id.clone(),
+                rule: rule.id.clone(),
+                field: "rules".into(),
+                reason: "more than 2^32 rules".into(),
+            })?;
+            match rule.action.as_ref().and_then(Pattern::exact_type) {
+                Some(t) => {
+                    match by_action.get_mut(t) {
+                        Some(list) => list.push(pos),
+                        None => {
+                            by_action.insert(t.to_owned(), vec![pos]);
+                        }
+                    }
+                    if rule.action.as_ref().is_some_and(Pattern::is_plain_type) {
+                        // The index lookup by type id is the whole match.
+                        rule.action = None;
+                    }
+                }
+                None => any_action.push(pos),
+            }
+        }
+
+        Ok(Self {
+            id: doc.id.clone(),
+            domain: doc.domain.to_string(),
+            mode: doc.mode,
+            version_hash,
+            rules,
+            by_action,
+            any_action,
+            templates,
+            fallback,
+            context_fields: c.context_fields.into_iter().collect(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Hex sha256 of the canonical JSON of the source document.
+    pub fn version_hash(&self) -> &str {
+        &self.version_hash
+    }
+
+    /// Number of compiled rules (document rules plus template data rules).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Rule ids in evaluation order (document rules, then `template.rule` ids).
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_str())
+    }
+
+    /// The templates the policy enables, with filled parameters.
+    pub fn templates(&self) -> &[TemplateCheck] {
+        &self.templates
+    }
+
+    /// The no-match default a template imposes, if any.
+    pub fn fallback(&self) -> Option<Verdict> {
+        self.fallback.as_ref().map(|(v, _)| *v)
+    }
+
+    /// Whether any enabled template's check keeps state or reads the time.
+    pub fn has_stateful_template(&self) -> bool {
+        self.templates.iter().any(|t| t.stateful)
+    }
+
+    /// The context fields conditions read, as dotted paths (`order.value`).
+    pub fn context_fields(&self) -> impl Iterator<Item = String> + '_ {
+        self.context_fields.iter().map(|p| p.join("."))
+    }
+}
+
+/// Hex sha256 of the canonical JSON of `doc` (object keys sorted, no whitespace), whatever the
+/// document's source format or key order.
+pub fn policy_version_hash(doc: &PolicyDocument) -> Result<String, PolicyError> {
+    let mut canonical = Vec::with_capacity(64 * 1024);
+    if crate::canonical::write(doc, &mut canonical).is_err() {
+        // A shape the streaming writer does not handle: take the `Value` path (same bytes).
+        let value = serde_json::to_value(doc).map_err(|e| PolicyError::Unhashable {
+            policy: doc.id.clone(),
+            reason: e.to_string(),
+        })?;
+        canonical.clear();
+        write_canonical(&value, &mut canonical);
+    }
+    Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    // Writing a string into a Vec cannot fail; ignoring the Ok keeps the function total.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Canonical JSON: keys sorted bytewise at every level, independent of serde_json's map feature.
+pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => write_json_str(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // serde_json's default map is sorted already; sort only when it is not (preserve_order).
+            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
+            if sorted {
+                write_object(map.iter(), out);
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                write_object(entries.into_iter(), out);
+            }
+        }
+    }
+}
+
+fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(k, out);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{plugin, yaml_policy, TestPlugin};
+
+    #[test]
+    fn every_error_of_a_document_is_reported_with_its_location() {
+        let doc = yaml_policy(
+            r#"
+id: broken
+domain: trading
+templates: [{name: nope}, {name: order_cap, params: {maxx: 1}}]
+rules:
+  - {id: a, effect: permit, actor: "act_[x"}
+  - {id: a, effect: permit}
+  - {id: c, effect: forbid, when: [{field: context.x, op: lt}, {field: bogus, op: eq, value: 1}]}
+"#,
+        );
+        let err = CompiledPolicy::compile(&doc, plugin().as_ref()).unwrap_err();
+        let all = err.errors();
+        assert_eq!(all.len(), 6, "{err}");
+        assert!(all.iter().any(|e| matches!(e, PolicyError::InvalidRule { rule, field, .. } if rule == "a" && field == "actor")));
+        assert!(all
+            .iter()
+            .any(|e| matches!(e, PolicyError::DuplicateRuleId { rule, .. } if rule == "a")));
+        assert!(all.iter().any(|e| matches!(e, PolicyError::InvalidRule { rule, field, .. } if rule == "c" && field == "when[0].value")));
+        assert!(all.iter().any(|e| matches!(e, PolicyError::InvalidRule { rule, field, .. } if rule == "c" && field == "when[1].field")));
+        assert!(all.iter().any(
+            |e| matches!(e, PolicyError::UnknownTemplate { template, .. } if template == "nope")
+        ));
+        assert!(all.iter().any(
+            |e| matches!(e, PolicyError::InvalidTemplate { field, .. } if field == "params.maxx")
+        ));
+        assert!(err.to_string().starts_with("6 policy errors:"), "{err}");
+    }
+
+    #[test]
+    fn compiling_with_another_domains_plugin_is_rejected() {
+        let doc = yaml_policy("id: p\ndomain: trading\n");
+        let other = TestPlugin::new("other");
+        let err = CompiledPolicy::compile(&doc, &other).unwrap_err();
+        assert!(matches!(err, PolicyError::DomainMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn version_hash_ignores_source_format_and_key_order() {
+        let yaml = yaml_policy(
+            "id: p\ndomain: trading\nrules:\n  - {id: r, effect: permit, when: [{field: context.a, op: in, value: [1, 2]}]}\n",
+        );
+        let json: PolicyDocument = serde_json::from_str(
+            r#"{"rules":[{"when":[{"value":[1,2],"op":"in","field":"context.a"}],"effect":"permit","id":"r"}],"domain":"trading","id":"p"}"#,
+        )
+        .unwrap();
+        let h = policy_version_hash(&yaml).unwrap();
+        assert_eq!(h, policy_version_hash(&json).unwrap());
+        assert_eq!(h.len(), 64);
+        let mut changed = yaml.clone();
+        changed.rules[0].id = "r2".into();
+        assert_ne!(h, policy_version_hash(&changed).unwrap());
+    }
+
+    #[test]
+    fn version_hash_is_sha256_of_serde_json_value_bytes() {
+        let doc = yaml_policy(
+            "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: order_cap, params: {max: 5.25, desk: \"fx\"}}]\nrules:\n  - {id: r, effect: forbid, actor: \"act_*\", when: [{field: context.a, op: in, value: [1, \"é\\\"x\", {k: null}]}], reason: \"line\\nbreak\"}\n",
+        );
+        let expected = serde_json::to_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
+        let mut ours = Vec::new();
+        write_canonical(&serde_json::to_value(&doc).unwrap(), &mut ours);
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(expected.clone()).unwrap()
+        );
+        assert_eq!(
+            policy_version_hash(&doc).unwrap(),
+            hex::encode(Sha256::digest(&expected))
+        );
+    }
+
+    #[test]
+    fn stateful_templates_are_recorded_from_the_plugin() {
+        let doc = yaml_policy("id: p\ndomain: trading\ntemplates: [{name: burst_guard}]\n");
+        let p = CompiledPolicy::compile(&doc, plugin().as_ref()).unwrap();
+        assert!(p.has_stateful_template());
+        assert_eq!(p.templates()[0].params["limit"], serde_json::json!(3));
+    }
+}

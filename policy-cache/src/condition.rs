@@ -1,0 +1,597 @@
+//! `when` conditions, compiled once: the field path resolved to an enum, numbers as `f64`, `in` sets
+//! sorted for binary search, `matches` regexes compiled. Evaluation borrows from the request and never
+//! allocates. Semantics: a missing field makes every operator false except `exists` (`value: false`
+//! is true exactly when the field is missing); numbers compare numerically (also across integer and
+//! float), strings lexicographically for `lt`/`le`/`gt`/`ge`, values of different kinds are unequal.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use lexecon_config::{Condition, Op};
+use lexecon_domains::{EntityRef, Request};
+use regex::Regex;
+use serde_json::Value;
+
+/// Largest compiled size of one `matches` regex.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A field a condition reads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Field {
+    Domain,
+    Actor,
+    ActorType,
+    ActorInstance,
+    Action,
+    ActionType,
+    ActionInstance,
+    Resource,
+    ResourceType,
+    ResourceInstance,
+    /// `context.a.b` as `["a", "b"]`.
+    Context(Box<[String]>),
+}
+
+impl Field {
+    pub(crate) fn parse(path: &str) -> Result<Self, String> {
+        Ok(match path {
+            "domain" => Field::Domain,
+            "actor" => Field::Actor,
+            "actor.type" => Field::ActorType,
+            "actor.instance" => Field::ActorInstance,
+            "action" => Field::Action,
+            "action.type" => Field::ActionType,
+            "action.instance" => Field::ActionInstance,
+            "resource" => Field::Resource,
+            "resource.type" => Field::ResourceType,
+            "resource.instance" => Field::ResourceInstance,
+            other => match other.strip_prefix("context.") {
+                Some(rest) if !rest.is_empty() && rest.split('.').all(|s| !s.is_empty()) => {
+                    Field::Context(rest.split('.').map(str::to_owned).collect())
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown field {other:?}: expected context.<name>[.<name>…], domain, actor, \
+                         actor.type, actor.instance, action, action.type, action.instance, resource, \
+                         resource.type or resource.instance"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+/// A resolved field value, borrowed from the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FieldValue<'a> {
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+/// Looks `path` up in a JSON object tree.
+pub(crate) fn context_value<'a>(
+    context: &'a serde_json::Map<String, Value>,
+    path: &[String],
+) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut current = context.get(first)?;
+    for key in rest {
+        current = current.as_object()?.get(key)?;
+    }
+    Some(current)
+}
+
+fn type_of(r: &EntityRef) -> FieldValue<'_> {
+    FieldValue::Str(r.type_id())
+}
+
+pub(crate) fn resolve<'a>(field: &Field, request: &'a Request) -> Option<FieldValue<'a>> {
+    match field {
+        Field::Domain => Some(FieldValue::Str(request.domain.as_str())),
+        Field::Actor => Some(FieldValue::Str(request.actor.as_str())),
+        Field::ActorType => Some(type_of(&request.actor)),
+        Field::ActorInstance => request.actor.instance().map(FieldValue::Str),
+        Field::Action => Some(FieldValue::Str(request.action.as_str())),
+        Field::ActionType => Some(type_of(&request.action)),
+        Field::ActionInstance => request.action.instance().map(FieldValue::Str),
+        Field::Resource => request
+            .resource
+            .as_ref()
+            .map(|r| FieldValue::Str(r.as_str())),
+        Field::ResourceType => request.resource.as_ref().map(type_of),
+        Field::ResourceInstance => request
+            .resource
+            .as_ref()
+            .and_then(EntityRef::instance)
+            .map(FieldValue::Str),
+        Field::Context(path) => context_value(&request.context, path).map(FieldValue::Json),
+    }
+}
+
+/// A literal compared with `eq`/`ne`.
+#[derive(Debug, Clone)]
+enum Scalar {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    /// Arrays and objects: structural equality.
+    Other(Value),
+}
+
+impl Scalar {
+    fn from_json(v: &Value) -> Self {
+        match v {
+            Value::Null => Scalar::Null,
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => n
+                .as_f64()
+                .map_or_else(|| Scalar::Other(v.clone()), Scalar::Num),
+            Value::String(s) => Scalar::Str(s.clone()),
+            other => Scalar::Other(other.clone()),
+        }
+    }
+
+    fn equals(&self, value: FieldValue<'_>) -> bool {
+        match (self, value) {
+            (Scalar::Str(s), FieldValue::Str(v)) => s == v,
+            (_, FieldValue::Str(_)) => false,
+            (Scalar::Null, FieldValue::Json(v)) => v.is_null(),
+            (Scalar::Bool(b), FieldValue::Json(v)) => v.as_bool() == Some(*b),
+            (Scalar::Num(n), FieldValue::Json(v)) => v.as_f64() == Some(*n),
+            (Scalar::Str(s), FieldValue::Json(v)) => v.as_str() == Some(s.as_str()),
+            (Scalar::Other(o), FieldValue::Json(v)) => o == v,
+        }
+    }
+}
+
+/// A bound of `lt`/`le`/`gt`/`ge`.
+#[derive(Debug, Clone)]
+enum Bound {
+    Num(f64),
+    Str(String),
+}
+
+impl Bound {
+    /// `field.cmp(bound)`, or `None` when the kinds differ.
+    fn compare(&self, value: FieldValue<'_>) -> Option<Ordering> {
+        match (self, value) {
+            (Bound::Str(b), FieldValue::Str(v)) => Some(v.cmp(b.as_str())),
+            (Bound::Str(b), FieldValue::Json(Value::String(v))) => Some(v.as_str().cmp(b.as_str())),
+            (Bound::Num(b), FieldValue::Json(Value::Number(n))) => n.as_f64()?.partial_cmp(b),
+            _ => None,
+        }
+    }
+}
+
+/// The members of an `in`/`not_in` list.
+#[derive(Debug, Clone, Default)]
+struct Set {
+    /// Sorted (total order) for binary search.
+    nums: Vec<f64>,
+    /// Sorted for binary search.
+    strs: Vec<String>,
+    bools: [bool; 2],
+    null: bool,
+    others: Vec<Value>,
+}
+
+impl Set {
+    fn from_json(items: &[Value]) -> Self {
+        let mut set = Set::default();
+        for item in items {
+            match Scalar::from_json(item) {
+                Scalar::Null => set.null = true,
+                Scalar::Bool(b) => set.bools[usize::from(b)] = true,
+                // `+ 0.0` turns -0.0 into 0.0: equal numbers, one place in the total order.
+                Scalar::Num(n) => set.nums.push(n + 0.0),
+                Scalar::Str(s) => set.strs.push(s),
+                Scalar::Other(o) => set.others.push(o),
+            }
+        }
+        set.nums.sort_by(f64::total_cmp);
+        set.nums.dedup();
+        set.strs.sort();
+        set.strs.dedup();
+        set
+    }
+
+    fn has_str(&self, s: &str) -> bool {
+        self.strs.binary_search_by(|m| m.as_str().cmp(s)).is_ok()
+    }
+
+    fn contains(&self, value: FieldValue<'_>) -> bool {
+        match value {
+            FieldValue::Str(s) => self.has_str(s),
+            FieldValue::Json(v) => match v {
+                Value::Null => self.null,
+                Value::Bool(b) => self.bools[usize::from(*b)],
+                Value::Number(n) => n.as_f64().is_some_and(|x| {
+                    let x = x + 0.0;
+                    self.nums.binary_search_by(|m| m.total_cmp(&x)).is_ok()
+                }),
+                Value::String(s) => self.has_str(s),
+                other => self.others.iter().any(|o| o == other),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Eq(Scalar),
+    Ne(Scalar),
+    Cmp(Op, Bound),
+    In(Set),
+    NotIn(Set),
+    Exists(bool),
+    Matches(Regex),
+}
+
+/// One compiled `when` condition.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledCondition {
+    pub(crate) field: Field,
+    test: Test,
+}
+
+impl CompiledCondition {
+    /// Compiles a condition; the error names the part (`field`, `value`) and the reason.
+    ///
+    /// `regexes` interns compiled `matches` patterns so a policy compiles each distinct regex once.
+    pub(crate) fn compile(
+        c: &Condition,
+        regexes: &mut HashMap<String, Regex>,
+    ) -> Result<Self, (&'static str, String)> {
+        let field = Field::parse(&c.field).map_err(|e| ("field", e))?;
+        let op_name = match c.op {
+            Op::Eq => "eq",
+            Op::Ne => "ne",
+            Op::Lt => "lt",
+            Op::Le => "le",
+            Op::Gt => "gt",
+            Op::Ge => "ge",
+            Op::In => "in",
+            Op::NotIn => "not_in",
+            Op::Exists => "exists",
+            Op::Matches => "matches",
+        };
+        let need_value = || {
+            c.value
+                .as_ref()
+                .ok_or_else(|| ("value", format!("operator {op_name} needs a value")))
+        };
+        let test = match c.op {
+            Op::Eq => Test::Eq(Scalar::from_json(need_value()?)),
+            Op::Ne => Test::Ne(Scalar::from_json(need_value()?)),
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let bound = match need_value()? {
+                    Value::Number(n) => n.as_f64().map(Bound::Num),
+                    Value::String(s) => Some(Bound::Str(s.clone())),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    (
+                        "value",
+                        format!("operator {op_name} compares with a number or a string"),
+                    )
+                })?;
+                Test::Cmp(c.op, bound)
+            }
+            Op::In | Op::NotIn => {
+                let items = need_value()?.as_array().ok_or_else(|| {
+                    (
+                        "value",
+                        format!("operator {op_name} needs a list of values"),
+                    )
+                })?;
+                let set = Set::from_json(items);
+                if c.op == Op::In {
+                    Test::In(set)
+                } else {
+                    Test::NotIn(set)
+                }
+            }
+            Op::Exists => match &c.value {
+                None => Test::Exists(true),
+                Some(Value::Bool(b)) => Test::Exists(*b),
+                Some(_) => {
+                    return Err((
+                        "value",
+                        "operator exists takes true or false (default true)".into(),
+                    ))
+                }
+            },
+            Op::Matches => {
+                let pattern = need_value()?
+                    .as_str()
+                    .ok_or_else(|| ("value", "operator matches needs a regex string".to_owned()))?;
+                let regex = match regexes.get(pattern) {
+                    // Cloning a compiled regex shares it.
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = regex::RegexBuilder::new(pattern)
+                            .size_limit(REGEX_SIZE_LIMIT)
+                            .build()
+                            .map_err(|e| ("value", format!("invalid regex: {e}")))?;
+                        regexes.insert(pattern.to_owned(), r.clone());
+                        r
+                    }
+                };
+                Test::Matches(regex)
+            }
+        };
+        Ok(Self { field, test })
+    }
+
+    /// Whether the condition holds for the request.
+    pub(crate) fn holds(&self, request: &Request) -> bool {
+        let value = resolve(&self.field, request);
+        match (&self.test, value) {
+            (Test::Exists(want), v) => v.is_some() == *want,
+            (_, None) => false,
+            (Test::Eq(s), Some(v)) => s.equals(v),
+            (Test::Ne(s), Some(v)) => !s.equals(v),
+            (Test::Cmp(op, bound), Some(v)) => match bound.compare(v) {
+                None => false,
+                Some(ord) => match op {
+                    Op::Lt => ord == Ordering::Less,
+                    Op::Le => ord != Ordering::Greater,
+                    Op::Gt => ord == Ordering::Greater,
+                    _ => ord != Ordering::Less,
+                },
+            },
+            (Test::In(set), Some(v)) => set.contains(v),
+            (Test::NotIn(set), Some(v)) => !set.contains(v),
+            (Test::Matches(re), Some(FieldValue::Str(s))) => re.is_match(s),
+            (Test::Matches(re), Some(FieldValue::Json(Value::String(s)))) => re.is_match(s),
+            (Test::Matches(_), Some(_)) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(context: Value) -> Request {
+        Request {
+            domain: lexecon_domains::DomainId::new("finance").unwrap(),
+            actor: EntityRef::parse("act_trading_algo:momentum_v3").unwrap(),
+            action: EntityRef::parse("axn_place_order").unwrap(),
+            resource: Some(EntityRef::parse("res_security:AAPL").unwrap()),
+            context: context.as_object().unwrap().clone(),
+            time: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    fn cond(field: &str, op: &str, value: Option<Value>) -> CompiledCondition {
+        let mut c = json!({"field": field, "op": op});
+        if let Some(v) = value {
+            c["value"] = v;
+        }
+        CompiledCondition::compile(&serde_json::from_value(c).unwrap(), &mut HashMap::new())
+            .unwrap()
+    }
+
+    fn holds(field: &str, op: &str, value: Value, ctx: Value) -> bool {
+        cond(field, op, Some(value)).holds(&request(ctx))
+    }
+
+    #[test]
+    fn eq_compares_numbers_across_integer_and_float() {
+        assert!(holds("context.n", "eq", json!(5), json!({"n": 5.0})));
+        assert!(holds("context.n", "eq", json!(5.0), json!({"n": 5})));
+        assert!(!holds("context.n", "eq", json!(5), json!({"n": 6})));
+        assert!(!holds("context.n", "eq", json!(5), json!({"n": "5"})));
+        assert!(holds(
+            "context.flag",
+            "eq",
+            json!(true),
+            json!({"flag": true})
+        ));
+        assert!(holds(
+            "context.l",
+            "eq",
+            json!([1, "a"]),
+            json!({"l": [1, "a"]})
+        ));
+    }
+
+    #[test]
+    fn ne_is_false_when_field_missing_and_true_when_different() {
+        assert!(holds("context.s", "ne", json!("a"), json!({"s": "b"})));
+        assert!(!holds("context.s", "ne", json!("a"), json!({"s": "a"})));
+        assert!(!holds("context.s", "ne", json!("a"), json!({})));
+    }
+
+    #[test]
+    fn ordering_operators_compare_numbers_numerically() {
+        let ctx = json!({"order_value": 5_000_000});
+        assert!(holds(
+            "context.order_value",
+            "le",
+            json!(5_000_000),
+            ctx.clone()
+        ));
+        assert!(!holds(
+            "context.order_value",
+            "lt",
+            json!(5_000_000),
+            ctx.clone()
+        ));
+        assert!(holds(
+            "context.order_value",
+            "ge",
+            json!(4_999_999.5),
+            ctx.clone()
+        ));
+        assert!(holds("context.order_value", "gt", json!(100), ctx.clone()));
+        assert!(!holds("context.order_value", "gt", json!(5e6), ctx));
+        // 10 > 9 numerically although "10" < "9" as text
+        assert!(holds("context.n", "gt", json!(9), json!({"n": 10})));
+    }
+
+    #[test]
+    fn ordering_operators_compare_strings_lexicographically_and_kinds_never_mix() {
+        assert!(holds("context.v", "lt", json!("b"), json!({"v": "abc"})));
+        assert!(holds(
+            "context.v",
+            "ge",
+            json!("2024-01-01"),
+            json!({"v": "2024-06-30"})
+        ));
+        assert!(!holds("context.v", "lt", json!(10), json!({"v": "5"})));
+        assert!(!holds("context.v", "gt", json!("a"), json!({"v": 5})));
+        assert!(holds("actor.instance", "ge", json!("m"), json!({})));
+    }
+
+    #[test]
+    fn in_and_not_in_check_membership_of_mixed_lists() {
+        let list = json!(["AAPL", "MSFT", 7, true]);
+        assert!(holds("resource.instance", "in", list.clone(), json!({})));
+        assert!(holds("context.n", "in", list.clone(), json!({"n": 7.0})));
+        assert!(holds("context.b", "in", list.clone(), json!({"b": true})));
+        assert!(!holds("context.b", "in", list.clone(), json!({"b": false})));
+        assert!(holds(
+            "context.s",
+            "not_in",
+            list.clone(),
+            json!({"s": "GOOG"})
+        ));
+        assert!(!holds(
+            "context.s",
+            "not_in",
+            list.clone(),
+            json!({"s": "MSFT"})
+        ));
+        assert!(!holds("context.s", "not_in", list.clone(), json!({})));
+        assert!(!holds("context.s", "in", list, json!({})));
+    }
+
+    #[test]
+    fn exists_checks_presence_and_false_means_missing() {
+        let present = cond("context.physician_id", "exists", None);
+        let absent = cond("context.physician_id", "exists", Some(json!(false)));
+        let with = request(json!({"physician_id": "dr-1"}));
+        let without = request(json!({}));
+        assert!(present.holds(&with));
+        assert!(!present.holds(&without));
+        assert!(absent.holds(&without));
+        assert!(!absent.holds(&with));
+        assert!(!cond("resource.instance", "exists", Some(json!(false))).holds(&with));
+    }
+
+    #[test]
+    fn matches_uses_precompiled_regex_on_strings_only() {
+        assert!(holds(
+            "actor",
+            "matches",
+            json!("^act_trading_algo:mom"),
+            json!({})
+        ));
+        assert!(!holds("actor", "matches", json!("^act_human"), json!({})));
+        assert!(holds(
+            "context.venue",
+            "matches",
+            json!("^X[A-Z]{3}$"),
+            json!({"venue": "XNYS"})
+        ));
+        assert!(!holds(
+            "context.venue",
+            "matches",
+            json!("1"),
+            json!({"venue": 1})
+        ));
+    }
+
+    #[test]
+    fn nested_context_paths_and_missing_fields_are_false() {
+        let ctx = json!({"order": {"limits": {"max": 10}}});
+        assert!(holds(
+            "context.order.limits.max",
+            "eq",
+            json!(10),
+            ctx.clone()
+        ));
+        assert!(!holds(
+            "context.order.limits.min",
+            "eq",
+            json!(10),
+            ctx.clone()
+        ));
+        assert!(!holds(
+            "context.order.limits.max.deeper",
+            "eq",
+            json!(10),
+            ctx
+        ));
+        assert!(!holds("context.absent", "lt", json!(10), json!({})));
+    }
+
+    #[test]
+    fn entity_fields_resolve_type_instance_and_domain() {
+        let ctx = json!({});
+        assert!(holds(
+            "actor.type",
+            "eq",
+            json!("act_trading_algo"),
+            ctx.clone()
+        ));
+        assert!(holds("action", "eq", json!("axn_place_order"), ctx.clone()));
+        assert!(holds(
+            "action.type",
+            "eq",
+            json!("axn_place_order"),
+            ctx.clone()
+        ));
+        assert!(!holds("action.instance", "eq", json!(""), ctx.clone()));
+        assert!(holds(
+            "resource",
+            "eq",
+            json!("res_security:AAPL"),
+            ctx.clone()
+        ));
+        assert!(holds(
+            "resource.type",
+            "eq",
+            json!("res_security"),
+            ctx.clone()
+        ));
+        assert!(holds("domain", "eq", json!("finance"), ctx));
+    }
+
+    #[test]
+    fn malformed_conditions_are_rejected_naming_the_part() {
+        let bad = [
+            (json!({"field": "ctx.x", "op": "eq", "value": 1}), "field"),
+            (
+                json!({"field": "context.", "op": "eq", "value": 1}),
+                "field",
+            ),
+            (json!({"field": "context.x", "op": "eq"}), "value"),
+            (
+                json!({"field": "context.x", "op": "lt", "value": true}),
+                "value",
+            ),
+            (
+                json!({"field": "context.x", "op": "in", "value": "a"}),
+                "value",
+            ),
+            (
+                json!({"field": "context.x", "op": "exists", "value": 1}),
+                "value",
+            ),
+            (
+                json!({"field": "context.x", "op": "matches", "value": "("}),
+                "value",
+            ),
+        ];
+        for (c, part) in bad {
+            let c: Condition = serde_json::from_value(c).unwrap();
+            let err = CompiledCondition::compile(&c, &mut HashMap::new()).unwrap_err();
+            assert_eq!(err.0, part, "{c:?}: {}", err.1);
+        }
+    }
+}
