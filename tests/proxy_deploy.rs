@@ -73,9 +73,7 @@ fn demo_upstream_serves_mcp_tools_inside_the_server() {
     config.upstreams.get_mut("demo").unwrap().addrs = vec![demo.to_string()];
     let server = lexecon::server::ServerHandle::start(
         config,
-        lexecon::server::ServeOptions {
-            decider: RuleTable::new(&[], &[]),
-        },
+        lexecon::server::ServeOptions::new(RuleTable::new(&[], &[])),
     )
     .unwrap();
     let r = post(

@@ -1,18 +1,44 @@
 //! The seam between the proxy and the decision engine: [`Decide`] takes one [`DecisionInput`] and
-//! returns a [`Decision`] or a [`DecideFailure`] that the proxy answers as an HTTP error.
+//! returns a [`Decision`] or a [`DecideFailure`] that the proxy answers as an HTTP error; then
+//! [`Decide::record`] writes the decision to the audit ledger and, for a permit, mints the
+//! capability token the upstream receives.
 //!
 //! The proxy has no decision logic of its own: it never permits anything the engine did not permit,
 //! and a failure is never turned into a permit (fail closed).
 
+use async_trait::async_trait;
 use lexecon_policy_cache::{Decision, DecisionInput};
+use serde_json::{Map, Value};
+
+/// What recording a decision produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The hash of the decision's ledger entry, when known.
+    pub ledger_entry_hash: Option<String>,
+    /// For a permit with an audience: the signed capability token.
+    pub capability_token: Option<String>,
+}
 
 /// A decision engine as the proxy sees it. Called on the request path: it must not block.
+#[async_trait]
 pub trait Decide: Send + Sync + 'static {
     fn decide(&self, input: DecisionInput) -> Result<Decision, DecideFailure>;
+
+    /// Records `decision` (taken on `context`) and, when it permits and `audience` is given, mints
+    /// a capability token for that audience. An error blocks the request (e.g. the ledger queue is
+    /// full under `fail_closed`). The default records nothing.
+    async fn record(
+        &self,
+        _decision: &Decision,
+        _context: &Map<String, Value>,
+        _audience: Option<&str>,
+    ) -> Result<Recorded, DecideFailure> {
+        Ok(Recorded::default())
+    }
 }
 
 /// Why no decision could be made: `status` is the HTTP status to answer with (400 unknown type,
-/// 404 unknown domain, 500 internal error, …) and `message` says what is wrong.
+/// 404 unknown domain, 503 ledger unavailable, …) and `message` says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("decision failed ({status}): {message}")]
 pub struct DecideFailure {

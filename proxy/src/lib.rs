@@ -5,10 +5,13 @@
 
 pub mod api;
 pub mod classify;
+pub mod cli;
 pub mod decide;
 pub mod demo;
+pub mod engine;
 pub mod identity;
-pub mod limit;
-pub mod server;
 pub mod ledger;
+pub mod limit;
+pub mod run;
+pub mod server;
 pub mod token;

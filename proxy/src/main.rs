@@ -1,5 +1,18 @@
-//! The `lexecon` command.
+//! The `lexecon` command: parses the command line and runs it. Errors are one clear line on
+//! stderr and exit code 1 (2 for usage errors, from clap); never a backtrace.
 
-fn main() {
-    println!("lexecon {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = lexecon::cli::Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    match lexecon::cli::run(cli, &mut stdout) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -288,12 +288,7 @@ pub fn start(
         let text = yaml(free_addr(), free_addr());
         let config = lexecon_config::Config::from_yaml("test.yaml", &text)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
-        match ServerHandle::start(
-            config,
-            ServeOptions {
-                decider: decider.clone(),
-            },
-        ) {
+        match ServerHandle::start(config, ServeOptions::new(decider.clone())) {
             Ok(h) => return h,
             Err(e @ (SetupError::Listen { .. } | SetupError::NotReady { .. })) => last = Some(e),
             Err(e) => panic!("server did not start: {e}"),

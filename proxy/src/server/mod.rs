@@ -62,8 +62,29 @@ pub enum SetupError {
 /// What the server needs besides the configuration.
 #[derive(Clone)]
 pub struct ServeOptions {
-    /// The decision engine.
+    /// The decision engine as the proxy listener sees it.
     pub decider: Arc<dyn Decide>,
+    /// The full engine, when there is one: the admin listener serves the decision API, the
+    /// approvals and the JWKS from it.
+    pub engine: Option<Arc<crate::engine::Engine>>,
+}
+
+impl ServeOptions {
+    /// Options for a proxy deciding with `decider` and no decision API.
+    pub fn new(decider: Arc<dyn Decide>) -> Self {
+        Self {
+            decider,
+            engine: None,
+        }
+    }
+
+    /// Options for the full product: the proxy and the decision API share `engine`.
+    pub fn with_engine(engine: Arc<crate::engine::Engine>) -> Self {
+        Self {
+            decider: engine.clone(),
+            engine: Some(engine),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -151,8 +172,18 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
 /// Runs the server until SIGTERM (graceful: the configured grace period and shutdown timeout) or
 /// SIGINT (fast). Blocks; call it outside any async runtime.
 pub fn serve(config: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    serve_with(config, opts, |_| {})
+}
+
+/// [`serve`], handing the shared state to `started` before the server runs (for a reload watcher).
+pub fn serve_with(
+    config: Config,
+    opts: ServeOptions,
+    started: impl FnOnce(Arc<ProxyState>),
+) -> anyhow::Result<()> {
     check_free(&config)?;
-    let (server, _state) = build(&config, opts)?;
+    let (server, state) = build(&config, opts)?;
+    started(state);
     tracing::info!(
         proxy = %config.listeners.proxy,
         admin = %config.listeners.admin,

@@ -30,6 +30,8 @@ use crate::server::upstream::Upstream;
 
 /// The request header that carries the decision id(s) to the upstream.
 pub const DECISION_ID_HEADER: &str = "x-lexecon-decision-id";
+/// The header carrying the capability token of a permitted request to the upstream.
+pub const CAPABILITY_HEADER: &str = crate::token::CAPABILITY_HEADER;
 
 /// The request header a caller may set to correlate its request with the decision.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -55,6 +57,8 @@ pub struct RequestCtx {
     route: Option<usize>,
     upstream: Option<Arc<Upstream>>,
     decision_ids: Option<String>,
+    /// The capability token minted for a permitted single-call request.
+    capability: Option<String>,
     outcome: Outcome,
     tries: usize,
     upstream_answered: bool,
@@ -73,14 +77,58 @@ struct Deferred {
 
 /// The outcome of classifying and deciding one request.
 enum Checked {
-    /// Every call was permitted; the decision ids, comma-separated.
-    Permit(Option<String>),
-    /// Not forwarded: the answer, and the decision id when a decision was made.
+    /// Every call was permitted; the decision ids, comma-separated, and the decisions to record.
+    Permit {
+        ids: Option<String>,
+        made: Vec<Made>,
+    },
+    /// Not forwarded: the answer, the decision id when a decision was made, and the decisions
+    /// made up to and including the blocking one (all are recorded).
     Block {
         outcome: Outcome,
         answer: Answer,
         decision_id: Option<String>,
+        made: Vec<Made>,
     },
+}
+
+/// A decision and the context it was taken on (the ledger stores the context's digest).
+struct Made {
+    decision: lexecon_policy_cache::Decision,
+    context: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Records every decision made for a request in the ledger; for a permitted request of exactly one
+/// call, mints the capability token for the route's upstream. A recording failure (ledger queue
+/// full under `fail_closed`) blocks the request with the failure's status (fail closed).
+async fn record(
+    snap: &Snapshot,
+    route: &Route,
+    made: &[Made],
+    permitted: bool,
+) -> std::result::Result<Option<String>, Answer> {
+    let mut token = None;
+    let single = made.len() == 1;
+    for m in made {
+        let audience = (permitted && single).then_some(route.upstream.name.as_str());
+        match snap.decider.record(&m.decision, &m.context, audience).await {
+            Ok(recorded) => {
+                if recorded.capability_token.is_some() {
+                    token = recorded.capability_token;
+                }
+            }
+            Err(failure) => {
+                tracing::error!(route = %route.name, error = %failure, "decision could not be recorded; request blocked");
+                return Err(answer::refusal(
+                    Refusal::DecideFailed(failure.status),
+                    &failure.message,
+                    &m.decision.request_id,
+                    Some(&route.domain),
+                ));
+            }
+        }
+    }
+    Ok(token)
 }
 
 impl RequestCtx {
@@ -106,6 +154,7 @@ impl ProxyHttp for LexeconProxy {
             route: None,
             upstream: None,
             decision_ids: None,
+            capability: None,
             outcome: Outcome::Unmatched,
             tries: 0,
             upstream_answered: false,
@@ -229,16 +278,28 @@ impl ProxyHttp for LexeconProxy {
         };
 
         match check(&snap, route, &actor, session.req_header(), body.as_deref()) {
-            Checked::Permit(ids) => {
-                ctx.decision_ids = ids;
-                ctx.outcome = Outcome::Permit;
-                Ok(false)
-            }
+            Checked::Permit { ids, made } => match record(&snap, route, &made, true).await {
+                Ok(token) => {
+                    ctx.decision_ids = ids;
+                    ctx.capability = token;
+                    ctx.outcome = Outcome::Permit;
+                    Ok(false)
+                }
+                Err(answer) => {
+                    ctx.outcome = Outcome::DecideError;
+                    send(session, answer, &[], !route.needs_body).await
+                }
+            },
             Checked::Block {
                 outcome,
                 answer,
                 decision_id,
+                made,
             } => {
+                let answer = match record(&snap, route, &made, false).await {
+                    Ok(_) => answer,
+                    Err(failure) => failure,
+                };
                 ctx.outcome = outcome;
                 let id_header = decision_id.as_deref().map(|id| (DECISION_ID_HEADER, id));
                 let headers: &[(&'static str, &str)] = match &id_header {
@@ -298,9 +359,18 @@ impl ProxyHttp for LexeconProxy {
         let actor = deferred.actor.clone();
         ctx.deferred = None;
         match check(snap, route, &actor, session.req_header(), Some(&full)) {
-            Checked::Permit(ids) => {
-                // The headers (without a decision id) went upstream already; release the body.
-                // The client still gets the decision id on the response.
+            Checked::Permit { ids, made } => {
+                // The headers (without a decision id or token) went upstream already; release
+                // the body. The client still gets the decision id on the response.
+                if let Err(answer) = record(snap, route, &made, false).await {
+                    ctx.outcome = Outcome::DecideError;
+                    let status = answer.status;
+                    ctx.pending = Some((answer, None));
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(status),
+                        "decision could not be recorded",
+                    ));
+                }
                 ctx.decision_ids = ids;
                 *body = Some(full);
                 Ok(())
@@ -309,7 +379,12 @@ impl ProxyHttp for LexeconProxy {
                 outcome,
                 answer,
                 decision_id,
+                made,
             } => {
+                let answer = match record(snap, route, &made, false).await {
+                    Ok(_) => answer,
+                    Err(failure) => failure,
+                };
                 ctx.outcome = outcome;
                 let status = answer.status;
                 ctx.pending = Some((answer, decision_id));
@@ -352,8 +427,13 @@ impl ProxyHttp for LexeconProxy {
         upstream_request.remove_header("expect");
         // A client may not forge a decision id.
         upstream_request.remove_header(DECISION_ID_HEADER);
+        // Nor a capability token: only the one minted for this request goes upstream.
+        upstream_request.remove_header(CAPABILITY_HEADER);
         if let Some(ids) = ctx.decision_ids.as_deref() {
             upstream_request.insert_header(DECISION_ID_HEADER, ids)?;
+        }
+        if let Some(token) = ctx.capability.take() {
+            upstream_request.insert_header(CAPABILITY_HEADER, token)?;
         }
         Ok(())
     }
@@ -529,10 +609,12 @@ fn check(
                     Some(&route.domain),
                 ),
                 decision_id: None,
+                made: Vec::new(),
             };
         }
     };
     let mut ids: Option<String> = None;
+    let mut made = Vec::with_capacity(classified.items.len());
     for (i, item) in classified.items.iter().enumerate() {
         // INVARIANT: identity claims win over request-derived context: an MCP tool's arguments are
         // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
@@ -544,27 +626,40 @@ fn check(
             actor: actor.id.to_string(),
             action: item.action.clone(),
             resource: item.resource.clone(),
-            context,
+            context: context.clone(),
             at: None,
         };
         match snap.decider.decide(input) {
-            Ok(d) if d.decision == Verdict::Permit => match ids.as_mut() {
-                Some(s) => {
-                    s.push(',');
-                    s.push_str(&d.decision_id);
+            Ok(d) if d.decision == Verdict::Permit => {
+                match ids.as_mut() {
+                    Some(s) => {
+                        s.push(',');
+                        s.push_str(&d.decision_id);
+                    }
+                    None => ids = Some(d.decision_id.clone()),
                 }
-                None => ids = Some(d.decision_id),
-            },
+                made.push(Made {
+                    decision: d,
+                    context,
+                });
+            }
             Ok(d) => {
                 let outcome = if d.decision == Verdict::Escalate {
                     Outcome::Escalate
                 } else {
                     Outcome::Deny
                 };
+                let answer = answer::blocked(&d, &classified, i, route.mcp_denial);
+                let decision_id = Some(d.decision_id.clone());
+                made.push(Made {
+                    decision: d,
+                    context,
+                });
                 return Checked::Block {
                     outcome,
-                    answer: answer::blocked(&d, &classified, i, route.mcp_denial),
-                    decision_id: Some(d.decision_id),
+                    answer,
+                    decision_id,
+                    made,
                 };
             }
             Err(failure) => {
@@ -579,11 +674,12 @@ fn check(
                         Some(&route.domain),
                     ),
                     decision_id: None,
+                    made,
                 };
             }
         }
     }
-    Checked::Permit(ids)
+    Checked::Permit { ids, made }
 }
 
 /// Answers 413 and closes the connection (the rest of the body is not read).

@@ -1,0 +1,185 @@
+//! What `lexecon serve` does: load the configuration (a file, or the built-in demo), build the
+//! engine, start the pingora server, and keep the configuration current — re-read on SIGHUP and
+//! whenever the configuration or a policy file changes; a file that does not load is logged and the
+//! snapshot in force stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use lexecon_config::file::{Config, LogFormat};
+
+use crate::engine::Engine;
+use crate::ledger::EventType;
+use crate::server::{ProxyState, ServeOptions};
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// The embedded demo; its policies are written under `data_dir/demo-policies`.
+    Demo,
+}
+
+/// Loads the configuration from `source`, resolving relative paths. For the demo the embedded
+/// policies are written to the data directory (so they can be edited and hot-reloaded).
+pub fn load(source: &Source) -> anyhow::Result<Config> {
+    match source {
+        Source::File(path) => Ok(Config::load(path)?),
+        Source::Demo => {
+            let mut config = crate::demo::demo_config()?;
+            let dir = config.data_dir.join("demo-policies");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for (domain, _, text) in crate::demo::DEMO_POLICIES {
+                let path = dir.join(format!("{domain}.yaml"));
+                if !path.exists() {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                config.policies.insert(domain.to_string(), path);
+            }
+            Ok(config)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is not an error worth failing for.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs `lexecon serve` until SIGTERM/SIGINT. Returns the exit code.
+pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
+    let source = match config_path {
+        Some(p) => Source::File(p.to_path_buf()),
+        None => Source::Demo,
+    };
+    let config = load(&source)?;
+    init_tracing(config.telemetry.log_format);
+    let engine = Arc::new(Engine::from_config(&config)?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(engine.record_event(
+        EventType::SystemStartup,
+        format!(
+            "lexecon {} started on node {}",
+            env!("CARGO_PKG_VERSION"),
+            config.node_id
+        ),
+    ))?;
+    let policies = engine.snapshot().policies.len();
+    rt.block_on(engine.record_event(
+        EventType::PolicyLoaded,
+        format!("{policies} policies loaded at start"),
+    ))?;
+    if matches!(source, Source::Demo) {
+        tracing::info!(
+            "built-in demo: proxy http://{} (try: curl -s {}/mcp -H 'x-agent-id: act_ai_agent:demo' ...), admin http://{}",
+            config.listeners.proxy,
+            config.listeners.proxy,
+            config.listeners.admin
+        );
+    }
+    let for_watch = engine.clone();
+    crate::server::serve_with(
+        config.clone(),
+        ServeOptions::with_engine(engine.clone()),
+        move |state| {
+            spawn_watcher(source, config, for_watch, state);
+        },
+    )?;
+    if let Some(ledger) = engine.ledger() {
+        if let Err(e) = rt.block_on(ledger.shutdown()) {
+            tracing::warn!(error = %e, "ledger did not shut down cleanly");
+        }
+    }
+    Ok(0)
+}
+
+/// Reloads `source` into `engine` and `state`. On error nothing changes.
+pub fn reload(source: &Source, engine: &Arc<Engine>, state: &ProxyState) -> anyhow::Result<Config> {
+    let config = load(source)?;
+    let version = engine.reload_policies(&config)?;
+    state.reload(&config, engine.clone())?;
+    tracing::info!(version, "configuration and policies reloaded");
+    Ok(config)
+}
+
+/// The files whose change triggers a reload, with their modification times.
+fn watched(source: &Source, config: &Config) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mut files: Vec<PathBuf> = config.policies.values().cloned().collect();
+    files.extend(config.domain_packs.iter().cloned());
+    if let Source::File(p) = source {
+        files.push(p.clone());
+    }
+    files
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            (p, m)
+        })
+        .collect()
+}
+
+fn spawn_watcher(source: Source, config: Config, engine: Arc<Engine>, state: Arc<ProxyState>) {
+    let spawned = std::thread::Builder::new().name("lexecon-reload".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "reload watcher not started");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SIGHUP reload unavailable; file changes still reload");
+                    None
+                }
+            };
+            let mut seen = watched(&source, &config);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let by_signal = tokio::select! {
+                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                    _ = tick.tick() => false,
+                };
+                if !by_signal {
+                    let now: Vec<_> = seen.iter().map(|(p, _)| (p.clone(), std::fs::metadata(p).and_then(|m| m.modified()).ok())).collect();
+                    if now == seen {
+                        continue;
+                    }
+                }
+                match reload(&source, &engine, &state) {
+                    Ok(config) => {
+                        seen = watched(&source, &config);
+                        let why = if by_signal { "SIGHUP" } else { "file change" };
+                        if let Err(e) = engine.record_event(EventType::PolicyLoaded, format!("reloaded on {why}")).await {
+                            tracing::warn!(error = %e, "reload not recorded in the ledger");
+                        }
+                    }
+                    Err(e) => {
+                        // Keep the old snapshot; do not retry the same broken files every second.
+                        seen = seen.iter().map(|(p, _)| (p.clone(), std::fs::metadata(p).and_then(|m| m.modified()).ok())).collect();
+                        tracing::error!(error = %format!("{e:#}"), "reload rejected; the configuration in force stays");
+                    }
+                }
+            }
+        });
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "reload watcher not started");
+    }
+}
