@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use lexecon_domains::{EntityRef, Request};
 
-use crate::compile::{write_canonical, CompiledPolicy};
+use crate::compile::CompiledPolicy;
 use crate::condition::context_value;
 use crate::evaluate::EvalOutcome;
+use lexecon_config::canonical::write_value as write_canonical;
 
 /// An exact cache key (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -5,7 +5,6 @@
 //! the network or the disk.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 
 use lexecon_config::{Effect, Mode, PolicyDocument, Rule};
 use lexecon_domains::{DomainPlugin, Verdict};
@@ -327,61 +326,9 @@ pub fn policy_version_hash(doc: &PolicyDocument) -> Result<String, PolicyError> 
             reason: e.to_string(),
         })?;
         canonical.clear();
-        write_canonical(&value, &mut canonical);
+        lexecon_config::canonical::write_value(&value, &mut canonical);
     }
     Ok(hex::encode(Sha256::digest(&canonical)))
-}
-
-fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    // Writing a string into a Vec cannot fail; ignoring the Ok keeps the function total.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// Canonical JSON: keys sorted bytewise at every level, independent of serde_json's map feature.
-pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => {
-            // Writing into a Vec cannot fail.
-            let _ = write!(out, "{n}");
-        }
-        Value::String(s) => write_json_str(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            // serde_json's default map is sorted already; sort only when it is not (preserve_order).
-            let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
-            if sorted {
-                write_object(map.iter(), out);
-            } else {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                write_object(entries.into_iter(), out);
-            }
-        }
-    }
-}
-
-fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json_str(k, out);
-        out.push(b':');
-        write_canonical(v, out);
-    }
-    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -452,7 +399,7 @@ rules:
         );
         let expected = serde_json::to_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
         let mut ours = Vec::new();
-        write_canonical(&serde_json::to_value(&doc).unwrap(), &mut ours);
+        lexecon_config::canonical::write_value(&serde_json::to_value(&doc).unwrap(), &mut ours);
         assert_eq!(
             String::from_utf8(ours).unwrap(),
             String::from_utf8(expected.clone()).unwrap()

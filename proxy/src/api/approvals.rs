@@ -120,7 +120,7 @@ impl RequestDigest {
             serde_json::Value::Object(input.context.clone()),
         );
         let mut canonical = Vec::with_capacity(256);
-        write_canonical(&serde_json::Value::Object(doc), &mut canonical);
+        lexecon_config::canonical::write_canonical_map(&doc, &mut canonical);
         let mut h = Sha256::new();
         h.update(b"lexecon-approval-digest-v1\0decision\0");
         for part in [method.as_bytes(), path.as_bytes(), canonical.as_slice()] {
@@ -149,42 +149,6 @@ impl From<RequestDigest> for String {
     fn from(value: RequestDigest) -> Self {
         value.to_hex()
     }
-}
-
-/// JSON with object keys sorted at every level (independent of serde_json's map ordering).
-fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&serde_json::Value::String(k.clone()), out);
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
-        serde_json::Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(b']');
-        }
-        scalar => write_scalar(scalar, out),
-    }
-}
-
-fn write_scalar(value: &serde_json::Value, out: &mut Vec<u8>) {
-    // Serializing a scalar JSON value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 /// One approval request and its state.

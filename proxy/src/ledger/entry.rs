@@ -249,51 +249,8 @@ pub(crate) fn hash_body(body: &[u8]) -> String {
 /// SHA-256 (hex) of the canonical JSON of a context: keys sorted at every level, no whitespace.
 pub fn context_digest(context: &Map<String, Value>) -> String {
     let mut out = Vec::with_capacity(256);
-    write_canonical_object(context, &mut out);
+    lexecon_config::canonical::write_canonical_map(context, &mut out);
     hex::encode(Sha256::digest(&out))
-}
-
-fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort_unstable();
-    out.push(b'{');
-    for (i, key) in keys.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json_string(key, out);
-        out.push(b':');
-        if let Some(v) = map.get(key) {
-            write_canonical(v, out);
-        }
-    }
-    out.push(b'}');
-}
-
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => write_canonical_object(map, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        // Scalars: serde_json's compact form is already canonical for them. Writing into a Vec
-        // cannot fail.
-        scalar => {
-            let _ = serde_json::to_writer(&mut *out, scalar);
-        }
-    }
-}
-
-fn write_json_string(s: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// How one context field may appear in a ledger entry.
@@ -334,7 +291,7 @@ impl RedactionConfig {
                 FieldRule::Mask => Value::String(mask(value)),
                 FieldRule::Hash => {
                     let mut buf = Vec::new();
-                    write_canonical(value, &mut buf);
+                    lexecon_config::canonical::write_value(value, &mut buf);
                     Value::String(format!("sha256:{}", hex::encode(Sha256::digest(&buf))))
                 }
             };
