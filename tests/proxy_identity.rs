@@ -103,3 +103,89 @@ fn jwks_is_fetched_from_a_url() {
     assert_eq!(idp.requests()[0].path, "/.well-known/jwks.json");
     server.shutdown();
 }
+
+fn fhir_config(upstream: SocketAddr, jwks: &str, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  ehr: {{addrs: ["{upstream}"]}}
+identity:
+  jwt:
+    issuer: https://idp.test
+    audience: lexecon
+    leeway: 0s
+    jwks: "{jwks}"
+    algorithms: [EdDSA]
+    actor_prefix: "act_physician:"
+    claims_to_context: {{scope: scope, patient: launch_patient}}
+routes:
+  - name: fhir
+    match: {{path_prefix: /fhir}}
+    domain: healthcare
+    classifier: {{kind: fhir, base_path: /fhir}}
+    upstream: ehr
+"#
+    )
+}
+
+#[test]
+fn smart_scopes_in_the_token_limit_fhir_interactions_before_policy() {
+    let upstream = TestUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, ED_JWKS).unwrap();
+    let rules = RuleTable::new(&[], &[]);
+    let (up, path) = (upstream.addr, jwks.display().to_string());
+    let server = start(move |p, a| fhir_config(up, &path, p, a), rules.clone());
+    let base = format!("http://{}/fhir", server.proxy_addr);
+    let bearer = |scope: &str, patient: Option<&str>| {
+        let mut c = claims("dr-lee", now() + 300);
+        c["scope"] = json!(scope);
+        if let Some(p) = patient {
+            c["patient"] = json!(p);
+        }
+        format!("Bearer {}", token(c))
+    };
+
+    // A user-level scope for another resource type does not grant reading a Patient.
+    let observations_only = bearer("openid user/Observation.rs", None);
+    let r = get(
+        &format!("{base}/Patient/123"),
+        &[("authorization", &observations_only)],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "insufficient_scope");
+    assert!(r.json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("SMART scopes"));
+
+    // patient/ scopes reach only the token's launch patient.
+    let own_patient = bearer("patient/Patient.rs", Some("p-9"));
+    let r = get(
+        &format!("{base}/Patient/123"),
+        &[("authorization", &own_patient)],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        upstream.requests().len(),
+        0,
+        "refused requests never reach the EHR"
+    );
+    let r = get(
+        &format!("{base}/Patient/p-9"),
+        &[("authorization", &own_patient)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The right user-level scope passes on to the policy (here: permit all) and the EHR.
+    let patients = bearer("user/Patient.rs", None);
+    let r = get(
+        &format!("{base}/Patient/123"),
+        &[("authorization", &patients)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(upstream.requests().len(), 2);
+    server.shutdown();
+}

@@ -613,6 +613,9 @@ fn check(
             };
         }
     };
+    if let Some(refused) = smart_scope_refusal(route, actor, &classified, caller_request_id) {
+        return refused;
+    }
     let mut ids: Option<String> = None;
     let mut made = Vec::with_capacity(classified.items.len());
     for (i, item) in classified.items.iter().enumerate() {
@@ -810,4 +813,49 @@ async fn write_answer(
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(a.body), true).await?;
     Ok(())
+}
+
+/// On FHIR routes, an actor whose token carries SMART scopes (the `scope` claim mapped into the
+/// context with `claims_to_context: {scope: scope}`) may only perform the interactions those scopes
+/// grant; `patient/` scopes reach only the token's launch patient (`patient` claim mapped to
+/// `launch_patient`). Checked before any policy decision; actors without scopes are left to policy.
+fn smart_scope_refusal(
+    route: &Route,
+    actor: &Actor,
+    classified: &classify::Classified,
+    caller_request_id: Option<&str>,
+) -> Option<Checked> {
+    if !matches!(
+        route.classifier,
+        lexecon_config::classifier::ClassifierConfig::Fhir(_)
+    ) {
+        return None;
+    }
+    let scopes: Vec<&str> = actor
+        .context
+        .get("scope")?
+        .as_str()?
+        .split_whitespace()
+        .collect();
+    let launch_patient = actor.context.get("launch_patient").and_then(|v| v.as_str());
+    let denied = classified
+        .items
+        .iter()
+        .find(|item| !classify::fhir::scope_permits_item(&scopes, item, launch_patient))?;
+    let what = format!(
+        "the token's SMART scopes do not grant {} on {}",
+        denied
+            .context
+            .get("interaction")
+            .and_then(|v| v.as_str())
+            .unwrap_or("this interaction"),
+        denied.resource.as_deref().unwrap_or("this resource"),
+    );
+    let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+    Some(Checked::Block {
+        outcome: Outcome::Deny,
+        answer: answer::refusal(Refusal::InsufficientScope, &what, &rid, Some(&route.domain)),
+        decision_id: None,
+        made: Vec::new(),
+    })
 }
