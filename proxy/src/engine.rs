@@ -99,12 +99,19 @@ pub fn load_policies(
     }
 }
 
-fn ledger_config(config: &Config) -> Result<Option<LedgerConfig>, EngineError> {
+/// The ledger section: writer settings, plus `redact: {domain: {field: keep|mask|hash}}` naming the
+/// context fields an entry may carry besides the context digest.
+fn ledger_config(config: &Config) -> Result<(Option<LedgerConfig>, RedactionConfig), EngineError> {
     let default_dir = config.data_dir.join("ledger");
     let mut value = match &config.ledger {
-        Value::Null => return Ok(Some(LedgerConfig::new(default_dir))),
-        Value::Bool(false) => return Ok(None),
-        Value::String(s) if s == "off" => return Ok(None),
+        Value::Null => {
+            return Ok((
+                Some(LedgerConfig::new(default_dir)),
+                RedactionConfig::default(),
+            ))
+        }
+        Value::Bool(false) => return Ok((None, RedactionConfig::default())),
+        Value::String(s) if s == "off" => return Ok((None, RedactionConfig::default())),
         Value::Object(m) => m.clone(),
         other => {
             return Err(EngineError::Ledger(format!(
@@ -117,9 +124,14 @@ fn ledger_config(config: &Config) -> Result<Option<LedgerConfig>, EngineError> {
         None => default_dir,
     };
     value.insert("dir".into(), Value::String(dir.display().to_string()));
-    serde_json::from_value(Value::Object(value))
-        .map(Some)
-        .map_err(|e| EngineError::Ledger(format!("{}: ledger: {e}", config.source)))
+    let redaction = match value.remove("redact") {
+        None => RedactionConfig::default(),
+        Some(domains) => serde_json::from_value(serde_json::json!({ "domains": domains }))
+            .map_err(|e| EngineError::Ledger(format!("{}: ledger.redact: {e}", config.source)))?,
+    };
+    let writer = serde_json::from_value(Value::Object(value))
+        .map_err(|e| EngineError::Ledger(format!("{}: ledger: {e}", config.source)))?;
+    Ok((Some(writer), redaction))
 }
 
 fn token_config(config: &Config) -> Result<TokenConfig, EngineError> {
@@ -158,7 +170,8 @@ impl Engine {
         let minter = TokenMinter::new(keys.clone(), &tokens)
             .map_err(|e| EngineError::Tokens(e.to_string()))?;
 
-        let ledger = match ledger_config(config)? {
+        let (ledger_settings, redaction) = ledger_config(config)?;
+        let ledger = match ledger_settings {
             Some(lc) => Some(
                 LedgerWriter::start(lc, Some(keys.checkpoint_signer()))
                     .map_err(|e| EngineError::Ledger(e.to_string()))?,
@@ -176,7 +189,7 @@ impl Engine {
             minter,
             keys,
             approvals,
-            redaction: RedactionConfig::default(),
+            redaction,
             node_id: config.node_id.clone(),
         })
     }
@@ -284,5 +297,53 @@ impl Decide for Engine {
             recorded.capability_token = Some(token);
         }
         Ok(recorded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ledger: &str) -> Config {
+        let text = format!("data_dir: /var/lib/lexecon\nledger: {ledger}\n");
+        Config::from_yaml("test.yaml", &text).unwrap()
+    }
+
+    #[test]
+    fn ledger_section_defaults_to_data_dir_and_can_be_turned_off() {
+        let (writer, _) =
+            ledger_config(&Config::from_yaml("t.yaml", "data_dir: /d\n").unwrap()).unwrap();
+        assert_eq!(writer.unwrap().dir, PathBuf::from("/d/ledger"));
+        assert!(ledger_config(&config("off")).unwrap().0.is_none());
+        let (writer, _) = ledger_config(&config("{dir: audit, durability: sync}")).unwrap();
+        let writer = writer.unwrap();
+        assert_eq!(writer.dir, PathBuf::from("/var/lib/lexecon/audit"));
+        assert_eq!(writer.durability, crate::ledger::Durability::Sync);
+    }
+
+    #[test]
+    fn ledger_redaction_keeps_only_the_named_fields() {
+        let (_, redaction) = ledger_config(&config(
+            "{redact: {healthcare: {purpose_of_use: keep, patient_id: hash}}}",
+        ))
+        .unwrap();
+        let context =
+            serde_json::json!({"purpose_of_use": "TREAT", "patient_id": "p-1", "notes": "secret"});
+        let kept = redaction
+            .apply("healthcare", context.as_object().unwrap())
+            .unwrap();
+        assert_eq!(kept["purpose_of_use"], "TREAT");
+        assert_ne!(kept["patient_id"], "p-1", "hashed, never raw");
+        assert!(kept.get("notes").is_none());
+        assert!(redaction
+            .apply("ai", context.as_object().unwrap())
+            .is_none());
+    }
+
+    #[test]
+    fn unknown_ledger_settings_are_rejected_naming_the_section() {
+        let err = ledger_config(&config("{durabilty: sync}")).unwrap_err();
+        assert!(err.to_string().contains("ledger"), "{err}");
+        assert!(err.to_string().contains("durabilty"), "{err}");
     }
 }
