@@ -8,6 +8,9 @@
     reason = "integration-test helpers: a failed unwrap is a failed test"
 )]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -294,7 +297,7 @@ fn keys_generate_and_token_verify_commands_work_together() {
         let code = run_token(
             TokenCommand::Verify {
                 token: token.clone(),
-                jwks: dir.path().join("jwks.json"),
+                jwks: dir.path().join("jwks.json").display().to_string(),
                 audience: Some(audience.to_owned()),
             },
             &mut out,
@@ -308,4 +311,19 @@ fn keys_generate_and_token_verify_commands_work_together() {
     let (code, text) = verify("payments");
     assert_eq!(code, 1);
     assert!(text.contains("audience"), "{text}");
+
+    // The JWKS may also come from a URL, as the admin listener serves it.
+    let jwks = std::fs::read(dir.path().join("jwks.json")).unwrap();
+    let server = support::TestUpstream::answering(&jwks);
+    let mut out = Vec::new();
+    let code = run_token(
+        TokenCommand::Verify {
+            token: token.clone(),
+            jwks: format!("http://{}/.well-known/jwks.json", server.addr),
+            audience: Some("orders".to_owned()),
+        },
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
 }

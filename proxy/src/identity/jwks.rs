@@ -135,7 +135,8 @@ fn read_file(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot read JWKS file {}: {e}", path.display()))
 }
 
-fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
+/// Fetches a JWKS document over HTTP(S), at most 1 MiB, within `timeout`.
+pub fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .build()

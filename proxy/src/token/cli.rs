@@ -26,9 +26,9 @@ pub enum TokenCommand {
     /// Verify a capability token: prints its claims (exit 0) or the exact reason it fails (exit 1).
     Verify {
         token: String,
-        /// JWKS file (as served on /.well-known/jwks.json).
+        /// JWKS file, or an http(s) URL such as http://127.0.0.1:9901/.well-known/jwks.json.
         #[arg(long)]
-        jwks: PathBuf,
+        jwks: String,
         /// Require this audience (the upstream name).
         #[arg(long)]
         audience: Option<String>,
@@ -64,8 +64,12 @@ pub fn run_token(cmd: TokenCommand, out: &mut dyn Write) -> anyhow::Result<i32> 
             jwks,
             audience,
         } => {
-            let text = std::fs::read_to_string(&jwks)
-                .with_context(|| format!("reading {}", jwks.display()))?;
+            let text = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                crate::identity::jwks::fetch(&jwks, std::time::Duration::from_secs(5))
+                    .map_err(anyhow::Error::msg)?
+            } else {
+                std::fs::read_to_string(&jwks).with_context(|| format!("reading {jwks}"))?
+            };
             let set = parse_jwks(&text)?;
             match verify_token(token.trim(), &set, audience.as_deref()) {
                 Ok(claims) => {
