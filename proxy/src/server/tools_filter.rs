@@ -1,0 +1,370 @@
+//! `tools/list` response filtering for MCP routes with `filter_tools_list: true`: the response to a
+//! permitted `tools/list` call loses every tool the actor may never call. Each listed tool is
+//! decided as a `tools/call` of it would be (`mcp::tool_action`, `mcp::tool_resource`, the listing
+//! call's context with `mcp_method: tools/call` and `mcp_tool`), decide only — nothing is recorded.
+//! A tool whose decision is `deny`, or whose decision fails, is removed; `escalate` keeps it (the
+//! actor may call it with a human's approval).
+//!
+//! Fail closed: the response is only passed on when it was filtered or shown to hold nothing to
+//! filter. JSON bodies are held whole (bounded by [`MAX_BODY`]) and filtered at their end; a
+//! non-empty body that does not parse as JSON is replaced by a JSON-RPC error. SSE bodies are
+//! filtered event by event as events complete (so they still stream), with a leading byte-order
+//! mark dropped and lone-CR line endings turned into LF so that the filter sees the events the
+//! client will see. A content-encoded body cannot be read and is withheld (502); a body or SSE event
+//! above the bound cuts the response off (an error). Every other response streams untouched: this
+//! module must never buffer anything but a filtered `tools/list` response.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use lexecon_config::classifier::ClassifierConfig;
+use lexecon_domains::Verdict;
+use lexecon_policy_cache::DecisionInput;
+use pingora::http::ResponseHeader;
+use serde_json::{Map, Value};
+
+use crate::classify::mcp;
+use crate::identity::Actor;
+use crate::server::answer::{self, Refusal};
+use crate::server::routes::Route;
+use crate::server::state::Snapshot;
+
+/// The most a filtered JSON body (or one SSE event) may hold.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The JSON-RPC error sent instead of a `tools/list` result that cannot be read.
+const UNREADABLE: &[u8] = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the tools/list result from the upstream is not valid JSON; Lexecon withheld it"}}"#;
+
+/// How the body of one `tools/list` response is handled.
+#[derive(Debug)]
+enum Mode {
+    /// One JSON document: held whole, filtered at the end.
+    Json { content_type: String },
+    /// Server-sent events: filtered event by event.
+    Sse { started: bool },
+    /// Not readable: every chunk dropped, this answer sent instead.
+    Withheld(Bytes),
+}
+
+/// The filtering state of one response.
+pub struct ToolsFilter {
+    /// The snapshot the request was decided on, and its route.
+    snap: Arc<Snapshot>,
+    route: usize,
+    actor: Arc<Actor>,
+    /// The listing call's context (identity claims included), the base of each tool's context.
+    context: Map<String, Value>,
+    mode: Option<Mode>,
+    buf: BytesMut,
+}
+
+impl std::fmt::Debug for ToolsFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolsFilter")
+            .field("route", &self.route)
+            .field("actor", &self.actor.id)
+            .field("mode", &self.mode)
+            .field("held", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a response was cut off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutOff(pub String);
+
+impl ToolsFilter {
+    /// For a permitted request on route `route` of `snap`: the filter of its response when the
+    /// route filters `tools/list` and one of the permitted calls (`contexts`, one per call) is a
+    /// `tools/list`. `None` (stream untouched) otherwise.
+    pub fn for_request<'c>(
+        snap: &Arc<Snapshot>,
+        route: usize,
+        actor: &Arc<Actor>,
+        mut contexts: impl Iterator<Item = &'c Map<String, Value>>,
+    ) -> Option<Box<ToolsFilter>> {
+        match &snap.routes.routes.get(route)?.classifier {
+            ClassifierConfig::Mcp(config) if config.filter_tools_list => {}
+            _ => return None,
+        }
+        let listing =
+            contexts.find(|c| c.get("mcp_method").and_then(Value::as_str) == Some("tools/list"))?;
+        Some(Box::new(ToolsFilter {
+            snap: snap.clone(),
+            route,
+            actor: actor.clone(),
+            context: listing.clone(),
+            mode: None,
+            buf: BytesMut::new(),
+        }))
+    }
+
+    fn route(&self) -> Option<&Route> {
+        self.snap.routes.routes.get(self.route)
+    }
+
+    /// Whether a `tools/call` of `tool` could be permitted (now or after approval).
+    fn allowed(&self, tool: &str) -> bool {
+        let Some(route) = self.route() else {
+            return false;
+        };
+        let ClassifierConfig::Mcp(config) = &route.classifier else {
+            return false;
+        };
+        let mut context = self.context.clone();
+        context.insert("mcp_method".into(), Value::from("tools/call"));
+        context.insert("mcp_tool".into(), Value::from(tool));
+        // Identity claims win, as they do for a real call.
+        context.extend(
+            self.actor
+                .context
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let input = DecisionInput {
+            request_id: None,
+            domain: route.domain.clone(),
+            actor: self.actor.id.to_string(),
+            action: mcp::tool_action(config, tool).to_string(),
+            resource: Some(mcp::tool_resource(config, tool)),
+            context,
+            at: None,
+        };
+        match self.snap.decider.decide(input) {
+            Ok(d) => d.decision != Verdict::Deny,
+            Err(failure) => {
+                tracing::warn!(tool, error = %failure, "tools/list: tool hidden, its decision failed");
+                false
+            }
+        }
+    }
+
+    /// Sets up the response: decides how its body is read and makes its length open (chunked),
+    /// or withholds it (502) when it cannot be read. `false`: the response has no body to filter.
+    pub fn start(&mut self, resp: &mut ResponseHeader, request_id: &str) -> pingora::Result<bool> {
+        let status = resp.status.as_u16();
+        if status < 200 || status == 204 || status == 304 {
+            return Ok(false);
+        }
+        let header = |name: http::header::HeaderName| {
+            resp.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let encoding = header(http::header::CONTENT_ENCODING)
+            .filter(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+        let declared = header(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        let content_type = header(http::header::CONTENT_TYPE).unwrap_or_default();
+        let withhold = match (&encoding, declared) {
+            (Some(e), _) => Some(format!(
+                "the upstream's tools/list result is {e}-encoded and cannot be filtered; withheld"
+            )),
+            (None, Some(n)) if n > MAX_BODY as u64 => Some(format!(
+                "the upstream's tools/list result ({n} bytes) is above the filter's limit of {MAX_BODY} bytes; withheld"
+            )),
+            _ => None,
+        };
+        let mode = match withhold {
+            Some(reason) => {
+                tracing::warn!(%reason, "tools/list response withheld");
+                let domain = self.route().map(|r| r.domain.as_str());
+                let a = answer::refusal(Refusal::UpstreamUnavailable, &reason, request_id, domain);
+                resp.set_status(a.status)?;
+                resp.remove_header(&http::header::CONTENT_ENCODING);
+                resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+                Mode::Withheld(a.body)
+            }
+            None if is_sse(&content_type) => Mode::Sse { started: false },
+            None => Mode::Json {
+                content_type: if is_json(&content_type) {
+                    content_type
+                } else {
+                    "application/json".into()
+                },
+            },
+        };
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        self.mode = Some(mode);
+        Ok(true)
+    }
+
+    /// Takes one chunk of the response body; returns what to send now.
+    pub fn chunk(&mut self, chunk: Option<&[u8]>, end: bool) -> Result<Bytes, CutOff> {
+        let Some(mode) = self.mode.take() else {
+            return Ok(chunk.map(Bytes::copy_from_slice).unwrap_or_default());
+        };
+        let (out, mode) = match mode {
+            Mode::Withheld(body) => {
+                if end {
+                    (body.clone(), Mode::Withheld(body))
+                } else {
+                    (Bytes::new(), Mode::Withheld(body))
+                }
+            }
+            Mode::Json { content_type } => {
+                self.take(chunk)?;
+                let out = if end {
+                    self.finish_json(&content_type)
+                } else {
+                    Bytes::new()
+                };
+                (out, Mode::Json { content_type })
+            }
+            Mode::Sse { mut started } => {
+                self.take(chunk)?;
+                if !started && (self.buf.len() >= 3 || end) {
+                    if self.buf.starts_with("\u{feff}".as_bytes()) {
+                        let _ = self.buf.split_to(3);
+                    }
+                    started = true;
+                }
+                let out = if started {
+                    let complete = if end {
+                        self.buf.len()
+                    } else {
+                        complete_events(&self.buf)
+                    };
+                    let events = self.buf.split_to(complete);
+                    self.filter_sse(&events)
+                } else {
+                    Bytes::new()
+                };
+                (out, Mode::Sse { started })
+            }
+        };
+        self.mode = Some(mode);
+        Ok(out)
+    }
+
+    fn take(&mut self, chunk: Option<&[u8]>) -> Result<(), CutOff> {
+        if let Some(c) = chunk {
+            if self.buf.len() + c.len() > MAX_BODY {
+                self.buf = BytesMut::new();
+                return Err(CutOff(format!(
+                    "tools/list result above the filter's limit of {MAX_BODY} bytes; response cut off"
+                )));
+            }
+            self.buf.extend_from_slice(c);
+        }
+        Ok(())
+    }
+
+    fn finish_json(&mut self, content_type: &str) -> Bytes {
+        let body = self.buf.split().freeze();
+        let text = body
+            .strip_prefix("\u{feff}".as_bytes())
+            .unwrap_or(&body[..]);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return body;
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
+            tracing::warn!("tools/list result is not JSON; withheld");
+            return Bytes::from_static(UNREADABLE);
+        }
+        match mcp::filter_tools_list(text, content_type, &|tool| self.allowed(tool)) {
+            Some(filtered) => Bytes::from(filtered),
+            None => body,
+        }
+    }
+
+    fn filter_sse(&self, events: &[u8]) -> Bytes {
+        if events.is_empty() {
+            return Bytes::new();
+        }
+        let normalized = normalize_lone_cr(events);
+        let events = normalized.as_deref().unwrap_or(events);
+        match mcp::filter_tools_list(events, "text/event-stream", &|tool| self.allowed(tool)) {
+            Some(filtered) => Bytes::from(filtered),
+            None => Bytes::copy_from_slice(events),
+        }
+    }
+}
+
+fn mime(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_sse(content_type: &str) -> bool {
+    mime(content_type) == "text/event-stream"
+}
+
+fn is_json(content_type: &str) -> bool {
+    let m = mime(content_type);
+    m == "application/json" || m.ends_with("+json")
+}
+
+/// The length of the prefix of `buf` made of complete SSE events (each ended by an empty line;
+/// lines end in CRLF, LF or CR). A CR at the very end is undecided (CRLF may be split).
+fn complete_events(buf: &[u8]) -> usize {
+    let mut boundary = 0;
+    let mut line_start = 0;
+    let mut i = 0;
+    while i < buf.len() {
+        let end = match buf[i] {
+            b'\n' => i + 1,
+            b'\r' => match buf.get(i + 1) {
+                Some(b'\n') => i + 2,
+                Some(_) => i + 1,
+                None => break,
+            },
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if i == line_start {
+            boundary = end;
+        }
+        line_start = end;
+        i = end;
+    }
+    boundary
+}
+
+/// `events` with every CR that does not start a CRLF turned into LF; `None` when there is none.
+fn normalize_lone_cr(events: &[u8]) -> Option<Vec<u8>> {
+    let lone = |i: usize| events[i] == b'\r' && events.get(i + 1) != Some(&b'\n');
+    if !(0..events.len()).any(lone) {
+        return None;
+    }
+    Some(
+        (0..events.len())
+            .map(|i| if lone(i) { b'\n' } else { events[i] })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_events_ends_after_the_last_empty_line() {
+        assert_eq!(complete_events(b"data: 1\n\ndata: 2\n"), 9);
+        assert_eq!(complete_events(b"data: 1\r\n\r\ndata: 2"), 11);
+        assert_eq!(complete_events(b"data: 1\r\r"), 9);
+        assert_eq!(
+            complete_events(b"data: 1\r\n\r"),
+            0,
+            "a final CR may be half a CRLF"
+        );
+        assert_eq!(complete_events(b"data: 1\n"), 0);
+        assert_eq!(complete_events(b""), 0);
+    }
+
+    #[test]
+    fn lone_carriage_returns_become_line_feeds_and_crlf_stays() {
+        assert_eq!(
+            normalize_lone_cr(b"data: 1\r\rx\r\n").as_deref(),
+            Some(&b"data: 1\n\nx\r\n"[..])
+        );
+        assert_eq!(normalize_lone_cr(b"data: 1\r\n\r\n"), None);
+    }
+}
