@@ -2,6 +2,13 @@
 //! shipped policy files (`deploy/policies/`), the server in-process on ephemeral ports, real HTTP
 //! upstreams on 127.0.0.1, and every decision checked in the signed ledger afterwards.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+
 #[path = "support/mod.rs"]
 mod support;
 
@@ -522,7 +529,8 @@ fn venue_open_now() -> bool {
         now.weekday(),
         jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
     );
-    !weekend && !(now.hour() == 23 && now.minute() >= 59)
+    let closed_minute = now.hour() == 23 && now.minute() >= 59;
+    !(weekend || closed_minute)
 }
 
 #[test]
