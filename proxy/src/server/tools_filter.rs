@@ -349,7 +349,7 @@ mod tests {
     fn complete_events_ends_after_the_last_empty_line() {
         assert_eq!(complete_events(b"data: 1\n\ndata: 2\n"), 9);
         assert_eq!(complete_events(b"data: 1\r\n\r\ndata: 2"), 11);
-        assert_eq!(complete_events(b"data: 1\r\r"), 9);
+        assert_eq!(complete_events(b"data: 1\r\rdata: 2"), 9);
         assert_eq!(
             complete_events(b"data: 1\r\n\r"),
             0,
