@@ -723,3 +723,185 @@ fn policy_replaced_while_requests_run_fails_no_request_and_the_new_decision_appl
         assert!(ledger.contains_key(id), "decision {id} not in the ledger");
     }
 }
+
+#[test]
+fn tools_list_that_is_content_encoded_is_withheld_with_502() {
+    let tools = StreamingUpstream::with_headers(
+        "content-type: application/json\r\ncontent-encoding: gzip\r\n",
+        vec![b"\x1f\x8b\x08\x00 not really gzip".to_vec()],
+        false,
+    );
+    let api = TestUpstream::start();
+    let server = product(tools.addr, api.addr);
+    let r = post(
+        &server.url("/mcp"),
+        &[AGENT, JSON, MCP_ACCEPT, ("accept-encoding", "gzip")],
+        br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.header("content-encoding").is_none());
+    let body = r.json();
+    assert_eq!(body["error"], json!("upstream_unavailable"));
+    assert!(
+        body["reason"].as_str().unwrap().contains("gzip-encoded"),
+        "{body}"
+    );
+
+    // Other calls on the same route are not touched by the filter.
+    let r = post(
+        &server.url("/mcp"),
+        &[AGENT, JSON, MCP_ACCEPT],
+        &call(3, "search_docs", json!({})),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+}
+
+#[test]
+fn tools_list_above_the_filter_limit_is_cut_off_not_passed() {
+    let limit = lexecon::server::tools_filter::MAX_BODY;
+    let padding = "x".repeat(64 * 1024);
+    let mut parts =
+        vec![br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"delete_file"},"#.to_vec()];
+    let mut size = parts[0].len();
+    while size <= limit {
+        let part = format!(r#"{{"name":"search_{size}","description":"{padding}"}},"#).into_bytes();
+        size += part.len();
+        parts.push(part);
+    }
+    parts.push(br#"{"name":"last"}]}}"#.to_vec());
+    let tools = StreamingUpstream::start("application/json", parts, false);
+    let api = TestUpstream::start();
+    let server = product(tools.addr, api.addr);
+
+    let mut req = support::client().post(&server.url("/mcp"));
+    for (k, v) in [AGENT, JSON, MCP_ACCEPT] {
+        req = req.header(k, v);
+    }
+    let body = req
+        .send(&br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#[..])
+        .and_then(|mut r| {
+            r.body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_to_string()
+        })
+        .unwrap();
+    assert!(
+        body.len() < 1024,
+        "an unfiltered list of {} bytes went through",
+        body.len()
+    );
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], json!(-32603), "{body}");
+    assert!(body.contains("filter limit"), "{body}");
+}
+
+#[test]
+fn shipped_demo_configuration_filters_the_embedded_tool_servers_list() {
+    let policies = deploy_dir().join("policies");
+    let demo = std::fs::read_to_string(deploy_dir().join("demo.yaml")).unwrap();
+    let mut server = EngineServer::start(move |proxy, admin, dir| {
+        let upstream = support::free_addr();
+        let text = demo
+            .replace("127.0.0.1:8080", &proxy.to_string())
+            .replace("127.0.0.1:9901", &admin.to_string())
+            .replace("127.0.0.1:9902", &upstream.to_string())
+            .replace(
+                "data_dir: lexecon-data",
+                &format!("data_dir: \"{}\"", dir.join("data").display()),
+            )
+            .replace("policies/", &format!("{}/", policies.display()));
+        assert!(
+            text.contains(&format!("data_dir: \"{}", dir.display())),
+            "{text}"
+        );
+        text
+    });
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let r = post(
+        &server.url("/mcp"),
+        &[("x-agent-id", "act_ai_agent:demo"), JSON],
+        list,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        listed(&r.json()),
+        ["search_docs", "read_file", "send_email"]
+    );
+    let list_id = decision_ids(&r).remove(0);
+
+    let r = post(
+        &server.url("/mcp"),
+        &[("x-agent-id", "act_ai_agent:demo"), JSON],
+        &call(2, "search_docs", json!({"query": "refunds"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.json()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.starts_with("demo search_docs ran"), "{text}");
+    let call_id = decision_ids(&r).remove(0);
+
+    // Listing decides each tool but records only the listing call itself.
+    let entries = server.stop_and_read_ledger();
+    let decisions: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e.get("decision_id").is_some())
+        .collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    let ledger = ledger_decisions(&entries);
+    assert_eq!(ledger[&list_id]["action"], json!("axn_read_data"));
+    assert_eq!(ledger[&call_id]["resource"], json!("res_api:search_docs"));
+}
+
+#[test]
+fn tools_list_sse_event_above_the_filter_limit_is_replaced_by_an_error() {
+    let limit = lexecon::server::tools_filter::MAX_BODY;
+    let padding = "x".repeat(64 * 1024);
+    let mut parts = vec![
+        b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n"
+            .to_vec(),
+        br#"event: message
+data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"delete_file"},"#
+            .to_vec(),
+    ];
+    let mut size = parts[1].len();
+    while size <= limit {
+        let part = format!(r#"{{"name":"search_{size}","description":"{padding}"}},"#).into_bytes();
+        size += part.len();
+        parts.push(part);
+    }
+    parts.push(b"{\"name\":\"last\"}]}}\n\n".to_vec());
+    let tools = StreamingUpstream::start("text/event-stream", parts, false);
+    let api = TestUpstream::start();
+    let server = product(tools.addr, api.addr);
+
+    let mut req = support::client().post(&server.url("/mcp"));
+    for (k, v) in [AGENT, JSON, MCP_ACCEPT] {
+        req = req.header(k, v);
+    }
+    let body = req
+        .send(&br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#[..])
+        .and_then(|mut r| {
+            r.body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_to_string()
+        })
+        .unwrap();
+    assert!(
+        body.len() < 1024,
+        "an unfiltered list of {} bytes went through",
+        body.len()
+    );
+    assert!(
+        body.starts_with(
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n"
+        ),
+        "{body}"
+    );
+    assert!(!body.contains("delete_file"), "{body}");
+    assert!(body.contains("filter limit"), "{body}");
+}

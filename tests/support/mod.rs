@@ -559,12 +559,17 @@ pub struct StreamingUpstream {
 
 impl StreamingUpstream {
     pub fn start(content_type: &str, parts: Vec<Vec<u8>>, gated: bool) -> Self {
+        Self::with_headers(&format!("content-type: {content_type}\r\n"), parts, gated)
+    }
+
+    /// [`Self::start`] with the response header lines `head` (each ending in CRLF).
+    pub fn with_headers(head: &str, parts: Vec<Vec<u8>>, gated: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let rx = Arc::new(Mutex::new(rx));
-        let (rec, ct) = (received.clone(), content_type.to_string());
+        let (rec, ct) = (received.clone(), head.to_string());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
@@ -575,9 +580,8 @@ impl StreamingUpstream {
                     let mut writer = conn;
                     while let Some(req) = read_one_request(&mut reader) {
                         rec.lock().unwrap().push(req);
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\ntransfer-encoding: chunked\r\n\r\n"
-                        );
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\n{ct}transfer-encoding: chunked\r\n\r\n");
                         if writer.write_all(head.as_bytes()).is_err() {
                             return;
                         }

@@ -26,7 +26,7 @@ use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxyState, Snapshot};
-use crate::server::tools_filter::{CutOff, ToolsFilter};
+use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
 
 /// The request header that carries the decision id(s) to the upstream.
@@ -491,14 +491,7 @@ impl ProxyHttp for LexeconProxy {
         let Some(filter) = ctx.tools_list.as_mut() else {
             return Ok(None);
         };
-        match filter.chunk(body.as_deref(), end_of_stream) {
-            Ok(out) => *body = Some(out),
-            Err(CutOff(reason)) => {
-                tracing::warn!(%reason, "tools/list response cut off");
-                ctx.tools_list = None;
-                return Err(Error::explain(ErrorType::InternalError, reason));
-            }
-        }
+        *body = Some(filter.chunk(body.as_deref(), end_of_stream));
         Ok(None)
     }
 

@@ -11,7 +11,7 @@
 //! filtered event by event as events complete (so they still stream), with a leading byte-order
 //! mark dropped and lone-CR line endings turned into LF so that the filter sees the events the
 //! client will see. A content-encoded body cannot be read and is withheld (502); a body or SSE event
-//! above the bound cuts the response off (an error). Every other response streams untouched: this
+//! above the bound is replaced by a JSON-RPC error (`id: null`) and the rest of it is dropped. Every other response streams untouched: this
 //! module must never buffer anything but a filtered `tools/list` response.
 
 use std::sync::Arc;
@@ -35,6 +35,12 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// The JSON-RPC error sent instead of a `tools/list` result that cannot be read.
 const UNREADABLE: &[u8] = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the tools/list result from the upstream is not valid JSON; Lexecon withheld it"}}"#;
 
+// The message below names the limit.
+const _: () = assert!(MAX_BODY == 8 * 1024 * 1024);
+
+/// The JSON-RPC error sent instead of a `tools/list` result above [`MAX_BODY`].
+const TOO_LARGE: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the tools/list result from the upstream is above Lexecon's filter limit of 8 MiB; withheld"}}"#;
+
 /// How the body of one `tools/list` response is handled.
 #[derive(Debug)]
 enum Mode {
@@ -42,7 +48,7 @@ enum Mode {
     Json { content_type: String },
     /// Server-sent events: filtered event by event.
     Sse { started: bool },
-    /// Not readable: every chunk dropped, this answer sent instead.
+    /// Not readable: every chunk dropped, this answer sent at the end instead.
     Withheld(Bytes),
 }
 
@@ -68,10 +74,6 @@ impl std::fmt::Debug for ToolsFilter {
             .finish_non_exhaustive()
     }
 }
-
-/// Why a response was cut off.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CutOff(pub String);
 
 impl ToolsFilter {
     /// For a permitted request on route `route` of `snap`: the filter of its response when the
@@ -190,10 +192,28 @@ impl ToolsFilter {
         Ok(true)
     }
 
-    /// Takes one chunk of the response body; returns what to send now.
-    pub fn chunk(&mut self, chunk: Option<&[u8]>, end: bool) -> Result<Bytes, CutOff> {
+    /// Takes one chunk of the response body; returns what to send now. A body (or SSE event)
+    /// above [`MAX_BODY`] is replaced by a JSON-RPC error and the rest of it dropped.
+    pub fn chunk(&mut self, chunk: Option<&[u8]>, end: bool) -> Bytes {
         let Some(mode) = self.mode.take() else {
-            return Ok(chunk.map(Bytes::copy_from_slice).unwrap_or_default());
+            return chunk.map(Bytes::copy_from_slice).unwrap_or_default();
+        };
+        let over = chunk.is_some_and(|c| self.buf.len() + c.len() > MAX_BODY);
+        let mode = match mode {
+            Mode::Json { .. } if over => {
+                tracing::warn!("tools/list result above the filter's limit; withheld");
+                self.buf = BytesMut::new();
+                Mode::Withheld(Bytes::from_static(TOO_LARGE.as_bytes()))
+            }
+            Mode::Sse { .. } if over => {
+                tracing::warn!(
+                    "tools/list event above the filter's limit; the rest of the stream is withheld"
+                );
+                self.buf = BytesMut::new();
+                self.mode = Some(Mode::Withheld(Bytes::new()));
+                return Bytes::from(format!("event: message\ndata: {TOO_LARGE}\n\n"));
+            }
+            other => other,
         };
         let (out, mode) = match mode {
             Mode::Withheld(body) => {
@@ -204,7 +224,7 @@ impl ToolsFilter {
                 }
             }
             Mode::Json { content_type } => {
-                self.take(chunk)?;
+                self.take(chunk);
                 let out = if end {
                     self.finish_json(&content_type)
                 } else {
@@ -213,7 +233,7 @@ impl ToolsFilter {
                 (out, Mode::Json { content_type })
             }
             Mode::Sse { mut started } => {
-                self.take(chunk)?;
+                self.take(chunk);
                 if !started && (self.buf.len() >= 3 || end) {
                     if self.buf.starts_with("\u{feff}".as_bytes()) {
                         let _ = self.buf.split_to(3);
@@ -235,20 +255,13 @@ impl ToolsFilter {
             }
         };
         self.mode = Some(mode);
-        Ok(out)
+        out
     }
 
-    fn take(&mut self, chunk: Option<&[u8]>) -> Result<(), CutOff> {
+    fn take(&mut self, chunk: Option<&[u8]>) {
         if let Some(c) = chunk {
-            if self.buf.len() + c.len() > MAX_BODY {
-                self.buf = BytesMut::new();
-                return Err(CutOff(format!(
-                    "tools/list result above the filter's limit of {MAX_BODY} bytes; response cut off"
-                )));
-            }
             self.buf.extend_from_slice(c);
         }
-        Ok(())
     }
 
     fn finish_json(&mut self, content_type: &str) -> Bytes {
