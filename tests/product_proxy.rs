@@ -520,6 +520,11 @@ fn tools_list_that_is_not_json_is_withheld() {
     );
     assert!(!r.body.contains("delete_file"), "{:?}", r.body);
     assert_eq!(r.json()["error"]["code"], json!(-32603));
+    assert_eq!(
+        r.json()["id"],
+        json!(2),
+        "the error answers the listing call"
+    );
 }
 
 /// The finance session check uses the clock: the test venue is open 00:00–23:59 UTC on weekdays.
@@ -794,6 +799,7 @@ fn tools_list_above_the_filter_limit_is_cut_off_not_passed() {
     );
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["code"], json!(-32603), "{body}");
+    assert_eq!(error["id"], json!(2), "{body}");
     assert!(body.contains("filter limit"), "{body}");
 }
 

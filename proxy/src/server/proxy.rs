@@ -285,7 +285,8 @@ impl ProxyHttp for LexeconProxy {
             Checked::Permit { ids, made } => match record(&snap, route, &made, true).await {
                 Ok(token) => {
                     let contexts = made.iter().map(|m| &m.context);
-                    ctx.tools_list = ToolsFilter::for_request(&snap, index, &actor, contexts);
+                    ctx.tools_list =
+                        ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
                     ctx.decision_ids = ids;
                     ctx.capability = token;
                     ctx.outcome = Outcome::Permit;
@@ -379,7 +380,7 @@ impl ProxyHttp for LexeconProxy {
                 }
                 if let (Some(s), Some(i)) = (ctx.snapshot.clone(), ctx.route) {
                     let contexts = made.iter().map(|m| &m.context);
-                    ctx.tools_list = ToolsFilter::for_request(&s, i, &actor, contexts);
+                    ctx.tools_list = ToolsFilter::for_request(&s, i, &actor, contexts, Some(&full));
                 }
                 ctx.decision_ids = ids;
                 *body = Some(full);

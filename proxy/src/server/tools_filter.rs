@@ -32,14 +32,13 @@ use crate::server::state::Snapshot;
 /// The most a filtered JSON body (or one SSE event) may hold.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
-/// The JSON-RPC error sent instead of a `tools/list` result that cannot be read.
-const UNREADABLE: &[u8] = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the tools/list result from the upstream is not valid JSON; Lexecon withheld it"}}"#;
+/// The message of the JSON-RPC error sent instead of a `tools/list` result that cannot be read.
+const UNREADABLE: &str =
+    "the tools/list result from the upstream is not valid JSON; Lexecon withheld it";
 
-// The message below names the limit.
-const _: () = assert!(MAX_BODY == 8 * 1024 * 1024);
-
-/// The JSON-RPC error sent instead of a `tools/list` result above [`MAX_BODY`].
-const TOO_LARGE: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the tools/list result from the upstream is above Lexecon's filter limit of 8 MiB; withheld"}}"#;
+/// The message of the JSON-RPC error sent instead of a `tools/list` result above [`MAX_BODY`].
+const TOO_LARGE: &str =
+    "the tools/list result from the upstream is above Lexecon's tools/list filter limit; withheld";
 
 /// How the body of one `tools/list` response is handled.
 #[derive(Debug)]
@@ -60,6 +59,8 @@ pub struct ToolsFilter {
     actor: Arc<Actor>,
     /// The listing call's context (identity claims included), the base of each tool's context.
     context: Map<String, Value>,
+    /// The JSON-RPC id of the `tools/list` call (`null` when unknown), for error answers.
+    id: Value,
     mode: Option<Mode>,
     buf: BytesMut,
 }
@@ -78,12 +79,13 @@ impl std::fmt::Debug for ToolsFilter {
 impl ToolsFilter {
     /// For a permitted request on route `route` of `snap`: the filter of its response when the
     /// route filters `tools/list` and one of the permitted calls (`contexts`, one per call) is a
-    /// `tools/list`. `None` (stream untouched) otherwise.
+    /// `tools/list`. `None` (stream untouched) otherwise. `body` is the request body.
     pub fn for_request<'c>(
         snap: &Arc<Snapshot>,
         route: usize,
         actor: &Arc<Actor>,
         mut contexts: impl Iterator<Item = &'c Map<String, Value>>,
+        body: Option<&[u8]>,
     ) -> Option<Box<ToolsFilter>> {
         match &snap.routes.routes.get(route)?.classifier {
             ClassifierConfig::Mcp(config) if config.filter_tools_list => {}
@@ -96,6 +98,7 @@ impl ToolsFilter {
             route,
             actor: actor.clone(),
             context: listing.clone(),
+            id: body.map_or(Value::Null, listing_id),
             mode: None,
             buf: BytesMut::new(),
         }))
@@ -203,7 +206,7 @@ impl ToolsFilter {
             Mode::Json { .. } if over => {
                 tracing::warn!("tools/list result above the filter's limit; withheld");
                 self.buf = BytesMut::new();
-                Mode::Withheld(Bytes::from_static(TOO_LARGE.as_bytes()))
+                Mode::Withheld(self.error(TOO_LARGE))
             }
             Mode::Sse { .. } if over => {
                 tracing::warn!(
@@ -211,7 +214,12 @@ impl ToolsFilter {
                 );
                 self.buf = BytesMut::new();
                 self.mode = Some(Mode::Withheld(Bytes::new()));
-                return Bytes::from(format!("event: message\ndata: {TOO_LARGE}\n\n"));
+                let error = self.error(TOO_LARGE);
+                let mut event = BytesMut::with_capacity(error.len() + 24);
+                event.extend_from_slice(b"event: message\ndata: ");
+                event.extend_from_slice(&error);
+                event.extend_from_slice(b"\n\n");
+                return event.freeze();
             }
             other => other,
         };
@@ -258,6 +266,16 @@ impl ToolsFilter {
         out
     }
 
+    /// A JSON-RPC error answering the listing call (code -32603, internal error).
+    fn error(&self, message: &str) -> Bytes {
+        let error = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": self.id,
+            "error": {"code": -32603, "message": message},
+        });
+        Bytes::from(error.to_string())
+    }
+
     fn take(&mut self, chunk: Option<&[u8]>) {
         if let Some(c) = chunk {
             self.buf.extend_from_slice(c);
@@ -274,7 +292,7 @@ impl ToolsFilter {
         }
         if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
             tracing::warn!("tools/list result is not JSON; withheld");
-            return Bytes::from_static(UNREADABLE);
+            return self.error(UNREADABLE);
         }
         match mcp::filter_tools_list(text, content_type, &|tool| self.allowed(tool)) {
             Some(filtered) => Bytes::from(filtered),
@@ -293,6 +311,22 @@ impl ToolsFilter {
             None => Bytes::copy_from_slice(events),
         }
     }
+}
+
+/// The JSON-RPC id of the (first) `tools/list` call in a request body; `null` when none.
+fn listing_id(body: &[u8]) -> Value {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Value::Null;
+    };
+    let is_listing = |m: &Value| m.get("method").and_then(Value::as_str) == Some("tools/list");
+    let listing = match &value {
+        Value::Array(batch) => batch.iter().find(|m| is_listing(m)),
+        single => Some(single).filter(|m| is_listing(m)),
+    };
+    listing
+        .and_then(|m| m.get("id"))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn mime(content_type: &str) -> String {
@@ -370,6 +404,16 @@ mod tests {
         );
         assert_eq!(complete_events(b"data: 1\n"), 0);
         assert_eq!(complete_events(b""), 0);
+    }
+
+    #[test]
+    fn listing_id_is_the_id_of_the_tools_list_call_single_or_in_a_batch() {
+        let single = br#"{"jsonrpc":"2.0","id":"a-1","method":"tools/list"}"#;
+        assert_eq!(listing_id(single), Value::from("a-1"));
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
+        assert_eq!(listing_id(batch), Value::from(2));
+        assert_eq!(listing_id(b"{not json"), Value::Null);
+        assert_eq!(listing_id(br#"{"id":3,"method":"ping"}"#), Value::Null);
     }
 
     #[test]
