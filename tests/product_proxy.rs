@@ -911,3 +911,45 @@ data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"delete_file"},"#
     assert!(!body.contains("delete_file"), "{body}");
     assert!(body.contains("filter limit"), "{body}");
 }
+
+#[test]
+fn tools_list_in_a_batch_or_in_a_body_above_the_retry_buffer_is_filtered() {
+    let tools = TestUpstream::answering(
+        format!(
+            r#"[{{"jsonrpc":"2.0","id":1,"result":{{}}}},{{"jsonrpc":"2.0","id":2,"result":{{"tools":{TOOLS}}}}}]"#
+        )
+        .as_bytes(),
+    );
+    let api = TestUpstream::start();
+    let server = product(tools.addr, api.addr);
+
+    let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
+    let r = post(&server.url("/mcp"), &[AGENT, JSON, MCP_ACCEPT], batch);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answers = r.json();
+    assert_eq!(answers[0]["id"], json!(1));
+    assert_eq!(
+        listed(&answers[1]),
+        ["search_docs", "read_file", "send_email", "run_report"]
+    );
+    assert_eq!(decision_ids(&r).len(), 2);
+
+    // Above pingora's 64 KiB retry buffer the body is held and decided at its end; the filter
+    // is set up there too.
+    let big = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"padding": "x".repeat(100 * 1024)}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ])
+    .to_string();
+    let r = post(
+        &server.url("/mcp"),
+        &[AGENT, JSON, MCP_ACCEPT],
+        big.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        listed(&r.json()[1]),
+        ["search_docs", "read_file", "send_email", "run_report"]
+    );
+    assert_eq!(tools.requests().len(), 2);
+}
