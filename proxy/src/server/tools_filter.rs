@@ -7,12 +7,13 @@
 //!
 //! Fail closed: the response is only passed on when it was filtered or shown to hold nothing to
 //! filter. JSON bodies are held whole (bounded by [`MAX_BODY`]) and filtered at their end; a
-//! non-empty body that does not parse as JSON is replaced by a JSON-RPC error. SSE bodies are
-//! filtered event by event as events complete (so they still stream), with a leading byte-order
-//! mark dropped and lone-CR line endings turned into LF so that the filter sees the events the
-//! client will see. A content-encoded body cannot be read and is withheld (502); a body or SSE event
-//! above the bound is replaced by a JSON-RPC error (`id: null`) and the rest of it is dropped. Every other response streams untouched: this
-//! module must never buffer anything but a filtered `tools/list` response.
+//! non-empty body that does not parse as JSON is replaced by a JSON-RPC error for the listing
+//! call's id. SSE bodies are filtered event by event as events complete (so they still stream),
+//! with a leading byte-order mark dropped and lone-CR line endings turned into LF so that the
+//! filter sees the events the client will see. A content-encoded body cannot be read and is
+//! withheld (502 JSON); a body or SSE event above the bound is replaced by a JSON-RPC error and
+//! the rest of the body is dropped. Every other response streams untouched: this module must
+//! never hold anything but the body of a filtered `tools/list` response, and never record.
 
 use std::sync::Arc;
 
