@@ -644,14 +644,19 @@ fn policy_replaced_while_requests_run_fails_no_request_and_the_new_decision_appl
         EngineServer::start(move |proxy, admin, dir| config(proxy, admin, dir, t, a, &p));
     let url = server.url("/mcp");
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let permitted = std::sync::Arc::new(AtomicUsize::new(0));
+    let denied = std::sync::Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..2)
         .map(|w| {
             let (url, stop) = (url.clone(), stop.clone());
+            let (permitted, denied) = (permitted.clone(), denied.clone());
             std::thread::spawn(move || {
-                let (mut permitted, mut denied, mut ids) = (0, 0, Vec::new());
+                let mut ids = Vec::new();
+                let mut seen_deny = false;
                 let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) || n < 5 {
+                while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let r = post(
                         &url,
@@ -661,24 +666,39 @@ fn policy_replaced_while_requests_run_fails_no_request_and_the_new_decision_appl
                     assert_eq!(r.status, 200, "request failed during reload: {}", r.body);
                     let body = r.json();
                     if body["result"]["isError"] == json!(true) {
-                        denied += 1;
+                        seen_deny = true;
+                        denied.fetch_add(1, Ordering::SeqCst);
                     } else {
+                        assert!(
+                            !seen_deny,
+                            "the old policy came back after the new one applied"
+                        );
                         assert_eq!(
                             body["result"]["content"][0]["text"],
                             json!("found"),
                             "{body}"
                         );
-                        permitted += 1;
+                        permitted.fetch_add(1, Ordering::SeqCst);
                     }
                     ids.extend(decision_ids(&r));
                 }
-                (permitted, denied, ids)
+                ids
             })
         })
         .collect();
+    let wait_for = |counter: &AtomicUsize, at_least: usize| {
+        let start = std::time::Instant::now();
+        while counter.load(Ordering::SeqCst) < at_least {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "requests did not run"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
 
-    // Let requests run on the old policy, then forbid reads.
-    std::thread::sleep(Duration::from_millis(100));
+    // Let requests run on the old policy, then forbid reads while they keep running.
+    wait_for(&permitted, 4);
     let forbid = shipped.replace(
         "  - id: agents-may-read\n    effect: permit",
         "  - id: agents-may-read\n    effect: forbid",
@@ -698,19 +718,17 @@ fn policy_replaced_while_requests_run_fails_no_request_and_the_new_decision_appl
         "{}",
         after.body
     );
-    std::thread::sleep(Duration::from_millis(100));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for(&denied, 4);
+    stop.store(true, Ordering::SeqCst);
 
     let mut all_ids = decision_ids(&after);
-    let (mut permitted, mut denied) = (0, 0);
     for w in workers {
-        let (p, d, ids) = w.join().expect("a worker saw a failed request");
-        permitted += p;
-        denied += d;
-        all_ids.extend(ids);
+        all_ids.extend(w.join().expect("a worker saw a failed request"));
     }
-    assert!(permitted > 0, "no request ran on the old policy");
-    assert!(denied > 0, "no request ran on the new policy");
+    assert_eq!(
+        all_ids.len(),
+        1 + permitted.load(Ordering::SeqCst) + denied.load(Ordering::SeqCst)
+    );
 
     // A broken policy file is rejected and the policy in force stays.
     std::fs::write(&ai, "id: [broken").unwrap();
