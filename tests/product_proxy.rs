@@ -78,6 +78,7 @@ routes:
             quantity: body./quantity
             limit_price: body./limit_price
             order_value: "mul(body./quantity, body./limit_price)"
+            venue: header.x-venue
     upstream: api
   - name: fhir
     match: {{path_prefix: /fhir, methods: [GET, POST]}}
@@ -90,6 +91,7 @@ domain_settings:
     default_venue: TEST
     venues:
       TEST: {{time_zone: UTC, open: "00:00", close: "23:59"}}
+      SHUT: {{time_zone: UTC, open: "00:00", close: "23:59", holidays: [{holidays}]}}
 policies:
   ai: "{ai}"
   finance: "{finance}"
@@ -97,10 +99,27 @@ policies:
 telemetry: {{log_format: text}}
 "#,
         data = dir.join("data").display(),
+        holidays = shut_days(),
         ai = ai_policy.display(),
         finance = policies.join("finance.yaml").display(),
         healthcare = policies.join("healthcare.yaml").display(),
     )
+}
+
+/// Yesterday, today and tomorrow (UTC): the `SHUT` venue's holidays, so it is closed whenever
+/// the test runs.
+fn shut_days() -> String {
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    [-1, 0, 1]
+        .map(|d| {
+            today
+                .checked_add(jiff::Span::new().days(d))
+                .unwrap()
+                .to_string()
+        })
+        .join(", ")
 }
 
 /// Starts the product in front of `tools` (MCP) and `api` (REST, FHIR) with the shipped policies.
@@ -550,6 +569,24 @@ fn order_over_the_limit_is_escalated_on_any_weekday_and_denied_outside_the_sessi
             .into_bytes()
     };
 
+    // A venue that is closed today: denied, whatever the day.
+    let shut = post(
+        &server.url("/v1/orders"),
+        &[algo, JSON, ("x-venue", "SHUT")],
+        &order(1000, 150.0),
+    );
+    assert_eq!(shut.status, 403, "{}", shut.body);
+    let body = shut.json();
+    assert_eq!(body["decision"], json!("deny"), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside the SHUT regular session"),
+        "{body}"
+    );
+    let shut_id = decision_ids(&shut).remove(0);
+
     let open_before = venue_open_now();
     let small = post(
         &server.url("/v1/orders"),
@@ -561,6 +598,11 @@ fn order_over_the_limit_is_escalated_on_any_weekday_and_denied_outside_the_sessi
         &[algo, JSON],
         &order(100_000, 200.0),
     );
+    let medium = post(
+        &server.url("/v1/orders"),
+        &[algo, JSON],
+        &order(30_000, 200.0),
+    );
     let open_after = venue_open_now();
     if open_before != open_after {
         // The session opened or closed between the requests; the outcome is not determined.
@@ -568,6 +610,8 @@ fn order_over_the_limit_is_escalated_on_any_weekday_and_denied_outside_the_sessi
     }
     let mut ids = decision_ids(&small);
     ids.extend(decision_ids(&big));
+    ids.extend(decision_ids(&medium));
+    ids.push(shut_id);
     if open_before {
         assert_eq!(small.status, 200, "{}", small.body);
         assert_eq!(api.requests().len(), 1);
@@ -578,8 +622,13 @@ fn order_over_the_limit_is_escalated_on_any_weekday_and_denied_outside_the_sessi
         let reason = body["reason"].as_str().unwrap();
         assert!(reason.contains("10,000,000"), "{reason}");
         assert!(reason.contains("20,000,000"), "{reason}");
+        // 6M: under the plugin's limit, over the policy's escalation rule.
+        assert_eq!(medium.status, 403, "{}", medium.body);
+        let body = medium.json();
+        assert_eq!(body["decision"], json!("escalate"), "{body}");
+        assert_eq!(body["rule_id"], json!("large-orders-escalate"), "{body}");
     } else {
-        for r in [&small, &big] {
+        for r in [&small, &big, &medium] {
             assert_eq!(r.status, 403, "{}", r.body);
             let body = r.json();
             assert_eq!(body["decision"], json!("deny"));
