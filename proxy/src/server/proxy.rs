@@ -6,7 +6,8 @@
 //! `upstream_request_filter` adds `x-lexecon-decision-id` (and `response_filter` returns it to the
 //! client), `fail_to_proxy` answers upstream failures
 //! as JSON. On `filter_tools_list` routes the response to a permitted `tools/list` call goes
-//! through `response_body_filter` and [`ToolsFilter`]; every other response streams untouched. Per request: one snapshot load, no lock, no string built that is not sent.
+//! through `response_body_filter` and [`ToolsFilter`]; every other response streams untouched.
+//! Per request: one snapshot load, no lock, no string built that is not sent.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -146,10 +146,15 @@ impl ToolsFilter {
     }
 
     /// Sets up the response: decides how its body is read and makes its length open (chunked),
-    /// or withholds it (502) when it cannot be read. `false`: the response has no body to filter.
+    /// or withholds it (502) when it cannot be read. `false`: the response has no body to filter
+    /// (204, 304). An informational (1xx) head changes nothing: the final one is still to come.
     pub fn start(&mut self, resp: &mut ResponseHeader, request_id: &str) -> pingora::Result<bool> {
         let status = resp.status.as_u16();
-        if status < 200 || status == 204 || status == 304 {
+        if status < 200 {
+            // Informational (100 Continue): the final response is still to come; keep the filter.
+            return Ok(true);
+        }
+        if status == 204 || status == 304 {
             return Ok(false);
         }
         let header = |name: http::header::HeaderName| {
@@ -200,7 +205,9 @@ impl ToolsFilter {
     /// above [`MAX_BODY`] is replaced by a JSON-RPC error and the rest of it dropped.
     pub fn chunk(&mut self, chunk: Option<&[u8]>, end: bool) -> Bytes {
         let Some(mode) = self.mode.take() else {
-            return chunk.map(Bytes::copy_from_slice).unwrap_or_default();
+            // No final response head was seen: nothing is known about this body (fail closed).
+            tracing::warn!("tools/list body before its response head; dropped");
+            return Bytes::new();
         };
         let over = chunk.is_some_and(|c| self.buf.len() + c.len() > MAX_BODY);
         let mode = match mode {
@@ -392,6 +399,151 @@ fn normalize_lone_cr(events: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::{Decide, DecideFailure};
+    use lexecon_policy_cache::{Decision, Explanation};
+
+    /// Denies `axn_delete_data`, fails for `axn_broken`, escalates `axn_send_message`, permits
+    /// the rest.
+    struct Rules;
+
+    impl Decide for Rules {
+        fn decide(&self, input: DecisionInput) -> Result<Decision, DecideFailure> {
+            let verdict = match input.action.as_str() {
+                "axn_delete_data" => Verdict::Deny,
+                "axn_broken" => return Err(DecideFailure::new(500, "broken")),
+                "axn_send_message" => Verdict::Escalate,
+                _ => Verdict::Permit,
+            };
+            Ok(Decision {
+                request_id: "r".into(),
+                decision_id: "d".into(),
+                domain: input.domain,
+                actor: input.actor,
+                action: input.action,
+                resource: input.resource,
+                decision: verdict,
+                reasoning: String::new(),
+                rule_id: String::new(),
+                policy_version_hash: String::new(),
+                compliance_mappings: vec![],
+                risk_level: 1,
+                requires_human_approval: false,
+                review_required: false,
+                explanation: Explanation {
+                    matched_rules: vec![],
+                    findings: vec![],
+                    would_have: None,
+                    cached: false,
+                },
+                timestamp: jiff::Timestamp::now(),
+            })
+        }
+    }
+
+    fn filter() -> Box<ToolsFilter> {
+        let yaml = r#"
+listeners: {proxy: "127.0.0.1:1", admin: "127.0.0.1:2"}
+upstreams: {tools: {addrs: ["127.0.0.1:3"]}}
+identity: {trusted_actor_header: x-agent-id}
+routes:
+  - name: mcp
+    match: {path_prefix: /mcp}
+    domain: ai
+    classifier:
+      kind: mcp
+      tools: {"delete_*": axn_delete_data, "send_*": axn_send_message, "broken_*": axn_broken}
+      filter_tools_list: true
+    upstream: tools
+"#;
+        let config = lexecon_config::Config::from_yaml("t.yaml", yaml).unwrap();
+        let snap = Arc::new(Snapshot::build(&config, Arc::new(Rules)).unwrap());
+        let actor = Arc::new(Actor {
+            id: Arc::from("act_ai_agent:t"),
+            context: Map::new(),
+        });
+        let mut listing = Map::new();
+        listing.insert("mcp_method".into(), Value::from("tools/list"));
+        let body = br#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#;
+        ToolsFilter::for_request(&snap, 0, &actor, std::iter::once(&listing), Some(body)).unwrap()
+    }
+
+    fn response(content_type: &str) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-type", content_type).unwrap();
+        resp.insert_header("content-length", "10").unwrap();
+        resp
+    }
+
+    /// Feeds `body` split at `cuts` and returns everything sent.
+    fn run(content_type: &str, body: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut f = filter();
+        let mut resp = response(content_type);
+        assert!(f.start(&mut resp, "rid").unwrap());
+        assert!(resp.headers.get("content-length").is_none());
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+            out.extend_from_slice(&f.chunk(Some(&body[from..cut]), false));
+            from = cut;
+        }
+        out.extend_from_slice(&f.chunk(None, true));
+        out
+    }
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":"L","result":{"tools":[{"name":"search"},{"name":"delete_file"},{"name":"send_email"},{"name":"broken_tool"}]}}"#;
+
+    #[test]
+    fn denied_and_failing_tools_are_removed_escalated_ones_kept() {
+        let out = run("application/json", LIST.as_bytes(), &[]);
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            value["result"]["tools"],
+            serde_json::json!([{"name": "search"}, {"name": "send_email"}])
+        );
+    }
+
+    #[test]
+    fn sse_gives_the_same_output_however_the_body_is_split() {
+        let sse = format!(
+            ": hi\r\n\r\nevent: message\r\ndata: {LIST}\r\n\r\nevent: message\rdata: {LIST}\r\r"
+        );
+        let whole = run("text/event-stream", sse.as_bytes(), &[]);
+        let text = String::from_utf8(whole.clone()).unwrap();
+        assert!(
+            !text.contains("delete_file") && text.contains("send_email"),
+            "{text}"
+        );
+        for cut in 1..sse.len() {
+            assert_eq!(
+                run("text/event-stream", sse.as_bytes(), &[cut]),
+                whole,
+                "split at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_that_is_not_json_is_replaced_by_an_error_for_the_listing_id() {
+        let out = run(
+            "application/json",
+            br#"{"result":{"tools":[{"name":"delete_file"}"#,
+            &[],
+        );
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["id"], Value::from("L"));
+        assert_eq!(value["error"]["code"], Value::from(-32603));
+        assert_eq!(run("application/json", b"  \n", &[]), b"  \n");
+    }
+
+    #[test]
+    fn informational_head_keeps_the_filter_and_no_head_drops_the_body() {
+        let mut f = filter();
+        let mut cont = ResponseHeader::build(100, None).unwrap();
+        assert!(f.start(&mut cont, "rid").unwrap());
+        assert!(f.chunk(Some(LIST.as_bytes()), true).is_empty());
+        let mut no_content = ResponseHeader::build(204, None).unwrap();
+        assert!(!f.start(&mut no_content, "rid").unwrap());
+    }
 
     #[test]
     fn complete_events_ends_after_the_last_empty_line() {
