@@ -64,6 +64,7 @@ pub struct ToolsFilter {
     id: Value,
     mode: Option<Mode>,
     buf: BytesMut,
+    scan: Scan,
 }
 
 impl std::fmt::Debug for ToolsFilter {
@@ -102,6 +103,7 @@ impl ToolsFilter {
             id: body.map_or(Value::Null, listing_id),
             mode: None,
             buf: BytesMut::new(),
+            scan: Scan::default(),
         }))
     }
 
@@ -260,8 +262,9 @@ impl ToolsFilter {
                     let complete = if end {
                         self.buf.len()
                     } else {
-                        complete_events(&self.buf)
+                        complete_events(&self.buf, &mut self.scan)
                     };
+                    self.scan = self.scan.shift(complete);
                     let events = self.buf.split_to(complete);
                     self.filter_sse(&events)
                 } else {
@@ -355,12 +358,24 @@ fn is_json(content_type: &str) -> bool {
     m == "application/json" || m.ends_with("+json")
 }
 
+/// Where the search for event boundaries in the held SSE bytes stopped, so that each byte is
+/// scanned once however the body is split.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Start of the line being read.
+    line_start: usize,
+    /// First byte not scanned yet.
+    pos: usize,
+}
+
 /// The length of the prefix of `buf` made of complete SSE events (each ended by an empty line;
-/// lines end in CRLF, LF or CR). A CR at the very end is undecided (CRLF may be split).
-fn complete_events(buf: &[u8]) -> usize {
+/// lines end in CRLF, LF or CR), scanning from `scan` and leaving it where it stopped. A CR at
+/// the very end is undecided (CRLF may be split). After the caller removes the prefix, `scan`
+/// must be shifted by its length ([`Scan::shift`]).
+fn complete_events(buf: &[u8], scan: &mut Scan) -> usize {
     let mut boundary = 0;
-    let mut line_start = 0;
-    let mut i = 0;
+    let mut line_start = scan.line_start;
+    let mut i = scan.pos;
     while i < buf.len() {
         let end = match buf[i] {
             b'\n' => i + 1,
@@ -380,7 +395,19 @@ fn complete_events(buf: &[u8]) -> usize {
         line_start = end;
         i = end;
     }
+    *scan = Scan { line_start, pos: i };
     boundary
+}
+
+impl Scan {
+    /// The scan position after the first `n` bytes were removed (`n` is at most a boundary,
+    /// which is never after the scan position).
+    fn shift(self, n: usize) -> Scan {
+        Scan {
+            line_start: self.line_start.saturating_sub(n),
+            pos: self.pos.saturating_sub(n),
+        }
+    }
 }
 
 /// `events` with every CR that does not start a CRLF turned into LF; `None` when there is none.
@@ -513,6 +540,8 @@ routes:
             !text.contains("delete_file") && text.contains("send_email"),
             "{text}"
         );
+        let every_byte: Vec<usize> = (1..sse.len()).collect();
+        assert_eq!(run("text/event-stream", sse.as_bytes(), &every_byte), whole);
         for cut in 1..sse.len() {
             assert_eq!(
                 run("text/event-stream", sse.as_bytes(), &[cut]),
@@ -547,16 +576,17 @@ routes:
 
     #[test]
     fn complete_events_ends_after_the_last_empty_line() {
-        assert_eq!(complete_events(b"data: 1\n\ndata: 2\n"), 9);
-        assert_eq!(complete_events(b"data: 1\r\n\r\ndata: 2"), 11);
-        assert_eq!(complete_events(b"data: 1\r\rdata: 2"), 9);
+        let complete = |b: &[u8]| complete_events(b, &mut Scan::default());
+        assert_eq!(complete(b"data: 1\n\ndata: 2\n"), 9);
+        assert_eq!(complete(b"data: 1\r\n\r\ndata: 2"), 11);
+        assert_eq!(complete(b"data: 1\r\rdata: 2"), 9);
         assert_eq!(
-            complete_events(b"data: 1\r\n\r"),
+            complete(b"data: 1\r\n\r"),
             0,
             "a final CR may be half a CRLF"
         );
-        assert_eq!(complete_events(b"data: 1\n"), 0);
-        assert_eq!(complete_events(b""), 0);
+        assert_eq!(complete(b"data: 1\n"), 0);
+        assert_eq!(complete(b""), 0);
     }
 
     #[test]
