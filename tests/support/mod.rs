@@ -397,3 +397,230 @@ pub fn token(claims: serde_json::Value) -> String {
     let key = jsonwebtoken::EncodingKey::from_ed_pem(ED_PRIVATE_PEM.as_bytes()).unwrap();
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
+
+// --- engine-backed servers ---
+// The product as shipped: `Engine::from_config` on a temporary data directory with real policy
+// files, started in-process with `ServeOptions::with_engine`; plus scripted upstreams that stream.
+
+/// The repository's `deploy/` directory (real policy files live in `deploy/policies/`).
+pub fn deploy_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// A running server with the real engine, its configuration file and data directory.
+pub struct EngineServer {
+    pub handle: Option<ServerHandle>,
+    pub engine: Arc<lexecon::engine::Engine>,
+    pub dir: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+}
+
+impl EngineServer {
+    /// Starts the product with the YAML made by `yaml(proxy_addr, admin_addr, dir)`; it should set
+    /// `data_dir` below `dir`. Retries with new ports if one was taken meanwhile.
+    pub fn start(yaml: impl Fn(SocketAddr, SocketAddr, &std::path::Path) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("lexecon.yaml");
+        let mut engine: Option<Arc<lexecon::engine::Engine>> = None;
+        let mut last = None;
+        for _ in 0..5 {
+            std::fs::write(&config_path, yaml(free_addr(), free_addr(), dir.path())).unwrap();
+            let config = lexecon_config::Config::load(&config_path)
+                .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+            let engine = engine
+                .get_or_insert_with(|| {
+                    Arc::new(
+                        lexecon::engine::Engine::from_config(&config)
+                            .unwrap_or_else(|e| panic!("engine did not build: {e}")),
+                    )
+                })
+                .clone();
+            match ServerHandle::start(config, ServeOptions::with_engine(engine.clone())) {
+                Ok(h) => {
+                    return Self {
+                        handle: Some(h),
+                        engine,
+                        dir,
+                        config_path,
+                    }
+                }
+                Err(e @ (SetupError::Listen { .. } | SetupError::NotReady { .. })) => {
+                    last = Some(e)
+                }
+                Err(e) => panic!("server did not start: {e}"),
+            }
+        }
+        panic!("server did not start: {last:?}");
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    /// `http://<proxy><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.handle().proxy_addr)
+    }
+
+    /// Re-reads the configuration file and its policies (`run::reload`), as SIGHUP does.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let source = lexecon::run::Source::File(self.config_path.clone());
+        lexecon::run::reload(&source, &self.engine, self.handle().state()).map(|_| ())
+    }
+
+    /// The ledger directory (`<data_dir>/ledger`).
+    pub fn ledger_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data").join("ledger")
+    }
+
+    /// Stops the server, flushes the ledger, and returns every ledger entry (as JSON) after
+    /// checking that the chain verifies with the engine's key.
+    pub fn stop_and_read_ledger(&mut self) -> Vec<serde_json::Value> {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+        if let Some(ledger) = self.engine.ledger() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(ledger.shutdown()).unwrap();
+        }
+        let key = self.engine.keys().signer().verifying_key();
+        let report = lexecon::ledger::verify_dir(&self.ledger_dir(), Some(&key)).unwrap();
+        assert!(
+            report.first_error.is_none(),
+            "ledger does not verify: {:?}",
+            report.first_error
+        );
+        let mut out = Vec::new();
+        lexecon::ledger::export(
+            &self.ledger_dir(),
+            None,
+            None,
+            lexecon::ledger::ExportFormat::Jsonl,
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers, and a body by content-length) from `reader`.
+fn read_one_request(reader: &mut BufReader<TcpStream>) -> Option<Received> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Received {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+/// An upstream that answers every request with `200`, the given content type and a chunked body
+/// written part by part. With `gated`, each part after the first waits for [`Self::release`]
+/// (at most 10 s), so a test can prove the first part went through before the rest exists.
+pub struct StreamingUpstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    gate: Mutex<std::sync::mpsc::Sender<()>>,
+}
+
+impl StreamingUpstream {
+    pub fn start(content_type: &str, parts: Vec<Vec<u8>>, gated: bool) -> Self {
+        Self::with_headers(&format!("content-type: {content_type}\r\n"), parts, gated)
+    }
+
+    /// [`Self::start`] with the response header lines `head` (each ending in CRLF).
+    pub fn with_headers(head: &str, parts: Vec<Vec<u8>>, gated: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = Arc::new(Mutex::new(rx));
+        let (rec, ct) = (received.clone(), head.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (rec, ct, parts, rx) = (rec.clone(), ct.clone(), parts.clone(), rx.clone());
+                std::thread::spawn(move || {
+                    conn.set_nodelay(true).ok();
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut writer = conn;
+                    while let Some(req) = read_one_request(&mut reader) {
+                        rec.lock().unwrap().push(req);
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\n{ct}transfer-encoding: chunked\r\n\r\n");
+                        if writer.write_all(head.as_bytes()).is_err() {
+                            return;
+                        }
+                        for (i, part) in parts.iter().enumerate() {
+                            if gated && i > 0 {
+                                let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+                            }
+                            let chunk = format!("{:X}\r\n", part.len());
+                            let mut out = chunk.into_bytes();
+                            out.extend_from_slice(part);
+                            out.extend_from_slice(b"\r\n");
+                            if writer
+                                .write_all(&out)
+                                .and_then(|()| writer.flush())
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        if writer.write_all(b"0\r\n\r\n").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            gate: Mutex::new(tx),
+        }
+    }
+
+    /// Lets the next gated part go.
+    pub fn release(&self) {
+        let _ = self.gate.lock().unwrap().send(());
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}

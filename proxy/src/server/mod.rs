@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod state;
+pub mod tools_filter;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

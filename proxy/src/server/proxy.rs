@@ -5,7 +5,9 @@
 //! reaches the upstream. `upstream_peer` picks the address (round robin, circuit breaker),
 //! `upstream_request_filter` adds `x-lexecon-decision-id` (and `response_filter` returns it to the
 //! client), `fail_to_proxy` answers upstream failures
-//! as JSON. Per request: one snapshot load, no lock, no string built that is not sent.
+//! as JSON. On `filter_tools_list` routes the response to a permitted `tools/list` call goes
+//! through `response_body_filter` and [`ToolsFilter`]; every other response streams untouched.
+//! Per request: one snapshot load, no lock, no string built that is not sent.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +28,7 @@ use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxyState, Snapshot};
+use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
 
 /// The request header that carries the decision id(s) to the upstream.
@@ -66,6 +69,8 @@ pub struct RequestCtx {
     deferred: Option<Deferred>,
     /// An answer decided in `request_body_filter`, written by `fail_to_proxy`.
     pending: Option<(Answer, Option<String>)>,
+    /// The `tools/list` filter of the response (`filter_tools_list` routes only).
+    tools_list: Option<Box<ToolsFilter>>,
 }
 
 /// The state of a request decided at the end of its body.
@@ -160,6 +165,7 @@ impl ProxyHttp for LexeconProxy {
             upstream_answered: false,
             deferred: None,
             pending: None,
+            tools_list: None,
         }
     }
 
@@ -280,6 +286,9 @@ impl ProxyHttp for LexeconProxy {
         match check(&snap, route, &actor, session.req_header(), body.as_deref()) {
             Checked::Permit { ids, made } => match record(&snap, route, &made, true).await {
                 Ok(token) => {
+                    let contexts = made.iter().map(|m| &m.context);
+                    ctx.tools_list =
+                        ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
                     ctx.decision_ids = ids;
                     ctx.capability = token;
                     ctx.outcome = Outcome::Permit;
@@ -371,6 +380,10 @@ impl ProxyHttp for LexeconProxy {
                         "decision could not be recorded",
                     ));
                 }
+                if let (Some(s), Some(i)) = (ctx.snapshot.clone(), ctx.route) {
+                    let contexts = made.iter().map(|m| &m.context);
+                    ctx.tools_list = ToolsFilter::for_request(&s, i, &actor, contexts, Some(&full));
+                }
                 ctx.decision_ids = ids;
                 *body = Some(full);
                 Ok(())
@@ -455,14 +468,34 @@ impl ProxyHttp for LexeconProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(ids) = ctx.decision_ids.as_deref() {
             upstream_response.insert_header(DECISION_ID_HEADER, ids)?;
         }
+        if let Some(filter) = ctx.tools_list.as_mut() {
+            if !filter.start(upstream_response, &request_id(session))? {
+                ctx.tools_list = None;
+            }
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        // Only a filtered `tools/list` response is touched; everything else streams as it comes.
+        let Some(filter) = ctx.tools_list.as_mut() else {
+            return Ok(None);
+        };
+        *body = Some(filter.chunk(body.as_deref(), end_of_stream));
+        Ok(None)
     }
 
     fn fail_to_connect(
