@@ -143,9 +143,12 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
     proxy.threads = Some(config.server.threads);
     server.add_service(proxy);
 
+    let api = opts
+        .engine
+        .map(|engine| Arc::new(crate::api::http::DecisionApi::new(engine)));
     let mut admin = Service::new(
         "lexecon admin".to_string(),
-        admin::Admin::new(state.clone()),
+        admin::Admin::new(state.clone(), api),
     );
     admin.add_tcp(&config.listeners.admin.to_string());
     admin.threads = Some(1);
