@@ -243,7 +243,8 @@ impl DecisionApi {
             Endpoint::LegacyDecide => {
                 let legacy = parse_legacy_decide(req.body)?;
                 self.check_decidable(crate::api::router::LEGACY_DOMAIN)?;
-                let input = self.authorize(&caller, legacy.to_decision_input())?;
+                let input =
+                    self.authorize(&caller, self.resolve_legacy(legacy.to_decision_input()))?;
                 let digest = RequestDigest::of_decision("POST", path_only, &input);
                 let out = self
                     .decide(input, legacy.approval_id.as_deref(), digest, audience)
@@ -339,6 +340,32 @@ impl DecisionApi {
         } else {
             Err(domain_not_supported(domain).into())
         }
+    }
+
+    /// Rewrites Lexecon 1.x un-prefixed actor and action names to their typed form the way
+    /// [`lexecon_domains::DomainRegistry::resolve_legacy`] does (`model` → `act_ai_agent:model`,
+    /// `search` → `axn_search:search`), so typed policy rules match 1.x requests. Names the domain
+    /// does not know are left for the engine to reject.
+    fn resolve_legacy(&self, mut input: DecisionInput) -> DecisionInput {
+        let snap = self.engine.snapshot();
+        let Some(plugin) = snap.registry.get(&input.domain) else {
+            return input;
+        };
+        let config = plugin.config();
+        let type_of = |r: &str| r.split_once(':').map_or(r, |(t, _)| t).to_owned();
+        let actor_type = type_of(&input.actor);
+        if config.actor_type(&actor_type).is_none() {
+            if let Some(id) = plugin.legacy_actor_type(&actor_type) {
+                input.actor = format!("{id}:{}", input.actor);
+            }
+        }
+        let action_type = type_of(&input.action);
+        if config.action_type(&action_type).is_none() {
+            if let Some(id) = plugin.legacy_action_type(&action_type) {
+                input.action = format!("{id}:{}", input.action);
+            }
+        }
+        input
     }
 
     /// The body's actor must be the caller unless the caller is a `decider`; a caller deciding for
