@@ -25,6 +25,10 @@ fn send_message(h: &ApiHarness, actor: &str, approval: Option<&str>, body: &[u8]
 }
 
 /// Escalates a message through the proxy and returns the approval id from the 403.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper: a missing approval id must fail the test"
+)]
 fn escalate(h: &ApiHarness) -> String {
     let r = send_message(h, AGENT, None, MESSAGE);
     assert_eq!(r.status, 403, "{}", r.body);
@@ -45,6 +49,10 @@ fn approve(h: &ApiHarness, id: &str, jwt: &str, comment: &str) -> Reply {
 }
 
 /// The reasons of the ledger's approval entries, in order (read from the data directory).
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper: an unreadable ledger directory must fail the test"
+)]
 fn approval_entries(h: &ApiHarness) -> Vec<String> {
     let dir = h.dir.path().join("data").join("ledger");
     let mut out = Vec::new();
