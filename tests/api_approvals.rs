@@ -235,6 +235,23 @@ fn expired_approval_refuses_the_retry() {
     assert_eq!(r.status, 403);
     assert!(r.json()["reason"].as_str().unwrap().contains("expired"));
     assert!(h.upstream.requests().is_empty());
+
+    // The periodic sweep makes the expiry durable and writes it to the ledger.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let expired = rt.block_on(async {
+        let n = lexecon::api::http::expire_approvals(&h.engine).await;
+        h.engine.ledger().unwrap().flush().await.unwrap();
+        n
+    });
+    assert_eq!(expired, 1);
+    assert!(approval_entries(&h)
+        .iter()
+        .any(|e| e.contains(&format!("{id} expired"))));
+    let r = get_bearer(&h, &alice, &format!("/api/v1/approvals/{id}"));
+    assert_eq!(r.json()["status"], "expired");
 }
 
 #[test]

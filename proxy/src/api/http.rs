@@ -33,7 +33,7 @@ use lexecon_policy_cache::{Decision, DecisionInput};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::approvals::{ApprovalConfig, ApprovalStore, Approver, RequestDigest};
+use crate::api::approvals::{ApprovalConfig, Approver, RequestDigest};
 use crate::api::error::ApiError;
 use crate::api::openapi;
 use crate::api::responses::{
@@ -609,9 +609,13 @@ fn issued(token: String) -> Result<IssuedToken, ApiError> {
     })
 }
 
-/// Expires due approvals (persisted) and records one ledger entry each; for a periodic task.
-pub async fn expire_approvals(engine: &Engine, store: &Arc<ApprovalStore>) -> usize {
-    let events = match store.run_blocking(|s| s.expire_due(Timestamp::now())).await {
+/// Expires due approvals (persisted) and records one ledger entry each; returns how many.
+pub async fn expire_approvals(engine: &Engine) -> usize {
+    let events = match engine
+        .approvals()
+        .run_blocking(|s| s.expire_due(Timestamp::now()))
+        .await
+    {
         Ok(events) => events,
         Err(e) => {
             tracing::warn!(error = %e, "cannot expire approvals");
@@ -624,6 +628,39 @@ pub async fn expire_approvals(engine: &Engine, store: &Arc<ApprovalStore>) -> us
         }
     }
     events.len()
+}
+
+/// How often [`ApprovalExpiry`] looks for approvals past their expiry.
+pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A background service of the server: every [`EXPIRY_INTERVAL`], marks approvals past their
+/// expiry as expired and records each in the ledger. Reads report expiry even between runs; this
+/// makes it durable and audited.
+#[derive(Debug)]
+pub struct ApprovalExpiry {
+    engine: Arc<Engine>,
+}
+
+impl ApprovalExpiry {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for ApprovalExpiry {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(EXPIRY_INTERVAL) => {}
+            }
+            let n = expire_approvals(&self.engine).await;
+            if n > 0 {
+                tracing::info!(expired = n, "approvals expired");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

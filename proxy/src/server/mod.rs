@@ -143,6 +143,12 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
     proxy.threads = Some(config.server.threads);
     server.add_service(proxy);
 
+    if let Some(engine) = &opts.engine {
+        server.add_service(background_service(
+            "approval expiry",
+            crate::api::http::ApprovalExpiry::new(engine.clone()),
+        ));
+    }
     let api = opts
         .engine
         .map(|engine| Arc::new(crate::api::http::DecisionApi::new(engine)));
