@@ -176,7 +176,7 @@ fn approvers_cannot_approve_their_own_requests_and_need_the_role() {
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "not_approver");
 
-    // Trusted-header callers carry no roles.
+    // Trusted-header callers carry no roles unless `api.roles` grants them.
     let r = h.post_as(
         "act_human_user:carol",
         &format!("/api/v1/approvals/{id}/approve"),
@@ -305,4 +305,52 @@ fn pending_approvals_survive_a_restart() {
     let approval = reopened.get(&id, jiff::Timestamp::now()).unwrap();
     assert_eq!(approval.status, lexecon::api::ApprovalStatus::Pending);
     assert_eq!(approval.actor, AGENT);
+}
+
+#[test]
+fn mcp_escalation_names_the_approval_and_a_retry_with_a_new_jsonrpc_id_is_permitted_once() {
+    let h = ApiHarness::start("");
+    let call = |id: u64, approval: Option<&str>| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "send_email", "arguments": {"to": "cfo@example.com"}}});
+        let mut headers = vec![("x-agent-id", AGENT), ("content-type", "application/json")];
+        if let Some(a) = approval {
+            headers.push(("x-lexecon-approval", a));
+        }
+        post(&h.proxy("/mcp"), &headers, body.to_string().as_bytes())
+    };
+    let r = call(1, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.body.clone();
+    let start = text.find("apr_").expect("the denial names the approval");
+    let id: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert!(text.contains("x-lexecon-approval"), "{text}");
+    assert!(h.upstream.requests().is_empty());
+
+    let alice = person("act_human_user:alice", &["approver"]);
+    assert_eq!(approve(&h, &id, &alice, "ok").status, 200);
+    // MCP clients number their calls: the retry's JSON-RPC id differs, the call does not.
+    let r = call(2, Some(&id));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(h.upstream.requests().len(), 1);
+    let r = call(3, Some(&id));
+    assert!(r.body.contains("already used"), "{}", r.body);
+    assert_eq!(h.upstream.requests().len(), 1);
+}
+
+#[test]
+fn api_roles_grant_a_trusted_header_caller_the_approver_role() {
+    let h = ApiHarness::start("api: {roles: {\"act_human_user:carol\": [approver]}}");
+    let id = escalate(&h);
+    let r = h.post_as(
+        "act_human_user:carol",
+        &format!("/api/v1/approvals/{id}/approve"),
+        &json!({"comment": "approved from the console"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["decided_by"], "act_human_user:carol");
+    assert_eq!(send_message(&h, AGENT, Some(&id), MESSAGE).status, 200);
 }

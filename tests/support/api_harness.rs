@@ -94,6 +94,13 @@ routes:
         - {{method: POST, path: /v1/files/delete, action: axn_delete_data}}
         - {{method: POST, path: /v1/search, action: axn_read_data}}
     upstream: app
+  - name: mcp
+    match: {{path_prefix: /mcp, methods: [POST]}}
+    domain: ai
+    classifier:
+      kind: mcp
+      tools: {{"send_*": axn_send_message, "search_*": axn_read_data}}
+    upstream: app
 policies:
   ai: "{policy}"
 {extra}

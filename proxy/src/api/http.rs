@@ -10,7 +10,8 @@
 //!   header from a loopback peer, or the configured anonymous actor — exactly as on the proxy.
 //! - A caller's roles are the `roles` entry of its identity context, i.e. the JWT claim mapped with
 //!   `identity.jwt.claims_to_context: {roles: roles}` (an array of strings, or one string of
-//!   space- or comma-separated roles). A trusted header or anonymous caller has no roles.
+//!   space- or comma-separated roles), plus the roles `api.roles` grants its actor id (the way to
+//!   give a trusted-header caller on loopback a role).
 //! - A decision's `actor` must be the caller itself, unless the caller has the `decider` role (a
 //!   trusted service deciding for others). When the caller decides for itself its identity claims
 //!   are added to the context and win over same-named body keys, as on the proxy.
@@ -21,6 +22,7 @@
 //! (approval store writes) through [`ApprovalStore::run_blocking`]. It never decides on its own and
 //! never answers a failure with a permit.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +73,10 @@ pub struct ApiSettings {
     pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub approvals: ApprovalSettings,
+    /// Roles granted by actor id, in addition to the JWT's `roles` claim: lets trusted-header
+    /// callers (loopback only) hold roles, e.g. `{"act_human_user:alice": [approver]}`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 /// `api.approvals`: how long approvals live and how many may be pending.
@@ -154,6 +160,7 @@ struct Outcome {
 pub struct DecisionApi {
     engine: Arc<Engine>,
     limiter: Option<RouteLimiter>,
+    roles: BTreeMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for DecisionApi {
@@ -172,7 +179,12 @@ impl DecisionApi {
             .rate_limit
             .as_ref()
             .map(|rl| RouteLimiter::new(rl, DEFAULT_MAX_KEYS));
-        Self { engine, limiter }
+        let roles = engine.api_settings().roles.clone();
+        Self {
+            engine,
+            limiter,
+            roles,
+        }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -209,7 +221,7 @@ impl DecisionApi {
             Endpoint::OpenApi => return Ok(openapi::response()),
             _ => {}
         }
-        let caller = authenticate(&req, proxy)?;
+        let caller = self.authenticate(&req, proxy)?;
         if let Some(limiter) = &self.limiter {
             limiter
                 .check(&caller.actor.id)
@@ -330,6 +342,22 @@ impl DecisionApi {
                 reason: "public endpoint reached the authenticated dispatch".into(),
             }),
         }
+    }
+
+    /// The caller of `req` with its roles (the JWT's `roles` plus `api.roles` for its id); 401
+    /// when it has no identity.
+    fn authenticate(&self, req: &ApiRequest<'_>, proxy: &Snapshot) -> Result<Caller, ApiError> {
+        let actor = proxy
+            .identity
+            .identify(req.headers, req.peer)
+            .map_err(|e| ApiError::Unauthorized {
+                reason: e.to_string(),
+            })?;
+        let mut roles = roles_of(&actor);
+        if let Some(granted) = self.roles.get(&*actor.id) {
+            roles.extend(granted.iter().cloned());
+        }
+        Ok(Caller { actor, roles })
     }
 
     /// 404 `Domain not supported` unless the snapshot has the domain's plugin and a policy for it.
@@ -522,18 +550,6 @@ impl DecisionApi {
         };
         json_response(status, &body)
     }
-}
-
-/// The caller of `req`, with its roles; 401 when it has none.
-fn authenticate(req: &ApiRequest<'_>, proxy: &Snapshot) -> Result<Caller, ApiError> {
-    let actor = proxy
-        .identity
-        .identify(req.headers, req.peer)
-        .map_err(|e| ApiError::Unauthorized {
-            reason: e.to_string(),
-        })?;
-    let roles = roles_of(&actor);
-    Ok(Caller { actor, roles })
 }
 
 /// The `roles` of an identity context: an array of strings or a space/comma separated string.
