@@ -231,7 +231,6 @@ impl DecisionApi {
                 })?;
         }
         let path_only = req.path.split_once('?').map_or(req.path, |(p, _)| p);
-        let audience = audience(req.headers)?;
         let now = Timestamp::now();
         let store = self.engine.approvals();
         match endpoint {
@@ -240,9 +239,13 @@ impl DecisionApi {
                 let parsed = parse_decision_request(domain, req.body)?;
                 self.check_decidable(domain)?;
                 let input = self.authorize(&caller, parsed.input)?;
-                let digest = RequestDigest::of_decision("POST", path_only, &input);
                 let out = self
-                    .decide(input, parsed.approval_id.as_deref(), digest, audience)
+                    .decide(
+                        input,
+                        parsed.approval_id.as_deref(),
+                        path_only,
+                        audience(req.headers)?,
+                    )
                     .await?;
                 let body = DecisionResponse::new(
                     &out.decision,
@@ -257,9 +260,13 @@ impl DecisionApi {
                 self.check_decidable(crate::api::router::LEGACY_DOMAIN)?;
                 let input =
                     self.authorize(&caller, self.resolve_legacy(legacy.to_decision_input()))?;
-                let digest = RequestDigest::of_decision("POST", path_only, &input);
                 let out = self
-                    .decide(input, legacy.approval_id.as_deref(), digest, audience)
+                    .decide(
+                        input,
+                        legacy.approval_id.as_deref(),
+                        path_only,
+                        audience(req.headers)?,
+                    )
                     .await?;
                 let body = LegacyDecideResponse::new(
                     &legacy,
@@ -425,12 +432,13 @@ impl DecisionApi {
     }
 
     /// Decides, applies or creates an approval for an escalation, records the decision and mints
-    /// the token of a permit.
+    /// the token of a permit. An approval is bound to `POST path` and the decided call (domain,
+    /// actor, action, resource, context); the digest is only computed for an escalation.
     async fn decide(
         &self,
         input: DecisionInput,
         approval: Option<&str>,
-        digest: RequestDigest,
+        path: &str,
         audience: &str,
     ) -> Result<Outcome, ApiError> {
         let domain = input.domain.clone();
@@ -441,6 +449,19 @@ impl DecisionApi {
             .map_err(|f| failure_to_api(f, &domain))?;
         let mut approval_id = None;
         if decision.decision == Verdict::Escalate {
+            let digest = RequestDigest::of_decision(
+                "POST",
+                path,
+                &DecisionInput {
+                    request_id: None,
+                    domain: decision.domain.clone(),
+                    actor: decision.actor.clone(),
+                    action: decision.action.clone(),
+                    resource: decision.resource.clone(),
+                    context: context.clone(),
+                    at: None,
+                },
+            );
             match approval {
                 Some(id) => {
                     decision = self

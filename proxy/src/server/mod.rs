@@ -149,6 +149,7 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
             crate::api::http::ApprovalExpiry::new(engine.clone()),
         ));
     }
+    let has_api = opts.engine.is_some();
     let api = opts
         .engine
         .map(|engine| Arc::new(crate::api::http::DecisionApi::new(engine)));
@@ -157,7 +158,8 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
         admin::Admin::new(state.clone(), api),
     );
     admin.add_tcp(&config.listeners.admin.to_string());
-    admin.threads = Some(1);
+    // The decision API answers on this listener: give it the proxy's threads when it is served.
+    admin.threads = Some(if has_api { config.server.threads } else { 1 });
     server.add_service(admin);
 
     for (addr, what) in listeners(config).into_iter().skip(2) {
