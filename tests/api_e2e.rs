@@ -34,6 +34,21 @@ fn health_reports_policy_ledger_and_upstream_checks() {
 }
 
 #[test]
+fn health_is_503_when_no_policy_is_loaded_and_decisions_are_404() {
+    let h = ApiHarness::start_with_policy(None, "");
+    let r = get(&h.api("/health"), &[]);
+    assert_eq!(r.status, 503, "{}", r.body);
+    let body = r.json();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["policy"]["status"], "failed");
+    assert_eq!(body["checks"]["policy"]["loaded"], 0);
+    assert_schema(&h.openapi(), "Health", &body);
+    let r = h.post_as(AGENT, "/api/v1/ai/decisions/request", &read_request());
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"]["message"], "Domain not supported: ai");
+}
+
+#[test]
 fn permitted_decision_carries_a_token_that_verifies_against_the_served_jwks() {
     let h = ApiHarness::start("");
     let r = h.post_as(AGENT, "/api/v1/ai/decisions/request", &read_request());

@@ -60,9 +60,20 @@ impl ApiHarness {
     /// Starts the product with the test policy; `extra` is appended to the YAML (e.g. an `api:`
     /// section).
     pub fn start(extra: &str) -> Self {
+        Self::start_with_policy(Some(AI_POLICY), extra)
+    }
+
+    /// [`ApiHarness::start`] with `policy` as the `ai` policy, or no policy loaded at all.
+    pub fn start_with_policy(policy_text: Option<&str>, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("ai.yaml");
-        std::fs::write(&policy, AI_POLICY).unwrap();
+        let policies = match policy_text {
+            Some(text) => {
+                std::fs::write(&policy, text).unwrap();
+                format!("policies:\n  ai: \"{}\"", policy.display())
+            }
+            None => String::new(),
+        };
         let jwks = dir.path().join("jwks.json");
         std::fs::write(&jwks, ED_JWKS).unwrap();
         let upstream = TestUpstream::start();
@@ -101,14 +112,12 @@ routes:
       kind: mcp
       tools: {{"send_*": axn_send_message, "search_*": axn_read_data}}
     upstream: app
-policies:
-  ai: "{policy}"
+{policies}
 {extra}
 "#,
                 data = dir.path().join("data").display(),
                 up = upstream.addr,
                 jwks = jwks.display(),
-                policy = policy.display(),
             )
         };
         let first =
