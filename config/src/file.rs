@@ -60,6 +60,9 @@ pub struct Config {
     /// Capability-token settings (schema owned by the token minter).
     #[serde(default)]
     pub tokens: serde_json::Value,
+    /// Decision API and approval settings (schema owned by the API: `rate_limit`, `approvals`).
+    #[serde(default)]
+    pub api: serde_json::Value,
     #[serde(default)]
     pub telemetry: Telemetry,
     /// The file this configuration came from (for error messages); not part of the document.

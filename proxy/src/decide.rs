@@ -8,6 +8,8 @@
 
 use async_trait::async_trait;
 use lexecon_policy_cache::{Decision, DecisionInput};
+
+use crate::api::approvals::RequestDigest;
 use serde_json::{Map, Value};
 
 /// What recording a decision produced.
@@ -34,6 +36,29 @@ pub trait Decide: Send + Sync + 'static {
         _audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
         Ok(Recorded::default())
+    }
+
+    /// Creates a pending human approval for an escalated `decision` of the request with `digest`
+    /// and returns its id. The default supports no approvals (`None`): the escalation just blocks.
+    async fn escalated(
+        &self,
+        _decision: &Decision,
+        _digest: RequestDigest,
+    ) -> Result<Option<String>, DecideFailure> {
+        Ok(None)
+    }
+
+    /// Applies the approval `approval_id` a retried request carries to its fresh `decision`
+    /// (see [`crate::api::approvals::redeem`]): an escalation becomes a permit exactly once for the
+    /// same actor, action, resource and digest, or a deny with the reason. The default supports no
+    /// approvals and returns the decision unchanged (the escalation still blocks: fail closed).
+    async fn redeem(
+        &self,
+        decision: Decision,
+        _approval_id: &str,
+        _digest: RequestDigest,
+    ) -> Result<Decision, DecideFailure> {
+        Ok(decision)
     }
 }
 

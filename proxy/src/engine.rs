@@ -16,7 +16,8 @@ use lexecon_policy_cache::{
 };
 use serde_json::{Map, Value};
 
-use crate::api::approvals::{ApprovalConfig, ApprovalStore};
+use crate::api::approvals::{redeem, ApprovalEvent, ApprovalStore, Redemption, RequestDigest};
+use crate::api::http::ApiSettings;
 use crate::decide::{Decide, DecideFailure, Recorded};
 use crate::ledger::{
     EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter, RedactionConfig,
@@ -44,7 +45,8 @@ pub struct Engine {
     ledger: Option<LedgerHandle>,
     minter: TokenMinter,
     keys: Arc<KeyRing>,
-    approvals: ApprovalStore,
+    approvals: Arc<ApprovalStore>,
+    api: ApiSettings,
     redaction: RedactionConfig,
     node_id: String,
 }
@@ -178,17 +180,17 @@ impl Engine {
             ),
             None => None,
         };
-        let approvals = ApprovalStore::open(
-            &config.data_dir.join("approvals"),
-            ApprovalConfig::default(),
-        )
-        .map_err(|e| EngineError::Approvals(e.to_string()))?;
+        let api = ApiSettings::from_config(config).map_err(EngineError::Approvals)?;
+        let approvals =
+            ApprovalStore::open(&config.data_dir.join("approvals"), api.approval_config())
+                .map_err(|e| EngineError::Approvals(e.to_string()))?;
         Ok(Engine {
             service,
             ledger,
             minter,
             keys,
-            approvals,
+            approvals: Arc::new(approvals),
+            api,
             redaction,
             node_id: config.node_id.clone(),
         })
@@ -221,8 +223,65 @@ impl Engine {
         &self.keys
     }
 
-    pub fn approvals(&self) -> &ApprovalStore {
+    pub fn approvals(&self) -> &Arc<ApprovalStore> {
         &self.approvals
+    }
+
+    /// The decision API settings (`api:` in the configuration) read at start.
+    pub fn api_settings(&self) -> &ApiSettings {
+        &self.api
+    }
+
+    /// Mints a capability token for a permitted decision (see [`crate::token::TokenMinter::mint`]).
+    pub fn mint(
+        &self,
+        decision: &Decision,
+        audience: &str,
+        ledger_entry_hash: &str,
+    ) -> Result<String, DecideFailure> {
+        self.minter
+            .mint(decision, audience, ledger_entry_hash)
+            .map_err(|e| DecideFailure::new(500, format!("cannot mint capability token: {e}")))
+    }
+
+    /// Appends one approval step (created, approved, denied, consumed, expired) to the ledger.
+    pub async fn record_approval(&self, event: &ApprovalEvent) -> Result<(), DecideFailure> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let by = event
+            .by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default();
+        let comment = event
+            .comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        let kind = serde_json::to_value(event.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut draft = EntryDraft::event(
+            EventType::Approval,
+            format!(
+                "approval {} {kind}{by}{comment} (request digest {})",
+                event.approval_id,
+                event.request_digest.to_hex()
+            ),
+        );
+        draft.timestamp = event.at;
+        draft.domain = Some(event.domain.clone());
+        draft.decision_id = Some(event.decision_id.clone());
+        draft.actor = Some(event.actor.clone());
+        draft.action = Some(event.action.clone());
+        draft.resource = event.resource.clone();
+        ledger
+            .append(draft)
+            .await
+            .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
+        Ok(())
     }
 
     pub fn node_id(&self) -> &str {
@@ -297,6 +356,47 @@ impl Decide for Engine {
             recorded.capability_token = Some(token);
         }
         Ok(recorded)
+    }
+
+    async fn escalated(
+        &self,
+        decision: &Decision,
+        digest: RequestDigest,
+    ) -> Result<Option<String>, DecideFailure> {
+        let d = decision.clone();
+        let (approval, event) = self
+            .approvals
+            .run_blocking(move |store| store.create(&d, digest, jiff::Timestamp::now()))
+            .await
+            .map_err(|e| DecideFailure::new(e.status().as_u16(), e.to_string()))?;
+        self.record_approval(&event).await?;
+        Ok(Some(approval.id))
+    }
+
+    async fn redeem(
+        &self,
+        decision: Decision,
+        approval_id: &str,
+        digest: RequestDigest,
+    ) -> Result<Decision, DecideFailure> {
+        let id = approval_id.to_owned();
+        let (decision, redemption) = self
+            .approvals
+            .run_blocking(move |store| {
+                let mut decision = decision;
+                let r = redeem(store, &mut decision, &id, &digest, jiff::Timestamp::now());
+                Ok((decision, r))
+            })
+            .await
+            .map_err(|e| DecideFailure::new(e.status().as_u16(), e.to_string()))?;
+        match &redemption {
+            Redemption::Permitted(event) => self.record_approval(event).await?,
+            Redemption::Refused(e) => {
+                tracing::info!(approval = approval_id, reason = %e, "approval not redeemed; request denied");
+            }
+            Redemption::NotApplicable => {}
+        }
+        Ok(decision)
     }
 }
 

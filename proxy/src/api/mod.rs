@@ -11,6 +11,7 @@
 
 pub mod approvals;
 pub mod error;
+pub mod http;
 pub mod openapi;
 pub mod responses;
 pub mod router;

@@ -1,6 +1,11 @@
-//! The admin listener (`listeners.admin`): `/health` and `/metrics` (Prometheus text). Runs as a
-//! pingora `ServeHttp` service in the same server; it never touches the request path's state
-//! except to read the current snapshot and the metrics.
+//! The admin/API listener (`listeners.admin`): `/metrics` (Prometheus text) and, when the server
+//! runs with an engine, the whole decision API ([`crate::api::http::DecisionApi`]: `/health`, the
+//! decisions, domains, approvals, JWKS and OpenAPI); without an engine only `/health` and
+//! `/metrics`. Runs as a pingora `ServeHttp` service in the same server.
+//!
+//! It reads the request body itself (at most 64 KiB: a larger declared or streamed body is answered
+//! 413 and the connection closed) and never touches the request path's state except to read the
+//! current snapshot and the metrics.
 
 use std::sync::Arc;
 
@@ -8,16 +13,21 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::api::error::ApiError;
+use crate::api::http::{ApiRequest, DecisionApi};
+use crate::api::validate::{check_body_len, FieldError, RequestError, MAX_BODY_BYTES};
 use crate::server::state::ProxyState;
 
 /// The admin app.
 pub struct Admin {
     state: Arc<ProxyState>,
+    api: Option<Arc<DecisionApi>>,
 }
 
 impl Admin {
-    pub fn new(state: Arc<ProxyState>) -> Self {
-        Self { state }
+    /// The admin app; `api` serves the decision API when the server has an engine.
+    pub fn new(state: Arc<ProxyState>, api: Option<Arc<DecisionApi>>) -> Self {
+        Self { state, api }
     }
 }
 
@@ -36,29 +46,102 @@ fn response(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Ve
     resp
 }
 
+/// Reads the whole request body, refusing more than [`MAX_BODY_BYTES`] (the connection is then
+/// closed rather than drained).
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, ApiError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared {
+        if let Err(e) = check_body_len(len) {
+            session.set_keepalive(None);
+            return Err(e.into());
+        }
+    }
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    session.set_keepalive(None);
+                    return Err(RequestError::BodyTooLarge {
+                        size: body.len() + chunk.len(),
+                        limit: MAX_BODY_BYTES,
+                    }
+                    .into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                session.set_keepalive(None);
+                return Err(RequestError::InvalidFields {
+                    fields: vec![FieldError {
+                        field: "body".into(),
+                        reason: format!("the request body could not be read: {e}"),
+                    }],
+                }
+                .into());
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_string();
-        match path.as_str() {
-            "/health" => {
-                let snap = self.state.load();
-                let body = serde_json::json!({
-                    "status": "ok",
-                    "routes": snap.routes.routes.len(),
-                    "version": env!("CARGO_PKG_VERSION"),
-                });
-                response(200, "application/json", body.to_string().into_bytes())
-            }
-            "/metrics" => response(
+        if session.req_header().uri.path() == "/metrics" {
+            return response(
                 200,
                 "text/plain; version=0.0.4",
                 self.state.metrics.render(),
-            ),
-            _ => {
-                let body = serde_json::json!({"error": "not_found", "reason": format!("no admin endpoint {path}; try /health or /metrics")});
-                response(404, "application/json", body.to_string().into_bytes())
-            }
+            );
         }
+        let Some(api) = &self.api else {
+            return self.without_engine(session);
+        };
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(e) => return e.to_response(),
+        };
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let snapshot = self.state.load();
+        let req = session.req_header();
+        let path = req
+            .uri
+            .path_and_query()
+            .map_or_else(|| req.uri.path(), |p| p.as_str());
+        let request = ApiRequest {
+            method: req.method.as_str(),
+            path,
+            headers: &req.headers,
+            peer,
+            body: &body,
+        };
+        api.handle(request, &snapshot).await
+    }
+}
+
+impl Admin {
+    /// `/health` and a 404 when the server runs without an engine (a bare proxy in tests).
+    fn without_engine(&self, session: &ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        if path == "/health" {
+            let snap = self.state.load();
+            let body = serde_json::json!({
+                "status": "ok",
+                "routes": snap.routes.routes.len(),
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            return response(200, "application/json", body.to_string().into_bytes());
+        }
+        let body = serde_json::json!({"error": "not_found", "reason": format!("no admin endpoint {path}; try /health or /metrics")});
+        response(404, "application/json", body.to_string().into_bytes())
     }
 }

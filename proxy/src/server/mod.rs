@@ -144,12 +144,23 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
     proxy.threads = Some(config.server.threads);
     server.add_service(proxy);
 
+    if let Some(engine) = &opts.engine {
+        server.add_service(background_service(
+            "approval expiry",
+            crate::api::http::ApprovalExpiry::new(engine.clone()),
+        ));
+    }
+    let has_api = opts.engine.is_some();
+    let api = opts
+        .engine
+        .map(|engine| Arc::new(crate::api::http::DecisionApi::new(engine)));
     let mut admin = Service::new(
         "lexecon admin".to_string(),
-        admin::Admin::new(state.clone()),
+        admin::Admin::new(state.clone(), api),
     );
     admin.add_tcp(&config.listeners.admin.to_string());
-    admin.threads = Some(1);
+    // The decision API answers on this listener: give it the proxy's threads when it is served.
+    admin.threads = Some(if has_api { config.server.threads } else { 1 });
     server.add_service(admin);
 
     for (addr, what) in listeners(config).into_iter().skip(2) {

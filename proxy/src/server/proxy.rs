@@ -22,6 +22,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::api::approvals::RequestDigest;
 use crate::classify::{self, RequestParts};
 use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
@@ -35,6 +36,9 @@ use crate::server::upstream::Upstream;
 pub const DECISION_ID_HEADER: &str = "x-lexecon-decision-id";
 /// The header carrying the capability token of a permitted request to the upstream.
 pub const CAPABILITY_HEADER: &str = crate::token::CAPABILITY_HEADER;
+
+/// The request header a retried request redeems a human approval with.
+pub const APPROVAL_HEADER: &str = "x-lexecon-approval";
 
 /// The request header a caller may set to correlate its request with the decision.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -283,7 +287,7 @@ impl ProxyHttp for LexeconProxy {
             None
         };
 
-        match check(&snap, route, &actor, session.req_header(), body.as_deref()) {
+        match check(&snap, route, &actor, session.req_header(), body.as_deref()).await {
             Checked::Permit { ids, made } => match record(&snap, route, &made, true).await {
                 Ok(token) => {
                     let contexts = made.iter().map(|m| &m.context);
@@ -367,7 +371,7 @@ impl ProxyHttp for LexeconProxy {
         let full = deferred.buf.split().freeze();
         let actor = deferred.actor.clone();
         ctx.deferred = None;
-        match check(snap, route, &actor, session.req_header(), Some(&full)) {
+        match check(snap, route, &actor, session.req_header(), Some(&full)).await {
             Checked::Permit { ids, made } => {
                 // The headers (without a decision id or token) went upstream already; release
                 // the body. The client still gets the decision id on the response.
@@ -442,6 +446,8 @@ impl ProxyHttp for LexeconProxy {
         upstream_request.remove_header(DECISION_ID_HEADER);
         // Nor a capability token: only the one minted for this request goes upstream.
         upstream_request.remove_header(CAPABILITY_HEADER);
+        // The approval a retry redeemed is for Lexecon, not the upstream.
+        upstream_request.remove_header(APPROVAL_HEADER);
         if let Some(ids) = ctx.decision_ids.as_deref() {
             upstream_request.insert_header(DECISION_ID_HEADER, ids)?;
         }
@@ -614,8 +620,9 @@ impl ProxyHttp for LexeconProxy {
 }
 
 /// Classifies the request and decides every call; all must permit. Builds an answer only when
-/// the request is blocked.
-fn check(
+/// the request is blocked. An escalated call creates a pending human approval (its id goes into
+/// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once.
+async fn check(
     snap: &Snapshot,
     route: &Route,
     actor: &Actor,
@@ -679,13 +686,48 @@ fn check(
                     context,
                 });
             }
-            Ok(d) => {
+            Ok(mut d) => {
+                let mut approval_id = None;
+                if d.decision == Verdict::Escalate {
+                    let digest = approval_digest(route, req, body, &d, &context);
+                    match approval_header(req) {
+                        Some(id) => match snap.decider.redeem(d.clone(), id, digest).await {
+                            Ok(redeemed) => d = redeemed,
+                            Err(failure) => {
+                                tracing::warn!(route = %route.name, error = %failure, "approval could not be redeemed; request blocked");
+                            }
+                        },
+                        None => match snap.decider.escalated(&d, digest).await {
+                            Ok(id) => approval_id = id,
+                            Err(failure) => {
+                                tracing::warn!(route = %route.name, error = %failure, "escalation without an approval: the approval store refused it");
+                            }
+                        },
+                    }
+                    if d.decision == Verdict::Permit {
+                        match ids.as_mut() {
+                            Some(s) => {
+                                s.push(',');
+                                s.push_str(&d.decision_id);
+                            }
+                            None => ids = Some(d.decision_id.clone()),
+                        }
+                        made.push(Made {
+                            decision: d,
+                            context,
+                        });
+                        continue;
+                    }
+                }
                 let outcome = if d.decision == Verdict::Escalate {
                     Outcome::Escalate
                 } else {
                     Outcome::Deny
                 };
-                let answer = answer::blocked(&d, &classified, i, route.mcp_denial);
+                let answer = match approval_id.as_deref() {
+                    Some(id) => escalation_answer(&d, &classified, i, route, id),
+                    None => answer::blocked(&d, &classified, i, route.mcp_denial),
+                };
                 let decision_id = Some(d.decision_id.clone());
                 made.push(Made {
                     decision: d,
@@ -716,6 +758,73 @@ fn check(
         }
     }
     Checked::Permit { ids, made }
+}
+
+/// The digest an approval binds the request to. Plain routes: method, path with query, and body.
+/// MCP routes: method, path and the decided call (domain, actor, action, resource, context) —
+/// the JSON-RPC id in an MCP body changes with every retry, the call itself must not.
+fn approval_digest(
+    route: &Route,
+    req: &RequestHeader,
+    body: Option<&[u8]>,
+    d: &lexecon_policy_cache::Decision,
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> RequestDigest {
+    if route.mcp_denial.is_some() {
+        let call = DecisionInput {
+            request_id: None,
+            domain: d.domain.clone(),
+            actor: d.actor.clone(),
+            action: d.action.clone(),
+            resource: d.resource.clone(),
+            context: context.clone(),
+            at: None,
+        };
+        RequestDigest::of_decision(req.method.as_str(), req.uri.path(), &call)
+    } else {
+        let path = req
+            .uri
+            .path_and_query()
+            .map_or_else(|| req.uri.path(), |p| p.as_str());
+        RequestDigest::of_http(req.method.as_str(), path, body.unwrap_or_default())
+    }
+}
+
+/// The approval id a retried request carries, if any.
+fn approval_header(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(APPROVAL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The answer to an escalation that created approval `id`: the plain 403 JSON gains
+/// `approval_id`; an MCP denial names the approval and the retry header in its reason.
+fn escalation_answer(
+    d: &lexecon_policy_cache::Decision,
+    classified: &classify::Classified,
+    blocking: usize,
+    route: &Route,
+    id: &str,
+) -> Answer {
+    let mut named = d.clone();
+    named.reasoning = format!(
+        "{} (approval {id}: once a human approves it, retry the same request with header {APPROVAL_HEADER}: {id})",
+        d.reasoning
+    );
+    let mut a = answer::blocked(&named, classified, blocking, route.mcp_denial);
+    if route.mcp_denial.is_none() {
+        if let Ok(serde_json::Value::Object(mut body)) =
+            serde_json::from_slice::<serde_json::Value>(&a.body)
+        {
+            body.insert("approval_id".into(), serde_json::Value::from(id));
+            if let Ok(bytes) = serde_json::to_vec(&body) {
+                a.body = Bytes::from(bytes);
+            }
+        }
+    }
+    a
 }
 
 /// Answers 413 and closes the connection (the rest of the body is not read).

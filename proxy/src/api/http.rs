@@ -1,0 +1,778 @@
+//! The decision API over HTTP: the glue between a request on the admin/API listener and the
+//! [`Engine`]. [`DecisionApi::handle`] routes ([`crate::api::router`]), authenticates the caller
+//! with the proxy's identity settings, applies the per-caller rate limit, validates the body
+//! ([`crate::api::validate`]), decides, records (ledger + capability token), creates or redeems
+//! human approvals, and answers with the bodies of [`crate::api::responses`] or an [`ApiError`].
+//!
+//! Who may do what:
+//! - `/health`, `/.well-known/jwks.json` and `/openapi.json` are public; every other endpoint needs
+//!   an authenticated caller: a bearer JWT verified against `identity.jwt`, or the trusted actor
+//!   header from a loopback peer, or the configured anonymous actor — exactly as on the proxy.
+//! - A caller's roles are the `roles` entry of its identity context, i.e. the JWT claim mapped with
+//!   `identity.jwt.claims_to_context: {roles: roles}` (an array of strings, or one string of
+//!   space- or comma-separated roles), plus the roles `api.roles` grants its actor id (the way to
+//!   give a trusted-header caller on loopback a role).
+//! - A decision's `actor` must be the caller itself, unless the caller has the `decider` role (a
+//!   trusted service deciding for others). When the caller decides for itself its identity claims
+//!   are added to the context and win over same-named body keys, as on the proxy.
+//! - Approve and deny need the `approver` role and a caller who is not the approval's actor.
+//!
+//! The capability token of a permit is minted for the audience in the `x-lexecon-audience` header,
+//! or `lexecon-api`. This module holds no lock across an await and does its only blocking work
+//! (approval store writes) through [`ApprovalStore::run_blocking`]. It never decides on its own and
+//! never answers a failure with a permit.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use jiff::Timestamp;
+use lexecon_config::file::{Config, RateLimitConfig};
+use lexecon_domains::{DomainConfig, Verdict};
+use lexecon_policy_cache::{Decision, DecisionInput};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::api::approvals::{ApprovalConfig, Approver, RequestDigest};
+use crate::api::error::ApiError;
+use crate::api::openapi;
+use crate::api::responses::{
+    json_response, ApprovalsResponse, DecisionResponse, DomainsResponse, IssuedToken,
+    LegacyDecideResponse, PolicyTemplatesResponse,
+};
+use crate::api::router::{route, Endpoint};
+use crate::api::validate::{
+    domain_not_supported, parse_approval_comment, parse_decision_request, parse_legacy_decide,
+    FieldError, RequestError,
+};
+use crate::decide::{Decide, DecideFailure};
+use crate::engine::Engine;
+use crate::identity::Actor;
+use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
+use crate::server::state::Snapshot;
+use crate::token::Claims;
+
+/// The header a caller names the capability token's audience with.
+pub const AUDIENCE_HEADER: &str = "x-lexecon-audience";
+/// The audience of tokens minted by the API when the caller names none.
+pub const DEFAULT_AUDIENCE: &str = "lexecon-api";
+/// The role that lets a caller ask for decisions on behalf of another actor.
+pub const DECIDER_ROLE: &str = "decider";
+/// The identity context key a caller's roles are read from.
+pub const ROLES_KEY: &str = "roles";
+
+/// The `api:` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Per-caller rate limit of the authenticated endpoints (`{per_actor: "100/s", burst: 200}`);
+    /// none by default.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+    /// Roles granted by actor id, in addition to the JWT's `roles` claim: lets trusted-header
+    /// callers (loopback only) hold roles, e.g. `{"act_human_user:alice": [approver]}`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+/// `api.approvals`: how long approvals live and how many may be pending.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSettings {
+    /// How long an escalation may be approved and retried (default 15m).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long finished approvals stay listable (default 24h).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Most approvals pending at once (default 10000).
+    pub max_pending: usize,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        let d = ApprovalConfig::default();
+        Self {
+            ttl: d.ttl,
+            retention: d.retention,
+            max_pending: d.max_pending,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Reads `config.api` (absent: defaults). The error names the file and the field.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        if config.api.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(config.api.clone())
+            .map_err(|e| format!("{}: api: {e}", config.source))
+    }
+
+    pub fn approval_config(&self) -> ApprovalConfig {
+        ApprovalConfig {
+            ttl: self.approvals.ttl,
+            retention: self.approvals.retention,
+            max_pending: self.approvals.max_pending,
+        }
+    }
+}
+
+/// One request as the listener read it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    /// Path with its query, if any.
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
+    /// The downstream address (the trusted actor header counts only from loopback).
+    pub peer: Option<IpAddr>,
+    pub body: &'a [u8],
+}
+
+/// An authenticated caller and its roles.
+#[derive(Debug)]
+struct Caller {
+    actor: Arc<Actor>,
+    roles: Vec<String>,
+}
+
+impl Caller {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// A decision, recorded, with what the answer reports about it.
+struct Outcome {
+    decision: Decision,
+    token: Option<IssuedToken>,
+    ledger_entry_hash: Option<String>,
+    approval_id: Option<String>,
+}
+
+/// The decision API of one running `lexecon`. Share it as `Arc<DecisionApi>`.
+pub struct DecisionApi {
+    engine: Arc<Engine>,
+    limiter: Option<RouteLimiter>,
+    roles: BTreeMap<String, Vec<String>>,
+}
+
+impl std::fmt::Debug for DecisionApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionApi")
+            .field("rate_limited", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecisionApi {
+    /// The API over `engine`, with the engine's `api:` settings.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        let limiter = engine
+            .api_settings()
+            .rate_limit
+            .as_ref()
+            .map(|rl| RouteLimiter::new(rl, DEFAULT_MAX_KEYS));
+        let roles = engine.api_settings().roles.clone();
+        Self {
+            engine,
+            limiter,
+            roles,
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Answers one request. `proxy` is the proxy's snapshot in force (identity, upstreams).
+    pub async fn handle(&self, req: ApiRequest<'_>, proxy: &Snapshot) -> http::Response<Vec<u8>> {
+        match self.dispatch(req, proxy).await {
+            Ok(response) => response,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(path = req.path, error = %e, "decision API error");
+                }
+                e.to_response()
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        req: ApiRequest<'_>,
+        proxy: &Snapshot,
+    ) -> Result<http::Response<Vec<u8>>, ApiError> {
+        let endpoint = route(req.method, req.path)?;
+        match endpoint {
+            Endpoint::Health => return Ok(self.health(proxy)),
+            Endpoint::Jwks => {
+                return Ok(json_response(
+                    http::StatusCode::OK,
+                    &self.engine.keys().jwks(),
+                ))
+            }
+            Endpoint::OpenApi => return Ok(openapi::response()),
+            _ => {}
+        }
+        let caller = self.authenticate(&req, proxy)?;
+        if let Some(limiter) = &self.limiter {
+            limiter
+                .check(&caller.actor.id)
+                .map_err(|limited| ApiError::RateLimited {
+                    caller: caller.actor.id.to_string(),
+                    retry_after_secs: limited.retry_after_secs(),
+                })?;
+        }
+        let path_only = req.path.split_once('?').map_or(req.path, |(p, _)| p);
+        let now = Timestamp::now();
+        let store = self.engine.approvals();
+        match endpoint {
+            Endpoint::DomainDecision { .. } | Endpoint::LegacyDecisionRequest => {
+                let domain = endpoint.decision_domain().unwrap_or_default();
+                let parsed = parse_decision_request(domain, req.body)?;
+                self.check_decidable(domain)?;
+                let input = self.authorize(&caller, parsed.input)?;
+                let out = self
+                    .decide(
+                        input,
+                        parsed.approval_id.as_deref(),
+                        path_only,
+                        audience(req.headers)?,
+                    )
+                    .await?;
+                let body = DecisionResponse::new(
+                    &out.decision,
+                    out.token.as_ref(),
+                    out.ledger_entry_hash.as_deref(),
+                    out.approval_id.as_deref(),
+                );
+                Ok(json_response(http::StatusCode::OK, &body))
+            }
+            Endpoint::LegacyDecide => {
+                let legacy = parse_legacy_decide(req.body)?;
+                self.check_decidable(crate::api::router::LEGACY_DOMAIN)?;
+                let input =
+                    self.authorize(&caller, self.resolve_legacy(legacy.to_decision_input()))?;
+                let out = self
+                    .decide(
+                        input,
+                        legacy.approval_id.as_deref(),
+                        path_only,
+                        audience(req.headers)?,
+                    )
+                    .await?;
+                let body = LegacyDecideResponse::new(
+                    &legacy,
+                    &out.decision,
+                    out.token.as_ref(),
+                    out.ledger_entry_hash.as_deref(),
+                    out.approval_id.as_deref(),
+                );
+                Ok(json_response(http::StatusCode::OK, &body))
+            }
+            Endpoint::ListDomains => {
+                let snap = self.engine.snapshot();
+                let configs: Vec<&DomainConfig> = snap
+                    .registry
+                    .domains()
+                    .filter_map(|d| snap.registry.get(d.as_str()))
+                    .map(|p| p.config())
+                    .collect();
+                Ok(json_response(
+                    http::StatusCode::OK,
+                    &DomainsResponse::new(configs),
+                ))
+            }
+            Endpoint::DomainConfig { domain } => {
+                let snap = self.engine.snapshot();
+                let plugin = snap
+                    .registry
+                    .get(domain)
+                    .ok_or_else(|| domain_not_supported(domain))?;
+                Ok(json_response(http::StatusCode::OK, plugin.config()))
+            }
+            Endpoint::PolicyTemplates { domain } => {
+                let snap = self.engine.snapshot();
+                let plugin = snap
+                    .registry
+                    .get(domain)
+                    .ok_or_else(|| domain_not_supported(domain))?;
+                Ok(json_response(
+                    http::StatusCode::OK,
+                    &PolicyTemplatesResponse::new(plugin.config()),
+                ))
+            }
+            Endpoint::ListApprovals { status } => {
+                let approvals = store.list(status, now);
+                Ok(json_response(
+                    http::StatusCode::OK,
+                    &ApprovalsResponse {
+                        approvals: &approvals,
+                    },
+                ))
+            }
+            Endpoint::GetApproval { id } => {
+                Ok(json_response(http::StatusCode::OK, &store.get(id, now)?))
+            }
+            Endpoint::ApproveApproval { id } | Endpoint::DenyApproval { id } => {
+                let approve = matches!(endpoint, Endpoint::ApproveApproval { .. });
+                let comment = parse_approval_comment(req.body)?;
+                let id = id.to_owned();
+                let Caller { actor, roles } = caller;
+                let (approval, event) = store
+                    .run_blocking(move |s| {
+                        let approver = Approver {
+                            id: &actor.id,
+                            roles: &roles,
+                        };
+                        if approve {
+                            s.approve(&id, approver, comment, now)
+                        } else {
+                            s.deny(&id, approver, comment, now)
+                        }
+                    })
+                    .await?;
+                self.engine
+                    .record_approval(&event)
+                    .await
+                    .map_err(|f| failure_to_api(f, &approval.domain))?;
+                Ok(json_response(http::StatusCode::OK, &approval))
+            }
+            Endpoint::Health | Endpoint::Jwks | Endpoint::OpenApi => Err(ApiError::Internal {
+                reason: "public endpoint reached the authenticated dispatch".into(),
+            }),
+        }
+    }
+
+    /// The caller of `req` with its roles (the JWT's `roles` plus `api.roles` for its id); 401
+    /// when it has no identity.
+    fn authenticate(&self, req: &ApiRequest<'_>, proxy: &Snapshot) -> Result<Caller, ApiError> {
+        let actor = proxy
+            .identity
+            .identify(req.headers, req.peer)
+            .map_err(|e| ApiError::Unauthorized {
+                reason: e.to_string(),
+            })?;
+        let mut roles = roles_of(&actor);
+        if let Some(granted) = self.roles.get(&*actor.id) {
+            roles.extend(granted.iter().cloned());
+        }
+        Ok(Caller { actor, roles })
+    }
+
+    /// 404 `Domain not supported` unless the snapshot has the domain's plugin and a policy for it.
+    fn check_decidable(&self, domain: &str) -> Result<(), ApiError> {
+        let snap = self.engine.snapshot();
+        if snap.registry.get(domain).is_some() && snap.policy(domain).is_some() {
+            Ok(())
+        } else {
+            Err(domain_not_supported(domain).into())
+        }
+    }
+
+    /// Rewrites Lexecon 1.x un-prefixed actor and action names to their typed form the way
+    /// [`lexecon_domains::DomainRegistry::resolve_legacy`] does (`model` → `act_ai_agent:model`,
+    /// `search` → `axn_search:search`), so typed policy rules match 1.x requests. Names the domain
+    /// does not know are left for the engine to reject.
+    fn resolve_legacy(&self, mut input: DecisionInput) -> DecisionInput {
+        let snap = self.engine.snapshot();
+        let Some(plugin) = snap.registry.get(&input.domain) else {
+            return input;
+        };
+        let config = plugin.config();
+        let type_of = |r: &str| r.split_once(':').map_or(r, |(t, _)| t).to_owned();
+        let actor_type = type_of(&input.actor);
+        if config.actor_type(&actor_type).is_none() {
+            if let Some(id) = plugin.legacy_actor_type(&actor_type) {
+                input.actor = format!("{id}:{}", input.actor);
+            }
+        }
+        let action_type = type_of(&input.action);
+        if config.action_type(&action_type).is_none() {
+            if let Some(id) = plugin.legacy_action_type(&action_type) {
+                input.action = format!("{id}:{}", input.action);
+            }
+        }
+        input
+    }
+
+    /// The body's actor must be the caller unless the caller is a `decider`; a caller deciding for
+    /// itself has its identity claims added to the context (claims win).
+    fn authorize(
+        &self,
+        caller: &Caller,
+        mut input: DecisionInput,
+    ) -> Result<DecisionInput, ApiError> {
+        if input.actor == *caller.actor.id {
+            input.context.extend(
+                caller
+                    .actor
+                    .context
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            Ok(input)
+        } else if caller.has_role(DECIDER_ROLE) {
+            Ok(input)
+        } else {
+            Err(ApiError::Forbidden {
+                reason: format!(
+                    "{} may only ask for its own decisions, not for actor {} (that needs the `{DECIDER_ROLE}` role)",
+                    caller.actor.id, input.actor
+                ),
+            })
+        }
+    }
+
+    /// Decides, applies or creates an approval for an escalation, records the decision and mints
+    /// the token of a permit. An approval is bound to `POST path` and the decided call (domain,
+    /// actor, action, resource, context); the digest is only computed for an escalation.
+    async fn decide(
+        &self,
+        input: DecisionInput,
+        approval: Option<&str>,
+        path: &str,
+        audience: &str,
+    ) -> Result<Outcome, ApiError> {
+        let domain = input.domain.clone();
+        let context = input.context.clone();
+        let mut decision = self
+            .engine
+            .decide(input)
+            .map_err(|f| failure_to_api(f, &domain))?;
+        let mut approval_id = None;
+        if decision.decision == Verdict::Escalate {
+            let digest = RequestDigest::of_decision(
+                "POST",
+                path,
+                &DecisionInput {
+                    request_id: None,
+                    domain: decision.domain.clone(),
+                    actor: decision.actor.clone(),
+                    action: decision.action.clone(),
+                    resource: decision.resource.clone(),
+                    context: context.clone(),
+                    at: None,
+                },
+            );
+            match approval {
+                Some(id) => {
+                    decision = self
+                        .engine
+                        .redeem(decision, id, digest)
+                        .await
+                        .map_err(|f| failure_to_api(f, &domain))?;
+                }
+                None => match self.engine.escalated(&decision, digest).await {
+                    Ok(id) => approval_id = id,
+                    Err(e) => {
+                        tracing::warn!(decision_id = %decision.decision_id, error = %e, "escalation without an approval: the approval store refused it");
+                    }
+                },
+            }
+        }
+        let recorded = self
+            .engine
+            .record(&decision, &context, Some(audience))
+            .await
+            .map_err(|f| failure_to_api(f, &domain))?;
+        let token = match recorded.capability_token {
+            Some(t) => Some(issued(t)?),
+            None => None,
+        };
+        Ok(Outcome {
+            decision,
+            token,
+            ledger_entry_hash: recorded.ledger_entry_hash,
+            approval_id,
+        })
+    }
+
+    /// `GET /health`: 200 when every check passes, 503 when no policy is loaded or the ledger
+    /// writer failed or its queue is full. Open upstream breakers are reported, not failed: the
+    /// decision API still works without them.
+    fn health(&self, proxy: &Snapshot) -> http::Response<Vec<u8>> {
+        let snap = self.engine.snapshot();
+        let loaded = snap.policies.len();
+        let policy_ok = loaded > 0;
+        let mut domains: Vec<&str> = snap.policies.keys().map(String::as_str).collect();
+        domains.sort_unstable();
+        let policy = json!({
+            "status": if policy_ok { "ok" } else { "failed" },
+            "loaded": loaded,
+            "version": snap.version,
+            "domains": domains,
+            "error": (!policy_ok).then_some("no policy loaded"),
+        });
+        let (ledger_ok, ledger) = match self.engine.ledger() {
+            None => (true, json!({"status": "disabled"})),
+            Some(handle) => {
+                let s = handle.stats();
+                let full = s.queue_capacity > 0 && s.queue_depth >= s.queue_capacity;
+                let error = if s.failed {
+                    Some("the ledger writer stopped after an I/O error; appends fail")
+                } else if full {
+                    Some("the ledger queue is full")
+                } else {
+                    None
+                };
+                (
+                    error.is_none(),
+                    json!({
+                        "status": if error.is_none() { "ok" } else { "failed" },
+                        "queue_depth": s.queue_depth,
+                        "queue_capacity": s.queue_capacity,
+                        "head_seq": s.head_seq,
+                        "durable_seq": s.durable_seq,
+                        "last_error": error,
+                    }),
+                )
+            }
+        };
+        let breakers: Map<String, Value> = proxy
+            .upstreams
+            .iter()
+            .map(|(name, up)| {
+                let state = if up.breaker.is_open() {
+                    "open"
+                } else {
+                    "closed"
+                };
+                (name.clone(), Value::from(state))
+            })
+            .collect();
+        let any_open = breakers.values().any(|v| v == "open");
+        let healthy = policy_ok && ledger_ok;
+        let body = json!({
+            "status": if healthy { "ok" } else { "unavailable" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "node_id": self.engine.node_id(),
+            "timestamp": Timestamp::now(),
+            "checks": {
+                "policy": policy,
+                "ledger_writer": ledger,
+                "upstreams": {
+                    "status": if any_open { "degraded" } else { "ok" },
+                    "breakers": breakers,
+                },
+            },
+        });
+        let status = if healthy {
+            http::StatusCode::OK
+        } else {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_response(status, &body)
+    }
+}
+
+/// The `roles` of an identity context: an array of strings or a space/comma separated string.
+fn roles_of(actor: &Actor) -> Vec<String> {
+    match actor.context.get(ROLES_KEY) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The audience the caller asked for (`x-lexecon-audience`), or [`DEFAULT_AUDIENCE`].
+fn audience(headers: &http::HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(AUDIENCE_HEADER) else {
+        return Ok(DEFAULT_AUDIENCE);
+    };
+    match value.to_str() {
+        Ok(a) if !a.is_empty() && a.len() <= 255 && !a.contains(char::is_whitespace) => Ok(a),
+        _ => Err(RequestError::InvalidFields {
+            fields: vec![FieldError {
+                field: format!("header {AUDIENCE_HEADER}"),
+                reason: "expected 1 to 255 visible characters without spaces".into(),
+            }],
+        }
+        .into()),
+    }
+}
+
+/// Maps an engine failure to the API's error: 404 domain, 503 ledger, 422 for a request the
+/// domain rejects (unknown actor or action type), 500 otherwise.
+fn failure_to_api(f: DecideFailure, domain: &str) -> ApiError {
+    match f.status {
+        404 => domain_not_supported(domain).into(),
+        503 => ApiError::Unavailable { reason: f.message },
+        400 | 422 => RequestError::InvalidFields {
+            fields: vec![FieldError {
+                field: "body".into(),
+                reason: f.message,
+            }],
+        }
+        .into(),
+        _ => ApiError::Internal { reason: f.message },
+    }
+}
+
+/// The token id and lifetime of a capability token this node just minted, read from its claims.
+fn issued(token: String) -> Result<IssuedToken, ApiError> {
+    let internal = |reason: String| ApiError::Internal {
+        reason: format!("minted capability token unreadable: {reason}"),
+    };
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| internal("not a compact JWT".into()))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|e| internal(e.to_string()))?;
+    let claims: Claims = serde_json::from_slice(&bytes).map_err(|e| internal(e.to_string()))?;
+    let at = |secs: i64| Timestamp::from_second(secs).map_err(|e| internal(e.to_string()));
+    Ok(IssuedToken {
+        token_id: claims.jti,
+        issued_at: at(claims.iat)?,
+        expires_at: at(claims.exp)?,
+        token,
+    })
+}
+
+/// Expires due approvals (persisted) and records one ledger entry each; returns how many.
+pub async fn expire_approvals(engine: &Engine) -> usize {
+    let events = match engine
+        .approvals()
+        .run_blocking(|s| s.expire_due(Timestamp::now()))
+        .await
+    {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot expire approvals");
+            return 0;
+        }
+    };
+    for event in &events {
+        if let Err(e) = engine.record_approval(event).await {
+            tracing::warn!(approval = %event.approval_id, error = %e, "approval expiry not recorded");
+        }
+    }
+    events.len()
+}
+
+/// How often [`ApprovalExpiry`] looks for approvals past their expiry.
+pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A background service of the server: every [`EXPIRY_INTERVAL`], marks approvals past their
+/// expiry as expired and records each in the ledger. Reads report expiry even between runs; this
+/// makes it durable and audited.
+#[derive(Debug)]
+pub struct ApprovalExpiry {
+    engine: Arc<Engine>,
+}
+
+impl ApprovalExpiry {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for ApprovalExpiry {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(EXPIRY_INTERVAL) => {}
+            }
+            let n = expire_approvals(&self.engine).await;
+            if n > 0 {
+                tracing::info!(expired = n, "approvals expired");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(context: Value) -> Actor {
+        Actor {
+            id: Arc::from("act_human:alice"),
+            context: context.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn roles_come_from_an_array_or_a_separated_string() {
+        assert_eq!(
+            roles_of(&actor(json!({"roles": ["approver", "decider"]}))),
+            vec!["approver", "decider"]
+        );
+        assert_eq!(
+            roles_of(&actor(json!({"roles": "approver, auditor decider"}))),
+            vec!["approver", "auditor", "decider"]
+        );
+        assert!(roles_of(&actor(json!({"tenant": "acme"}))).is_empty());
+        assert!(roles_of(&actor(json!({"roles": 3}))).is_empty());
+    }
+
+    #[test]
+    fn audience_defaults_and_rejects_blank_or_spaced_values() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(audience(&h).unwrap(), DEFAULT_AUDIENCE);
+        h.insert(AUDIENCE_HEADER, "payments-api".parse().unwrap());
+        assert_eq!(audience(&h).unwrap(), "payments-api");
+        h.insert(AUDIENCE_HEADER, "a b".parse().unwrap());
+        assert_eq!(
+            audience(&h).unwrap_err().status(),
+            http::StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+
+    #[test]
+    fn engine_failures_map_to_api_statuses() {
+        let cases = [
+            (404, http::StatusCode::NOT_FOUND),
+            (503, http::StatusCode::SERVICE_UNAVAILABLE),
+            (400, http::StatusCode::UNPROCESSABLE_ENTITY),
+            (500, http::StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (status, expected) in cases {
+            let e = failure_to_api(DecideFailure::new(status, "x"), "finance");
+            assert_eq!(e.status(), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn api_settings_parse_durations_and_reject_unknown_fields() {
+        let s: ApiSettings = serde_json::from_value(json!({
+            "rate_limit": {"per_actor": "5/s"},
+            "approvals": {"ttl": "2s"}
+        }))
+        .unwrap();
+        assert_eq!(s.approvals.ttl, Duration::from_secs(2));
+        assert_eq!(s.approvals.max_pending, 10_000);
+        assert_eq!(s.rate_limit.unwrap().per_actor.count, 5);
+        assert!(serde_json::from_value::<ApiSettings>(json!({"rate": 1})).is_err());
+    }
+
+    #[test]
+    fn issued_token_reads_jti_and_lifetime_from_the_claims() {
+        let claims = json!({"iss":"lexecon","sub":"a","aud":"x","dom":"ai","act":"b","dec":"d",
+                            "pol":"p","led":"l","iat":1_700_000_000,"exp":1_700_000_060,"jti":"tok-9"});
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+        let t = issued(format!("h.{payload}.s")).unwrap();
+        assert_eq!(t.token_id, "tok-9");
+        assert_eq!(t.expires_at.as_second() - t.issued_at.as_second(), 60);
+        assert!(issued("nope".into()).is_err());
+    }
+}
