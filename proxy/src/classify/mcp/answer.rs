@@ -30,7 +30,7 @@ pub struct DenialInfo<'a> {
 pub fn denial_text(info: &DenialInfo<'_>) -> String {
     if info.decision == "escalate" {
         format!(
-            "{} (decision {}; a human must approve this call). Do not retry; tell the user.",
+            "{} (decision {}; a human must approve this call). Tell the user it awaits approval; do not retry until a human has approved it.",
             info.reason, info.decision_id
         )
     } else {
