@@ -15,7 +15,8 @@
 # when that is lower). Latency is wrk's: from writing a request to reading its response.
 #
 # Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
-# Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_THREADS (1, the
+# Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
+# runs every target this often, interleaved, and keeps each row's best), LOAD_THREADS (1, the
 # proxy's worker threads), LOAD_BASE_PORT (18600: upstream, +1 proxy, +2 admin), LOAD_KEEP=1 keeps
 # the work directory. Everything started here is stopped on exit (trap); only loopback is used.
 set -euo pipefail
@@ -25,6 +26,7 @@ HERE=$ROOT/benches/load
 DURATION=${LOAD_DURATION:-10}
 WARMUP=${LOAD_WARMUP:-2}
 CONNS=${LOAD_CONNECTIONS:-32}
+ROUNDS=${LOAD_ROUNDS:-2}
 THREADS=${LOAD_THREADS:-1}
 BASE_PORT=${LOAD_BASE_PORT:-18600}
 UP_PORT=$BASE_PORT
@@ -35,6 +37,9 @@ HALF_DELAY_MS=1
 
 log() { printf '[load %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
+us() { awk -v a="$1" 'BEGIN { printf "%.0f", a }'; }
+label() { case $1 in get) echo "GET small" ;; post) echo "POST 1 KiB JSON" ;; esac; }
 
 WORK=$(mktemp -d /tmp/lexecon-load.XXXXXX)
 declare -a STARTED=()
@@ -93,17 +98,22 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/lexecon
 [[ -x $BIN ]] || die "no binary at $BIN"
 
 # ---------------------------------------------------------------------------------------------
-# Identity: an EdDSA key pair, its JWKS, and a token valid for a year (no network).
-"$BIN" keys generate --out-dir "$WORK/idp" >/dev/null
-KID=$(sed -n 's/.*"kid" *: *"\([^"]*\)".*/\1/p' "$WORK/idp/jwks.json" | head -n1)
-[[ -n $KID ]] || die "no kid in $WORK/idp/jwks.json"
+# Identity: the identity provider's Ed25519 key pair (openssl), its JWKS, and a token valid for a year
+# (no network). `lexecon keys generate` writes PKCS#8 v2 (with the public key), which OpenSSL 3.0's
+# `pkeyutl` cannot read, so the IdP key comes from `openssl genpkey`.
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+mkdir -p "$WORK/idp"
+openssl genpkey -algorithm ed25519 -out "$WORK/idp/idp-ed25519.pem" 2>/dev/null
+KID=load-idp-1
+JWK_X=$(openssl pkey -in "$WORK/idp/idp-ed25519.pem" -pubout -outform DER | tail -c 32 | b64url)
+printf '{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"%s","x":"%s"}]}\n' \
+    "$KID" "$JWK_X" >"$WORK/idp/jwks.json"
 NOW=$(date +%s)
 JWT_HEADER=$(printf '{"alg":"EdDSA","typ":"JWT","kid":"%s"}' "$KID" | b64url)
 JWT_CLAIMS=$(printf '{"iss":"https://idp.load.test","aud":"lexecon-load","sub":"load-agent","tenant":"acme","iat":%d,"exp":%d}' \
     "$NOW" "$((NOW + 365 * 24 * 3600))" | b64url)
 printf '%s.%s' "$JWT_HEADER" "$JWT_CLAIMS" >"$WORK/jwt-input"
-JWT_SIG=$(openssl pkeyutl -sign -inkey "$WORK/idp/token-ed25519.pem" -rawin -in "$WORK/jwt-input" | b64url)
+JWT_SIG=$(openssl pkeyutl -sign -inkey "$WORK/idp/idp-ed25519.pem" -rawin -in "$WORK/jwt-input" | b64url)
 TOKEN="$JWT_HEADER.$JWT_CLAIMS.$JWT_SIG"
 
 # ---------------------------------------------------------------------------------------------
@@ -197,16 +207,20 @@ wrk_run() {
     echo "$rps $p50 $p90 $p99 $p999 $req"
 }
 
-declare -A MAX_RPS MAX_P50 MAX_P99 HALF HALF_CONN HALF_RATE
+declare -A MAX_RPS MAX_P50 MAX_P99 ALL_RPS HALF HALF_CONN HALF_RATE
 
 measure_max() { # target kind
     wrk_run "$1" "$2" "$CONNS" 0 "$WARMUP" >/dev/null
     local r
     read -r -a r <<<"$(wrk_run "$1" "$2" "$CONNS" 0 "$DURATION")"
-    MAX_RPS[$1,$2]=${r[0]}
-    MAX_P50[$1,$2]=${r[1]}
-    MAX_P99[$1,$2]=${r[3]}
-    log "max  $1 $2: ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests)"
+    log "max  $1 $2 (round $round): ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests)"
+    ALL_RPS[$1,$2]="${ALL_RPS[$1,$2]:-}${ALL_RPS[$1,$2]:+ / }$(us "${r[0]}")"
+    # Other load on the machine only ever lowers a row: keep each row's best round.
+    if [[ -z ${MAX_RPS[$1,$2]:-} ]] || awk -v a="${r[0]}" -v b="${MAX_RPS[$1,$2]}" 'BEGIN { exit !(a > b) }'; then
+        MAX_RPS[$1,$2]=${r[0]}
+        MAX_P50[$1,$2]=${r[1]}
+        MAX_P99[$1,$2]=${r[3]}
+    fi
 }
 
 # measure_half target kind rate: calibrates the connection count, then measures.
@@ -214,7 +228,8 @@ measure_half() {
     local target=$1 kind=$2 rate=$3 conns r
     conns=$(awk -v r="$rate" -v d="$HALF_DELAY_MS" 'BEGIN { c = int(r * (d + 0.1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
     read -r -a r <<<"$(wrk_run "$target" "$kind" "$conns" "$HALF_DELAY_MS" "$CAL_SECS")"
-    conns=$(awk -v c="$conns" -v r="$rate" -v got="${r[0]}" 'BEGIN { n = int(c * r / got + 0.5); print (n < 1 ? 1 : n) }')
+    conns=$(awk -v c="$conns" -v r="$rate" -v got="${r[0]}" -v m="$CONNS" \
+        'BEGIN { n = int(c * r / got + 0.5); n = (n < 1 ? 1 : n); print (n > m ? m : n) }')
     read -r -a r <<<"$(wrk_run "$target" "$kind" "$conns" "$HALF_DELAY_MS" "$DURATION")"
     HALF[$target,$kind,$rate]="${r[*]}"
     HALF_CONN[$target,$kind,$rate]=$conns
@@ -233,13 +248,22 @@ log "work directory $WORK; proxy threads $THREADS; $CONNS connections; ${DURATIO
 start_nginx
 check_target direct
 
-# Phase 1: max load.
-for kind in "${KINDS[@]}"; do measure_max direct "$kind"; done
-for v in "${VARIANTS[@]}"; do
-    start_lexecon "$v" "${MODE[$v]}" "${DURABILITY[$v]}"
-    check_target "$v"
-    for kind in "${KINDS[@]}"; do measure_max "$v" "$kind"; done
-    stop_lexecon
+# Phase 1: max load, $ROUNDS rounds over every target (each lexecon variant a fresh process with an
+# empty data directory).
+for ((round = 1; round <= ROUNDS; round++)); do
+    for kind in "${KINDS[@]}"; do measure_max direct "$kind"; done
+    for v in "${VARIANTS[@]}"; do
+        rm -rf "$WORK/$v"
+        start_lexecon "$v" "${MODE[$v]}" "${DURABILITY[$v]}"
+        check_target "$v"
+        for kind in "${KINDS[@]}"; do measure_max "$v" "$kind"; done
+        stop_lexecon
+        if [[ $v == enforce-* ]]; then
+            # Every permitted request was recorded: the ledger verifies.
+            report=$("$BIN" ledger verify "$WORK/$v/data/ledger" 2>&1) || die "ledger of $v does not verify: $report"
+            log "ledger $v: $(tr '\n' ' ' <<<"$report" | cut -c1-120)"
+        fi
+    done
 done
 
 # Phase 2: latency at half load.
@@ -266,32 +290,24 @@ for v in "${VARIANTS[@]}"; do
     stop_lexecon
 done
 
-# Every permitted enforcement request was recorded: the ledgers verify.
-for v in enforce-async enforce-sync; do
-    report=$("$BIN" ledger verify "$WORK/$v/data/ledger" 2>&1) || die "ledger of $v does not verify: $report"
-    log "ledger $v: $(tr '\n' ' ' <<<"$report" | cut -c1-200)"
-done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
 # Report (Markdown).
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
-us() { awk -v a="$1" 'BEGIN { printf "%.0f", a }'; }
-label() { case $1 in get) echo "GET small" ;; post) echo "POST 1 KiB JSON" ;; esac; }
 
 echo
 echo "Run $START – $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
     "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)), load average before $LOAD_BEFORE, after $LOAD_AFTER;" \
-    "proxy threads $THREADS; wrk -t1 -c$CONNS ${DURATION}s per row after ${WARMUP}s warm-up."
+    "proxy threads $THREADS; wrk -t1 -c$CONNS ${DURATION}s per row after ${WARMUP}s warm-up; $ROUNDS rounds."
 echo
 echo "Max load (closed loop, wrk -t1 -c$CONNS):"
 echo
-echo "| workload | variant | req/s | vs passthrough | p50 µs | p99 µs |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| workload | variant | req/s (best round) | vs passthrough | p50 µs | p99 µs | req/s of each round |"
+echo "|---|---|---:|---:|---:|---:|---|"
 for kind in "${KINDS[@]}"; do
     for t in direct "${VARIANTS[@]}"; do
-        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") |"
+        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") | ${ALL_RPS[$t,$kind]} |"
     done
 done
 echo

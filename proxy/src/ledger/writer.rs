@@ -767,6 +767,11 @@ impl Writer {
                 .head_seq
                 .store(self.next_seq - 1, Ordering::Relaxed);
         }
+        // `async`: an entry is acknowledged once it is in the file, before the fdatasync below, so
+        // no request waits for the disk. `sync`: only once it is durable.
+        if self.cfg.durability == Durability::Async {
+            self.acknowledge();
+        }
         if sync && self.dirty {
             self.file
                 .sync_data()
@@ -777,15 +782,20 @@ impl Writer {
                 .durable_seq
                 .store(self.next_seq - 1, Ordering::Relaxed);
         }
-        if self.cfg.durability == Durability::Async || !self.dirty {
-            if let Some(t) = self.oldest_enqueued.take() {
-                let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.shared.lag_micros.store(micros, Ordering::Relaxed);
-            }
-            for (ack, appended) in self.pending.drain(..) {
-                let _ = ack.send(Ok(appended));
-            }
+        if !self.dirty {
+            self.acknowledge();
         }
         Ok(())
+    }
+
+    /// Resolves the receipts of every entry written so far.
+    fn acknowledge(&mut self) {
+        if let Some(t) = self.oldest_enqueued.take() {
+            let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.shared.lag_micros.store(micros, Ordering::Relaxed);
+        }
+        for (ack, appended) in self.pending.drain(..) {
+            let _ = ack.send(Ok(appended));
+        }
     }
 }
