@@ -13,6 +13,7 @@
 # is calibrated (3 s run) so the achieved rate is half of enforce-async's max for that workload, and
 # direct, passthrough and enforce-async run at that same rate (enforce-sync at half of its own max
 # when that is lower). Latency is wrk's: from writing a request to reading its response.
+# The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request.
 #
 # Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
 # Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
@@ -207,20 +208,32 @@ wrk_run() {
     echo "$rps $p50 $p90 $p99 $p999 $req"
 }
 
-declare -A MAX_RPS MAX_P50 MAX_P99 ALL_RPS HALF HALF_CONN HALF_RATE
+declare -A MAX_RPS MAX_P50 MAX_P99 MAX_CPU ALL_RPS HALF HALF_CONN HALF_RATE
 
 measure_max() { # target kind
     wrk_run "$1" "$2" "$CONNS" 0 "$WARMUP" >/dev/null
-    local r
+    local r cpu0 cpu1 cpu="–"
+    cpu0=$(proc_cpu_ticks)
     read -r -a r <<<"$(wrk_run "$1" "$2" "$CONNS" 0 "$DURATION")"
-    log "max  $1 $2 (round $round): ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests)"
+    cpu1=$(proc_cpu_ticks)
+    if [[ -n $cpu0 && -n $cpu1 ]]; then
+        cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="${r[5]}" 'BEGIN { printf "%.1f", d / t * 1e6 / n }')
+    fi
+    log "max  $1 $2 (round $round): ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests), lexecon CPU $cpu µs/request"
     ALL_RPS[$1,$2]="${ALL_RPS[$1,$2]:-}${ALL_RPS[$1,$2]:+ / }$(us "${r[0]}")"
     # Other load on the machine only ever lowers a row: keep each row's best round.
     if [[ -z ${MAX_RPS[$1,$2]:-} ]] || awk -v a="${r[0]}" -v b="${MAX_RPS[$1,$2]}" 'BEGIN { exit !(a > b) }'; then
         MAX_RPS[$1,$2]=${r[0]}
         MAX_P50[$1,$2]=${r[1]}
         MAX_P99[$1,$2]=${r[3]}
+        MAX_CPU[$1,$2]=$cpu
     fi
+}
+
+# utime + stime (clock ticks) of the running lexecon process, empty for `direct`.
+proc_cpu_ticks() {
+    [[ -n $LEXECON_PID && -r /proc/$LEXECON_PID/stat ]] || return 0
+    awk '{ print $14 + $15 }' "/proc/$LEXECON_PID/stat"
 }
 
 # measure_half target kind rate: calibrates the connection count, then measures.
@@ -303,11 +316,11 @@ echo "Run $START – $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev
 echo
 echo "Max load (closed loop, wrk -t1 -c$CONNS):"
 echo
-echo "| workload | variant | req/s (best round) | vs passthrough | p50 µs | p99 µs | req/s of each round |"
-echo "|---|---|---:|---:|---:|---:|---|"
+echo "| workload | variant | req/s (best round) | vs passthrough | p50 µs | p99 µs | lexecon CPU µs/request | req/s of each round |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
 for kind in "${KINDS[@]}"; do
     for t in direct "${VARIANTS[@]}"; do
-        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") | ${ALL_RPS[$t,$kind]} |"
+        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") | ${MAX_CPU[$t,$kind]} | ${ALL_RPS[$t,$kind]} |"
     done
 done
 echo
