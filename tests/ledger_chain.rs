@@ -564,3 +564,39 @@ fn invalid_ledger_config_is_rejected_with_the_field() {
     assert_eq!(parsed.flush_interval, Duration::from_millis(2));
     assert!(serde_norway::from_str::<LedgerConfig>("{dir: l, queue_size: 3}").is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Async writer going idle (added with the load benchmark: it now waits up to `flush_interval` for
+// more entries before its fdatasync instead of syncing at once).
+
+#[tokio::test]
+async fn async_writer_syncs_after_going_idle_and_keeps_accepting_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.flush_interval = Duration::from_millis(20);
+    config.checkpoint_every = 0;
+    let handle = LedgerWriter::start(config, None).unwrap();
+    for round in 0..3u64 {
+        let seq = round * 2 + 1;
+        let a = handle.append(draft(seq)).await.unwrap();
+        let b = handle.append(draft(seq + 1)).await.unwrap();
+        assert_eq!(a.appended().await.unwrap().seq, seq);
+        assert_eq!(b.appended().await.unwrap().seq, seq + 1);
+        // Idle with unsynced entries: the writer syncs by itself (bounded wait, no timing assertion).
+        for _ in 0..500 {
+            if handle.stats().durable_seq > seq {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let stats = handle.stats();
+        assert_eq!(
+            stats.durable_seq,
+            seq + 1,
+            "round {round}: idle writer never synced"
+        );
+        assert!(!stats.failed);
+    }
+    assert_eq!(read_lines(dir.path()).len(), 6);
+    handle.shutdown().await.unwrap();
+}

@@ -327,3 +327,32 @@ fn keys_generate_and_token_verify_commands_work_together() {
     .unwrap();
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&out));
 }
+
+// ---------------------------------------------------------------------------------------------
+// `TokenMinter::reusable` (added with the load benchmark: the proxy skips waiting for the ledger
+// entry hash when a reusable token exists).
+
+#[test]
+fn reusable_returns_the_token_mint_would_reuse_and_none_when_mint_would_sign() {
+    let m = minter(KeyRing::generate(), MintMode::Reuse);
+    let t0 = jiff::Timestamp::now();
+    let at = |s| t0 + jiff::SignedDuration::from_secs(s);
+    let d = decision("axn_place_order");
+    assert_eq!(m.reusable_at(&d, "orders", t0), None, "nothing minted yet");
+    let first = m.mint_at(&d, "orders", "led-1", t0).unwrap();
+    assert_eq!(m.reusable_at(&d, "orders", at(29)), Some(first.clone()));
+    assert_eq!(m.reusable_at(&d, "payments", at(1)), None);
+    // Half the life used: `mint` would sign again, so nothing is reusable.
+    assert_eq!(m.reusable_at(&d, "orders", at(30)), None);
+    let mut denied = d.clone();
+    denied.decision = Verdict::Deny;
+    assert_eq!(m.reusable_at(&denied, "orders", at(1)), None);
+}
+
+#[test]
+fn reusable_is_always_none_in_per_request_mode() {
+    let m = minter(KeyRing::generate(), MintMode::PerRequest);
+    let d = decision("axn_place_order");
+    m.mint(&d, "orders", "led").unwrap();
+    assert_eq!(m.reusable(&d, "orders"), None);
+}

@@ -331,6 +331,10 @@ impl Decide for Engine {
         audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
         let mut recorded = Recorded::default();
+        let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
+        // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
+        // minted it: this request's entry hash is not needed, so it does not wait for the writer.
+        let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
         if let Some(ledger) = &self.ledger {
             let draft = EntryDraft::from_decision(decision, context, &self.redaction);
             // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
@@ -338,8 +342,8 @@ impl Decide for Engine {
                 .append(draft)
                 .await
                 .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
-            if decision.decision == Verdict::Permit && audience.is_some() {
-                // The token links the ledger entry, so wait for the writer to place it.
+            if permit_audience.is_some() && reused.is_none() {
+                // A new token links the ledger entry, so wait for the writer to place it.
                 let appended = receipt.appended().await.map_err(|e| {
                     DecideFailure::new(503, format!("audit ledger unavailable: {e}"))
                 })?;
@@ -348,7 +352,9 @@ impl Decide for Engine {
                 recorded.ledger_entry_hash = Some(a.entry_hash.clone());
             }
         }
-        if let (Verdict::Permit, Some(audience)) = (decision.decision, audience) {
+        if reused.is_some() {
+            recorded.capability_token = reused;
+        } else if let Some(audience) = permit_audience {
             let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
             let token = self.minter.mint(decision, audience, led).map_err(|e| {
                 DecideFailure::new(500, format!("cannot mint capability token: {e}"))

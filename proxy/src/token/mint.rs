@@ -196,11 +196,8 @@ impl TokenMinter {
             return self.sign(decision, audience, ledger_entry_hash, now_secs);
         };
         let key = reuse_key(decision, audience);
-        if let Some(hit) = cache.get(&key) {
-            // Reuse while more than half the lifetime remains.
-            if now_secs >= hit.iat && (now_secs - hit.iat) * 2 < self.ttl_secs {
-                return Ok(hit.token.clone());
-            }
+        if let Some(token) = self.cached(&key, now_secs) {
+            return Ok(token);
         }
         let token = self.sign(decision, audience, ledger_entry_hash, now_secs)?;
         cache.insert(
@@ -211,6 +208,33 @@ impl TokenMinter {
             }),
         );
         Ok(token)
+    }
+
+    /// The token [`Self::mint`] would return now without signing (`mode: reuse` and a token for
+    /// this actor, action, resource, policy and audience with more than half its life left), or
+    /// `None` when minting would sign a new one. The caller uses it to skip work that only a new
+    /// token needs (waiting for the ledger entry hash that a new token links).
+    pub fn reusable(&self, decision: &Decision, audience: &str) -> Option<String> {
+        self.reusable_at(decision, audience, jiff::Timestamp::now())
+    }
+
+    /// [`Self::reusable`] as of `now`.
+    pub fn reusable_at(
+        &self,
+        decision: &Decision,
+        audience: &str,
+        now: jiff::Timestamp,
+    ) -> Option<String> {
+        if decision.decision != Verdict::Permit || self.cache.is_none() {
+            return None;
+        }
+        self.cached(&reuse_key(decision, audience), now.as_second())
+    }
+
+    /// A cached token while more than half its lifetime remains.
+    fn cached(&self, key: &[u8; 32], now_secs: i64) -> Option<String> {
+        let hit = self.cache.as_ref()?.get(key)?;
+        (now_secs >= hit.iat && (now_secs - hit.iat) * 2 < self.ttl_secs).then(|| hit.token.clone())
     }
 
     fn sign(

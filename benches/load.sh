@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# Proxy load benchmark (issues 4 and 5): wrk on loopback against
+#   direct         nginx (the upstream) without Lexecon
+#   passthrough    lexecon, `mode: passthrough` (forwards untouched: the baseline)
+#   enforce-async  lexecon, full enforcement: EdDSA JWT (verified, cached) + REST classify + decide +
+#                  ledger `durability: async` + capability token (`mode: reuse`)
+#   enforce-sync   the same with ledger `durability: sync` (each permit waits for fdatasync)
+# on a small GET (/v1/files/<id>, 1,000 ids) and a 1 KiB JSON POST (/v1/records).
+#
+# Phase 1 (max load): wrk -t1 -c$LOAD_CONNECTIONS, closed loop, $LOAD_DURATION s per row after a
+# $LOAD_WARMUP s warm-up. Phase 2 (latency at half load): wrk2 is not in Debian, so every connection
+# of a plain wrk waits LOAD_DELAY=1 ms after each response (wrk's Lua `delay()`); the connection count
+# is calibrated (3 s run) so the achieved rate is half of enforce-async's max for that workload, and
+# direct, passthrough and enforce-async run at that same rate (enforce-sync at half of its own max
+# when that is lower). Latency is wrk's: from writing a request to reading its response.
+# The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request.
+#
+# Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
+# Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
+# runs every target this often, interleaved, and keeps each row's best), LOAD_THREADS (1, the
+# proxy's worker threads), LOAD_BASE_PORT (18600: upstream, +1 proxy, +2 admin), LOAD_KEEP=1 keeps
+# the work directory. Everything started here is stopped on exit (trap); only loopback is used.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=$ROOT/benches/load
+DURATION=${LOAD_DURATION:-10}
+WARMUP=${LOAD_WARMUP:-2}
+CONNS=${LOAD_CONNECTIONS:-32}
+ROUNDS=${LOAD_ROUNDS:-2}
+THREADS=${LOAD_THREADS:-1}
+BASE_PORT=${LOAD_BASE_PORT:-18600}
+UP_PORT=$BASE_PORT
+PROXY_PORT=$((BASE_PORT + 1))
+ADMIN_PORT=$((BASE_PORT + 2))
+CAL_SECS=3
+HALF_DELAY_MS=1
+
+log() { printf '[load %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
+us() { awk -v a="$1" 'BEGIN { printf "%.0f", a }'; }
+label() { case $1 in get) echo "GET small" ;; post) echo "POST 1 KiB JSON" ;; esac; }
+
+WORK=$(mktemp -d /tmp/lexecon-load.XXXXXX)
+declare -a STARTED=()
+cleanup() {
+    local pid
+    for pid in "${STARTED[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ ${LOAD_KEEP:-0} == 1 ]]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Tools: wrk and nginx from Debian when missing.
+as_root() {
+    if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+apt_install() {
+    log "installing $* from Debian"
+    # Do not let the package start a system nginx on port 80 (no init system here, and none wanted).
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"
+        added=1
+    fi
+    local ok=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
+        { as_root apt-get update && as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "$@"; } || ok=1
+    if [[ $added == 1 ]]; then as_root rm -f "$policy"; fi
+    return $ok
+}
+command -v wrk >/dev/null || apt_install wrk || die "cannot install wrk"
+NGINX=$(command -v nginx || true)
+[[ -n $NGINX ]] || { [[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx; } || true
+if [[ -z $NGINX ]]; then
+    apt_install nginx-light || apt_install nginx || die "cannot install nginx"
+    NGINX=/usr/sbin/nginx
+fi
+for tool in curl openssl; do command -v "$tool" >/dev/null || die "$tool is required"; done
+
+# ---------------------------------------------------------------------------------------------
+# Build.
+log "building lexecon (release)"
+(cd "$ROOT" && cargo build --release --quiet -p lexecon --bin lexecon)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/lexecon
+[[ -x $BIN ]] || die "no binary at $BIN"
+
+# ---------------------------------------------------------------------------------------------
+# Identity: the identity provider's Ed25519 key pair (openssl), its JWKS, and a token valid for a year
+# (no network). `lexecon keys generate` writes PKCS#8 v2 (with the public key), which OpenSSL 3.0's
+# `pkeyutl` cannot read, so the IdP key comes from `openssl genpkey`.
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+mkdir -p "$WORK/idp"
+openssl genpkey -algorithm ed25519 -out "$WORK/idp/idp-ed25519.pem" 2>/dev/null
+KID=load-idp-1
+JWK_X=$(openssl pkey -in "$WORK/idp/idp-ed25519.pem" -pubout -outform DER | tail -c 32 | b64url)
+printf '{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"%s","x":"%s"}]}\n' \
+    "$KID" "$JWK_X" >"$WORK/idp/jwks.json"
+NOW=$(date +%s)
+JWT_HEADER=$(printf '{"alg":"EdDSA","typ":"JWT","kid":"%s"}' "$KID" | b64url)
+JWT_CLAIMS=$(printf '{"iss":"https://idp.load.test","aud":"lexecon-load","sub":"load-agent","tenant":"acme","iat":%d,"exp":%d}' \
+    "$NOW" "$((NOW + 365 * 24 * 3600))" | b64url)
+printf '%s.%s' "$JWT_HEADER" "$JWT_CLAIMS" >"$WORK/jwt-input"
+JWT_SIG=$(openssl pkeyutl -sign -inkey "$WORK/idp/idp-ed25519.pem" -rawin -in "$WORK/jwt-input" | b64url)
+TOKEN="$JWT_HEADER.$JWT_CLAIMS.$JWT_SIG"
+
+# ---------------------------------------------------------------------------------------------
+# Processes.
+wait_http() { # url seconds
+    local i
+    for ((i = 0; i < $2 * 20; i++)); do
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+start_nginx() {
+    mkdir -p "$WORK/nginx"
+    sed -e "s|@PORT@|$UP_PORT|g" -e "s|@DIR@|$WORK/nginx|g" "$HERE/nginx.conf.in" >"$WORK/nginx/nginx.conf"
+    "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/nginx-error.log" &
+    STARTED+=($!)
+    wait_http "http://127.0.0.1:$UP_PORT/" 10 || die "nginx did not start (see $WORK/nginx/nginx-error.log)"
+}
+
+LEXECON_PID=
+start_lexecon() { # variant mode durability
+    local dir=$WORK/$1
+    mkdir -p "$dir"
+    sed -e "s|@DATA_DIR@|$dir/data|g" -e "s|@PROXY_PORT@|$PROXY_PORT|g" \
+        -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" -e "s|@THREADS@|$THREADS|g" \
+        -e "s|@UPSTREAM_PORT@|$UP_PORT|g" -e "s|@JWKS@|$WORK/idp/jwks.json|g" \
+        -e "s|@MODE@|$2|g" -e "s|@DURABILITY@|$3|g" -e "s|@POLICY@|$HERE/policies/ai.yaml|g" \
+        "$HERE/lexecon.yaml.in" >"$dir/lexecon.yaml"
+    RUST_LOG=warn "$BIN" serve --config "$dir/lexecon.yaml" >"$dir/lexecon.log" 2>&1 &
+    LEXECON_PID=$!
+    STARTED+=("$LEXECON_PID")
+    wait_http "http://127.0.0.1:$ADMIN_PORT/health" 20 || die "lexecon ($1) did not start; log: $(tail -n 20 "$dir/lexecon.log")"
+    wait_http "http://127.0.0.1:$PROXY_PORT/" 10 || die "lexecon ($1) proxy port not open"
+}
+
+stop_lexecon() {
+    [[ -n $LEXECON_PID ]] || return 0
+    kill -TERM "$LEXECON_PID" 2>/dev/null || true
+    wait "$LEXECON_PID" 2>/dev/null || true
+    LEXECON_PID=
+}
+
+port_of() { if [[ $1 == direct ]]; then echo "$UP_PORT"; else echo "$PROXY_PORT"; fi; }
+
+# One request of each workload must be answered as expected before anything is measured.
+check_target() { # target
+    local port code headers
+    port=$(port_of "$1")
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+        "http://127.0.0.1:$port/v1/files/f1")
+    [[ $code == 200 ]] || die "$1: GET answered $code, expected 200"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' --data '{"table":"events","rows":25,"purpose":"sync"}' \
+        "http://127.0.0.1:$port/v1/records")
+    [[ $code == 201 ]] || die "$1: POST answered $code, expected 201"
+    if [[ $1 == enforce-* ]]; then
+        headers=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $TOKEN" \
+            "http://127.0.0.1:$port/v1/files/f1")
+        grep -qi '^x-lexecon-decision-id:' <<<"$headers" || die "$1: permitted GET has no decision id"
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/files/f1")
+        [[ $code == 401 ]] || die "$1: GET without a token answered $code, expected 401"
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+            -H 'Content-Type: application/json' --data '{"table":"events","rows":500,"purpose":"sync"}' \
+            "http://127.0.0.1:$port/v1/records")
+        [[ $code == 403 ]] || die "$1: a 500-row batch answered $code, expected 403 (escalate)"
+    fi
+}
+
+# wrk_run target kind connections delay_ms seconds -> prints "rps p50 p90 p99 p999 requests"
+wrk_run() {
+    local port out line
+    port=$(port_of "$1")
+    out=$(LOAD_KIND=$2 LOAD_TOKEN=$TOKEN LOAD_DELAY=$4 \
+        wrk -t1 -c"$3" -d"$5"s --timeout 5s -s "$HERE/wrk.lua" "http://127.0.0.1:$port" 2>&1) ||
+        die "wrk failed: $out"
+    line=$(grep '^RESULT' <<<"$out") || die "wrk printed no RESULT line: $out"
+    local rps req p50 p90 p99 p999 errors status
+    rps=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
+    req=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
+    p50=$(sed -n 's/.* p50=\([0-9.]*\).*/\1/p' <<<"$line")
+    p90=$(sed -n 's/.* p90=\([0-9.]*\).*/\1/p' <<<"$line")
+    p99=$(sed -n 's/.* p99=\([0-9.]*\).*/\1/p' <<<"$line")
+    p999=$(sed -n 's/.* p999=\([0-9.]*\).*/\1/p' <<<"$line")
+    errors=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
+    status=$(sed -n 's/.* status_errors=\([0-9]*\).*/\1/p' <<<"$line")
+    if ((errors + status > 0)); then
+        die "$1 $2: $errors socket errors and $status answers >= 400 out of $req requests: $out"
+    fi
+    echo "$rps $p50 $p90 $p99 $p999 $req"
+}
+
+declare -A MAX_RPS MAX_P50 MAX_P99 MAX_CPU ALL_RPS HALF HALF_CONN HALF_RATE
+
+measure_max() { # target kind
+    wrk_run "$1" "$2" "$CONNS" 0 "$WARMUP" >/dev/null
+    local r cpu0 cpu1 cpu="–"
+    cpu0=$(proc_cpu_ticks)
+    read -r -a r <<<"$(wrk_run "$1" "$2" "$CONNS" 0 "$DURATION")"
+    cpu1=$(proc_cpu_ticks)
+    if [[ -n $cpu0 && -n $cpu1 ]]; then
+        cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="${r[5]}" 'BEGIN { printf "%.1f", d / t * 1e6 / n }')
+    fi
+    log "max  $1 $2 (round $round): ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests), lexecon CPU $cpu µs/request"
+    ALL_RPS[$1,$2]="${ALL_RPS[$1,$2]:-}${ALL_RPS[$1,$2]:+ / }$(us "${r[0]}")"
+    # Other load on the machine only ever lowers a row: keep each row's best round.
+    if [[ -z ${MAX_RPS[$1,$2]:-} ]] || awk -v a="${r[0]}" -v b="${MAX_RPS[$1,$2]}" 'BEGIN { exit !(a > b) }'; then
+        MAX_RPS[$1,$2]=${r[0]}
+        MAX_P50[$1,$2]=${r[1]}
+        MAX_P99[$1,$2]=${r[3]}
+        MAX_CPU[$1,$2]=$cpu
+    fi
+}
+
+# utime + stime (clock ticks) of the running lexecon process, empty for `direct`.
+proc_cpu_ticks() {
+    [[ -n $LEXECON_PID && -r /proc/$LEXECON_PID/stat ]] || return 0
+    awk '{ print $14 + $15 }' "/proc/$LEXECON_PID/stat"
+}
+
+# measure_half target kind rate: calibrates the connection count, then measures.
+measure_half() {
+    local target=$1 kind=$2 rate=$3 conns r
+    conns=$(awk -v r="$rate" -v d="$HALF_DELAY_MS" 'BEGIN { c = int(r * (d + 0.1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
+    read -r -a r <<<"$(wrk_run "$target" "$kind" "$conns" "$HALF_DELAY_MS" "$CAL_SECS")"
+    conns=$(awk -v c="$conns" -v r="$rate" -v got="${r[0]}" -v m="$CONNS" \
+        'BEGIN { n = int(c * r / got + 0.5); n = (n < 1 ? 1 : n); print (n > m ? m : n) }')
+    read -r -a r <<<"$(wrk_run "$target" "$kind" "$conns" "$HALF_DELAY_MS" "$DURATION")"
+    HALF[$target,$kind,$rate]="${r[*]}"
+    HALF_CONN[$target,$kind,$rate]=$conns
+    log "half $target $kind @ $rate req/s target: -c$conns, ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs, p99.9 ${r[4]} µs"
+}
+
+KINDS=(get post)
+VARIANTS=(passthrough enforce-async enforce-sync)
+declare -A MODE=([passthrough]=passthrough [enforce-async]=enforce [enforce-sync]=enforce)
+declare -A DURABILITY=([passthrough]=async [enforce-async]=async [enforce-sync]=sync)
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+log "work directory $WORK; proxy threads $THREADS; $CONNS connections; ${DURATION}s per row"
+
+start_nginx
+check_target direct
+
+# Phase 1: max load, $ROUNDS rounds over every target (each lexecon variant a fresh process with an
+# empty data directory).
+for ((round = 1; round <= ROUNDS; round++)); do
+    for kind in "${KINDS[@]}"; do measure_max direct "$kind"; done
+    for v in "${VARIANTS[@]}"; do
+        rm -rf "$WORK/$v"
+        start_lexecon "$v" "${MODE[$v]}" "${DURABILITY[$v]}"
+        check_target "$v"
+        for kind in "${KINDS[@]}"; do measure_max "$v" "$kind"; done
+        stop_lexecon
+        if [[ $v == enforce-* ]]; then
+            # Every permitted request was recorded: the ledger verifies.
+            report=$("$BIN" ledger verify "$WORK/$v/data/ledger" 2>&1) || die "ledger of $v does not verify: $report"
+            log "ledger $v: $(tr '\n' ' ' <<<"$report" | cut -c1-120)"
+        fi
+    done
+done
+
+# Phase 2: latency at half load.
+for kind in "${KINDS[@]}"; do
+    HALF_RATE[$kind]=$(awk -v m="${MAX_RPS[enforce-async,$kind]}" 'BEGIN { printf "%d", m / 2 }')
+    HALF_RATE[sync,$kind]=$(awk -v m="${MAX_RPS[enforce-sync,$kind]}" -v h="${HALF_RATE[$kind]}" \
+        'BEGIN { s = int(m / 2); printf "%d", (s < h ? s : h) }')
+done
+for kind in "${KINDS[@]}"; do
+    measure_half direct "$kind" "${HALF_RATE[$kind]}"
+    if [[ ${HALF_RATE[sync,$kind]} != "${HALF_RATE[$kind]}" ]]; then
+        measure_half direct "$kind" "${HALF_RATE[sync,$kind]}"
+    fi
+done
+for v in "${VARIANTS[@]}"; do
+    start_lexecon "$v-half" "${MODE[$v]}" "${DURABILITY[$v]}"
+    for kind in "${KINDS[@]}"; do
+        if [[ $v == enforce-sync ]]; then
+            measure_half "$v" "$kind" "${HALF_RATE[sync,$kind]}"
+        else
+            measure_half "$v" "$kind" "${HALF_RATE[$kind]}"
+        fi
+    done
+    stop_lexecon
+done
+
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------------------------------------
+# Report (Markdown).
+
+echo
+echo "Run $START – $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
+    "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)), load average before $LOAD_BEFORE, after $LOAD_AFTER;" \
+    "proxy threads $THREADS; wrk -t1 -c$CONNS ${DURATION}s per row after ${WARMUP}s warm-up; $ROUNDS rounds."
+echo
+echo "Max load (closed loop, wrk -t1 -c$CONNS):"
+echo
+echo "| workload | variant | req/s (best round) | vs passthrough | p50 µs | p99 µs | lexecon CPU µs/request | req/s of each round |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
+for kind in "${KINDS[@]}"; do
+    for t in direct "${VARIANTS[@]}"; do
+        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") | ${MAX_CPU[$t,$kind]} | ${ALL_RPS[$t,$kind]} |"
+    done
+done
+echo
+echo "Latency at half load (wrk -t1, each connection waits ${HALF_DELAY_MS} ms after a response; connections calibrated to the rate):"
+echo
+echo "| workload | variant | target req/s | connections | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | added p99 vs direct µs |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for kind in "${KINDS[@]}"; do
+    for t in direct "${VARIANTS[@]}"; do
+        rates=${HALF_RATE[$kind]}
+        [[ $t == enforce-sync ]] && rates=${HALF_RATE[sync,$kind]}
+        [[ $t == direct && ${HALF_RATE[sync,$kind]} != "${HALF_RATE[$kind]}" ]] && rates="$rates ${HALF_RATE[sync,$kind]}"
+        for rate in $rates; do
+            read -r -a h <<<"${HALF[$t,$kind,$rate]}"
+            read -r -a d <<<"${HALF[direct,$kind,$rate]}"
+            added=$(awk -v a="${h[3]}" -v b="${d[3]}" 'BEGIN { printf "%+.0f", a - b }')
+            [[ $t == direct ]] && added="–"
+            echo "| $(label "$kind") | $t | $rate | ${HALF_CONN[$t,$kind,$rate]} | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $added |"
+        done
+    done
+done
+echo
+for kind in "${KINDS[@]}"; do
+    echo "$(label "$kind"): enforce-async / passthrough = $(pct "${MAX_RPS[enforce-async,$kind]}" "${MAX_RPS[passthrough,$kind]}") (goal >= 85 %);" \
+        "enforce-sync / enforce-async = $(pct "${MAX_RPS[enforce-sync,$kind]}" "${MAX_RPS[enforce-async,$kind]}");" \
+        "passthrough / direct = $(pct "${MAX_RPS[passthrough,$kind]}" "${MAX_RPS[direct,$kind]}")"
+done

@@ -1,0 +1,56 @@
+-- wrk script of benches/load.sh. Environment:
+--   LOAD_KIND   get | post      small GET of /v1/files/<id> or a 1 KiB JSON POST to /v1/records
+--   LOAD_TOKEN  bearer JWT sent on every request (all variants send the same bytes)
+--   LOAD_DELAY  milliseconds each connection waits after a response before its next request
+--               (0: closed loop, as fast as possible); used for the fixed-rate latency runs
+-- Requests are built once (1,000 of them, cycling the file id) so that wrk spends no Lua time per
+-- request. `done` prints one machine-readable RESULT line that load.sh parses.
+
+local kind = os.getenv("LOAD_KIND") or "get"
+local token = os.getenv("LOAD_TOKEN") or ""
+local delay_ms = tonumber(os.getenv("LOAD_DELAY") or "0") or 0
+
+local requests = {}
+local n = 0
+
+local function body_1k()
+  local head = '{"table":"events","rows":25,"purpose":"sync","payload":"'
+  local tail = '"}'
+  return head .. string.rep("x", 1024 - #head - #tail) .. tail
+end
+
+function init(args)
+  local headers = { ["Authorization"] = "Bearer " .. token, ["Host"] = "load.test" }
+  if kind == "post" then
+    headers["Content-Type"] = "application/json"
+    local body = body_1k()
+    requests[1] = wrk.format("POST", "/v1/records", headers, body)
+  else
+    for i = 1, 1000 do
+      requests[i] = wrk.format("GET", "/v1/files/f" .. (i - 1), headers, nil)
+    end
+  end
+end
+
+function request()
+  n = n + 1
+  if n > #requests then n = 1 end
+  return requests[n]
+end
+
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local secs = summary.duration / 1e6
+  io.write(string.format(
+    "RESULT rps=%.1f requests=%d p50=%.1f p90=%.1f p99=%.1f p999=%.1f max=%.1f errors=%d status_errors=%d\n",
+    summary.requests / secs, summary.requests,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
