@@ -135,3 +135,18 @@ fn every_example_policy_and_builtin_template_validates_against_the_real_builtin_
         }
     }
 }
+
+#[test]
+fn the_complete_file_in_the_configuration_reference_loads_and_validates() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let config = lexecon_config::Config::from_yaml("docs/configuration.md", &doc[start..end])
+        .unwrap_or_else(|e| panic!("the documented configuration does not load:\n{e}"));
+    assert_eq!(config.node_id, "sidecar-a1");
+    assert_eq!(config.routes.len(), 1);
+    assert!(config.ledger.get("redact").is_some());
+}

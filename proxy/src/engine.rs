@@ -452,4 +452,17 @@ mod tests {
         assert!(err.to_string().contains("ledger"), "{err}");
         assert!(err.to_string().contains("durabilty"), "{err}");
     }
+
+    #[test]
+    fn the_documented_ledger_tokens_and_api_sections_are_accepted() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let config = Config::from_yaml("docs/configuration.md", &doc[start..end]).unwrap();
+        let (writer, redaction) = ledger_config(&config).unwrap();
+        assert!(writer.is_some());
+        assert!(!redaction.domains.is_empty());
+        token_config(&config).unwrap();
+        crate::api::http::ApiSettings::from_config(&config).unwrap();
+    }
 }
