@@ -306,11 +306,11 @@ finance:
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("finance.venues.XNYS.time_zone"), "{err}");
         let s = FinanceSettings {
-            default_venue: "XXXX".into(),
+            default_venue: "NOWHERE".into(),
             ..FinanceSettings::default()
         };
         let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("XXXX"), "{err}");
+        assert!(err.contains("NOWHERE"), "{err}");
         let s = FinanceSettings {
             max_order_value: -1.0,
             ..FinanceSettings::default()
