@@ -600,3 +600,81 @@ async fn async_writer_syncs_after_going_idle_and_keeps_accepting_entries() {
     assert_eq!(read_lines(dir.path()).len(), 6);
     handle.shutdown().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Async writer lingering between batches (so that under load the request path only queues entries
+// and never pays for waking the writer thread).
+
+#[tokio::test]
+async fn lingering_writer_answers_a_waiting_caller_without_waiting_out_the_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    // A linger no test run could wait out: only the caller's wake-up can make these resolve.
+    config.flush_interval = Duration::from_secs(3600);
+    config.linger = Duration::from_secs(3600);
+    config.checkpoint_every = 0;
+    let handle = LedgerWriter::start(config, None).unwrap();
+    for seq in 1..=3u64 {
+        let receipt = handle.append(draft(seq)).await.unwrap();
+        let appended = tokio::time::timeout(Duration::from_secs(60), receipt.appended())
+            .await
+            .expect("a waiting caller must wake the lingering writer")
+            .unwrap();
+        assert_eq!(appended.seq, seq);
+    }
+    // Entries nobody waits for are written with the next batch a caller or a flush triggers.
+    let unwaited = handle.append(draft(4)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), handle.flush())
+        .await
+        .expect("flush must wake the lingering writer")
+        .unwrap();
+    assert_eq!(unwaited.appended().await.unwrap().seq, 4);
+    assert_eq!(handle.stats().durable_seq, 4);
+    tokio::time::timeout(Duration::from_secs(60), handle.shutdown())
+        .await
+        .expect("shutdown must wake the lingering writer")
+        .unwrap();
+    assert_eq!(read_lines(dir.path()).len(), 4);
+    verify_dir(dir.path(), None).unwrap();
+}
+
+#[tokio::test]
+async fn lingering_writer_writes_unwaited_entries_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.flush_interval = Duration::from_millis(20);
+    config.linger = Duration::from_millis(10);
+    config.checkpoint_every = 0;
+    let handle = LedgerWriter::start(config, None).unwrap();
+    for seq in 1..=50u64 {
+        // Nobody waits for a receipt: the writer must take these on its own.
+        handle.append(draft(seq)).await.unwrap();
+    }
+    for _ in 0..1000 {
+        if handle.stats().durable_seq == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        handle.stats().durable_seq,
+        50,
+        "entries were left unwritten"
+    );
+    handle.shutdown().await.unwrap();
+    assert_eq!(read_lines(dir.path()).len(), 50);
+}
+
+#[test]
+fn a_linger_longer_than_the_flush_interval_is_rejected() {
+    let mut config = LedgerConfig::new("ledger");
+    config.flush_interval = Duration::from_millis(5);
+    config.linger = Duration::from_millis(6);
+    match config.validate() {
+        Err(LedgerError::InvalidConfig { field, reason }) => {
+            assert_eq!(field, "ledger.linger");
+            assert!(reason.contains("flush_interval"), "{reason}");
+        }
+        other => panic!("expected an invalid linger, got {other:?}"),
+    }
+}

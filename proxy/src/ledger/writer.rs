@@ -5,7 +5,10 @@
 //! (`durability: async`) or waits until the entry is on disk (`sync`). The thread takes whatever is
 //! queued (up to `batch_max`), assigns seq and hashes, writes the batch with one `write`, and calls
 //! `fdatasync` once per batch in `sync` mode, or at most every `flush_interval` (and at the latest
-//! `flush_interval` after the last sync once it goes idle) in `async` mode — group commit. It must never block the async runtime (it uses
+//! `flush_interval` after the last sync once it goes idle) in `async` mode — group commit. In
+//! `async` mode it then lingers (`linger`, 1 ms by default) before taking the next batch, so that under
+//! load the request path only queues entries and never pays for waking the thread; a caller that
+//! waits for its receipt unparks it. It must never block the async runtime (it uses
 //! `blocking_recv` on its own thread), never drop an entry without telling the caller (every entry's
 //! receipt resolves with its seq and hash or with an error), and never extend a chain whose tail does
 //! not verify.
@@ -84,6 +87,12 @@ pub struct LedgerConfig {
     /// Most entries written per batch (per `write` call).
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// `async` mode: after writing a batch, the writer waits this long before it takes the next
+    /// one, so that a busy request path hands entries over without waking the writer thread for
+    /// each (0s: take entries as they arrive). A caller that waits for its entry's receipt cuts
+    /// the wait short.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
 }
 
 fn default_flush_interval() -> Duration {
@@ -104,6 +113,9 @@ fn default_segment_max_bytes() -> u64 {
 fn default_batch_max() -> usize {
     4096
 }
+fn default_linger() -> Duration {
+    Duration::from_millis(1)
+}
 
 impl LedgerConfig {
     /// Defaults for everything but the directory.
@@ -118,6 +130,7 @@ impl LedgerConfig {
             checkpoint_interval: default_checkpoint_interval(),
             segment_max_bytes: default_segment_max_bytes(),
             batch_max: default_batch_max(),
+            linger: default_linger(),
         }
     }
 
@@ -138,6 +151,17 @@ impl LedgerConfig {
             return Err(LedgerError::InvalidConfig {
                 field: "ledger.batch_max",
                 reason: "must be at least 1".to_owned(),
+            });
+        }
+        if self.linger > self.flush_interval {
+            // The crash bound of `async` is flush_interval + linger; keep the linger the smaller part.
+            return Err(LedgerError::InvalidConfig {
+                field: "ledger.linger",
+                reason: format!(
+                    "{} is above flush_interval ({})",
+                    humantime::format_duration(self.linger),
+                    humantime::format_duration(self.flush_interval)
+                ),
             });
         }
         if self.segment_max_bytes < 4096 {
@@ -195,7 +219,8 @@ pub struct AppendReceipt(Receipt);
 #[derive(Debug)]
 enum Receipt {
     Ready(Appended),
-    Pending(oneshot::Receiver<AckResult>),
+    /// The writer thread, to cut its linger short when the caller waits.
+    Pending(oneshot::Receiver<AckResult>, std::thread::Thread),
 }
 
 impl AppendReceipt {
@@ -203,7 +228,7 @@ impl AppendReceipt {
     pub fn ready(&self) -> Option<&Appended> {
         match &self.0 {
             Receipt::Ready(a) => Some(a),
-            Receipt::Pending(_) => None,
+            Receipt::Pending(..) => None,
         }
     }
 
@@ -211,7 +236,10 @@ impl AppendReceipt {
     pub async fn appended(self) -> Result<Appended, LedgerError> {
         match self.0 {
             Receipt::Ready(a) => Ok(a),
-            Receipt::Pending(rx) => resolve(rx).await,
+            Receipt::Pending(rx, writer) => {
+                writer.unpark();
+                resolve(rx).await
+            }
         }
     }
 }
@@ -274,6 +302,8 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct LedgerHandle {
     tx: mpsc::Sender<Msg>,
+    /// The writer thread: unparked by callers that wait, so its linger never delays them.
+    writer: std::thread::Thread,
     shared: Arc<Shared>,
     durability: Durability,
     when_full: WhenFull,
@@ -311,7 +341,7 @@ impl LedgerHandle {
             })?,
         }
         match self.durability {
-            Durability::Async => Ok(AppendReceipt(Receipt::Pending(rx))),
+            Durability::Async => Ok(AppendReceipt(Receipt::Pending(rx, self.writer.clone()))),
             Durability::Sync => Ok(AppendReceipt(Receipt::Ready(resolve(rx).await?))),
         }
     }
@@ -323,6 +353,7 @@ impl LedgerHandle {
             .send(Msg::Flush(ack))
             .await
             .map_err(|_| LedgerError::Closed)?;
+        self.writer.unpark();
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
@@ -339,6 +370,7 @@ impl LedgerHandle {
             .send(Msg::Pause { ack, resume })
             .await
             .map_err(|_| LedgerError::Closed)?;
+        self.writer.unpark();
         rx.await.map_err(|_| LedgerError::Closed)?;
         Ok(PauseGuard { _resume: resume_tx })
     }
@@ -351,6 +383,7 @@ impl LedgerHandle {
             .send(Msg::Shutdown(ack))
             .await
             .map_err(|_| LedgerError::Closed)?;
+        self.writer.unpark();
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
@@ -429,16 +462,19 @@ impl LedgerWriter {
         }
         let (tx, rx) = mpsc::channel(writer.cfg.queue);
         let ticker_period = writer.cfg.checkpoint_interval;
-        let handle = LedgerHandle {
-            tx,
-            shared,
-            durability: writer.cfg.durability,
-            when_full: writer.cfg.when_full,
-        };
-        std::thread::Builder::new()
+        let durability = writer.cfg.durability;
+        let when_full = writer.cfg.when_full;
+        let thread = std::thread::Builder::new()
             .name("lexecon-ledger".to_owned())
             .spawn(move || writer.run(rx))
             .map_err(|e| LedgerError::io("spawn writer thread", PathBuf::new(), e))?;
+        let handle = LedgerHandle {
+            tx,
+            writer: thread.thread().clone(),
+            shared,
+            durability,
+            when_full,
+        };
         if !ticker_period.is_zero() {
             let weak = handle.tx.downgrade();
             std::thread::Builder::new()
@@ -659,6 +695,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let linger = self.cfg.durability == Durability::Async
+                && !self.cfg.linger.is_zero()
+                && shutdown_acks.is_empty()
+                && batch.iter().any(|m| matches!(m, Msg::Append { .. }));
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Append {
@@ -703,6 +743,12 @@ impl Writer {
             let sync_now = self.cfg.durability == Durability::Sync
                 || self.last_sync.elapsed() >= self.cfg.flush_interval;
             self.commit(sync_now)?;
+            if linger && shutdown_acks.is_empty() {
+                // Let entries gather: senders meanwhile only queue (the receiver is not waiting,
+                // so nothing wakes this thread), instead of a thread wake-up per entry. A caller
+                // that waits for a receipt, a flush or a shutdown unparks it at once.
+                std::thread::park_timeout(self.cfg.linger);
+            }
         }
         if self.since_checkpoint > 0 {
             self.push_checkpoint()?;
