@@ -52,7 +52,6 @@ use crate::engine::Engine;
 use crate::identity::Actor;
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
 use crate::server::state::Snapshot;
-use crate::token::Claims;
 
 /// The header a caller names the capability token's audience with.
 pub const AUDIENCE_HEADER: &str = "x-lexecon-audience";
@@ -636,10 +635,19 @@ fn issued(token: String) -> Result<IssuedToken, ApiError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|e| internal(e.to_string()))?;
-    let claims: Claims = serde_json::from_slice(&bytes).map_err(|e| internal(e.to_string()))?;
+    // Only the id and lifetime: the other claims are the decision's, which the answer has already.
+    #[derive(Deserialize)]
+    struct Lifetime<'a> {
+        #[serde(borrow)]
+        jti: std::borrow::Cow<'a, str>,
+        iat: i64,
+        exp: i64,
+    }
+    let claims: Lifetime<'_> =
+        serde_json::from_slice(&bytes).map_err(|e| internal(e.to_string()))?;
     let at = |secs: i64| Timestamp::from_second(secs).map_err(|e| internal(e.to_string()));
     Ok(IssuedToken {
-        token_id: claims.jti,
+        token_id: claims.jti.into_owned(),
         issued_at: at(claims.iat)?,
         expires_at: at(claims.exp)?,
         token,
