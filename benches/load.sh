@@ -15,8 +15,10 @@
 # its own max when that is lower). Each row runs $LOAD_WARMUP s (not recorded) then
 # $LOAD_DURATION s at the rate. Latency is corrected for coordinated omission: from each request's
 # scheduled send time to the end of its response. "send lag" is how late loadgen itself sent
-# (scheduled time to write): it is part of that latency, and a high value means loadgen was short
-# of CPU (it shares the 2 cores with the proxy and nginx), not that the target was slow.
+# (scheduled time to write) the requests whose connection was free before their scheduled time:
+# it is part of that latency, and a high value means loadgen was short of CPU (it shares the
+# 2 cores with the proxy and nginx). "behind" (log only) counts requests sent late because their
+# connection still waited for the previous response: the target's queueing, charged to it.
 # The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request.
 #
 # Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
@@ -273,7 +275,7 @@ measure_half() {
         log "warning: $target $kind: $missed of $scheduled scheduled requests were not sent in time (the target fell behind)"
     fi
     HALF[$target,$kind,$rate]="$(field rps "$line") $(field p50 "$line") $(field p90 "$line") $(field p99 "$line") $(field p999 "$line") $req $(field send_lag_p99 "$line")"
-    log "half $target $kind @ $rate req/s: $(field rps "$line") req/s, p50 $(field p50 "$line") µs, p99 $(field p99 "$line") µs, p99.9 $(field p999 "$line") µs, send lag p99 $(field send_lag_p99 "$line") µs"
+    log "half $target $kind @ $rate req/s: $(field rps "$line") req/s, p50 $(field p50 "$line") µs, p99 $(field p99 "$line") µs, p99.9 $(field p999 "$line") µs, send lag p99 $(field send_lag_p99 "$line") µs, behind $(field behind "$line") of $req"
 }
 
 KINDS=(get post)

@@ -4,7 +4,8 @@
 //! falls due sends it as soon as it can, and that request's latency still counts from its due time
 //! (wrk2's correction for coordinated omission). One request per connection is in flight (no
 //! pipelining). Sending stops at the end of the schedule; requests a connection had not sent by
-//! then are reported as `missed`. A socket error or timeout is counted, the connection reopened and
+//! then are reported as `missed`. Requests sent late because their connection was busy are
+//! counted as `behind`; the send lag of the others is the generator's own lateness. A socket error or timeout is counted, the connection reopened and
 //! the schedule continued.
 
 use std::net::SocketAddr;
@@ -46,15 +47,19 @@ pub struct RunConfig {
 pub struct Report {
     /// Due time → response fully read, nanoseconds, measured requests only.
     pub latency: Histogram<u64>,
-    /// Due time → request written to the socket (how late the generator sent), nanoseconds.
+    /// Due time → request written, nanoseconds, for measured requests whose connection was free
+    /// before the due time: the generator's own lateness (timer wake-up, waiting for the CPU).
     pub send_lag: Histogram<u64>,
+    /// Measured requests sent late because their connection was still waiting for the previous
+    /// response at the due time (the target was slower than the connection's interval).
+    pub behind: u64,
     /// Measured requests that got a complete response.
     pub requests: u64,
     /// Socket errors, timeouts and malformed responses (warm-up included).
     pub errors: u64,
     /// Responses with status >= 400 (warm-up included).
     pub status_errors: u64,
-    /// Scheduled requests not sent before the end of the run (the target fell behind).
+    /// Scheduled requests not sent before the end of the run (their connection was behind).
     pub missed: u64,
     /// Measured requests in the schedule.
     pub scheduled: u64,
@@ -77,7 +82,8 @@ impl Report {
         let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         format!(
             "RESULT rps={:.1} requests={} p50={:.1} p90={:.1} p99={:.1} p999={:.1} max={:.1} errors={} status_errors={} \
-             rate={:.1} connections={} scheduled={} missed={} send_lag_p50={:.1} send_lag_p99={:.1} send_lag_max={:.1}",
+             rate={:.1} connections={} scheduled={} missed={} behind={} send_lag_p50={:.1} send_lag_p99={:.1} \
+             send_lag_max={:.1}",
             self.rps(),
             self.requests,
             us(&self.latency, 0.5),
@@ -91,6 +97,7 @@ impl Report {
             self.connections,
             self.scheduled,
             self.missed,
+            self.behind,
             us(&self.send_lag, 0.5),
             us(&self.send_lag, 0.99),
             self.send_lag.max() as f64 / 1000.0,
@@ -112,6 +119,7 @@ struct Stats {
     latency: Histogram<u64>,
     send_lag: Histogram<u64>,
     requests: u64,
+    behind: u64,
     errors: u64,
     status_errors: u64,
     missed: u64,
@@ -170,6 +178,7 @@ pub async fn run(config: RunConfig) -> Result<Report, LoadgenError> {
             latency: histogram()?,
             send_lag: histogram()?,
             requests: 0,
+            behind: 0,
             errors: 0,
             status_errors: 0,
             missed: 0,
@@ -187,6 +196,7 @@ pub async fn run(config: RunConfig) -> Result<Report, LoadgenError> {
         latency: histogram()?,
         send_lag: histogram()?,
         requests: 0,
+        behind: 0,
         errors: 0,
         status_errors: 0,
         missed: 0,
@@ -207,6 +217,7 @@ pub async fn run(config: RunConfig) -> Result<Report, LoadgenError> {
             .add(&stats.send_lag)
             .map_err(|e| LoadgenError::Histogram(e.to_string()))?;
         report.requests += stats.requests;
+        report.behind += stats.behind;
         report.errors += stats.errors;
         report.status_errors += stats.status_errors;
         report.missed += stats.missed;
@@ -248,6 +259,7 @@ async fn drive(
     let mut k = conn;
     while schedule.contains(k) {
         let due = schedule.due(k);
+        let free_before_due = Instant::now() < due;
         if let Err(e) = pacer.wait_until(due).await {
             stats.error(format!("connection {conn}: timer: {e}"));
             stats.missed += schedule.remaining_from(k);
@@ -261,7 +273,11 @@ async fn drive(
         }
         let measured = schedule.is_measured(k);
         if measured {
-            record(&mut stats.send_lag, sent - due);
+            if free_before_due {
+                record(&mut stats.send_lag, sent - due);
+            } else {
+                stats.behind += 1;
+            }
         }
         let request = config
             .requests

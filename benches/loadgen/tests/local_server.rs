@@ -137,6 +137,11 @@ async fn get_at_constant_rate_completes_about_rate_times_duration() {
         report.result_line()
     );
     assert_eq!(report.latency.len(), report.requests);
+    assert!(
+        report.send_lag.len() + report.behind == report.requests,
+        "{}",
+        report.result_line()
+    );
     assert!(report.latency.max() > 0);
     assert!(report.latency.value_at_quantile(0.5) < Duration::from_secs(1).as_nanos() as u64);
     let rps = report.rps();
