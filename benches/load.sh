@@ -8,18 +8,26 @@
 # on a small GET (/v1/files/<id>, 1,000 ids) and a 1 KiB JSON POST (/v1/records).
 #
 # Phase 1 (max load): wrk -t1 -c$LOAD_CONNECTIONS, closed loop, $LOAD_DURATION s per row after a
-# $LOAD_WARMUP s warm-up. Phase 2 (latency at half load): wrk2 is not in Debian, so every connection
-# of a plain wrk waits LOAD_DELAY=1 ms after each response (wrk's Lua `delay()`); the connection count
-# is calibrated (3 s run) so the achieved rate is half of enforce-async's max for that workload, and
-# direct, passthrough and enforce-async run at that same rate (enforce-sync at half of its own max
-# when that is lower). Latency is wrk's: from writing a request to reading its response.
+# $LOAD_WARMUP s warm-up. Phase 2 (latency at half load): `loadgen` (benches/loadgen, built here),
+# an open-loop constant-rate generator in the manner of wrk2: $LOAD_CONNECTIONS keep-alive
+# connections share one schedule at a fixed total rate, half of enforce-async's max for that
+# workload; direct, passthrough and enforce-async run at that same rate (enforce-sync at half of
+# its own max when that is lower). Each row runs $LOAD_WARMUP s (not recorded) then
+# $LOAD_DURATION s at the rate. Latency is corrected for coordinated omission: from each request's
+# scheduled send time to the end of its response. "send lag" is how late loadgen itself sent
+# (scheduled time to write) the requests whose connection was free before their scheduled time:
+# it is part of that latency, and a high value means loadgen was short of CPU (it shares the
+# 2 cores with the proxy and nginx). "behind" (log only) counts requests sent late because their
+# connection still waited for the previous response: the target's queueing, charged to it.
 # The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request.
 #
 # Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
 # Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
 # runs every target this often, interleaved, and keeps each row's best), LOAD_THREADS (1, the
 # proxy's worker threads), LOAD_BASE_PORT (18600: upstream, +1 proxy, +2 admin), LOAD_KEEP=1 keeps
-# the work directory. Everything started here is stopped on exit (trap); only loopback is used.
+# the work directory, LOAD_BIN=/path/to/lexecon uses that binary instead of building one (loadgen
+# is always built: `cargo build --release -p lexecon-loadgen`). Everything started here is stopped
+# on exit (trap); only loopback is used.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,8 +41,6 @@ BASE_PORT=${LOAD_BASE_PORT:-18600}
 UP_PORT=$BASE_PORT
 PROXY_PORT=$((BASE_PORT + 1))
 ADMIN_PORT=$((BASE_PORT + 2))
-CAL_SECS=3
-HALF_DELAY_MS=1
 
 log() { printf '[load %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -92,11 +98,21 @@ fi
 for tool in curl openssl; do command -v "$tool" >/dev/null || die "$tool is required"; done
 
 # ---------------------------------------------------------------------------------------------
-# Build.
-log "building lexecon (release)"
-(cd "$ROOT" && cargo build --release --quiet -p lexecon --bin lexecon)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/lexecon
-[[ -x $BIN ]] || die "no binary at $BIN"
+# Build: lexecon (unless LOAD_BIN names a binary) and the phase-2 load generator.
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ -n ${LOAD_BIN:-} ]]; then
+    BIN=$LOAD_BIN
+    log "using lexecon binary $BIN (LOAD_BIN)"
+else
+    log "building lexecon (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p lexecon --bin lexecon)
+    BIN=$TARGET_DIR/release/lexecon
+fi
+[[ -x $BIN ]] || die "no lexecon binary at $BIN"
+log "building loadgen (release)"
+(cd "$ROOT" && cargo build --release --quiet -p lexecon-loadgen)
+LOADGEN=$TARGET_DIR/release/loadgen
+[[ -x $LOADGEN ]] || die "no loadgen binary at $LOADGEN"
 
 # ---------------------------------------------------------------------------------------------
 # Identity: the identity provider's Ed25519 key pair (openssl), its JWKS, and a token valid for a year
@@ -185,12 +201,15 @@ check_target() { # target
     fi
 }
 
-# wrk_run target kind connections delay_ms seconds -> prints "rps p50 p90 p99 p999 requests"
+# field name line: the value of `name=` in a RESULT line.
+field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+# wrk_run target kind connections seconds -> prints "rps p50 p90 p99 p999 requests"
 wrk_run() {
     local port out line
     port=$(port_of "$1")
-    out=$(LOAD_KIND=$2 LOAD_TOKEN=$TOKEN LOAD_DELAY=$4 \
-        wrk -t1 -c"$3" -d"$5"s --timeout 5s -s "$HERE/wrk.lua" "http://127.0.0.1:$port" 2>&1) ||
+    out=$(LOAD_KIND=$2 LOAD_TOKEN=$TOKEN \
+        wrk -t1 -c"$3" -d"$4"s --timeout 5s -s "$HERE/wrk.lua" "http://127.0.0.1:$port" 2>&1) ||
         die "wrk failed: $out"
     line=$(grep '^RESULT' <<<"$out") || die "wrk printed no RESULT line: $out"
     local rps req p50 p90 p99 p999 errors status
@@ -208,13 +227,13 @@ wrk_run() {
     echo "$rps $p50 $p90 $p99 $p999 $req"
 }
 
-declare -A MAX_RPS MAX_P50 MAX_P99 MAX_CPU ALL_RPS HALF HALF_CONN HALF_RATE
+declare -A MAX_RPS MAX_P50 MAX_P99 MAX_CPU ALL_RPS HALF HALF_RATE
 
 measure_max() { # target kind
-    wrk_run "$1" "$2" "$CONNS" 0 "$WARMUP" >/dev/null
+    wrk_run "$1" "$2" "$CONNS" "$WARMUP" >/dev/null
     local r cpu0 cpu1 cpu="–"
     cpu0=$(proc_cpu_ticks)
-    read -r -a r <<<"$(wrk_run "$1" "$2" "$CONNS" 0 "$DURATION")"
+    read -r -a r <<<"$(wrk_run "$1" "$2" "$CONNS" "$DURATION")"
     cpu1=$(proc_cpu_ticks)
     if [[ -n $cpu0 && -n $cpu1 ]]; then
         cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="${r[5]}" 'BEGIN { printf "%.1f", d / t * 1e6 / n }')
@@ -236,17 +255,27 @@ proc_cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$LEXECON_PID/stat"
 }
 
-# measure_half target kind rate: calibrates the connection count, then measures.
+# measure_half target kind rate: $WARMUP s unrecorded, then $DURATION s at `rate` (open loop).
 measure_half() {
-    local target=$1 kind=$2 rate=$3 conns r
-    conns=$(awk -v r="$rate" -v d="$HALF_DELAY_MS" 'BEGIN { c = int(r * (d + 0.1) / 1000 + 0.5); print (c < 1 ? 1 : c) }')
-    read -r -a r <<<"$(wrk_run "$target" "$kind" "$conns" "$HALF_DELAY_MS" "$CAL_SECS")"
-    conns=$(awk -v c="$conns" -v r="$rate" -v got="${r[0]}" -v m="$CONNS" \
-        'BEGIN { n = int(c * r / got + 0.5); n = (n < 1 ? 1 : n); print (n > m ? m : n) }')
-    read -r -a r <<<"$(wrk_run "$target" "$kind" "$conns" "$HALF_DELAY_MS" "$DURATION")"
-    HALF[$target,$kind,$rate]="${r[*]}"
-    HALF_CONN[$target,$kind,$rate]=$conns
-    log "half $target $kind @ $rate req/s target: -c$conns, ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs, p99.9 ${r[4]} µs"
+    local target=$1 kind=$2 rate=$3 port out line req errors status missed scheduled
+    port=$(port_of "$target")
+    out=$(LOAD_TOKEN=$TOKEN "$LOADGEN" --target "127.0.0.1:$port" --workload "$kind" --rate "$rate" \
+        --connections "$CONNS" --warmup "${WARMUP}s" --duration "${DURATION}s" --timeout 5s 2>&1) ||
+        die "loadgen $target $kind failed: $out"
+    line=$(grep '^RESULT' <<<"$out") || die "loadgen printed no RESULT line: $out"
+    req=$(field requests "$line")
+    errors=$(field errors "$line")
+    status=$(field status_errors "$line")
+    missed=$(field missed "$line")
+    scheduled=$(field scheduled "$line")
+    if ((errors + status > 0)); then
+        die "$target $kind: $errors socket errors and $status answers >= 400 ($req measured requests): $out"
+    fi
+    if ((missed > 0)); then
+        log "warning: $target $kind: $missed of $scheduled scheduled requests were not sent in time (the target fell behind)"
+    fi
+    HALF[$target,$kind,$rate]="$(field rps "$line") $(field p50 "$line") $(field p90 "$line") $(field p99 "$line") $(field p999 "$line") $req $(field send_lag_p99 "$line")"
+    log "half $target $kind @ $rate req/s: $(field rps "$line") req/s, p50 $(field p50 "$line") µs, p99 $(field p99 "$line") µs, p99.9 $(field p999 "$line") µs, send lag p99 $(field send_lag_p99 "$line") µs, behind $(field behind "$line") of $req"
 }
 
 KINDS=(get post)
@@ -312,7 +341,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
 echo "Run $START – $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
     "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)), load average before $LOAD_BEFORE, after $LOAD_AFTER;" \
-    "proxy threads $THREADS; wrk -t1 -c$CONNS ${DURATION}s per row after ${WARMUP}s warm-up; $ROUNDS rounds."
+    "proxy threads $THREADS; ${DURATION}s per row after ${WARMUP}s warm-up; max load: wrk -t1 -c$CONNS, $ROUNDS rounds;" \
+    "half load: loadgen, $CONNS connections, constant rate."
 echo
 echo "Max load (closed loop, wrk -t1 -c$CONNS):"
 echo
@@ -324,9 +354,10 @@ for kind in "${KINDS[@]}"; do
     done
 done
 echo
-echo "Latency at half load (wrk -t1, each connection waits ${HALF_DELAY_MS} ms after a response; connections calibrated to the rate):"
+echo "Latency at half load (loadgen: open loop at a constant total rate over $CONNS keep-alive connections;" \
+    "latency from each request's scheduled send time to the end of its response, corrected for coordinated omission):"
 echo
-echo "| workload | variant | target req/s | connections | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | added p99 vs direct µs |"
+echo "| workload | variant | target req/s | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | send lag p99 µs | added p99 vs direct µs |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for kind in "${KINDS[@]}"; do
     for t in direct "${VARIANTS[@]}"; do
@@ -338,7 +369,7 @@ for kind in "${KINDS[@]}"; do
             read -r -a d <<<"${HALF[direct,$kind,$rate]}"
             added=$(awk -v a="${h[3]}" -v b="${d[3]}" 'BEGIN { printf "%+.0f", a - b }')
             [[ $t == direct ]] && added="–"
-            echo "| $(label "$kind") | $t | $rate | ${HALF_CONN[$t,$kind,$rate]} | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $added |"
+            echo "| $(label "$kind") | $t | $rate | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added |"
         done
     done
 done

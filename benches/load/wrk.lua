@@ -1,14 +1,12 @@
--- wrk script of benches/load.sh. Environment:
+-- wrk script of benches/load.sh (max-load phase, closed loop). Environment:
 --   LOAD_KIND   get | post      small GET of /v1/files/<id> or a 1 KiB JSON POST to /v1/records
 --   LOAD_TOKEN  bearer JWT sent on every request (all variants send the same bytes)
---   LOAD_DELAY  milliseconds each connection waits after a response before its next request
---               (0: closed loop, as fast as possible); used for the fixed-rate latency runs
+-- The half-load latency phase uses benches/loadgen instead, which sends the same requests.
 -- Requests are built once (1,000 of them, cycling the file id) so that wrk spends no Lua time per
 -- request. `done` prints one machine-readable RESULT line that load.sh parses.
 
 local kind = os.getenv("LOAD_KIND") or "get"
 local token = os.getenv("LOAD_TOKEN") or ""
-local delay_ms = tonumber(os.getenv("LOAD_DELAY") or "0") or 0
 
 local requests = {}
 local n = 0
@@ -36,12 +34,6 @@ function request()
   n = n + 1
   if n > #requests then n = 1 end
   return requests[n]
-end
-
-if delay_ms > 0 then
-  function delay()
-    return delay_ms
-  end
 end
 
 function done(summary, latency, requests)
