@@ -357,3 +357,57 @@ fn callers_over_the_rate_limit_get_429_with_retry_after() {
     // Public endpoints are not limited.
     assert_eq!(get(&h.api("/health"), &[]).status, 200);
 }
+
+#[test]
+fn every_decision_answer_names_its_own_ledger_entry() {
+    // Repeated permits reuse one capability token (its `led` links the first decision's entry),
+    // but each answer must still name the entry of its own decision, denies included.
+    let h = ApiHarness::start("");
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        let mut request = read_request();
+        request["request_id"] = json!(format!("r-same-{i}"));
+        let r = h.post_as(AGENT, "/api/v1/ai/decisions/request", &request);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body = r.json();
+        assert_eq!(body["decision"], "permit");
+        hashes.push((
+            body["decision_id"].as_str().unwrap().to_owned(),
+            body["ledger_entry_hash"]
+                .as_str()
+                .unwrap_or_else(|| panic!("permit {i} has no ledger_entry_hash: {body}"))
+                .to_owned(),
+        ));
+    }
+    let r = h.post_as(
+        AGENT,
+        "/api/v1/ai/decisions/request",
+        &json!({"actor": AGENT, "action": "axn_delete_data", "resource": "res_file:q3"}),
+    );
+    let body = r.json();
+    assert_eq!(body["decision"], "deny", "{body}");
+    hashes.push((
+        body["decision_id"].as_str().unwrap().to_owned(),
+        body["ledger_entry_hash"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the deny has no ledger_entry_hash: {body}"))
+            .to_owned(),
+    ));
+    // Each hash is the entry_hash of the ledger line recording that decision.
+    let dir = h.dir.path().join("data").join("ledger");
+    let mut lines = Vec::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    for (decision_id, hash) in &hashes {
+        let entry = lines
+            .iter()
+            .find(|e| e["decision_id"] == decision_id.as_str())
+            .unwrap_or_else(|| panic!("no ledger entry for decision {decision_id}"));
+        assert_eq!(entry["entry_hash"], hash.as_str(), "{entry}");
+    }
+}

@@ -284,6 +284,52 @@ impl Engine {
         Ok(())
     }
 
+    /// Records `decision` (taken on `context`) in the ledger and, for a permit with an `audience`,
+    /// mints (or reuses) its capability token. `entry_hash`: wait for the writer to place the
+    /// entry and return its hash (the decision API answers with it); otherwise the hash is waited
+    /// for only when a new token must link it.
+    pub async fn record_decision(
+        &self,
+        decision: &Decision,
+        context: &Map<String, Value>,
+        audience: Option<&str>,
+        entry_hash: bool,
+    ) -> Result<Recorded, DecideFailure> {
+        let mut recorded = Recorded::default();
+        let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
+        // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
+        // minted it: this request's entry hash is not needed, so it does not wait for the writer.
+        let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
+        if let Some(ledger) = &self.ledger {
+            let draft = EntryDraft::from_decision(decision, context, &self.redaction);
+            // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
+            let receipt = ledger
+                .append(draft)
+                .await
+                .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
+            if entry_hash || (permit_audience.is_some() && reused.is_none()) {
+                // A new token links the ledger entry (and an API answer names it), so wait for
+                // the writer to place it.
+                let appended = receipt.appended().await.map_err(|e| {
+                    DecideFailure::new(503, format!("audit ledger unavailable: {e}"))
+                })?;
+                recorded.ledger_entry_hash = Some(appended.entry_hash);
+            } else if let Some(a) = receipt.ready() {
+                recorded.ledger_entry_hash = Some(a.entry_hash.clone());
+            }
+        }
+        if reused.is_some() {
+            recorded.capability_token = reused;
+        } else if let Some(audience) = permit_audience {
+            let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
+            let token = self.minter.mint(decision, audience, led).map_err(|e| {
+                DecideFailure::new(500, format!("cannot mint capability token: {e}"))
+            })?;
+            recorded.capability_token = Some(token);
+        }
+        Ok(recorded)
+    }
+
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -330,38 +376,9 @@ impl Decide for Engine {
         context: &Map<String, Value>,
         audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
-        let mut recorded = Recorded::default();
-        let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
-        // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
-        // minted it: this request's entry hash is not needed, so it does not wait for the writer.
-        let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
-        if let Some(ledger) = &self.ledger {
-            let draft = EntryDraft::from_decision(decision, context, &self.redaction);
-            // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
-            let receipt = ledger
-                .append(draft)
-                .await
-                .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
-            if permit_audience.is_some() && reused.is_none() {
-                // A new token links the ledger entry, so wait for the writer to place it.
-                let appended = receipt.appended().await.map_err(|e| {
-                    DecideFailure::new(503, format!("audit ledger unavailable: {e}"))
-                })?;
-                recorded.ledger_entry_hash = Some(appended.entry_hash);
-            } else if let Some(a) = receipt.ready() {
-                recorded.ledger_entry_hash = Some(a.entry_hash.clone());
-            }
-        }
-        if reused.is_some() {
-            recorded.capability_token = reused;
-        } else if let Some(audience) = permit_audience {
-            let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
-            let token = self.minter.mint(decision, audience, led).map_err(|e| {
-                DecideFailure::new(500, format!("cannot mint capability token: {e}"))
-            })?;
-            recorded.capability_token = Some(token);
-        }
-        Ok(recorded)
+        // The proxy needs an entry hash only for a new token (which links it).
+        self.record_decision(decision, context, audience, false)
+            .await
     }
 
     async fn escalated(

@@ -479,7 +479,7 @@ impl DecisionApi {
         }
         let recorded = self
             .engine
-            .record(&decision, &context, Some(audience))
+            .record_decision(&decision, &context, Some(audience), true)
             .await
             .map_err(|f| failure_to_api(f, &domain))?;
         let token = match recorded.capability_token {
