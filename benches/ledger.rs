@@ -43,7 +43,7 @@ fn decision() -> Decision {
         requires_human_approval: false,
         review_required: false,
         explanation: Explanation {
-            matched_rules: vec!["allow-small-orders".to_owned()],
+            matched_rules: vec!["allow-small-orders".into()],
             findings: vec![],
             would_have: None,
             cached: false,

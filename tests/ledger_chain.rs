@@ -43,7 +43,7 @@ fn decision(i: u64) -> Decision {
         requires_human_approval: false,
         review_required: false,
         explanation: Explanation {
-            matched_rules: vec!["allow-treatment".to_owned()],
+            matched_rules: vec!["allow-treatment".into()],
             findings: vec![],
             would_have: None,
             cached: false,

@@ -4,10 +4,13 @@
 //! template fallback overrides the mode), and records every matched rule and the deciding one. Pure:
 //! no plugin calls, no clock, no allocation unless a rule matches.
 
+use std::borrow::Cow;
+
 use lexecon_config::{Effect, Mode};
 use lexecon_domains::{Request, Verdict};
 
 use crate::compile::{CompiledPolicy, CompiledRule};
+use crate::decision::RuleId;
 
 /// What decided the policy's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,47 +115,38 @@ impl CompiledPolicy {
 
     /// The deciding rule's id (`default:<mode>`, `default:template:<name>` for a fallback).
     pub fn decider_id(&self, decider: Decider) -> String {
-        match (decider, &self.fallback) {
-            (Decider::Rule(pos), _) => self
-                .rules
-                .get(pos as usize)
-                .map_or_else(|| format!("rule#{pos}"), |r| r.id.clone()),
-            (Decider::Default, Some((_, name))) => format!("default:template:{name}"),
-            (Decider::Default, None) => format!("default:{}", mode_name(self.mode)),
-        }
+        self.decider_id_str(decider).into_owned()
     }
 
     /// The human-readable reason of the deciding rule or default.
     pub fn decider_reason(&self, decider: Decider) -> String {
-        match (decider, &self.fallback) {
-            (Decider::Rule(pos), _) => self
-                .rules
-                .get(pos as usize)
-                .map_or_else(|| format!("rule #{pos} matched"), |r| r.reason.clone()),
-            (Decider::Default, Some((v, name))) => format!(
-                "no rule of policy {} decided; template {name} sets the default to {}",
-                self.id,
-                v.as_str()
+        self.decider_reason_str(decider).into_owned()
+    }
+
+    /// [`CompiledPolicy::decider_id`] without a copy.
+    pub(crate) fn decider_id_str(&self, decider: Decider) -> Cow<'_, str> {
+        match decider {
+            Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
+                || Cow::Owned(format!("rule#{pos}")),
+                |r| Cow::Borrowed(r.id.as_str()),
             ),
-            (Decider::Default, None) => match self.mode {
-                Mode::Strict => format!(
-                    "no rule of policy {} permits this request (strict: deny by default)",
-                    self.id
-                ),
-                Mode::Permissive => format!(
-                    "no rule of policy {} forbids or escalates this request (permissive: permit by default)",
-                    self.id
-                ),
-                Mode::DryRun => format!(
-                    "no rule of policy {} permits this request (dry_run decides as strict)",
-                    self.id
-                ),
-            },
+            Decider::Default => Cow::Borrowed(&self.default_id),
         }
     }
 
-    /// The ids of the matched rules, in document order.
-    pub fn matched_ids(&self, matched: &[u32]) -> Vec<String> {
+    /// [`CompiledPolicy::decider_reason`] without a copy.
+    pub(crate) fn decider_reason_str(&self, decider: Decider) -> Cow<'_, str> {
+        match decider {
+            Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
+                || Cow::Owned(format!("rule #{pos} matched")),
+                |r| Cow::Borrowed(r.reason.as_str()),
+            ),
+            Decider::Default => Cow::Borrowed(&self.default_reason),
+        }
+    }
+
+    /// The ids of the matched rules, in document order (shared, not copied).
+    pub fn matched_ids(&self, matched: &[u32]) -> Vec<RuleId> {
         matched
             .iter()
             .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone()))

@@ -111,8 +111,8 @@ fn combine(policy: &CompiledPolicy, eval: &EvalOutcome, findings: &[Finding]) ->
         ),
         _ => (
             eval.verdict,
-            policy.decider_id(eval.decider),
-            policy.decider_reason(eval.decider),
+            policy.decider_id_str(eval.decider).into_owned(),
+            policy.decider_reason_str(eval.decider).into_owned(),
             None,
         ),
     };
@@ -185,13 +185,15 @@ impl DecisionService {
                 })
             }
         };
+        // One clock read per decision: the decision time (unless given) and the ids' time.
+        let now = jiff::Timestamp::now();
         let mut request = Request {
             domain,
             actor,
             action,
             resource,
             context,
-            time: at.unwrap_or_else(jiff::Timestamp::now),
+            time: at.unwrap_or(now),
         };
         snapshot
             .registry
@@ -242,6 +244,7 @@ impl DecisionService {
             policy,
             request,
             request_id,
+            now,
             &eval,
             findings,
             cached,
@@ -258,6 +261,7 @@ impl DecisionService {
         policy: &CompiledPolicy,
         request: Request,
         request_id: Option<String>,
+        now: jiff::Timestamp,
         eval: &EvalOutcome,
         findings: Vec<Finding>,
         cached: bool,
@@ -294,8 +298,8 @@ impl DecisionService {
         let requires_human_approval =
             action_type.is_some_and(|a| a.requires_human_approval) || verdict == Verdict::Escalate;
 
-        // Ids carry the real generation time, even when the decision time was given explicitly.
-        let now = jiff::Timestamp::now();
+        // Ids carry the real generation time (`now`, read when the decision started), even when the
+        // decision time was given explicitly.
         let decision = Decision {
             request_id: request_id.unwrap_or_else(|| uuid_v7(now)),
             decision_id: uuid_v7(now),
