@@ -147,10 +147,15 @@ impl CompiledPolicy {
 
     /// The ids of the matched rules, in document order (shared, not copied).
     pub fn matched_ids(&self, matched: &[u32]) -> Vec<RuleId> {
-        matched
-            .iter()
-            .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone()))
-            .collect()
+        // Sized up front: `filter_map` gives no lower bound, and growing 4 → 8 → 16 → 32 would
+        // reallocate once per doubling.
+        let mut ids = Vec::with_capacity(matched.len());
+        ids.extend(
+            matched
+                .iter()
+                .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone())),
+        );
+        ids
     }
 }
 

@@ -690,6 +690,53 @@ rules:
     }
 
     #[test]
+    fn template_checks_run_on_cache_hits() {
+        let svc = service(
+            "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: size_guard, params: {limit: 5}}]\n",
+        );
+        let small = svc
+            .decide(input(ALGO, ORDER, AAPL, json!({"size": 1})))
+            .unwrap();
+        assert!(!small.explanation.cached);
+        assert_eq!(small.decision, Verdict::Permit);
+        // `size` is not read by the policy, so this is a hit; the check still sees it.
+        let big = svc
+            .decide(input(ALGO, ORDER, AAPL, json!({"size": 9})))
+            .unwrap();
+        assert!(big.explanation.cached);
+        assert_eq!(big.decision, Verdict::Deny);
+        assert_eq!(big.rule_id, "finding:test.size");
+        assert_eq!(big.reasoning, "size 9 above 5");
+    }
+
+    #[test]
+    fn hit_and_miss_serialize_to_the_same_json_apart_from_ids_and_the_cached_flag() {
+        let svc = service(DESK);
+        let i = || {
+            input(
+                ALGO,
+                ORDER,
+                AAPL,
+                json!({"order_value": 10, "noise": [1, 2]}),
+            )
+        };
+        let miss = svc.decide(i()).unwrap();
+        let hit = svc.decide(i()).unwrap();
+        assert!(!miss.explanation.cached && hit.explanation.cached);
+        let json = |d: &Decision, cached: &str| {
+            let s = serde_json::to_string(d).unwrap();
+            s.replace(&d.decision_id, "ID")
+                .replace(&d.request_id, "RID")
+                .replace(&d.timestamp.to_string(), "TS")
+                .replace(cached, "CACHED")
+        };
+        assert_eq!(
+            json(&miss, r#""cached":false"#),
+            json(&hit, r#""cached":true"#)
+        );
+    }
+
+    #[test]
     fn no_caching_for_explicit_time_time_dependent_plugins_stateful_templates_or_capacity_zero() {
         let i = || input(ALGO, ORDER, AAPL, json!({"order_value": 10}));
         let svc = service(DESK);
