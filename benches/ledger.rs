@@ -35,8 +35,8 @@ fn decision() -> Decision {
         rule_id: "allow-small-orders".to_owned(),
         policy_version_hash: "ab".repeat(32),
         compliance_mappings: vec![ComplianceMapping {
-            framework: "sox".to_owned(),
-            controls: vec!["404".to_owned()],
+            framework: "sox".into(),
+            controls: vec!["404".into()],
             status: ComplianceStatus::Compliant,
         }],
         risk_level: 3,

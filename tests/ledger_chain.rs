@@ -35,8 +35,8 @@ fn decision(i: u64) -> Decision {
         rule_id: "allow-treatment".to_owned(),
         policy_version_hash: "ab".repeat(32),
         compliance_mappings: vec![ComplianceMapping {
-            framework: "hipaa".to_owned(),
-            controls: vec!["164.312(b)".to_owned()],
+            framework: "hipaa".into(),
+            controls: vec!["164.312(b)".into()],
             status: ComplianceStatus::Compliant,
         }],
         risk_level: 2,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use lexecon_config::Mode;
 use lexecon_domains::{
-    DecisionOutcome, DomainId, DomainPlugin, EntityRef, Finding, FindingEffect, Request, RiskLevel,
-    Verdict,
+    ActionType, DecisionOutcome, DomainId, DomainPlugin, EntityRef, Finding, FindingEffect,
+    Request, RiskLevel, Verdict,
 };
 
 use crate::cache::{CacheKey, DecisionCache};
@@ -195,10 +195,11 @@ impl DecisionService {
             context,
             time: at.unwrap_or(now),
         };
-        snapshot
+        let resolved_action = snapshot
             .registry
-            .check_types(&request)
-            .map_err(DecideError::UnknownType)?;
+            .resolve_types(&request)
+            .map_err(DecideError::UnknownType)?
+            .action;
 
         plugin.enrich(&mut request);
         let mut findings = plugin.validate(&request);
@@ -239,8 +240,16 @@ impl DecisionService {
             }
         }
 
+        // The action type the risk level comes from: the declared type of the (enriched) request's
+        // action. Type checking found it already unless enrich changed the action or the request
+        // used a legacy alias (which is not declared, so the lookup below finds nothing, as before).
+        let action_type = Some(resolved_action)
+            .filter(|a| a.type_id == request.action.type_id())
+            .or_else(|| plugin.config().action_type(request.action.type_id()));
+
         Ok(self.finish(
             plugin.as_ref(),
+            action_type,
             policy,
             request,
             request_id,
@@ -258,6 +267,7 @@ impl DecisionService {
     fn finish(
         &self,
         plugin: &dyn DomainPlugin,
+        action_type: Option<&ActionType>,
         policy: &CompiledPolicy,
         request: Request,
         request_id: Option<String>,
@@ -293,7 +303,6 @@ impl DecisionService {
 
         // Type checking passed, so the action type is declared; a plugin that accepts an alias it
         // does not declare is treated as the highest risk.
-        let action_type = plugin.config().action_type(request.action.type_id());
         let risk_level = action_type.map_or(RiskLevel::MAX, |a| a.risk_level).get();
         let requires_human_approval =
             action_type.is_some_and(|a| a.requires_human_approval) || verdict == Verdict::Escalate;
