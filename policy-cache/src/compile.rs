@@ -260,6 +260,17 @@ impl CompiledPolicy {
             }
         }
 
+        // INVARIANT: a context condition's slot is its path's position in `context_fields`, the
+        // order `ResolvedContext` looks the values up in.
+        let context_fields: Vec<Box<[String]>> = c.context_fields.into_iter().collect();
+        for condition in rules.iter_mut().flat_map(|r| r.when.iter_mut()) {
+            if let Field::Context(path) = &condition.field {
+                condition.slot = context_fields
+                    .binary_search(path)
+                    .ok()
+                    .and_then(|i| u32::try_from(i).ok());
+            }
+        }
         let (default_id, default_reason) = default_decider(&doc.id, doc.mode, fallback.as_ref());
         Ok(Self {
             id: doc.id.clone(),
@@ -273,7 +284,7 @@ impl CompiledPolicy {
             fallback,
             default_id,
             default_reason,
-            context_fields: c.context_fields.into_iter().collect(),
+            context_fields,
         })
     }
 

@@ -10,6 +10,7 @@ use lexecon_config::{Effect, Mode};
 use lexecon_domains::{Request, Verdict};
 
 use crate::compile::{CompiledPolicy, CompiledRule};
+use crate::condition::ResolvedContext;
 use crate::decision::RuleId;
 
 /// Room reserved for matched positions at the first match.
@@ -34,7 +35,7 @@ pub struct EvalOutcome {
 }
 
 impl CompiledRule {
-    fn matches(&self, request: &Request) -> bool {
+    fn matches(&self, request: &Request, resolved: &ResolvedContext<'_>) -> bool {
         self.action
             .as_ref()
             .is_none_or(|p| p.matches(&request.action))
@@ -46,7 +47,10 @@ impl CompiledRule {
                 .resource
                 .as_ref()
                 .is_none_or(|p| request.resource.as_ref().is_some_and(|r| p.matches(r)))
-            && self.when.iter().all(|c| c.holds(request))
+            && self
+                .when
+                .iter()
+                .all(|c| c.holds_resolved(request, resolved))
     }
 }
 
@@ -77,13 +81,14 @@ impl CompiledPolicy {
             .by_action
             .get(request.action.type_id())
             .map_or(&[], Vec::as_slice);
+        let resolved = ResolvedContext::new(&self.context_fields, &request.context);
         let mut matched = Vec::new();
         let (mut forbid, mut escalate, mut permit) = (None, None, None);
         for pos in merged(indexed, &self.any_action) {
             let Some(rule) = self.rules.get(pos as usize) else {
                 continue;
             };
-            if !rule.matches(request) {
+            if !rule.matches(request, &resolved) {
                 continue;
             }
             if matched.capacity() == 0 {
@@ -178,7 +183,7 @@ pub(crate) fn mode_name(mode: Mode) -> &'static str {
 mod tests {
     use super::*;
     use crate::testing::{plugin, request, yaml_policy};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn compile(yaml: &str) -> CompiledPolicy {
         CompiledPolicy::compile(&yaml_policy(yaml), plugin().as_ref()).unwrap()
@@ -329,6 +334,29 @@ rules:
             "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: escalate_by_default}]\n",
         );
         assert_eq!(q.evaluate(&order(json!({}))).verdict, Verdict::Escalate);
+    }
+
+    #[test]
+    fn conditions_on_more_context_fields_than_are_resolved_up_front_still_hold() {
+        // 20 distinct fields: the first 16 (sorted) come from the per-request lookup, the rest
+        // are looked up per condition; both must read the same values.
+        let when: Vec<String> = (0..20)
+            .map(|i| format!("{{field: context.f{i:02}, op: eq, value: {i}}}"))
+            .collect();
+        let p = compile(&format!(
+            "id: x\ndomain: trading\nrules:\n  - {{id: all, effect: permit, when: [{}]}}\n  - {{id: last, effect: escalate, when: [{{field: context.f19, op: eq, value: 0}}]}}\n",
+            when.join(", ")
+        ));
+        assert_eq!(p.context_fields().count(), 20);
+        let ctx: serde_json::Map<String, Value> =
+            (0..20).map(|i| (format!("f{i:02}"), json!(i))).collect();
+        let out = p.evaluate(&order(Value::Object(ctx.clone())));
+        assert_eq!(out.verdict, Verdict::Permit);
+        assert_eq!(p.matched_ids(&out.matched), ["all"]);
+        let mut off = ctx;
+        off.insert("f19".into(), json!(0));
+        let out = p.evaluate(&order(Value::Object(off)));
+        assert_eq!(p.matched_ids(&out.matched), ["last"]);
     }
 
     #[test]
