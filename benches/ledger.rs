@@ -35,15 +35,15 @@ fn decision() -> Decision {
         rule_id: "allow-small-orders".to_owned(),
         policy_version_hash: "ab".repeat(32),
         compliance_mappings: vec![ComplianceMapping {
-            framework: "sox".to_owned(),
-            controls: vec!["404".to_owned()],
+            framework: "sox".into(),
+            controls: vec!["404".into()],
             status: ComplianceStatus::Compliant,
         }],
         risk_level: 3,
         requires_human_approval: false,
         review_required: false,
         explanation: Explanation {
-            matched_rules: vec!["allow-small-orders".to_owned()],
+            matched_rules: vec!["allow-small-orders".into()],
             findings: vec![],
             would_have: None,
             cached: false,

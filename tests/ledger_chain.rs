@@ -35,15 +35,15 @@ fn decision(i: u64) -> Decision {
         rule_id: "allow-treatment".to_owned(),
         policy_version_hash: "ab".repeat(32),
         compliance_mappings: vec![ComplianceMapping {
-            framework: "hipaa".to_owned(),
-            controls: vec!["164.312(b)".to_owned()],
+            framework: "hipaa".into(),
+            controls: vec!["164.312(b)".into()],
             status: ComplianceStatus::Compliant,
         }],
         risk_level: 2,
         requires_human_approval: false,
         review_required: false,
         explanation: Explanation {
-            matched_rules: vec!["allow-treatment".to_owned()],
+            matched_rules: vec!["allow-treatment".into()],
             findings: vec![],
             would_have: None,
             cached: false,

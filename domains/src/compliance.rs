@@ -1,9 +1,12 @@
 //! Compliance frameworks as data: each framework's real control references, which decisions evidence
 //! each control, and the default mapping from a decision to the controls it evidences.
 //!
-//! The table is static and allocation-free to search; mapping a decision allocates only the output.
+//! The table is static and allocation-free to search; mapping a decision allocates only the output's
+//! vectors (built-in framework and control ids are borrowed from the table).
 //! This module states what a recorded decision *evidences*; it never claims certification and never
 //! changes a verdict.
+
+use std::borrow::Cow;
 
 use crate::model::{ComplianceFramework, ControlRef, DomainConfig, EvidencedWhen};
 use crate::plugin::{ComplianceMapping, ComplianceStatus, DecisionOutcome, FindingEffect, Verdict};
@@ -297,23 +300,22 @@ pub fn default_mappings(
     config
         .compliance_frameworks
         .iter()
-        .map(|id| {
-            let controls = FRAMEWORKS
-                .iter()
-                .find(|f| f.id == id.as_str())
-                .map(|f| {
-                    f.controls
-                        .iter()
-                        .filter(|(_, _, when)| applies(*when, outcome))
-                        .map(|(cid, _, _)| (*cid).to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            ComplianceMapping {
-                framework: id.clone(),
-                controls,
+        .map(|id| match FRAMEWORKS.iter().find(|f| f.id == id.as_str()) {
+            Some(f) => ComplianceMapping {
+                framework: Cow::Borrowed(f.id),
+                controls: f
+                    .controls
+                    .iter()
+                    .filter(|(_, _, when)| applies(*when, outcome))
+                    .map(|(cid, _, _)| Cow::Borrowed(*cid))
+                    .collect(),
                 status,
-            }
+            },
+            None => ComplianceMapping {
+                framework: Cow::Owned(id.clone()),
+                controls: Vec::new(),
+                status,
+            },
         })
         .collect()
 }
@@ -409,8 +411,8 @@ mod tests {
             &outcome(Verdict::Escalate, &[]),
         );
         assert_eq!(m.len(), 2);
-        assert!(m[0].controls.contains(&"Art. 14".to_string()));
-        assert!(m[0].controls.contains(&"Art. 12".to_string()));
+        assert!(m[0].controls.iter().any(|c| c == "Art. 14"));
+        assert!(m[0].controls.iter().any(|c| c == "Art. 12"));
         assert_eq!(m[0].status, ComplianceStatus::ReviewRequired);
     }
 
@@ -422,15 +424,34 @@ mod tests {
             &request(),
             &outcome(Verdict::Permit, &findings),
         );
-        assert!(m[0].controls.contains(&"164.312(a)(2)(ii)".to_string()));
+        assert!(m[0].controls.iter().any(|c| c == "164.312(a)(2)(ii)"));
         assert_eq!(m[0].status, ComplianceStatus::ReviewRequired);
+    }
+
+    #[test]
+    fn mappings_borrow_builtin_ids_and_serialize_as_plain_strings() {
+        let m = default_mappings(
+            &config(&["SOC2", "MY_OWN"]),
+            &request(),
+            &outcome(Verdict::Deny, &[]),
+        );
+        assert!(matches!(m[0].framework, Cow::Borrowed("SOC2")));
+        assert!(m[0].controls.iter().all(|c| matches!(c, Cow::Borrowed(_))));
+        assert!(matches!(m[1].framework, Cow::Owned(_)));
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"framework":"SOC2","controls":["CC6.1","CC7.2","CC7.3"],"status":"violation_prevented"},{"framework":"MY_OWN","controls":[],"status":"violation_prevented"}]"#
+        );
+        let back: Vec<ComplianceMapping> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
     }
 
     #[test]
     fn denied_decision_is_violation_prevented_with_blocking_controls() {
         let m = default_mappings(&config(&["SOC2"]), &request(), &outcome(Verdict::Deny, &[]));
         assert_eq!(m[0].status, ComplianceStatus::ViolationPrevented);
-        assert!(m[0].controls.contains(&"CC7.3".to_string()));
+        assert!(m[0].controls.iter().any(|c| c == "CC7.3"));
         let dry = DecisionOutcome {
             verdict: Verdict::Permit,
             findings: &[],

@@ -5,6 +5,7 @@
 //! Loading validates the whole pack and reports every problem at once. A pack never runs code: its
 //! templates are rules in the policy rule format, parsed and compiled by `lexecon-config`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
@@ -143,10 +144,15 @@ impl DomainPlugin for PackPlugin {
             .compliance_frameworks
             .iter()
             .map(|id| ComplianceMapping {
-                framework: id.clone(),
+                framework: id.clone().into(),
                 controls: self
                     .framework(id)
-                    .map(|f| compliance::evidenced_controls(&f, outcome))
+                    .map(|f| {
+                        compliance::evidenced_controls(&f, outcome)
+                            .into_iter()
+                            .map(Cow::Owned)
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 status,
             })

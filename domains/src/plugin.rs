@@ -6,6 +6,8 @@
 //! [`DomainPlugin::compliance`], and finally [`DomainPlugin::on_decision`]. A plugin never blocks,
 //! never does I/O and never reads a clock: time comes in the [`Request`].
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ActionType, ActorType, ComplianceFramework, DomainConfig};
@@ -74,11 +76,13 @@ pub enum ComplianceStatus {
     ViolationPrevented,
 }
 
-/// One framework's controls that a decision evidences.
+/// One framework's controls that a decision evidences. Ids of built-in frameworks and controls are
+/// borrowed from the static table (`Cow::Borrowed`), so mapping a decision copies no strings; a pack's
+/// own ids are owned. Serializes as plain strings either way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComplianceMapping {
-    pub framework: String,
-    pub controls: Vec<String>,
+    pub framework: Cow<'static, str>,
+    pub controls: Vec<Cow<'static, str>>,
     pub status: ComplianceStatus,
 }
 

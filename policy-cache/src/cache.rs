@@ -1,7 +1,8 @@
-//! The decision cache: a bounded `moka` cache of policy evaluations keyed by the snapshot version,
-//! the domain, the actor, action and resource references and the values of exactly the context
-//! fields the policy (with its template data rules) reads. The key is an exact, length-prefixed
-//! encoding of those inputs (not a lossy hash), so two requests share an entry only when the policy
+//! The decision cache: a bounded concurrent cache (`quick_cache`: sharded, scan-resistant Clock-PRO
+//! eviction) of policy evaluations keyed by the snapshot version, the domain, the actor, action and
+//! resource references and the values of exactly the context fields the policy (with its template
+//! data rules) reads. The key is an exact, self-delimiting binary encoding of those inputs (not a
+//! lossy hash; the cache compares whole keys), so two requests share an entry only when the policy
 //! cannot tell them apart. A new snapshot changes the version, so entries of an older snapshot are
 //! never served.
 //!
@@ -13,20 +14,89 @@
 use std::sync::Arc;
 
 use lexecon_domains::{EntityRef, Request};
+use serde_json::Value;
 
 use crate::compile::CompiledPolicy;
 use crate::condition::context_value;
 use crate::evaluate::EvalOutcome;
-use lexecon_config::canonical::write_value as write_canonical;
 
 /// An exact cache key (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(Vec<u8>);
 
+/// Appends `n` as LEB128 (one byte below 128), so every length and the version have a total,
+/// self-delimiting encoding.
+fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    // Lengths are bounded (ids <= 512 bytes); u64 keeps the encoding total.
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    push_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+// Tags of the value encoding: one byte, then the value's contents.
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const UNSIGNED: u8 = 3;
+const SIGNED: u8 = 4;
+const OTHER_NUMBER: u8 = 5;
+const STRING: u8 = 6;
+const ARRAY: u8 = 7;
+const OBJECT: u8 = 8;
+/// Ends a number's text (which is only digits, sign, `.`, `e`/`E`).
+const NUMBER_END: u8 = b';';
+
+/// Appends an exact, self-delimiting encoding of `value`: a tag, then fixed-size or length-prefixed
+/// contents (containers carry their element count). Equal bytes mean the same JSON value with the
+/// same number representation, so the encoding is never coarser than the value itself.
+fn push_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.push(NULL),
+        Value::Bool(false) => out.push(FALSE),
+        Value::Bool(true) => out.push(TRUE),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                out.push(UNSIGNED);
+                out.extend_from_slice(&u.to_le_bytes());
+            } else if let Some(i) = n.as_i64() {
+                out.push(SIGNED);
+                out.extend_from_slice(&i.to_le_bytes());
+            } else {
+                // Floats (and, with serde_json's `arbitrary_precision`, any other number): the
+                // number's own text, which is shortest round-trip and so one text per value.
+                use std::io::Write as _;
+                out.push(OTHER_NUMBER);
+                // INVARIANT: writing to a Vec cannot fail.
+                let _ = write!(out, "{n}");
+                out.push(NUMBER_END);
+            }
+        }
+        Value::String(s) => {
+            out.push(STRING);
+            push_str(out, s);
+        }
+        Value::Array(items) => {
+            out.push(ARRAY);
+            push_varint(out, items.len() as u64);
+            for item in items {
+                push_value(out, item);
+            }
+        }
+        Value::Object(map) => {
+            out.push(OBJECT);
+            push_varint(out, map.len() as u64);
+            for (k, v) in map {
+                push_str(out, k);
+                push_value(out, v);
+            }
+        }
+    }
 }
 
 impl CacheKey {
@@ -34,13 +104,13 @@ impl CacheKey {
     pub fn new(version: u64, policy: &CompiledPolicy, request: &Request) -> Self {
         let resource = request.resource.as_ref().map_or("", EntityRef::as_str);
         let mut out = Vec::with_capacity(
-            48 + request.domain.as_str().len()
+            16 + request.domain.as_str().len()
                 + request.actor.as_str().len()
                 + request.action.as_str().len()
                 + resource.len()
                 + 16 * policy.context_fields.len(),
         );
-        out.extend_from_slice(&version.to_le_bytes());
+        push_varint(&mut out, version);
         push_str(&mut out, request.domain.as_str());
         push_str(&mut out, request.actor.as_str());
         push_str(&mut out, request.action.as_str());
@@ -51,11 +121,7 @@ impl CacheKey {
                 None => out.push(0),
                 Some(v) => {
                     out.push(1);
-                    let start = out.len();
-                    out.extend_from_slice(&0u64.to_le_bytes());
-                    write_canonical(v, &mut out);
-                    let len = (out.len() - start - 8) as u64;
-                    out[start..start + 8].copy_from_slice(&len.to_le_bytes());
+                    push_value(&mut out, v);
                 }
             }
         }
@@ -64,16 +130,25 @@ impl CacheKey {
 }
 
 /// A bounded cache of policy evaluations.
-#[derive(Debug, Clone)]
 pub struct DecisionCache {
-    inner: moka::sync::Cache<CacheKey, Arc<EvalOutcome>>,
+    inner: quick_cache::sync::Cache<CacheKey, Arc<EvalOutcome>>,
+}
+
+impl std::fmt::Debug for DecisionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionCache")
+            .field("len", &self.inner.len())
+            .field("capacity", &self.inner.capacity())
+            .finish()
+    }
 }
 
 impl DecisionCache {
-    /// A cache holding at most `capacity` evaluations.
+    /// A cache holding at most about `capacity` evaluations.
     pub fn new(capacity: u64) -> Self {
+        let items = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            inner: moka::sync::Cache::new(capacity),
+            inner: quick_cache::sync::Cache::new(items),
         }
     }
 
@@ -87,7 +162,7 @@ impl DecisionCache {
 
     /// Drops every entry (e.g. after a snapshot swap, to free memory early).
     pub fn invalidate_all(&self) {
-        self.inner.invalidate_all();
+        self.inner.clear();
     }
 }
 
@@ -156,5 +231,62 @@ mod tests {
         assert_ne!(k, CacheKey::new(1, &p, &other_actor));
         assert_ne!(k, CacheKey::new(1, &p, &with_resource));
         assert_ne!(k, CacheKey::new(2, &p, &base));
+    }
+
+    fn encoded(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_value(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn value_encoding_tells_apart_every_shape_that_json_does() {
+        let values = [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(0),
+            json!(1),
+            json!(-1),
+            json!(1.0),
+            json!(1.5),
+            json!(-0.0),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+            json!(""),
+            json!("1"),
+            json!("a"),
+            json!("ab"),
+            json!(["ab"]),
+            json!(["a", "b"]),
+            json!([["a"], "b"]),
+            json!([]),
+            json!([null]),
+            json!({}),
+            json!({"a": "b"}),
+            json!({"ab": ""}),
+            json!({"a": {"b": 1}}),
+            json!({"a": 1, "b": 2}),
+        ];
+        for (i, a) in values.iter().enumerate() {
+            for (j, b) in values.iter().enumerate() {
+                assert_eq!(i == j, encoded(a) == encoded(b), "{a} vs {b}");
+            }
+        }
+        // Map order does not matter to JSON equality, nor to the key.
+        let x: Value = serde_json::from_str(r#"{"a":1,"b":[2,3]}"#).unwrap();
+        let y: Value = serde_json::from_str(r#"{"b":[2,3],"a":1}"#).unwrap();
+        assert_eq!(encoded(&x), encoded(&y));
+    }
+
+    #[test]
+    fn long_strings_get_multi_byte_lengths_and_stay_distinct() {
+        let a = json!("x".repeat(300));
+        let b = json!("x".repeat(301));
+        assert_ne!(encoded(&a), encoded(&b));
+        let mut len = Vec::new();
+        push_varint(&mut len, 300);
+        assert_eq!(len, [0xac, 0x02]);
     }
 }

@@ -12,14 +12,17 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::condition::{CompiledCondition, Field};
+use crate::decision::RuleId;
 use crate::error::PolicyError;
+use crate::evaluate::mode_name;
 use crate::pattern::Pattern;
 use crate::template;
 
 /// One compiled rule.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
-    pub(crate) id: String,
+    /// Shared with every decision that lists this rule as matched.
+    pub(crate) id: RuleId,
     pub(crate) effect: Effect,
     pub(crate) actor: Option<Pattern>,
     /// `None` when the action index alone decides the action match.
@@ -56,6 +59,10 @@ pub struct CompiledPolicy {
     pub(crate) templates: Vec<TemplateCheck>,
     /// The no-match default set by a template, and that template's name.
     pub(crate) fallback: Option<(Verdict, String)>,
+    /// The rule id and reason a decision names when no rule decided (`default:<mode>`,
+    /// `default:template:<name>`), built once here instead of per decision.
+    pub(crate) default_id: String,
+    pub(crate) default_reason: String,
     /// Context paths (`["order", "value"]`) any condition reads, sorted and deduplicated.
     pub(crate) context_fields: Vec<Box<[String]>>,
 }
@@ -141,7 +148,7 @@ impl Compiler<'_> {
                 .clone()
                 .unwrap_or_else(|| format!("rule {id} ({}) matched", effect_name(rule.effect)));
             self.rules.push(CompiledRule {
-                id,
+                id: RuleId::from(id),
                 effect: rule.effect,
                 actor,
                 action,
@@ -232,7 +239,7 @@ impl CompiledPolicy {
         for (i, rule) in rules.iter_mut().enumerate() {
             let pos = u32::try_from(i).map_err(|_| PolicyError::InvalidRule {
                 policy: doc.id.clone(),
-                rule: rule.id.clone(),
+                rule: rule.id.to_string(),
                 field: "rules".into(),
                 reason: "more than 2^32 rules".into(),
             })?;
@@ -253,6 +260,18 @@ impl CompiledPolicy {
             }
         }
 
+        // INVARIANT: a context condition's slot is its path's position in `context_fields`, the
+        // order `ResolvedContext` looks the values up in.
+        let context_fields: Vec<Box<[String]>> = c.context_fields.into_iter().collect();
+        for condition in rules.iter_mut().flat_map(|r| r.when.iter_mut()) {
+            if let Field::Context(path) = &condition.field {
+                condition.slot = context_fields
+                    .binary_search(path)
+                    .ok()
+                    .and_then(|i| u32::try_from(i).ok());
+            }
+        }
+        let (default_id, default_reason) = default_decider(&doc.id, doc.mode, fallback.as_ref());
         Ok(Self {
             id: doc.id.clone(),
             domain: doc.domain.to_string(),
@@ -263,7 +282,9 @@ impl CompiledPolicy {
             any_action,
             templates,
             fallback,
-            context_fields: c.context_fields.into_iter().collect(),
+            default_id,
+            default_reason,
+            context_fields,
         })
     }
 
@@ -312,6 +333,37 @@ impl CompiledPolicy {
     /// The context fields conditions read, as dotted paths (`order.value`).
     pub fn context_fields(&self) -> impl Iterator<Item = String> + '_ {
         self.context_fields.iter().map(|p| p.join("."))
+    }
+}
+
+/// The id and reason of the no-match default of policy `policy`: a template's fallback, else the mode.
+fn default_decider(
+    policy: &str,
+    mode: Mode,
+    fallback: Option<&(Verdict, String)>,
+) -> (String, String) {
+    match fallback {
+        Some((v, name)) => (
+            format!("default:template:{name}"),
+            format!(
+                "no rule of policy {policy} decided; template {name} sets the default to {}",
+                v.as_str()
+            ),
+        ),
+        None => (
+            format!("default:{}", mode_name(mode)),
+            match mode {
+                Mode::Strict => format!(
+                    "no rule of policy {policy} permits this request (strict: deny by default)"
+                ),
+                Mode::Permissive => format!(
+                    "no rule of policy {policy} forbids or escalates this request (permissive: permit by default)"
+                ),
+                Mode::DryRun => format!(
+                    "no rule of policy {policy} permits this request (dry_run decides as strict)"
+                ),
+            },
+        ),
     }
 }
 

@@ -232,7 +232,48 @@ enum Test {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledCondition {
     pub(crate) field: Field,
+    /// For a context field: its position in the policy's sorted read fields, set once the policy
+    /// is compiled, so evaluation reads the value looked up once per request ([`ResolvedContext`]).
+    pub(crate) slot: Option<u32>,
     test: Test,
+}
+
+/// How many read context fields an evaluation looks up up front (on the stack); fields beyond
+/// this are looked up per condition.
+const RESOLVED_SLOTS: usize = 16;
+
+/// The values of a policy's read context fields for one request, looked up once per evaluation
+/// instead of once per condition. Borrowed from the request; no allocation.
+pub(crate) struct ResolvedContext<'a> {
+    values: [Option<&'a Value>; RESOLVED_SLOTS],
+    len: usize,
+}
+
+impl<'a> ResolvedContext<'a> {
+    /// Looks up the first [`RESOLVED_SLOTS`] of `paths` (the policy's sorted read fields).
+    pub(crate) fn new(
+        paths: &[Box<[String]>],
+        context: &'a serde_json::Map<String, Value>,
+    ) -> Self {
+        let mut values = [None; RESOLVED_SLOTS];
+        let mut len = 0;
+        for (value, path) in values.iter_mut().zip(paths) {
+            *value = context_value(context, path);
+            len += 1;
+        }
+        Self { values, len }
+    }
+
+    /// The value in `slot`: `None` when the slot was not looked up, `Some(None)` when the request
+    /// lacks the field.
+    fn get(&self, slot: u32) -> Option<Option<&'a Value>> {
+        let slot = slot as usize;
+        if slot < self.len {
+            self.values.get(slot).copied()
+        } else {
+            None
+        }
+    }
 }
 
 impl CompiledCondition {
@@ -321,12 +362,30 @@ impl CompiledCondition {
                 Test::Matches(regex)
             }
         };
-        Ok(Self { field, test })
+        Ok(Self {
+            field,
+            slot: None,
+            test,
+        })
     }
 
     /// Whether the condition holds for the request.
+    #[cfg(test)]
     pub(crate) fn holds(&self, request: &Request) -> bool {
-        let value = resolve(&self.field, request);
+        self.test(resolve(&self.field, request))
+    }
+
+    /// [`CompiledCondition::holds`], reading a context field from `resolved` when it was looked up
+    /// there (the same value `resolve` finds).
+    pub(crate) fn holds_resolved(&self, request: &Request, resolved: &ResolvedContext<'_>) -> bool {
+        let value = match self.slot.and_then(|slot| resolved.get(slot)) {
+            Some(value) => value.map(FieldValue::Json),
+            None => resolve(&self.field, request),
+        };
+        self.test(value)
+    }
+
+    fn test(&self, value: Option<FieldValue<'_>>) -> bool {
         match (&self.test, value) {
             (Test::Exists(want), v) => v.is_some() == *want,
             (_, None) => false,

@@ -1,7 +1,122 @@
-//! What goes into a decision and what comes out: [`DecisionInput`] and [`Decision`].
+//! What goes into a decision and what comes out: [`DecisionInput`], [`Decision`] and the shared
+//! [`RuleId`] it lists matched rules by.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use lexecon_domains::{ComplianceMapping, Finding, Verdict};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A policy rule's id, shared by the compiled policy and every decision that lists the rule: cloning
+/// it is a reference-count increment, not a string copy. Reads, compares and serializes as the plain
+/// string (`"algos-may-trade"`), so a decision's JSON is the same as with a `String`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(Arc<str>);
+
+impl RuleId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for RuleId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for RuleId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for RuleId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for RuleId {
+    fn from(value: &str) -> Self {
+        Self(Arc::from(value))
+    }
+}
+
+impl From<String> for RuleId {
+    fn from(value: String) -> Self {
+        Self(Arc::from(value))
+    }
+}
+
+impl From<RuleId> for String {
+    fn from(value: RuleId) -> Self {
+        value.0.as_ref().to_owned()
+    }
+}
+
+impl fmt::Debug for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for RuleId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for RuleId {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<RuleId> for str {
+    fn eq(&self, other: &RuleId) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<RuleId> for &str {
+    fn eq(&self, other: &RuleId) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<RuleId> for String {
+    fn eq(&self, other: &RuleId) -> bool {
+        **self == *other.0
+    }
+}
+
+impl Serialize for RuleId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
+}
 
 /// A request for a decision, as the proxy's classifiers, the decision API and the CLI build it.
 /// Ids are strings here; the service parses and type-checks them against the domain.
@@ -26,7 +141,7 @@ pub struct DecisionInput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     /// Ids of every policy rule that matched, in document order.
-    pub matched_rules: Vec<String>,
+    pub matched_rules: Vec<RuleId>,
     /// Plugin findings (domain constraints, template checks) that applied.
     pub findings: Vec<Finding>,
     /// For `dry_run` policies: what would have been decided.
@@ -62,4 +177,32 @@ pub struct Decision {
     pub explanation: Explanation,
     /// RFC 3339 UTC.
     pub timestamp: jiff::Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rule_ids_serialize_and_compare_as_plain_strings() {
+        let e = Explanation {
+            matched_rules: vec!["a".into(), RuleId::from(String::from("b.c"))],
+            findings: vec![],
+            would_have: None,
+            cached: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"matched_rules":["a","b.c"],"findings":[],"cached":true}"#
+        );
+        let back: Explanation = serde_json::from_value(json!({
+            "matched_rules": ["a", "b.c"], "findings": [], "cached": true
+        }))
+        .unwrap();
+        assert_eq!(back, e);
+        assert_eq!(e.matched_rules, ["a", "b.c"]);
+        assert_eq!(e.matched_rules[1], String::from("b.c"));
+        assert_eq!(format!("{:?}", e.matched_rules[0]), r#""a""#);
+    }
 }

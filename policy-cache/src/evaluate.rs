@@ -4,10 +4,17 @@
 //! template fallback overrides the mode), and records every matched rule and the deciding one. Pure:
 //! no plugin calls, no clock, no allocation unless a rule matches.
 
+use std::borrow::Cow;
+
 use lexecon_config::{Effect, Mode};
 use lexecon_domains::{Request, Verdict};
 
 use crate::compile::{CompiledPolicy, CompiledRule};
+use crate::condition::ResolvedContext;
+use crate::decision::RuleId;
+
+/// Room reserved for matched positions at the first match.
+const FIRST_MATCHES: usize = 32;
 
 /// What decided the policy's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +35,7 @@ pub struct EvalOutcome {
 }
 
 impl CompiledRule {
-    fn matches(&self, request: &Request) -> bool {
+    fn matches(&self, request: &Request, resolved: &ResolvedContext<'_>) -> bool {
         self.action
             .as_ref()
             .is_none_or(|p| p.matches(&request.action))
@@ -40,7 +47,10 @@ impl CompiledRule {
                 .resource
                 .as_ref()
                 .is_none_or(|p| request.resource.as_ref().is_some_and(|r| p.matches(r)))
-            && self.when.iter().all(|c| c.holds(request))
+            && self
+                .when
+                .iter()
+                .all(|c| c.holds_resolved(request, resolved))
     }
 }
 
@@ -71,14 +81,19 @@ impl CompiledPolicy {
             .by_action
             .get(request.action.type_id())
             .map_or(&[], Vec::as_slice);
+        let resolved = ResolvedContext::new(&self.context_fields, &request.context);
         let mut matched = Vec::new();
         let (mut forbid, mut escalate, mut permit) = (None, None, None);
         for pos in merged(indexed, &self.any_action) {
             let Some(rule) = self.rules.get(pos as usize) else {
                 continue;
             };
-            if !rule.matches(request) {
+            if !rule.matches(request, &resolved) {
                 continue;
+            }
+            if matched.capacity() == 0 {
+                // One allocation for the usual handful of matches, instead of growing 4 → 8 → 16 → 32.
+                matched.reserve(FIRST_MATCHES);
             }
             matched.push(pos);
             let slot = match rule.effect {
@@ -112,51 +127,47 @@ impl CompiledPolicy {
 
     /// The deciding rule's id (`default:<mode>`, `default:template:<name>` for a fallback).
     pub fn decider_id(&self, decider: Decider) -> String {
-        match (decider, &self.fallback) {
-            (Decider::Rule(pos), _) => self
-                .rules
-                .get(pos as usize)
-                .map_or_else(|| format!("rule#{pos}"), |r| r.id.clone()),
-            (Decider::Default, Some((_, name))) => format!("default:template:{name}"),
-            (Decider::Default, None) => format!("default:{}", mode_name(self.mode)),
-        }
+        self.decider_id_str(decider).into_owned()
     }
 
     /// The human-readable reason of the deciding rule or default.
     pub fn decider_reason(&self, decider: Decider) -> String {
-        match (decider, &self.fallback) {
-            (Decider::Rule(pos), _) => self
-                .rules
-                .get(pos as usize)
-                .map_or_else(|| format!("rule #{pos} matched"), |r| r.reason.clone()),
-            (Decider::Default, Some((v, name))) => format!(
-                "no rule of policy {} decided; template {name} sets the default to {}",
-                self.id,
-                v.as_str()
+        self.decider_reason_str(decider).into_owned()
+    }
+
+    /// [`CompiledPolicy::decider_id`] without a copy.
+    pub(crate) fn decider_id_str(&self, decider: Decider) -> Cow<'_, str> {
+        match decider {
+            Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
+                || Cow::Owned(format!("rule#{pos}")),
+                |r| Cow::Borrowed(r.id.as_str()),
             ),
-            (Decider::Default, None) => match self.mode {
-                Mode::Strict => format!(
-                    "no rule of policy {} permits this request (strict: deny by default)",
-                    self.id
-                ),
-                Mode::Permissive => format!(
-                    "no rule of policy {} forbids or escalates this request (permissive: permit by default)",
-                    self.id
-                ),
-                Mode::DryRun => format!(
-                    "no rule of policy {} permits this request (dry_run decides as strict)",
-                    self.id
-                ),
-            },
+            Decider::Default => Cow::Borrowed(&self.default_id),
         }
     }
 
-    /// The ids of the matched rules, in document order.
-    pub fn matched_ids(&self, matched: &[u32]) -> Vec<String> {
-        matched
-            .iter()
-            .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone()))
-            .collect()
+    /// [`CompiledPolicy::decider_reason`] without a copy.
+    pub(crate) fn decider_reason_str(&self, decider: Decider) -> Cow<'_, str> {
+        match decider {
+            Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
+                || Cow::Owned(format!("rule #{pos} matched")),
+                |r| Cow::Borrowed(r.reason.as_str()),
+            ),
+            Decider::Default => Cow::Borrowed(&self.default_reason),
+        }
+    }
+
+    /// The ids of the matched rules, in document order (shared, not copied).
+    pub fn matched_ids(&self, matched: &[u32]) -> Vec<RuleId> {
+        // Sized up front: `filter_map` gives no lower bound, and growing 4 → 8 → 16 → 32 would
+        // reallocate once per doubling.
+        let mut ids = Vec::with_capacity(matched.len());
+        ids.extend(
+            matched
+                .iter()
+                .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone())),
+        );
+        ids
     }
 }
 
@@ -172,7 +183,7 @@ pub(crate) fn mode_name(mode: Mode) -> &'static str {
 mod tests {
     use super::*;
     use crate::testing::{plugin, request, yaml_policy};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn compile(yaml: &str) -> CompiledPolicy {
         CompiledPolicy::compile(&yaml_policy(yaml), plugin().as_ref()).unwrap()
@@ -323,6 +334,29 @@ rules:
             "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: escalate_by_default}]\n",
         );
         assert_eq!(q.evaluate(&order(json!({}))).verdict, Verdict::Escalate);
+    }
+
+    #[test]
+    fn conditions_on_more_context_fields_than_are_resolved_up_front_still_hold() {
+        // 20 distinct fields: the first 16 (sorted) come from the per-request lookup, the rest
+        // are looked up per condition; both must read the same values.
+        let when: Vec<String> = (0..20)
+            .map(|i| format!("{{field: context.f{i:02}, op: eq, value: {i}}}"))
+            .collect();
+        let p = compile(&format!(
+            "id: x\ndomain: trading\nrules:\n  - {{id: all, effect: permit, when: [{}]}}\n  - {{id: last, effect: escalate, when: [{{field: context.f19, op: eq, value: 0}}]}}\n",
+            when.join(", ")
+        ));
+        assert_eq!(p.context_fields().count(), 20);
+        let ctx: serde_json::Map<String, Value> =
+            (0..20).map(|i| (format!("f{i:02}"), json!(i))).collect();
+        let out = p.evaluate(&order(Value::Object(ctx.clone())));
+        assert_eq!(out.verdict, Verdict::Permit);
+        assert_eq!(p.matched_ids(&out.matched), ["all"]);
+        let mut off = ctx;
+        off.insert("f19".into(), json!(0));
+        let out = p.evaluate(&order(Value::Object(off)));
+        assert_eq!(p.matched_ids(&out.matched), ["last"]);
     }
 
     #[test]

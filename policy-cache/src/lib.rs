@@ -23,7 +23,7 @@ mod testing;
 
 pub use cache::DecisionCache;
 pub use compile::{policy_version_hash, CompiledPolicy, TemplateCheck};
-pub use decision::{Decision, DecisionInput, Explanation};
+pub use decision::{Decision, DecisionInput, Explanation, RuleId};
 pub use error::{DecideError, PolicyError};
 pub use evaluate::{Decider, EvalOutcome};
 pub use service::{DecisionObserver, DecisionService, ServiceConfig};

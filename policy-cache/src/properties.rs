@@ -1,6 +1,7 @@
 //! Property tests of the engine's invariants over random rule sets: forbid always wins, a permissive
-//! policy without forbid/escalate rules permits, and a policy decides identically after a JSON or YAML
-//! round trip.
+//! policy without forbid/escalate rules permits, a policy decides identically after a JSON or YAML
+//! round trip, cache keys are equal exactly when the read values are, and a service with the
+//! decision cache decides exactly as one without it.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use lexecon_domains::{Request, Verdict};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use crate::cache::CacheKey;
 use crate::compile::CompiledPolicy;
 use crate::evaluate::Decider;
 use crate::service::{DecisionService, ServiceConfig};
@@ -220,4 +222,85 @@ proptest! {
             prop_assert_eq!(&expected, &c.evaluate(r));
         }
     }
+
+    #[test]
+    fn cache_key_bytes_are_equal_exactly_when_the_read_values_are(
+        a in json_value(), b in json_value(),
+    ) {
+        let p = compile(&PolicyDocument {
+            rules: vec![serde_json::from_value(json!(
+                {"id": "r", "effect": "permit", "when": [{"field": "context.v", "op": "exists", "value": true}]}
+            )).unwrap()],
+            ..doc(Mode::Strict, vec![])
+        });
+        let key = |v: &Value| {
+            CacheKey::new(1, &p, &request(ACTORS[0], ACTIONS[0], None, json!({"v": v, "unread": 1})))
+        };
+        prop_assert_eq!(a == b, key(&a) == key(&b));
+        prop_assert_eq!(key(&a), key(&a.clone()));
+    }
+
+    #[test]
+    fn cached_and_uncached_services_decide_identically(
+        rules in prop::collection::vec(
+            rule(vec![Effect::Permit, Effect::Escalate, Effect::Forbid]), 0..16),
+        mode in prop::sample::select(vec![Mode::Strict, Mode::Permissive, Mode::DryRun]),
+        requests in prop::collection::vec(req(), 1..12),
+    ) {
+        let d = doc(mode, rules);
+        let service = |cache_capacity| DecisionService::new(
+            Arc::new(PolicyStore::new(
+                Snapshot::build(registry_with(plugin()), vec![d.clone()]).unwrap(),
+            )),
+            ServiceConfig { cache_capacity },
+        );
+        let (cached, uncached) = (service(10_000), service(0));
+        // Each request twice, so the second pass is served from the cache.
+        for (n, r) in requests.iter().chain(&requests).enumerate() {
+            let i = || input(
+                r.actor.as_str(),
+                r.action.as_str(),
+                r.resource.as_ref().map(|x| x.as_str()),
+                Value::Object(r.context.clone()),
+            );
+            let (a, b) = (cached.decide(i()).unwrap(), uncached.decide(i()).unwrap());
+            prop_assert!(!b.explanation.cached);
+            if n >= requests.len() {
+                prop_assert!(a.explanation.cached);
+            }
+            prop_assert_eq!(without_ids(&a), without_ids(&b));
+        }
+    }
+}
+
+/// Any JSON value, nested up to three levels.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<i64>().prop_map(|n| json!(n)),
+        (-3.0f64..3.0).prop_map(|n| json!(n)),
+        prop::sample::select(vec![0.0f64, -0.0, 1.0, 2.5]).prop_map(|n| json!(n)),
+        "[a-c\"\\\\é]{0,3}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-c]{0,2}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A decision's JSON without the fields that differ between two identical decisions (fresh ids,
+/// the decision time, the cached flag).
+fn without_ids(d: &crate::Decision) -> Value {
+    let mut v = serde_json::to_value(d).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("decision_id");
+    o.remove("request_id");
+    o.remove("timestamp");
+    o["explanation"].as_object_mut().unwrap().remove("cached");
+    v
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use lexecon_config::Mode;
 use lexecon_domains::{
-    DecisionOutcome, DomainId, DomainPlugin, EntityRef, Finding, FindingEffect, Request, RiskLevel,
-    Verdict,
+    ActionType, DecisionOutcome, DomainId, DomainPlugin, EntityRef, Finding, FindingEffect,
+    Request, RiskLevel, Verdict,
 };
 
 use crate::cache::{CacheKey, DecisionCache};
@@ -111,8 +111,8 @@ fn combine(policy: &CompiledPolicy, eval: &EvalOutcome, findings: &[Finding]) ->
         ),
         _ => (
             eval.verdict,
-            policy.decider_id(eval.decider),
-            policy.decider_reason(eval.decider),
+            policy.decider_id_str(eval.decider).into_owned(),
+            policy.decider_reason_str(eval.decider).into_owned(),
             None,
         ),
     };
@@ -185,18 +185,21 @@ impl DecisionService {
                 })
             }
         };
+        // One clock read per decision: the decision time (unless given) and the ids' time.
+        let now = jiff::Timestamp::now();
         let mut request = Request {
             domain,
             actor,
             action,
             resource,
             context,
-            time: at.unwrap_or_else(jiff::Timestamp::now),
+            time: at.unwrap_or(now),
         };
-        snapshot
+        let resolved_action = snapshot
             .registry
-            .check_types(&request)
-            .map_err(DecideError::UnknownType)?;
+            .resolve_types(&request)
+            .map_err(DecideError::UnknownType)?
+            .action;
 
         plugin.enrich(&mut request);
         let mut findings = plugin.validate(&request);
@@ -237,11 +240,20 @@ impl DecisionService {
             }
         }
 
+        // The action type the risk level comes from: the declared type of the (enriched) request's
+        // action. Type checking found it already unless enrich changed the action or the request
+        // used a legacy alias (which is not declared, so the lookup below finds nothing, as before).
+        let action_type = Some(resolved_action)
+            .filter(|a| a.type_id == request.action.type_id())
+            .or_else(|| plugin.config().action_type(request.action.type_id()));
+
         Ok(self.finish(
             plugin.as_ref(),
+            action_type,
             policy,
             request,
             request_id,
+            now,
             &eval,
             findings,
             cached,
@@ -255,9 +267,11 @@ impl DecisionService {
     fn finish(
         &self,
         plugin: &dyn DomainPlugin,
+        action_type: Option<&ActionType>,
         policy: &CompiledPolicy,
         request: Request,
         request_id: Option<String>,
+        now: jiff::Timestamp,
         eval: &EvalOutcome,
         findings: Vec<Finding>,
         cached: bool,
@@ -289,13 +303,12 @@ impl DecisionService {
 
         // Type checking passed, so the action type is declared; a plugin that accepts an alias it
         // does not declare is treated as the highest risk.
-        let action_type = plugin.config().action_type(request.action.type_id());
         let risk_level = action_type.map_or(RiskLevel::MAX, |a| a.risk_level).get();
         let requires_human_approval =
             action_type.is_some_and(|a| a.requires_human_approval) || verdict == Verdict::Escalate;
 
-        // Ids carry the real generation time, even when the decision time was given explicitly.
-        let now = jiff::Timestamp::now();
+        // Ids carry the real generation time (`now`, read when the decision started), even when the
+        // decision time was given explicitly.
         let decision = Decision {
             request_id: request_id.unwrap_or_else(|| uuid_v7(now)),
             decision_id: uuid_v7(now),
@@ -683,6 +696,53 @@ rules:
         assert!(d.explanation.cached);
         assert_eq!(d.decision, Verdict::Deny);
         assert_eq!(d.rule_id, "finding:test.session");
+    }
+
+    #[test]
+    fn template_checks_run_on_cache_hits() {
+        let svc = service(
+            "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: size_guard, params: {limit: 5}}]\n",
+        );
+        let small = svc
+            .decide(input(ALGO, ORDER, AAPL, json!({"size": 1})))
+            .unwrap();
+        assert!(!small.explanation.cached);
+        assert_eq!(small.decision, Verdict::Permit);
+        // `size` is not read by the policy, so this is a hit; the check still sees it.
+        let big = svc
+            .decide(input(ALGO, ORDER, AAPL, json!({"size": 9})))
+            .unwrap();
+        assert!(big.explanation.cached);
+        assert_eq!(big.decision, Verdict::Deny);
+        assert_eq!(big.rule_id, "finding:test.size");
+        assert_eq!(big.reasoning, "size 9 above 5");
+    }
+
+    #[test]
+    fn hit_and_miss_serialize_to_the_same_json_apart_from_ids_and_the_cached_flag() {
+        let svc = service(DESK);
+        let i = || {
+            input(
+                ALGO,
+                ORDER,
+                AAPL,
+                json!({"order_value": 10, "noise": [1, 2]}),
+            )
+        };
+        let miss = svc.decide(i()).unwrap();
+        let hit = svc.decide(i()).unwrap();
+        assert!(!miss.explanation.cached && hit.explanation.cached);
+        let json = |d: &Decision, cached: &str| {
+            let s = serde_json::to_string(d).unwrap();
+            s.replace(&d.decision_id, "ID")
+                .replace(&d.request_id, "RID")
+                .replace(&d.timestamp.to_string(), "TS")
+                .replace(cached, "CACHED")
+        };
+        assert_eq!(
+            json(&miss, r#""cached":false"#),
+            json(&hit, r#""cached":true"#)
+        );
     }
 
     #[test]

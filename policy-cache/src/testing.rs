@@ -46,7 +46,8 @@ pub(crate) fn test_config(domain: &str) -> DomainConfig {
              "rules": [{"id": "cap", "effect": "escalate", "action": "axn_place_order",
                         "when": [{"field": "context.cap_value", "op": "gt", "value": "{{max}}"}],
                         "reason": "{{desk}} orders above {{max}} need approval"}]},
-            {"name": "burst_guard", "params": {"limit": {"default": 3}}}
+            {"name": "burst_guard", "params": {"limit": {"default": 3}}},
+            {"name": "size_guard", "params": {"limit": {"default": 3}}}
         ]
     }))
     .unwrap()
@@ -112,16 +113,19 @@ impl DomainPlugin for TestPlugin {
         params: &Map<String, Value>,
         request: &Request,
     ) -> Option<Finding> {
-        if name != "burst_guard" {
-            return None;
-        }
+        // `burst_guard` is declared stateful (never cached), `size_guard` is not.
+        let (field, code) = match name {
+            "burst_guard" => ("burst", "test.burst"),
+            "size_guard" => ("size", "test.size"),
+            _ => return None,
+        };
         let limit = params.get("limit").and_then(Value::as_f64)?;
-        let burst = request.context.get("burst").and_then(Value::as_f64)?;
-        (burst > limit).then(|| {
+        let value = request.context.get(field).and_then(Value::as_f64)?;
+        (value > limit).then(|| {
             Finding::new(
-                "test.burst",
+                code,
                 FindingEffect::Deny,
-                format!("burst {burst} above {limit}"),
+                format!("{field} {value} above {limit}"),
             )
         })
     }

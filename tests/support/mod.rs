@@ -267,7 +267,7 @@ impl Decide for RuleTable {
             requires_human_approval: verdict == Verdict::Escalate,
             review_required: false,
             explanation: Explanation {
-                matched_rules: vec![rule.to_string()],
+                matched_rules: vec![rule.into()],
                 findings: vec![],
                 would_have: None,
                 cached: false,
