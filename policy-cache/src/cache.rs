@@ -1,5 +1,4 @@
-//! The decision cache: a bounded concurrent cache (`quick_cache`: sharded, scan-resistant Clock-PRO
-//! eviction) of policy evaluations keyed by the snapshot version, the domain, the actor, action and
+//! The decision cache: a bounded `moka` cache of policy evaluations keyed by the snapshot version, the domain, the actor, action and
 //! resource references and the values of exactly the context fields the policy (with its template
 //! data rules) reads. The key is an exact, self-delimiting binary encoding of those inputs (not a
 //! lossy hash; the cache compares whole keys), so two requests share an entry only when the policy
@@ -130,25 +129,16 @@ impl CacheKey {
 }
 
 /// A bounded cache of policy evaluations.
+#[derive(Debug, Clone)]
 pub struct DecisionCache {
-    inner: quick_cache::sync::Cache<CacheKey, Arc<EvalOutcome>>,
-}
-
-impl std::fmt::Debug for DecisionCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecisionCache")
-            .field("len", &self.inner.len())
-            .field("capacity", &self.inner.capacity())
-            .finish()
-    }
+    inner: moka::sync::Cache<CacheKey, Arc<EvalOutcome>>,
 }
 
 impl DecisionCache {
-    /// A cache holding at most about `capacity` evaluations.
+    /// A cache holding at most `capacity` evaluations.
     pub fn new(capacity: u64) -> Self {
-        let items = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            inner: quick_cache::sync::Cache::new(items),
+            inner: moka::sync::Cache::new(capacity),
         }
     }
 
@@ -162,7 +152,7 @@ impl DecisionCache {
 
     /// Drops every entry (e.g. after a snapshot swap, to free memory early).
     pub fn invalidate_all(&self) {
-        self.inner.clear();
+        self.inner.invalidate_all();
     }
 }
 
