@@ -611,7 +611,7 @@ async fn lingering_writer_answers_a_waiting_caller_without_waiting_out_the_linge
     let mut config = LedgerConfig::new(dir.path());
     // A linger no test run could wait out: only the caller's wake-up can make these resolve.
     config.flush_interval = Duration::from_secs(3600);
-    config.linger = Duration::from_secs(3600);
+    config.linger = Some(Duration::from_secs(3600));
     config.checkpoint_every = 0;
     let handle = LedgerWriter::start(config, None).unwrap();
     for seq in 1..=3u64 {
@@ -643,7 +643,7 @@ async fn lingering_writer_writes_unwaited_entries_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = LedgerConfig::new(dir.path());
     config.flush_interval = Duration::from_millis(20);
-    config.linger = Duration::from_millis(10);
+    config.linger = Some(Duration::from_millis(10));
     config.checkpoint_every = 0;
     let handle = LedgerWriter::start(config, None).unwrap();
     for seq in 1..=50u64 {
@@ -669,7 +669,7 @@ async fn lingering_writer_writes_unwaited_entries_by_itself() {
 fn a_linger_longer_than_the_flush_interval_is_rejected() {
     let mut config = LedgerConfig::new("ledger");
     config.flush_interval = Duration::from_millis(5);
-    config.linger = Duration::from_millis(6);
+    config.linger = Some(Duration::from_millis(6));
     match config.validate() {
         Err(LedgerError::InvalidConfig { field, reason }) => {
             assert_eq!(field, "ledger.linger");
@@ -677,4 +677,17 @@ fn a_linger_longer_than_the_flush_interval_is_rejected() {
         }
         other => panic!("expected an invalid linger, got {other:?}"),
     }
+}
+
+#[test]
+fn the_default_linger_never_exceeds_a_short_flush_interval() {
+    let mut config = LedgerConfig::new("ledger");
+    assert_eq!(config.linger(), Duration::from_millis(1));
+    config.flush_interval = Duration::from_micros(500);
+    config.validate().unwrap();
+    assert_eq!(config.linger(), Duration::from_micros(500));
+    let parsed: LedgerConfig =
+        serde_norway::from_str("{dir: l, flush_interval: 200us, linger: 100us}").unwrap();
+    parsed.validate().unwrap();
+    assert_eq!(parsed.linger(), Duration::from_micros(100));
 }

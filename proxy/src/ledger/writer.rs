@@ -90,9 +90,9 @@ pub struct LedgerConfig {
     /// `async` mode: after writing a batch, the writer waits this long before it takes the next
     /// one, so that a busy request path hands entries over without waking the writer thread for
     /// each (0s: take entries as they arrive). A caller that waits for its entry's receipt cuts
-    /// the wait short.
-    #[serde(default = "default_linger", with = "humantime_serde")]
-    pub linger: Duration,
+    /// the wait short. Unset: 1 ms, or `flush_interval` when that is shorter (see [`Self::linger`]).
+    #[serde(default, with = "humantime_serde::option")]
+    pub linger: Option<Duration>,
 }
 
 fn default_flush_interval() -> Duration {
@@ -113,9 +113,8 @@ fn default_segment_max_bytes() -> u64 {
 fn default_batch_max() -> usize {
     4096
 }
-fn default_linger() -> Duration {
-    Duration::from_millis(1)
-}
+/// The linger when none is configured (capped at `flush_interval`).
+const DEFAULT_LINGER: Duration = Duration::from_millis(1);
 
 impl LedgerConfig {
     /// Defaults for everything but the directory.
@@ -130,8 +129,14 @@ impl LedgerConfig {
             checkpoint_interval: default_checkpoint_interval(),
             segment_max_bytes: default_segment_max_bytes(),
             batch_max: default_batch_max(),
-            linger: default_linger(),
+            linger: None,
         }
+    }
+
+    /// The linger in force: the configured one, else 1 ms capped at `flush_interval`.
+    pub fn linger(&self) -> Duration {
+        self.linger
+            .unwrap_or_else(|| DEFAULT_LINGER.min(self.flush_interval))
     }
 
     pub fn validate(&self) -> Result<(), LedgerError> {
@@ -153,13 +158,13 @@ impl LedgerConfig {
                 reason: "must be at least 1".to_owned(),
             });
         }
-        if self.linger > self.flush_interval {
+        if let Some(linger) = self.linger.filter(|l| *l > self.flush_interval) {
             // The crash bound of `async` is flush_interval + linger; keep the linger the smaller part.
             return Err(LedgerError::InvalidConfig {
                 field: "ledger.linger",
                 reason: format!(
                     "{} is above flush_interval ({})",
-                    humantime::format_duration(self.linger),
+                    humantime::format_duration(linger),
                     humantime::format_duration(self.flush_interval)
                 ),
             });
@@ -696,7 +701,7 @@ impl Writer {
                 }
             }
             let linger = self.cfg.durability == Durability::Async
-                && !self.cfg.linger.is_zero()
+                && !self.cfg.linger().is_zero()
                 && shutdown_acks.is_empty()
                 && batch.iter().any(|m| matches!(m, Msg::Append { .. }));
             for msg in batch.drain(..) {
@@ -747,7 +752,7 @@ impl Writer {
                 // Let entries gather: senders meanwhile only queue (the receiver is not waiting,
                 // so nothing wakes this thread), instead of a thread wake-up per entry. A caller
                 // that waits for a receipt, a flush or a shutdown unparks it at once.
-                std::thread::park_timeout(self.cfg.linger);
+                std::thread::park_timeout(self.cfg.linger());
             }
         }
         if self.since_checkpoint > 0 {
