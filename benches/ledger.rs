@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use lexecon::ledger::{
-    Durability, EntryDraft, LedgerConfig, LedgerEntry, LedgerHandle, LedgerWriter, RedactionConfig,
+    entry::write_body_line, Durability, EntryBody, EntryDraft, LedgerConfig, LedgerEntry,
+    LedgerHandle, LedgerWriter, RedactionConfig,
 };
 use lexecon::token::{Claims, KeyRing, MintMode, TokenConfig, TokenMinter};
 use lexecon_domains::{ComplianceMapping, ComplianceStatus, Verdict};
@@ -123,6 +124,35 @@ fn ledger_append(c: &mut Criterion) {
         let ctx = context();
         let redaction = RedactionConfig::default();
         b.iter(|| LedgerEntry::from_decision(black_box(&d), black_box(&ctx), &redaction));
+    });
+
+    // One decision entry end to end, request side and writer side together (no channel): the
+    // draft path (clone the decision's strings, then build and serialize a LedgerEntry on the
+    // writer) against the body path (serialize from the borrowed decision, then chain the bytes).
+    let prev = "cd".repeat(32);
+    c.bench_function("ledger_entry_line_via_draft", |b| {
+        let d = decision();
+        let ctx = context();
+        let redaction = RedactionConfig::default();
+        let mut out = Vec::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            let draft = LedgerEntry::from_decision(black_box(&d), black_box(&ctx), &redaction);
+            let mut entry = LedgerEntry::from_draft(draft, 7, prev.clone());
+            entry.write_line(&mut out).unwrap();
+            black_box(&out);
+        });
+    });
+    c.bench_function("ledger_entry_line_via_body", |b| {
+        let d = decision();
+        let ctx = context();
+        let redaction = RedactionConfig::default();
+        let mut out = Vec::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            let body = EntryBody::of_decision(black_box(&d), black_box(&ctx), &redaction).unwrap();
+            black_box(write_body_line(7, &body, &prev, &mut out));
+        });
     });
 }
 

@@ -20,7 +20,7 @@ use crate::api::approvals::{redeem, ApprovalEvent, ApprovalStore, Redemption, Re
 use crate::api::http::ApiSettings;
 use crate::decide::{Decide, DecideFailure, Recorded};
 use crate::ledger::{
-    EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter, RedactionConfig,
+    EntryBody, EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter, RedactionConfig,
 };
 use crate::token::{KeyRing, TokenConfig, TokenMinter};
 
@@ -301,10 +301,13 @@ impl Engine {
         // minted it: this request's entry hash is not needed, so it does not wait for the writer.
         let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
         if let Some(ledger) = &self.ledger {
-            let draft = EntryDraft::from_decision(decision, context, &self.redaction);
+            // Serialized here, from the borrowed decision: nothing is copied for the writer.
+            let body = EntryBody::of_decision(decision, context, &self.redaction).map_err(|e| {
+                DecideFailure::new(500, format!("cannot serialize the ledger entry: {e}"))
+            })?;
             // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
             let receipt = ledger
-                .append(draft)
+                .append_body(body)
                 .await
                 .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
             if entry_hash || (permit_audience.is_some() && reused.is_none()) {

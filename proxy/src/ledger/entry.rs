@@ -214,6 +214,171 @@ impl LedgerEntry {
     }
 }
 
+/// An entry's members between `seq` and `previous_hash` (`"timestamp":…,"event_type":…,…`),
+/// serialized on the caller's thread: the writer only adds `seq`, `previous_hash` and the hash, so a
+/// decision's strings are never copied into a draft or dropped on the writer thread. The bytes are
+/// exactly those [`LedgerEntry::write_line`] writes for the same fields (tested).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryBody(Vec<u8>);
+
+/// [`LedgerEntry`]'s members from `timestamp` to `signature`, borrowed, in the same order and with the
+/// same omissions.
+#[derive(Serialize)]
+struct BodyView<'a> {
+    timestamp: &'a jiff::Timestamp,
+    event_type: EventType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_version_hash: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[ComplianceMapping]>::is_empty")]
+    compliance: &'a [ComplianceMapping],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
+}
+
+impl BodyView<'_> {
+    fn to_body(&self) -> Result<EntryBody, serde_json::Error> {
+        let mut out = serde_json::to_vec(self)?;
+        // INVARIANT: an object with at least `timestamp` and `event_type`: strip its braces.
+        out.pop();
+        out.remove(0);
+        Ok(EntryBody(out))
+    }
+}
+
+impl EntryBody {
+    /// The body of `draft`.
+    pub fn of_draft(draft: &EntryDraft) -> Result<Self, serde_json::Error> {
+        Self::of_parts(draft, None, None)
+    }
+
+    fn of_parts(
+        draft: &EntryDraft,
+        key_id: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<Self, serde_json::Error> {
+        BodyView {
+            timestamp: &draft.timestamp,
+            event_type: draft.event_type,
+            domain: draft.domain.as_deref(),
+            request_id: draft.request_id.as_deref(),
+            decision_id: draft.decision_id.as_deref(),
+            actor: draft.actor.as_deref(),
+            action: draft.action.as_deref(),
+            resource: draft.resource.as_deref(),
+            decision: draft.decision,
+            rule_id: draft.rule_id.as_deref(),
+            reason: draft.reason.as_deref(),
+            policy_version_hash: draft.policy_version_hash.as_deref(),
+            compliance: &draft.compliance,
+            context_digest: draft.context_digest.as_deref(),
+            context: draft.context.as_ref(),
+            key_id,
+            signature,
+        }
+        .to_body()
+    }
+
+    /// The body of a signed checkpoint event.
+    pub(crate) fn of_checkpoint(
+        draft: &EntryDraft,
+        key_id: &str,
+        signature: &str,
+    ) -> Result<Self, serde_json::Error> {
+        Self::of_parts(draft, Some(key_id), Some(signature))
+    }
+
+    /// The body of the `decision` entry for `decision` taken on `context`, without copying the
+    /// decision (the same bytes as [`EntryBody::of_draft`] of [`EntryDraft::from_decision`]).
+    pub fn of_decision(
+        decision: &Decision,
+        context: &Map<String, Value>,
+        redaction: &RedactionConfig,
+    ) -> Result<Self, serde_json::Error> {
+        let digest = context_digest(context);
+        let kept = redaction.apply(&decision.domain, context);
+        BodyView {
+            timestamp: &decision.timestamp,
+            event_type: EventType::Decision,
+            domain: Some(&decision.domain),
+            request_id: Some(&decision.request_id),
+            decision_id: Some(&decision.decision_id),
+            actor: Some(&decision.actor),
+            action: Some(&decision.action),
+            resource: decision.resource.as_deref(),
+            decision: Some(decision.decision),
+            rule_id: Some(&decision.rule_id),
+            reason: Some(&decision.reasoning),
+            policy_version_hash: Some(&decision.policy_version_hash),
+            compliance: &decision.compliance_mappings,
+            context_digest: Some(&digest),
+            context: kept.as_ref(),
+            key_id: None,
+            signature: None,
+        }
+        .to_body()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Appends the line of the entry `seq` with `body` after the entry whose hash is `previous_hash`
+/// (ending in `\n`) to `out`, and returns its `entry_hash`: the same bytes
+/// [`LedgerEntry::write_line`] writes.
+pub fn write_body_line(
+    seq: u64,
+    body: &EntryBody,
+    previous_hash: &str,
+    out: &mut Vec<u8>,
+) -> String {
+    let start = out.len();
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.push(b',');
+    out.extend_from_slice(&body.0);
+    out.extend_from_slice(b",\"previous_hash\":");
+    // A hex hash (or the genesis zeros) never needs escaping; serde keeps it exact either way.
+    serde_json::to_writer(&mut *out, previous_hash).unwrap_or_default();
+    out.push(b'}');
+    let digest = Sha256::digest(&out[start..]);
+    out.pop();
+    let entry_hash = hex::encode(digest);
+    out.extend_from_slice(b",\"entry_hash\":\"");
+    out.extend_from_slice(entry_hash.as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    entry_hash
+}
+
 /// The bytes a checkpoint signature covers: a domain-separation tag, the checkpoint's seq and the chain
 /// head it follows (the `entry_hash` of seq - 1, which is the checkpoint's `previous_hash`).
 pub fn checkpoint_message(seq: u64, head_hash: &str) -> Vec<u8> {
@@ -333,6 +498,100 @@ mod tests {
 
     fn ctx(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    fn sample_decision(resource: Option<&str>, compliance: bool) -> Decision {
+        use lexecon_domains::ComplianceStatus;
+        use lexecon_policy_cache::Explanation;
+        Decision {
+            request_id: "req-\"quoted\"".to_owned(),
+            decision_id: "01a2-dec".to_owned(),
+            domain: "healthcare".to_owned(),
+            actor: "act_clinician:dr_ü".to_owned(),
+            action: "axn_access_phi".to_owned(),
+            resource: resource.map(str::to_owned),
+            decision: Verdict::Permit,
+            reasoning: "consent given; line\nbreak".to_owned(),
+            rule_id: "allow-consented".to_owned(),
+            policy_version_hash: "ab".repeat(32),
+            compliance_mappings: if compliance {
+                vec![ComplianceMapping {
+                    framework: "HIPAA".into(),
+                    controls: vec!["164.312(b)".into(), String::from("own-control").into()],
+                    status: ComplianceStatus::Compliant,
+                }]
+            } else {
+                Vec::new()
+            },
+            risk_level: 3,
+            requires_human_approval: false,
+            review_required: false,
+            explanation: Explanation {
+                matched_rules: vec!["allow-consented".into()],
+                findings: vec![],
+                would_have: None,
+                cached: false,
+            },
+            timestamp: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        }
+    }
+
+    /// The line `write_body_line` writes and its hash, next to what `LedgerEntry::write_line` writes.
+    fn both_lines(draft: EntryDraft, body: &EntryBody, seq: u64, prev: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut via_body = Vec::new();
+        let hash = write_body_line(seq, body, prev, &mut via_body);
+        let mut entry = LedgerEntry::from_draft(draft, seq, prev.to_owned());
+        let mut via_entry = Vec::new();
+        entry.write_line(&mut via_entry).unwrap();
+        assert_eq!(hash, entry.entry_hash);
+        (via_body, via_entry)
+    }
+
+    #[test]
+    fn entry_bodies_write_the_same_bytes_as_whole_entries() {
+        let mut redaction = RedactionConfig::default();
+        let mut rules = BTreeMap::new();
+        rules.insert("purpose".to_owned(), FieldRule::Keep);
+        redaction.domains.insert("healthcare".to_owned(), rules);
+        let context =
+            ctx(json!({"purpose": "TREAT", "patient_id": "P-1", "nested": {"b": 2, "a": 1}}));
+        for (resource, compliance, redact) in [
+            (Some("res_phi:Patient/1"), true, true),
+            (None, false, false),
+            (Some("res_phi:Patient/\u{1F600}"), true, false),
+        ] {
+            let decision = sample_decision(resource, compliance);
+            let r = if redact {
+                redaction.clone()
+            } else {
+                RedactionConfig::default()
+            };
+            let draft = EntryDraft::from_decision(&decision, &context, &r);
+            let of_decision = EntryBody::of_decision(&decision, &context, &r).unwrap();
+            assert_eq!(of_decision, EntryBody::of_draft(&draft).unwrap());
+            let (a, b) = both_lines(draft, &of_decision, 42, GENESIS_HASH);
+            assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+        }
+        // A bare event and a signed checkpoint.
+        let event = EntryDraft::event(EventType::SystemStartup, "started");
+        let body = EntryBody::of_draft(&event).unwrap();
+        let (a, b) = both_lines(event, &body, 1, &"cd".repeat(32));
+        assert_eq!(a, b);
+        let checkpoint = EntryDraft::event(EventType::Checkpoint, "signed chain head after seq 9");
+        let body = EntryBody::of_checkpoint(&checkpoint, "key-1", "c2lnbmF0dXJl").unwrap();
+        let mut via_body = Vec::new();
+        let hash = write_body_line(10, &body, &"ef".repeat(32), &mut via_body);
+        let mut entry = LedgerEntry::from_draft(checkpoint, 10, "ef".repeat(32));
+        entry.key_id = Some("key-1".to_owned());
+        entry.signature = Some("c2lnbmF0dXJl".to_owned());
+        let mut via_entry = Vec::new();
+        entry.write_line(&mut via_entry).unwrap();
+        assert_eq!(hash, entry.entry_hash);
+        assert_eq!(via_body, via_entry);
+        // And the line parses back to the entry it stands for.
+        let line = std::str::from_utf8(&via_body).unwrap().trim_end();
+        let parsed: LedgerEntry = serde_json::from_str(line).unwrap();
+        assert_eq!(parsed, entry);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod writer;
 use std::path::PathBuf;
 
 pub use entry::{
-    checkpoint_message, EntryDraft, EventType, FieldRule, LedgerEntry, RedactionConfig,
+    checkpoint_message, EntryBody, EntryDraft, EventType, FieldRule, LedgerEntry, RedactionConfig,
     GENESIS_HASH,
 };
 pub use export::{export, tail, ExportFormat};

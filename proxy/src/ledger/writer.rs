@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::entry::{
-    checkpoint_message, split_hash, EntryDraft, EventType, LedgerEntry, GENESIS_HASH,
+    checkpoint_message, split_hash, write_body_line, EntryBody, EntryDraft, EventType, LedgerEntry,
+    GENESIS_HASH,
 };
 use super::segment::{list_segments, segment_path, SegmentBytes};
 use super::verify::ChainCursor;
@@ -290,7 +291,7 @@ struct Shared {
 
 enum Msg {
     Append {
-        draft: Box<EntryDraft>,
+        body: EntryBody,
         ack: oneshot::Sender<AckResult>,
         enqueued: Instant,
     },
@@ -330,9 +331,14 @@ impl LedgerHandle {
     /// Hands `draft` to the writer. `async`: returns once queued; `sync`: once fsynced. A full queue
     /// waits (`block`) or fails at once with [`LedgerError::QueueFull`] (`fail_closed`).
     pub async fn append(&self, draft: EntryDraft) -> Result<AppendReceipt, LedgerError> {
+        self.append_body(EntryBody::of_draft(&draft)?).await
+    }
+
+    /// [`Self::append`] of an entry already serialized on the caller's thread (see [`EntryBody`]).
+    pub async fn append_body(&self, body: EntryBody) -> Result<AppendReceipt, LedgerError> {
         let (ack, rx) = oneshot::channel();
         let msg = Msg::Append {
-            draft: Box::new(draft),
+            body,
             ack,
             enqueued: Instant::now(),
         };
@@ -462,7 +468,10 @@ impl LedgerWriter {
         };
         if let Some(reason) = recovered.torn {
             tracing::warn!(target: "lexecon::ledger", %reason, "ledger recovered");
-            writer.push(EntryDraft::event(EventType::LedgerRecovered, reason))?;
+            writer.push(EntryBody::of_draft(&EntryDraft::event(
+                EventType::LedgerRecovered,
+                reason,
+            ))?)?;
             writer.commit(true)?;
         }
         let (tx, rx) = mpsc::channel(writer.cfg.queue);
@@ -707,12 +716,12 @@ impl Writer {
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Append {
-                        draft,
+                        body,
                         ack,
                         enqueued,
                     } => {
                         self.oldest_enqueued.get_or_insert(enqueued);
-                        match self.push(*draft) {
+                        match self.push(body) {
                             Ok(appended) => self.pending.push((ack, appended)),
                             Err(LedgerError::Serialize(e)) => {
                                 let _ = ack.send(Err(format!("cannot serialize entry: {e}")));
@@ -765,10 +774,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Serializes one entry into the batch buffer.
-    fn push(&mut self, draft: EntryDraft) -> Result<Appended, LedgerError> {
-        let entry = LedgerEntry::from_draft(draft, self.next_seq, self.head.clone());
-        let appended = self.push_entry(entry)?;
+    /// Chains one entry into the batch buffer.
+    fn push(&mut self, body: EntryBody) -> Result<Appended, LedgerError> {
+        let appended = self.push_body(&body)?;
         self.since_checkpoint += 1;
         if self.cfg.checkpoint_every > 0 && self.since_checkpoint >= self.cfg.checkpoint_every {
             self.push_checkpoint()?;
@@ -776,22 +784,16 @@ impl Writer {
         Ok(appended)
     }
 
-    fn push_entry(&mut self, mut entry: LedgerEntry) -> Result<Appended, LedgerError> {
+    fn push_body(&mut self, body: &EntryBody) -> Result<Appended, LedgerError> {
         if self.segment_len + self.buf.len() as u64 >= self.cfg.segment_max_bytes {
             self.rotate()?;
         }
-        let start = self.buf.len();
-        if let Err(e) = entry.write_line(&mut self.buf) {
-            self.buf.truncate(start);
-            return Err(e.into());
-        }
+        let seq = self.next_seq;
+        let entry_hash = write_body_line(seq, body, &self.head, &mut self.buf);
         self.next_seq += 1;
-        self.head.clone_from(&entry.entry_hash);
+        self.head.clone_from(&entry_hash);
         self.shared.appended.fetch_add(1, Ordering::Relaxed);
-        Ok(Appended {
-            seq: entry.seq,
-            entry_hash: entry.entry_hash,
-        })
+        Ok(Appended { seq, entry_hash })
     }
 
     fn push_checkpoint(&mut self) -> Result<(), LedgerError> {
@@ -802,18 +804,14 @@ impl Writer {
         };
         let seq = self.next_seq;
         let signature = signer.key.sign(&checkpoint_message(seq, &self.head));
-        let mut entry = LedgerEntry::from_draft(
-            EntryDraft::event(
-                EventType::Checkpoint,
-                format!("signed chain head after seq {}", seq - 1),
-            ),
-            seq,
-            self.head.clone(),
+        let draft = EntryDraft::event(
+            EventType::Checkpoint,
+            format!("signed chain head after seq {}", seq - 1),
         );
-        entry.key_id = Some(signer.key_id.clone());
-        entry.signature =
-            Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes()));
-        self.push_entry(entry)?;
+        let signature =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes());
+        let body = EntryBody::of_checkpoint(&draft, &signer.key_id, &signature)?;
+        self.push_body(&body)?;
         self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
