@@ -1,7 +1,8 @@
 //! The ledger writer: [`LedgerWriter::start`] recovers the directory and spawns one dedicated OS thread
 //! that owns the files; [`LedgerHandle`] (cheap to clone) is what the request path holds.
 //!
-//! The request path enqueues an [`EntryDraft`] on a bounded `tokio::sync::mpsc` channel and returns
+//! The request path serializes its entry ([`EntryBody`], from an [`EntryDraft`] or straight from a
+//! decision), enqueues it on a bounded `tokio::sync::mpsc` channel and returns
 //! (`durability: async`) or waits until the entry is on disk (`sync`). The thread takes whatever is
 //! queued (up to `batch_max`), assigns seq and hashes, writes the batch with one `write`, and calls
 //! `fdatasync` once per batch in `sync` mode, or at most every `flush_interval` (and at the latest
