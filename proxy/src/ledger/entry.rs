@@ -198,7 +198,9 @@ impl LedgerEntry {
     }
 
     /// Appends this entry's line (with `entry_hash`, ending in `\n`) to `out`, sets `entry_hash` and
-    /// returns it. `self.entry_hash` must be empty on entry.
+    /// returns it. `self.entry_hash` must be empty on entry. The writer writes lines with
+    /// [`write_body_line`]; this derive-based form is kept as the independent reference those lines
+    /// are tested against (same bytes), and for tools that hold a whole [`LedgerEntry`].
     pub fn write_line(&mut self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         self.entry_hash.clear();
         let start = out.len();
