@@ -54,6 +54,7 @@ fn approve(h: &ApiHarness, id: &str, jwt: &str, comment: &str) -> Reply {
     reason = "a test helper: an unreadable ledger directory must fail the test"
 )]
 fn approval_entries(h: &ApiHarness) -> Vec<String> {
+    h.flush_ledger();
     let dir = h.dir.path().join("data").join("ledger");
     let mut out = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir)

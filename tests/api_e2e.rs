@@ -394,6 +394,7 @@ fn every_decision_answer_names_its_own_ledger_entry() {
             .to_owned(),
     ));
     // Each hash is the entry_hash of the ledger line recording that decision.
+    h.flush_ledger();
     let dir = h.dir.path().join("data").join("ledger");
     let mut lines = Vec::new();
     for file in std::fs::read_dir(&dir).unwrap() {

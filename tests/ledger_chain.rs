@@ -99,13 +99,11 @@ async fn appended_entries_verify_and_checkpoints_are_signed() {
     let mut config = LedgerConfig::new(dir.path());
     config.checkpoint_every = 10;
     let handle = LedgerWriter::start(config, Some(keys.checkpoint_signer())).unwrap();
-    let mut receipts = Vec::new();
-    for i in 1..=35 {
-        receipts.push(handle.append(draft(i)).await.unwrap());
-    }
     let mut seqs = Vec::new();
-    for r in receipts {
-        seqs.push(r.appended().await.unwrap().seq);
+    for i in 1..=35 {
+        seqs.push(handle.append(draft(i)).await.unwrap().seq);
+        // Each entry written before the next is claimed, so the checkpoints' places are known.
+        handle.flush().await.unwrap();
     }
     handle.shutdown().await.unwrap();
     // Checkpoints at seq 11, 22, 33 interleave with the entries.
@@ -263,8 +261,7 @@ async fn torn_final_line_is_truncated_and_recorded_on_restart() {
     assert_eq!((failure.seq, failure.reason), (6, VerifyReason::Malformed));
 
     let handle = LedgerWriter::start(LedgerConfig::new(dir.path()), None).unwrap();
-    let receipt = handle.append(draft(6)).await.unwrap();
-    assert_eq!(receipt.appended().await.unwrap().seq, 7);
+    assert_eq!(handle.append(draft(6)).await.unwrap().seq, 7);
     handle.shutdown().await.unwrap();
     let report = verify_dir(dir.path(), None).unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -327,9 +324,9 @@ async fn queue_full_under_fail_closed_is_refused_at_once_and_nothing_is_lost() {
     config.when_full = WhenFull::FailClosed;
     let handle = LedgerWriter::start(config, None).unwrap();
     let guard = handle.pause().await.unwrap();
-    let mut receipts = Vec::new();
+    let mut seqs = Vec::new();
     for i in 1..=4 {
-        receipts.push(handle.append(draft(i)).await.unwrap());
+        seqs.push(handle.append(draft(i)).await.unwrap().seq);
     }
     assert_eq!(handle.stats().queue_depth, 4);
     match handle.append(draft(5)).await {
@@ -337,10 +334,6 @@ async fn queue_full_under_fail_closed_is_refused_at_once_and_nothing_is_lost() {
         other => panic!("expected QueueFull, got {other:?}"),
     }
     drop(guard);
-    let mut seqs = Vec::new();
-    for r in receipts {
-        seqs.push(r.appended().await.unwrap().seq);
-    }
     assert_eq!(seqs, vec![1, 2, 3, 4]);
     handle.shutdown().await.unwrap();
     let report = verify_dir(dir.path(), None).unwrap();
@@ -385,8 +378,7 @@ async fn sync_append_returns_only_after_the_entry_is_durable() {
     config.durability = Durability::Sync;
     let handle = LedgerWriter::start(config, None).unwrap();
     for i in 1..=3 {
-        let receipt = handle.append(draft(i)).await.unwrap();
-        let appended = receipt.ready().expect("sync receipts are ready").clone();
+        let appended = handle.append(draft(i)).await.unwrap();
         assert_eq!(appended.seq, i);
         assert!(handle.stats().durable_seq >= i);
         let on_disk = read_lines(dir.path());
@@ -521,8 +513,7 @@ async fn idle_ledger_gets_a_time_based_checkpoint_and_reports_stats() {
     config.checkpoint_every = 0;
     config.checkpoint_interval = Duration::from_millis(20);
     let handle = LedgerWriter::start(config, Some(keys.checkpoint_signer())).unwrap();
-    let receipt = handle.append(draft(1)).await.unwrap();
-    assert_eq!(receipt.appended().await.unwrap().seq, 1);
+    assert_eq!(handle.append(draft(1)).await.unwrap().seq, 1);
     // Wait (bounded) for the ticker; no assertion on how long it took.
     for _ in 0..500 {
         if handle.stats().checkpoints > 0 {
@@ -580,8 +571,8 @@ async fn async_writer_syncs_after_going_idle_and_keeps_accepting_entries() {
         let seq = round * 2 + 1;
         let a = handle.append(draft(seq)).await.unwrap();
         let b = handle.append(draft(seq + 1)).await.unwrap();
-        assert_eq!(a.appended().await.unwrap().seq, seq);
-        assert_eq!(b.appended().await.unwrap().seq, seq + 1);
+        assert_eq!(a.seq, seq);
+        assert_eq!(b.seq, seq + 1);
         // Idle with unsynced entries: the writer syncs by itself (bounded wait, no timing assertion).
         for _ in 0..500 {
             if handle.stats().durable_seq > seq {
@@ -606,35 +597,44 @@ async fn async_writer_syncs_after_going_idle_and_keeps_accepting_entries() {
 // and never pays for waking the writer thread).
 
 #[tokio::test]
-async fn lingering_writer_answers_a_waiting_caller_without_waiting_out_the_linger() {
+async fn lingering_writer_answers_appends_at_once_and_wakes_for_flush_and_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = LedgerConfig::new(dir.path());
-    // A linger no test run could wait out: only the caller's wake-up can make these resolve.
+    // A linger no test run could wait out: only a flush or a shutdown can make the writer write.
     config.flush_interval = Duration::from_secs(3600);
     config.linger = Some(Duration::from_secs(3600));
     config.checkpoint_every = 0;
     let handle = LedgerWriter::start(config, None).unwrap();
-    for seq in 1..=3u64 {
-        let receipt = handle.append(draft(seq)).await.unwrap();
-        let appended = tokio::time::timeout(Duration::from_secs(60), receipt.appended())
+    let first = handle.append(draft(1)).await.unwrap();
+    assert_eq!(first.seq, 1);
+    // The writer now lingers for an hour; appends still answer with their place in the chain.
+    let mut appended = vec![first];
+    for seq in 2..=4u64 {
+        let a = tokio::time::timeout(Duration::from_secs(60), handle.append(draft(seq)))
             .await
-            .expect("a waiting caller must wake the lingering writer")
+            .expect("an async append never waits for the writer")
             .unwrap();
-        assert_eq!(appended.seq, seq);
+        assert_eq!(a.seq, seq);
+        appended.push(a);
     }
-    // Entries nobody waits for are written with the next batch a caller or a flush triggers.
-    let unwaited = handle.append(draft(4)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), handle.flush())
         .await
         .expect("flush must wake the lingering writer")
         .unwrap();
-    assert_eq!(unwaited.appended().await.unwrap().seq, 4);
     assert_eq!(handle.stats().durable_seq, 4);
+    // Each answer's hash is the hash of the line the writer wrote for it.
+    let lines = read_lines(dir.path());
+    assert_eq!(lines.len(), 4);
+    for (line, a) in lines.iter().zip(&appended) {
+        let entry: LedgerEntry = serde_json::from_str(line).unwrap();
+        assert_eq!((entry.seq, &entry.entry_hash), (a.seq, &a.entry_hash));
+    }
+    handle.append(draft(5)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), handle.shutdown())
         .await
         .expect("shutdown must wake the lingering writer")
         .unwrap();
-    assert_eq!(read_lines(dir.path()).len(), 4);
+    assert_eq!(read_lines(dir.path()).len(), 5);
     verify_dir(dir.path(), None).unwrap();
 }
 
@@ -690,4 +690,52 @@ fn the_default_linger_never_exceeds_a_short_flush_interval() {
         serde_norway::from_str("{dir: l, flush_interval: 200us, linger: 100us}").unwrap();
     parsed.validate().unwrap();
     assert_eq!(parsed.linger(), Duration::from_micros(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_each_get_their_own_place_in_one_gapless_verified_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyRing::generate();
+    let mut config = LedgerConfig::new(dir.path());
+    config.checkpoint_every = 7;
+    config.batch_max = 3;
+    let handle = LedgerWriter::start(config, Some(keys.checkpoint_signer())).unwrap();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let h = handle.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..250 {
+                    got.push(h.append(draft(t * 1000 + i)).await.unwrap());
+                }
+                got
+            })
+        })
+        .collect();
+    let mut appended = Vec::new();
+    for t in tasks {
+        appended.extend(t.await.unwrap());
+    }
+    handle.shutdown().await.unwrap();
+    let public = keys.signer().verifying_key();
+    let report = verify_dir(dir.path(), Some(&public)).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert!(report.checkpoints_verified >= 1);
+    // Every answer names the seq and hash of the line written for it.
+    let by_seq: std::collections::HashMap<u64, LedgerEntry> = read_lines(dir.path())
+        .iter()
+        .map(|l| serde_json::from_str::<LedgerEntry>(l).unwrap())
+        .map(|e| (e.seq, e))
+        .collect();
+    assert_eq!(appended.len(), 2000);
+    for a in &appended {
+        let e = &by_seq[&a.seq];
+        assert_eq!(e.entry_hash, a.entry_hash, "seq {}", a.seq);
+        assert_eq!(e.event_type, EventType::Decision);
+    }
+    let decisions = by_seq
+        .values()
+        .filter(|e| e.event_type == EventType::Decision)
+        .count();
+    assert_eq!(decisions, 2000);
 }

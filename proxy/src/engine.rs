@@ -285,20 +285,18 @@ impl Engine {
     }
 
     /// Records `decision` (taken on `context`) in the ledger and, for a permit with an `audience`,
-    /// mints (or reuses) its capability token. `entry_hash`: wait for the writer to place the
-    /// entry and return its hash (the decision API answers with it); otherwise the hash is waited
-    /// for only when a new token must link it.
+    /// mints (or reuses) its capability token. The entry's hash is known as soon as it is queued
+    /// (the request claims its place in the chain), so nothing here waits for the writer thread.
     pub async fn record_decision(
         &self,
         decision: &Decision,
         context: &Map<String, Value>,
         audience: Option<&str>,
-        entry_hash: bool,
     ) -> Result<Recorded, DecideFailure> {
         let mut recorded = Recorded::default();
         let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
         // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
-        // minted it: this request's entry hash is not needed, so it does not wait for the writer.
+        // minted it.
         let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
         if let Some(ledger) = &self.ledger {
             // Serialized here, from the borrowed decision: nothing is copied for the writer.
@@ -306,20 +304,11 @@ impl Engine {
                 DecideFailure::new(500, format!("cannot serialize the ledger entry: {e}"))
             })?;
             // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
-            let receipt = ledger
+            let appended = ledger
                 .append_body(body)
                 .await
                 .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
-            if entry_hash || (permit_audience.is_some() && reused.is_none()) {
-                // A new token links the ledger entry (and an API answer names it), so wait for
-                // the writer to place it.
-                let appended = receipt.appended().await.map_err(|e| {
-                    DecideFailure::new(503, format!("audit ledger unavailable: {e}"))
-                })?;
-                recorded.ledger_entry_hash = Some(appended.entry_hash);
-            } else if let Some(a) = receipt.ready() {
-                recorded.ledger_entry_hash = Some(a.entry_hash.clone());
-            }
+            recorded.ledger_entry_hash = Some(appended.entry_hash);
         }
         if reused.is_some() {
             recorded.capability_token = reused;
@@ -380,8 +369,7 @@ impl Decide for Engine {
         audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
         // The proxy needs an entry hash only for a new token (which links it).
-        self.record_decision(decision, context, audience, false)
-            .await
+        self.record_decision(decision, context, audience).await
     }
 
     async fn escalated(

@@ -150,6 +150,15 @@ routes:
         panic!("server did not start: {last:?}");
     }
 
+    /// Waits until every ledger entry appended so far is written (appends answer once queued).
+    pub fn flush_ledger(&self) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(self.engine.ledger().unwrap().flush()).unwrap();
+    }
+
     /// `http://admin/<path>`.
     pub fn api(&self, path: &str) -> String {
         format!("http://{}{path}", self.server.admin_addr)

@@ -479,7 +479,7 @@ impl DecisionApi {
         }
         let recorded = self
             .engine
-            .record_decision(&decision, &context, Some(audience), true)
+            .record_decision(&decision, &context, Some(audience))
             .await
             .map_err(|f| failure_to_api(f, &domain))?;
         let token = match recorded.capability_token {

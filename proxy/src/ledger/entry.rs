@@ -4,6 +4,7 @@
 //! context raw: only [`context_digest`] and the fields the redaction config names.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use lexecon_domains::{ComplianceMapping, Verdict};
 use lexecon_policy_cache::Decision;
@@ -365,8 +366,8 @@ pub fn write_body_line(
 ) -> String {
     let start = out.len();
     out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
-    out.push(b',');
+    // INVARIANT: writing to a Vec cannot fail.
+    let _ = write!(out, "{seq},");
     out.extend_from_slice(&body.0);
     out.extend_from_slice(b",\"previous_hash\":");
     // A hex hash (or the genesis zeros) never needs escaping; serde keeps it exact either way.

@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod entry;
 pub mod export;
+mod head;
 mod segment;
 pub mod verify;
 pub mod writer;
@@ -30,8 +31,8 @@ pub use entry::{
 pub use export::{export, tail, ExportFormat};
 pub use verify::{verify_dir, VerifyFailure, VerifyReason, VerifyReport};
 pub use writer::{
-    AppendReceipt, Appended, CheckpointSigner, Durability, LedgerConfig, LedgerHandle, LedgerStats,
-    LedgerWriter, PauseGuard, WhenFull,
+    Appended, CheckpointSigner, Durability, LedgerConfig, LedgerHandle, LedgerStats, LedgerWriter,
+    PauseGuard, WhenFull,
 };
 
 /// Everything that can go wrong in the ledger.

@@ -2,22 +2,26 @@
 //! that owns the files; [`LedgerHandle`] (cheap to clone) is what the request path holds.
 //!
 //! The request path serializes its entry ([`EntryBody`], from an [`EntryDraft`] or straight from a
-//! decision), enqueues it on a bounded `tokio::sync::mpsc` channel and returns
-//! (`durability: async`) or waits until the entry is on disk (`sync`). The thread takes whatever is
-//! queued (up to `batch_max`), assigns seq and hashes, writes the batch with one `write`, and calls
-//! `fdatasync` once per batch in `sync` mode, or at most every `flush_interval` (and at the latest
-//! `flush_interval` after the last sync once it goes idle) in `async` mode — group commit. In
-//! `async` mode it then lingers (`linger`, 1 ms by default) before taking the next batch, so that under
-//! load the request path only queues entries and never pays for waking the thread; a caller that
-//! waits for its receipt unparks it. It must never block the async runtime (it uses
-//! `blocking_recv` on its own thread), never drop an entry without telling the caller (every entry's
-//! receipt resolves with its seq and hash or with an error), and never extend a chain whose tail does
-//! not verify.
+//! decision), reserves room in a bounded `tokio::sync::mpsc` channel, claims the entry's place in the
+//! chain itself ([`ChainHead`]: seq, `previous_hash` and `entry_hash`, lock-free), enqueues the finished
+//! line and returns its seq and hash (`durability: async`) or waits until it is on disk (`sync`). So
+//! an answer that names its ledger entry (the decision API, a capability token's `led` claim) never
+//! waits for the writer thread nor wakes it. The thread takes whatever is queued (up to
+//! `batch_max`), puts lines back in seq order (two callers may enqueue in the opposite order of their
+//! claims), writes the batch with one `write`, and calls `fdatasync` once per batch in `sync` mode, or
+//! at most every `flush_interval` (and at the latest `flush_interval` after the last sync once it goes
+//! idle) in `async` mode — group commit. In `async` mode it then lingers (`linger`, 1 ms by default)
+//! before taking the next batch, so that under load the request path only queues lines; a flush, a
+//! pause or a shutdown unparks it. It must never block the async runtime (it uses `blocking_recv` on
+//! its own thread), never drop a claimed entry without saying so (a `sync` caller gets the error; a
+//! gap is logged), and never extend a chain whose tail does not verify.
 //!
-//! Durability, precisely: in `async` mode a receipt resolves once the entry was written to the file
-//! (it survives a crash of the process, not of the machine); an OS crash loses at most the entries of
-//! the last `flush_interval`. In `sync` mode a receipt (and `append`) resolves only after `fdatasync`.
+//! Durability, precisely: in `async` mode `append` returns once the entry is queued; it is written
+//! within `linger` and fsynced within `flush_interval` after that. A killed process loses the entries
+//! still queued (at most the last `linger`), an OS crash those of the last `flush_interval` +
+//! `linger`. In `sync` mode `append` returns only after `fdatasync`.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,6 +38,7 @@ use super::entry::{
     checkpoint_message, split_hash, write_body_line, EntryBody, EntryDraft, EventType, LedgerEntry,
     GENESIS_HASH,
 };
+use super::head::{ChainHead, Claimed};
 use super::segment::{list_segments, segment_path, SegmentBytes};
 use super::verify::ChainCursor;
 use super::LedgerError;
@@ -216,44 +221,12 @@ pub struct Appended {
     pub entry_hash: String,
 }
 
-type AckResult = Result<Appended, String>;
+/// A `sync` caller's acknowledgement: its entry is durable, or why it never will be.
+type AckResult = Result<(), String>;
 
-/// What `append` returns: the entry's seq and hash, now (`sync`) or once written (`async`).
-/// Dropping it is fine: the entry is written all the same.
-#[derive(Debug)]
-pub struct AppendReceipt(Receipt);
-
-#[derive(Debug)]
-enum Receipt {
-    Ready(Appended),
-    /// The writer thread, to cut its linger short when the caller waits.
-    Pending(oneshot::Receiver<AckResult>, std::thread::Thread),
-}
-
-impl AppendReceipt {
-    /// The seq and hash, if already known (always in `sync` mode).
-    pub fn ready(&self) -> Option<&Appended> {
-        match &self.0 {
-            Receipt::Ready(a) => Some(a),
-            Receipt::Pending(..) => None,
-        }
-    }
-
-    /// Waits until the writer has written the entry.
-    pub async fn appended(self) -> Result<Appended, LedgerError> {
-        match self.0 {
-            Receipt::Ready(a) => Ok(a),
-            Receipt::Pending(rx, writer) => {
-                writer.unpark();
-                resolve(rx).await
-            }
-        }
-    }
-}
-
-async fn resolve(rx: oneshot::Receiver<AckResult>) -> Result<Appended, LedgerError> {
+async fn resolve(rx: oneshot::Receiver<AckResult>) -> Result<(), LedgerError> {
     match rx.await {
-        Ok(Ok(a)) => Ok(a),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
         Err(_) => Err(LedgerError::WriterFailed {
             reason: "the writer stopped before recording the entry".to_owned(),
@@ -273,7 +246,7 @@ pub struct LedgerStats {
     pub durable_seq: u64,
     /// Highest seq written.
     pub head_seq: u64,
-    /// Time the oldest entry of the last batch spent between `append` and its receipt, in µs.
+    /// Time the oldest entry of the last batch spent between `append` and being written, in µs.
     pub lag_micros: u64,
     pub checkpoints: u64,
     /// The writer stopped after an I/O error; appends fail.
@@ -291,9 +264,10 @@ struct Shared {
 }
 
 enum Msg {
+    /// A claimed line; `ack` only in `sync` mode.
     Append {
-        body: EntryBody,
-        ack: oneshot::Sender<AckResult>,
+        claimed: Claimed,
+        ack: Option<oneshot::Sender<AckResult>>,
         enqueued: Instant,
     },
     Tick,
@@ -309,8 +283,9 @@ enum Msg {
 #[derive(Clone, Debug)]
 pub struct LedgerHandle {
     tx: mpsc::Sender<Msg>,
-    /// The writer thread: unparked by callers that wait, so its linger never delays them.
+    /// The writer thread: unparked by flush, pause and shutdown, so its linger never delays them.
     writer: std::thread::Thread,
+    chain: Arc<ChainHead>,
     shared: Arc<Shared>,
     durability: Durability,
     when_full: WhenFull,
@@ -329,33 +304,52 @@ impl std::fmt::Debug for Msg {
 }
 
 impl LedgerHandle {
-    /// Hands `draft` to the writer. `async`: returns once queued; `sync`: once fsynced. A full queue
-    /// waits (`block`) or fails at once with [`LedgerError::QueueFull`] (`fail_closed`).
-    pub async fn append(&self, draft: EntryDraft) -> Result<AppendReceipt, LedgerError> {
+    /// Records `draft`: returns its seq and entry hash once queued (`async`) or fsynced (`sync`).
+    /// A full queue waits (`block`) or fails at once with [`LedgerError::QueueFull`]
+    /// (`fail_closed`).
+    pub async fn append(&self, draft: EntryDraft) -> Result<Appended, LedgerError> {
         self.append_body(EntryBody::of_draft(&draft)?).await
     }
 
     /// [`Self::append`] of an entry already serialized on the caller's thread (see [`EntryBody`]).
-    pub async fn append_body(&self, body: EntryBody) -> Result<AppendReceipt, LedgerError> {
-        let (ack, rx) = oneshot::channel();
-        let msg = Msg::Append {
-            body,
-            ack,
-            enqueued: Instant::now(),
-        };
-        match self.when_full {
-            WhenFull::Block => self.tx.send(msg).await.map_err(|_| LedgerError::Closed)?,
-            WhenFull::FailClosed => self.tx.try_send(msg).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => LedgerError::QueueFull {
+    pub async fn append_body(&self, body: EntryBody) -> Result<Appended, LedgerError> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(LedgerError::WriterFailed {
+                reason: "the ledger writer stopped after an error".to_owned(),
+            });
+        }
+        // Room first: a claimed place must always reach the writer, or the chain would have a gap.
+        let permit = match self.when_full {
+            WhenFull::Block => self.tx.reserve().await.map_err(|_| LedgerError::Closed)?,
+            WhenFull::FailClosed => self.tx.try_reserve().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => LedgerError::QueueFull {
                     capacity: self.tx.max_capacity(),
                 },
-                mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
+                mpsc::error::TrySendError::Closed(()) => LedgerError::Closed,
             })?,
+        };
+        // INVARIANT: nothing between the claim and `send` can fail or yield.
+        let claimed = claim_body(&self.chain, &body);
+        let appended = Appended {
+            seq: claimed.seq,
+            entry_hash: claimed.entry_hash.clone(),
+        };
+        let (ack, rx) = match self.durability {
+            Durability::Async => (None, None),
+            Durability::Sync => {
+                let (ack, rx) = oneshot::channel();
+                (Some(ack), Some(rx))
+            }
+        };
+        permit.send(Msg::Append {
+            claimed,
+            ack,
+            enqueued: Instant::now(),
+        });
+        if let Some(rx) = rx {
+            resolve(rx).await?;
         }
-        match self.durability {
-            Durability::Async => Ok(AppendReceipt(Receipt::Pending(rx, self.writer.clone()))),
-            Durability::Sync => Ok(AppendReceipt(Receipt::Ready(resolve(rx).await?))),
-        }
+        Ok(appended)
     }
 
     /// Waits until everything queued before this call is written and fsynced.
@@ -449,19 +443,21 @@ impl LedgerWriter {
         let head_seq = recovered.next_seq - 1;
         shared.head_seq.store(head_seq, Ordering::Relaxed);
         shared.durable_seq.store(head_seq, Ordering::Relaxed);
+        let chain = Arc::new(ChainHead::new(head_seq, recovered.head));
         let now = Instant::now();
         let mut writer = Writer {
             buf: Vec::with_capacity(1 << 20),
-            pending: Vec::with_capacity(config.batch_max),
+            pending: Vec::new(),
             cfg: config,
             signer,
             shared: Arc::clone(&shared),
+            chain: Arc::clone(&chain),
             file,
             segment_path: recovered.path,
             segment_len: recovered.len,
             next_seq: recovered.next_seq,
-            head: recovered.head,
-            since_checkpoint: 0,
+            out_of_order: BTreeMap::new(),
+            checkpoint_seq: head_seq,
             last_checkpoint: now,
             oldest_enqueued: None,
             dirty: false,
@@ -469,10 +465,8 @@ impl LedgerWriter {
         };
         if let Some(reason) = recovered.torn {
             tracing::warn!(target: "lexecon::ledger", %reason, "ledger recovered");
-            writer.push(EntryBody::of_draft(&EntryDraft::event(
-                EventType::LedgerRecovered,
-                reason,
-            ))?)?;
+            let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
+            writer.accept(claim_body(&chain, &body), None)?;
             writer.commit(true)?;
         }
         let (tx, rx) = mpsc::channel(writer.cfg.queue);
@@ -486,6 +480,7 @@ impl LedgerWriter {
         let handle = LedgerHandle {
             tx,
             writer: thread.thread().clone(),
+            chain,
             shared,
             durability,
             when_full,
@@ -610,21 +605,46 @@ fn create_segment(dir: &Path, path: &Path) -> Result<File, LedgerError> {
     Ok(file)
 }
 
+/// Claims the next place in `chain` for `body` (see [`ChainHead`]).
+fn claim_body(chain: &ChainHead, body: &EntryBody) -> Claimed {
+    let claimed: Result<Claimed, std::convert::Infallible> = chain
+        .claim(body.len() + 192, |seq, previous_hash, out| {
+            Ok(write_body_line(seq, body, previous_hash, out))
+        });
+    match claimed {
+        Ok(c) => c,
+        Err(never) => match never {},
+    }
+}
+
+/// A claimed line waiting for the lines before it.
+struct Waiting {
+    line: Vec<u8>,
+    ack: Option<oneshot::Sender<AckResult>>,
+    checkpoint: bool,
+}
+
 struct Writer {
     cfg: LedgerConfig,
     signer: Option<CheckpointSigner>,
     shared: Arc<Shared>,
+    chain: Arc<ChainHead>,
     file: File,
     segment_path: PathBuf,
     segment_len: u64,
+    /// The seq of the next line to write.
     next_seq: u64,
-    head: String,
-    since_checkpoint: u64,
+    /// Claimed lines that arrived before a line with a lower seq (its caller claimed first but
+    /// enqueued later); written as soon as the gap closes.
+    out_of_order: BTreeMap<u64, Waiting>,
+    /// The seq of the last checkpoint claimed (the chain head at start): entries after it are not
+    /// covered by a signature yet.
+    checkpoint_seq: u64,
     last_checkpoint: Instant,
     /// Lines not yet written to the file.
     buf: Vec<u8>,
-    /// Receipts to resolve once the batch is written (`async`) or fsynced (`sync`).
-    pending: Vec<(oneshot::Sender<AckResult>, Appended)>,
+    /// `sync` callers to acknowledge once their lines are fsynced.
+    pending: Vec<oneshot::Sender<AckResult>>,
     oldest_enqueued: Option<Instant>,
     /// Written but not fsynced.
     dirty: bool,
@@ -637,16 +657,23 @@ impl Writer {
             let reason = err.to_string();
             tracing::error!(target: "lexecon::ledger", error = %reason, "ledger writer failed; appends now fail");
             self.shared.failed.store(true, Ordering::Relaxed);
-            for (ack, _) in self.pending.drain(..) {
+            for ack in self.pending.drain(..) {
                 let _ = ack.send(Err(reason.clone()));
             }
+            let mut lost = self.out_of_order.len() as u64;
+            for (_, waiting) in std::mem::take(&mut self.out_of_order) {
+                if let Some(ack) = waiting.ack {
+                    let _ = ack.send(Err(reason.clone()));
+                }
+            }
             rx.close();
-            let mut rejected = 0u64;
             while let Ok(msg) = rx.try_recv() {
                 match msg {
                     Msg::Append { ack, .. } => {
-                        rejected += 1;
-                        let _ = ack.send(Err(reason.clone()));
+                        lost += 1;
+                        if let Some(ack) = ack {
+                            let _ = ack.send(Err(reason.clone()));
+                        }
                     }
                     Msg::Flush(ack) | Msg::Shutdown(ack) => {
                         let _ = ack.send(Err(reason.clone()));
@@ -654,8 +681,8 @@ impl Writer {
                     Msg::Pause { .. } | Msg::Tick => {}
                 }
             }
-            if rejected > 0 {
-                tracing::error!(target: "lexecon::ledger", rejected, "queued ledger entries were not recorded");
+            if lost > 0 {
+                tracing::error!(target: "lexecon::ledger", lost, "claimed ledger entries were not recorded");
             }
         }
     }
@@ -663,6 +690,9 @@ impl Writer {
     fn run_inner(&mut self, rx: &mut mpsc::Receiver<Msg>) -> Result<(), LedgerError> {
         let mut batch = Vec::with_capacity(self.cfg.batch_max);
         let mut shutdown_acks = Vec::new();
+        // Flushes and pauses wait for lines claimed before them that are still on their way.
+        let mut flush_acks = Vec::new();
+        let mut pauses = Vec::new();
         // Only to wait for the queue with a timeout; this thread runs no other task on it.
         let timer = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -710,46 +740,32 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let linger = self.cfg.durability == Durability::Async
+            let mut linger = self.cfg.durability == Durability::Async
                 && !self.cfg.linger().is_zero()
-                && shutdown_acks.is_empty()
                 && batch.iter().any(|m| matches!(m, Msg::Append { .. }));
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Append {
-                        body,
+                        claimed,
                         ack,
                         enqueued,
                     } => {
                         self.oldest_enqueued.get_or_insert(enqueued);
-                        match self.push(body) {
-                            Ok(appended) => self.pending.push((ack, appended)),
-                            Err(LedgerError::Serialize(e)) => {
-                                let _ = ack.send(Err(format!("cannot serialize entry: {e}")));
-                            }
-                            Err(e) => return Err(e),
-                        }
+                        self.accept(claimed, ack)?;
                     }
                     Msg::Tick => {
                         if !self.cfg.checkpoint_interval.is_zero()
-                            && self.since_checkpoint > 0
+                            && self.uncovered() > 0
                             && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval
                         {
                             self.push_checkpoint()?;
                         }
                     }
-                    Msg::Flush(ack) => {
-                        self.commit(true)?;
-                        let _ = ack.send(Ok(()));
-                    }
-                    Msg::Pause { ack, resume } => {
-                        self.commit(true)?;
-                        let _ = ack.send(());
-                        // Returns when the guard is dropped.
-                        let _ = resume.recv();
-                    }
+                    Msg::Flush(ack) => flush_acks.push(ack),
+                    Msg::Pause { ack, resume } => pauses.push((ack, resume)),
                     Msg::Shutdown(ack) => {
-                        // Take what is already queued, accept nothing new.
+                        // Take what is already queued (and what holds room in the queue), accept
+                        // nothing new.
                         rx.close();
                         shutdown_acks.push(ack);
                     }
@@ -758,62 +774,167 @@ impl Writer {
             let sync_now = self.cfg.durability == Durability::Sync
                 || self.last_sync.elapsed() >= self.cfg.flush_interval;
             self.commit(sync_now)?;
-            if linger && shutdown_acks.is_empty() {
+            if self.out_of_order.is_empty() {
+                if !flush_acks.is_empty() || !pauses.is_empty() {
+                    self.commit(true)?;
+                }
+                for ack in flush_acks.drain(..) {
+                    let _ = ack.send(Ok(()));
+                }
+                for (ack, resume) in pauses.drain(..) {
+                    let _ = ack.send(());
+                    // Returns when the guard is dropped.
+                    let _ = resume.recv();
+                }
+            } else {
+                // A line claimed earlier is on its way: take it as soon as it arrives.
+                linger = false;
+            }
+            if linger && shutdown_acks.is_empty() && flush_acks.is_empty() {
                 // Let entries gather: senders meanwhile only queue (the receiver is not waiting,
-                // so nothing wakes this thread), instead of a thread wake-up per entry. A caller
-                // that waits for a receipt, a flush or a shutdown unparks it at once.
+                // so nothing wakes this thread), instead of a thread wake-up per entry. A flush, a
+                // pause or a shutdown unparks it at once.
                 std::thread::park_timeout(self.cfg.linger());
             }
         }
-        if self.since_checkpoint > 0 {
+        // The queue is closed and empty, and every reserved slot was used: no claimed line can
+        // still arrive.
+        if let Some((&seq, _)) = self.out_of_order.first_key_value() {
+            tracing::error!(
+                target: "lexecon::ledger",
+                missing = self.next_seq,
+                unwritten = self.out_of_order.len(),
+                first_unwritten = seq,
+                "a claimed ledger entry never arrived; the entries after it were not written"
+            );
+        }
+        if self.uncovered() > 0 && self.out_of_order.is_empty() {
             self.push_checkpoint()?;
         }
         self.commit(true)?;
+        let result = if self.out_of_order.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "seq {} never arrived; {} later entries were not written",
+                self.next_seq,
+                self.out_of_order.len()
+            ))
+        };
+        for ack in flush_acks {
+            let _ = ack.send(result.clone());
+        }
+        for (ack, _resume) in pauses {
+            let _ = ack.send(());
+        }
         for ack in shutdown_acks {
-            let _ = ack.send(Ok(()));
+            let _ = ack.send(result.clone());
         }
         Ok(())
     }
 
-    /// Chains one entry into the batch buffer.
-    fn push(&mut self, body: EntryBody) -> Result<Appended, LedgerError> {
-        let appended = self.push_body(&body)?;
-        self.since_checkpoint += 1;
-        if self.cfg.checkpoint_every > 0 && self.since_checkpoint >= self.cfg.checkpoint_every {
-            self.push_checkpoint()?;
-        }
-        Ok(appended)
+    /// Takes a claimed line: written now if it is the next in seq order (with every waiting line it
+    /// lets through), else kept until the lines before it arrive.
+    fn accept(
+        &mut self,
+        claimed: Claimed,
+        ack: Option<oneshot::Sender<AckResult>>,
+    ) -> Result<(), LedgerError> {
+        self.accept_line(claimed, ack, false)
     }
 
-    fn push_body(&mut self, body: &EntryBody) -> Result<Appended, LedgerError> {
+    fn accept_line(
+        &mut self,
+        claimed: Claimed,
+        ack: Option<oneshot::Sender<AckResult>>,
+        checkpoint: bool,
+    ) -> Result<(), LedgerError> {
+        let Claimed { seq, line, .. } = claimed;
+        let waiting = Waiting {
+            line,
+            ack,
+            checkpoint,
+        };
+        if seq != self.next_seq {
+            if seq < self.next_seq {
+                // Unreachable while claims come from this ledger's own chain head.
+                tracing::error!(target: "lexecon::ledger", seq, next = self.next_seq, "a ledger line claimed a written seq; dropped");
+                return Ok(());
+            }
+            self.out_of_order.insert(seq, waiting);
+            return Ok(());
+        }
+        let mut next = Some(waiting);
+        while let Some(w) = next {
+            self.place(w)?;
+            if self.cfg.checkpoint_every > 0 && self.uncovered() >= self.cfg.checkpoint_every {
+                // Signs the chain head as claimed now, which may be past lines still on their way:
+                // the checkpoint then waits for them like any other line.
+                if let Some(c) = self.claim_checkpoint()? {
+                    self.out_of_order.insert(
+                        c.seq,
+                        Waiting {
+                            line: c.line,
+                            ack: None,
+                            checkpoint: true,
+                        },
+                    );
+                }
+            }
+            next = self.out_of_order.remove(&self.next_seq);
+        }
+        Ok(())
+    }
+
+    /// Appends the line with seq `next_seq` to the batch buffer.
+    fn place(&mut self, w: Waiting) -> Result<(), LedgerError> {
         if self.segment_len + self.buf.len() as u64 >= self.cfg.segment_max_bytes {
             self.rotate()?;
         }
-        let seq = self.next_seq;
-        let entry_hash = write_body_line(seq, body, &self.head, &mut self.buf);
+        self.buf.extend_from_slice(&w.line);
         self.next_seq += 1;
-        self.head.clone_from(&entry_hash);
         self.shared.appended.fetch_add(1, Ordering::Relaxed);
-        Ok(Appended { seq, entry_hash })
+        if let Some(ack) = w.ack {
+            self.pending.push(ack);
+        }
+        if w.checkpoint {
+            self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Written entries after the last claimed checkpoint.
+    fn uncovered(&self) -> u64 {
+        (self.next_seq - 1).saturating_sub(self.checkpoint_seq)
+    }
+
+    /// Claims a signed checkpoint after the current chain head; `None` without a signer.
+    fn claim_checkpoint(&mut self) -> Result<Option<Claimed>, LedgerError> {
+        self.last_checkpoint = Instant::now();
+        let Some(signer) = &self.signer else {
+            // Nothing to sign with: count the entries as covered so they do not ask again.
+            self.checkpoint_seq = self.next_seq - 1;
+            return Ok(None);
+        };
+        let claimed = self.chain.claim(1024, |seq, head, out| {
+            let signature = signer.key.sign(&checkpoint_message(seq, head));
+            let draft = EntryDraft::event(
+                EventType::Checkpoint,
+                format!("signed chain head after seq {}", seq - 1),
+            );
+            let signature =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes());
+            let body = EntryBody::of_checkpoint(&draft, &signer.key_id, &signature)?;
+            Ok::<_, LedgerError>(write_body_line(seq, &body, head, out))
+        })?;
+        self.checkpoint_seq = claimed.seq;
+        Ok(Some(claimed))
     }
 
     fn push_checkpoint(&mut self) -> Result<(), LedgerError> {
-        self.since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
-        let Some(signer) = &self.signer else {
-            return Ok(());
-        };
-        let seq = self.next_seq;
-        let signature = signer.key.sign(&checkpoint_message(seq, &self.head));
-        let draft = EntryDraft::event(
-            EventType::Checkpoint,
-            format!("signed chain head after seq {}", seq - 1),
-        );
-        let signature =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes());
-        let body = EntryBody::of_checkpoint(&draft, &signer.key_id, &signature)?;
-        self.push_body(&body)?;
-        self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+        if let Some(claimed) = self.claim_checkpoint()? {
+            self.accept_line(claimed, None, true)?;
+        }
         Ok(())
     }
 
@@ -827,7 +948,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the buffer; fsyncs when `sync`; resolves the receipts the durability mode allows.
+    /// Writes the buffer; fsyncs when `sync` and acknowledges the `sync` callers.
     fn commit(&mut self, sync: bool) -> Result<(), LedgerError> {
         if !self.buf.is_empty() {
             self.file
@@ -839,11 +960,10 @@ impl Writer {
             self.shared
                 .head_seq
                 .store(self.next_seq - 1, Ordering::Relaxed);
-        }
-        // `async`: an entry is acknowledged once it is in the file, before the fdatasync below, so
-        // no request waits for the disk. `sync`: only once it is durable.
-        if self.cfg.durability == Durability::Async {
-            self.acknowledge();
+            if let Some(t) = self.oldest_enqueued.take() {
+                let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.shared.lag_micros.store(micros, Ordering::Relaxed);
+            }
         }
         if sync && self.dirty {
             self.file
@@ -856,19 +976,122 @@ impl Writer {
                 .store(self.next_seq - 1, Ordering::Relaxed);
         }
         if !self.dirty {
-            self.acknowledge();
+            for ack in self.pending.drain(..) {
+                let _ = ack.send(Ok(()));
+            }
         }
         Ok(())
     }
+}
 
-    /// Resolves the receipts of every entry written so far.
-    fn acknowledge(&mut self) {
-        if let Some(t) = self.oldest_enqueued.take() {
-            let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.shared.lag_micros.store(micros, Ordering::Relaxed);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::verify_dir;
+
+    fn event(reason: &str) -> EntryBody {
+        EntryBody::of_draft(&EntryDraft::event(EventType::Approval, reason)).unwrap()
+    }
+
+    fn lines(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(segment_path(dir, 1))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lines_enqueued_against_their_claim_order_are_written_in_seq_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LedgerConfig::new(dir.path());
+        config.checkpoint_every = 0;
+        let handle = LedgerWriter::start(config, None).unwrap();
+        // Two callers claim seq 1 and 2; the second enqueues first.
+        let first = claim_body(&handle.chain, &event("first"));
+        let second = claim_body(&handle.chain, &event("second"));
+        let (first_hash, second_hash) = (first.entry_hash.clone(), second.entry_hash.clone());
+        for claimed in [second, first] {
+            handle
+                .tx
+                .send(Msg::Append {
+                    claimed,
+                    ack: None,
+                    enqueued: Instant::now(),
+                })
+                .await
+                .unwrap();
         }
-        for (ack, appended) in self.pending.drain(..) {
-            let _ = ack.send(Ok(appended));
+        // A flush waits for the gap to close, then for the disk.
+        handle.flush().await.unwrap();
+        assert_eq!(handle.stats().durable_seq, 2);
+        let written = lines(dir.path());
+        assert_eq!(written.len(), 2);
+        assert!(
+            written[0].contains("\"reason\":\"first\""),
+            "{}",
+            written[0]
+        );
+        assert!(written[0].ends_with(&format!("\"entry_hash\":\"{first_hash}\"}}")));
+        assert!(written[1].ends_with(&format!("\"entry_hash\":\"{second_hash}\"}}")));
+        // The next append continues the chain after both.
+        assert_eq!(handle.append_body(event("third")).await.unwrap().seq, 3);
+        handle.shutdown().await.unwrap();
+        let report = verify_dir(dir.path(), None).unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.entries_checked, 3);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_due_while_a_claimed_line_is_missing_waits_for_it_and_signs_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = crate::token::KeyRing::generate();
+        let mut config = LedgerConfig::new(dir.path());
+        config.checkpoint_every = 2;
+        let handle = LedgerWriter::start(config, Some(keys.checkpoint_signer())).unwrap();
+        // Seq 1 and 2 arrive; seq 3 is claimed but still on its way when the checkpoint is due.
+        let one = claim_body(&handle.chain, &event("one"));
+        let two = claim_body(&handle.chain, &event("two"));
+        let three = claim_body(&handle.chain, &event("three"));
+        for claimed in [one, two] {
+            handle
+                .tx
+                .send(Msg::Append {
+                    claimed,
+                    ack: None,
+                    enqueued: Instant::now(),
+                })
+                .await
+                .unwrap();
         }
+        handle.writer.unpark();
+        // The writer placed 1 and 2 and claimed a checkpoint after the head (3): seq 4.
+        for _ in 0..1000 {
+            if handle.stats().head_seq == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(handle.stats().head_seq, 2);
+        handle
+            .tx
+            .send(Msg::Append {
+                claimed: three,
+                ack: None,
+                enqueued: Instant::now(),
+            })
+            .await
+            .unwrap();
+        handle.flush().await.unwrap();
+        handle.shutdown().await.unwrap();
+        let written = lines(dir.path());
+        assert_eq!(written.len(), 4, "{written:?}");
+        let checkpoint: LedgerEntry = serde_json::from_str(&written[3]).unwrap();
+        assert_eq!(checkpoint.event_type, EventType::Checkpoint);
+        assert_eq!(checkpoint.seq, 4);
+        let public = keys.signer().verifying_key();
+        let report = verify_dir(dir.path(), Some(&public)).unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.checkpoints_verified, 1);
     }
 }

@@ -212,8 +212,7 @@ impl TokenMinter {
 
     /// The token [`Self::mint`] would return now without signing (`mode: reuse` and a token for
     /// this actor, action, resource, policy and audience with more than half its life left), or
-    /// `None` when minting would sign a new one. The caller uses it to skip work that only a new
-    /// token needs (waiting for the ledger entry hash that a new token links).
+    /// `None` when minting would sign a new one.
     pub fn reusable(&self, decision: &Decision, audience: &str) -> Option<String> {
         self.reusable_at(decision, audience, jiff::Timestamp::now())
     }
