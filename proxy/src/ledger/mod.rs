@@ -2,8 +2,9 @@
 //! dedicated writer thread with group commit, signed at checkpoints, rotated by size, recovered after a
 //! crash, and verified, tailed or exported offline.
 //!
-//! The request path only ever touches [`LedgerHandle::append`], which hands an [`EntryDraft`] to a
-//! bounded channel; it never waits for disk unless `durability: sync` was chosen. This module must never
+//! The request path only ever touches [`LedgerHandle::append`] (or `append_body`): it claims the
+//! entry's place in the chain itself (`head.rs`, lock-free) and hands the finished line to a bounded
+//! channel; it never waits for the writer or the disk unless `durability: sync` was chosen. This module must never
 //! drop an entry silently, never write a request context raw (only its digest and the fields a
 //! [`RedactionConfig`] names), and never continue a chain it could not verify.
 //!
