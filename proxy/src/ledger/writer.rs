@@ -993,6 +993,16 @@ mod tests {
         EntryBody::of_draft(&EntryDraft::event(EventType::Approval, reason)).unwrap()
     }
 
+    /// Hands a claimed line to the writer, as `append_body` does after its claim.
+    async fn enqueue(handle: &LedgerHandle, claimed: Claimed) {
+        let msg = Msg::Append {
+            claimed,
+            ack: None,
+            enqueued: Instant::now(),
+        };
+        handle.tx.send(msg).await.unwrap();
+    }
+
     fn lines(dir: &Path) -> Vec<String> {
         std::fs::read_to_string(segment_path(dir, 1))
             .unwrap()
@@ -1012,15 +1022,7 @@ mod tests {
         let second = claim_body(&handle.chain, &event("second"));
         let (first_hash, second_hash) = (first.entry_hash.clone(), second.entry_hash.clone());
         for claimed in [second, first] {
-            handle
-                .tx
-                .send(Msg::Append {
-                    claimed,
-                    ack: None,
-                    enqueued: Instant::now(),
-                })
-                .await
-                .unwrap();
+            enqueue(&handle, claimed).await;
         }
         // A flush waits for the gap to close, then for the disk.
         handle.flush().await.unwrap();
@@ -1054,15 +1056,7 @@ mod tests {
         let two = claim_body(&handle.chain, &event("two"));
         let three = claim_body(&handle.chain, &event("three"));
         for claimed in [one, two] {
-            handle
-                .tx
-                .send(Msg::Append {
-                    claimed,
-                    ack: None,
-                    enqueued: Instant::now(),
-                })
-                .await
-                .unwrap();
+            enqueue(&handle, claimed).await;
         }
         handle.writer.unpark();
         // The writer placed 1 and 2 and claimed a checkpoint after the head (3): seq 4.
@@ -1073,15 +1067,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(handle.stats().head_seq, 2);
-        handle
-            .tx
-            .send(Msg::Append {
-                claimed: three,
-                ack: None,
-                enqueued: Instant::now(),
-            })
-            .await
-            .unwrap();
+        enqueue(&handle, three).await;
         handle.flush().await.unwrap();
         handle.shutdown().await.unwrap();
         let written = lines(dir.path());
