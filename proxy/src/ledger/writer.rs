@@ -264,9 +264,10 @@ struct Shared {
 }
 
 enum Msg {
-    /// A claimed line; `ack` only in `sync` mode.
+    /// A claimed line (`seq` and its bytes); `ack` only in `sync` mode.
     Append {
-        claimed: Claimed,
+        seq: u64,
+        line: Vec<u8>,
         ack: Option<oneshot::Sender<AckResult>>,
         enqueued: Instant,
     },
@@ -329,11 +330,11 @@ impl LedgerHandle {
             })?,
         };
         // INVARIANT: nothing between the claim and `send` can fail or yield.
-        let claimed = claim_body(&self.chain, &body);
-        let appended = Appended {
-            seq: claimed.seq,
-            entry_hash: claimed.entry_hash.clone(),
-        };
+        let Claimed {
+            seq,
+            line,
+            entry_hash,
+        } = claim_body(&self.chain, &body);
         let (ack, rx) = match self.durability {
             Durability::Async => (None, None),
             Durability::Sync => {
@@ -342,14 +343,15 @@ impl LedgerHandle {
             }
         };
         permit.send(Msg::Append {
-            claimed,
+            seq,
+            line,
             ack,
             enqueued: Instant::now(),
         });
         if let Some(rx) = rx {
             resolve(rx).await?;
         }
-        Ok(appended)
+        Ok(Appended { seq, entry_hash })
     }
 
     /// Waits until everything queued before this call is written and fsynced.
@@ -466,7 +468,8 @@ impl LedgerWriter {
         if let Some(reason) = recovered.torn {
             tracing::warn!(target: "lexecon::ledger", %reason, "ledger recovered");
             let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
-            writer.accept(claim_body(&chain, &body), None)?;
+            let claimed = claim_body(&chain, &body);
+            writer.accept(claimed.seq, claimed.line, None)?;
             writer.commit(true)?;
         }
         let (tx, rx) = mpsc::channel(writer.cfg.queue);
@@ -746,12 +749,13 @@ impl Writer {
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Append {
-                        claimed,
+                        seq,
+                        line,
                         ack,
                         enqueued,
                     } => {
                         self.oldest_enqueued.get_or_insert(enqueued);
-                        self.accept(claimed, ack)?;
+                        self.accept(seq, line, ack)?;
                     }
                     Msg::Tick => {
                         if !self.cfg.checkpoint_interval.is_zero()
@@ -837,19 +841,20 @@ impl Writer {
     /// lets through), else kept until the lines before it arrive.
     fn accept(
         &mut self,
-        claimed: Claimed,
+        seq: u64,
+        line: Vec<u8>,
         ack: Option<oneshot::Sender<AckResult>>,
     ) -> Result<(), LedgerError> {
-        self.accept_line(claimed, ack, false)
+        self.accept_line(seq, line, ack, false)
     }
 
     fn accept_line(
         &mut self,
-        claimed: Claimed,
+        seq: u64,
+        line: Vec<u8>,
         ack: Option<oneshot::Sender<AckResult>>,
         checkpoint: bool,
     ) -> Result<(), LedgerError> {
-        let Claimed { seq, line, .. } = claimed;
         let waiting = Waiting {
             line,
             ack,
@@ -933,7 +938,7 @@ impl Writer {
 
     fn push_checkpoint(&mut self) -> Result<(), LedgerError> {
         if let Some(claimed) = self.claim_checkpoint()? {
-            self.accept_line(claimed, None, true)?;
+            self.accept_line(claimed.seq, claimed.line, None, true)?;
         }
         Ok(())
     }
@@ -996,7 +1001,8 @@ mod tests {
     /// Hands a claimed line to the writer, as `append_body` does after its claim.
     async fn enqueue(handle: &LedgerHandle, claimed: Claimed) {
         let msg = Msg::Append {
-            claimed,
+            seq: claimed.seq,
+            line: claimed.line,
             ack: None,
             enqueued: Instant::now(),
         };
