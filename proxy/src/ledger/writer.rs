@@ -913,7 +913,10 @@ impl Writer {
         (self.next_seq - 1).saturating_sub(self.checkpoint_seq)
     }
 
-    /// Claims a signed checkpoint after the current chain head; `None` without a signer.
+    /// Claims a signed checkpoint after the current chain head; `None` without a signer. The
+    /// signature covers the head it follows, so when a request claims first the checkpoint is signed
+    /// again after the new head (one Ed25519 signature, ~25 µs here, per attempt; at 50,000 claims/s
+    /// an attempt succeeds with probability ~e^-1.25, about 3.5 attempts on average).
     fn claim_checkpoint(&mut self) -> Result<Option<Claimed>, LedgerError> {
         self.last_checkpoint = Instant::now();
         let Some(signer) = &self.signer else {
