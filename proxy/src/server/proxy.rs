@@ -887,7 +887,7 @@ fn is_connect_error(e: &ErrorType) -> bool {
 }
 
 fn new_request_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    lexecon_policy_cache::uuid_v7(jiff::Timestamp::now())
 }
 
 /// The caller's `x-request-id`, or a new one (only called when an answer is sent).

@@ -255,7 +255,7 @@ impl TokenMinter {
             led: ledger_entry_hash,
             iat: now_secs,
             exp: now_secs.saturating_add(self.ttl_secs),
-            jti: uuid::Uuid::now_v7(),
+            jti: lexecon_policy_cache::new_uuid_v7(jiff::Timestamp::now()),
         };
         let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Encode(e.to_string()))?;
         let key = self.keys.signer();
