@@ -239,10 +239,18 @@ fn legacy_decide_answers_the_1x_shape() {
     assert_eq!(body["reason"], body["reasoning"]);
     assert_eq!(body["capability_token"]["scope"]["tool"], "web_search");
     assert_eq!(body["capability_token"]["scope"]["action"], "search");
-    assert!(body["capability_token"]["token"]
+    // The token's id and expiry as the answer states them are the signed token's own claims.
+    let jwks =
+        lexecon::token::parse_jwks(&get(&h.api("/.well-known/jwks.json"), &[]).body).unwrap();
+    let token = body["capability_token"]["token"].as_str().unwrap();
+    let claims = lexecon::token::verify_token(token, &jwks, None).unwrap();
+    assert_eq!(body["capability_token"]["token_id"], claims.jti.as_str());
+    let expiry: jiff::Timestamp = body["capability_token"]["expiry"]
         .as_str()
         .unwrap()
-        .contains('.'));
+        .parse()
+        .unwrap();
+    assert_eq!(expiry.as_second(), claims.exp);
     assert_eq!(body["ledger_entry_hash"].as_str().unwrap().len(), 64);
     assert_schema(&h.openapi(), "LegacyDecideResponse", &body);
 

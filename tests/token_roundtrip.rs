@@ -329,8 +329,7 @@ fn keys_generate_and_token_verify_commands_work_together() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// `TokenMinter::reusable` (added with the load benchmark: the proxy skips waiting for the ledger
-// entry hash when a reusable token exists).
+// `TokenMinter::reusable` and `issue`: the token mint would reuse, with its id and lifetime.
 
 #[test]
 fn reusable_returns_the_token_mint_would_reuse_and_none_when_mint_would_sign() {
@@ -339,8 +338,12 @@ fn reusable_returns_the_token_mint_would_reuse_and_none_when_mint_would_sign() {
     let at = |s| t0 + jiff::SignedDuration::from_secs(s);
     let d = decision("axn_place_order");
     assert_eq!(m.reusable_at(&d, "orders", t0), None, "nothing minted yet");
-    let first = m.mint_at(&d, "orders", "led-1", t0).unwrap();
+    let first = m.issue_at(&d, "orders", "led-1", t0).unwrap();
     assert_eq!(m.reusable_at(&d, "orders", at(29)), Some(first.clone()));
+    assert_eq!(
+        m.mint_at(&d, "orders", "led-2", at(29)).unwrap(),
+        first.token
+    );
     assert_eq!(m.reusable_at(&d, "payments", at(1)), None);
     // Half the life used: `mint` would sign again, so nothing is reusable.
     assert_eq!(m.reusable_at(&d, "orders", at(30)), None);
@@ -355,4 +358,23 @@ fn reusable_is_always_none_in_per_request_mode() {
     let d = decision("axn_place_order");
     m.mint(&d, "orders", "led").unwrap();
     assert_eq!(m.reusable(&d, "orders"), None);
+}
+
+#[test]
+fn issued_jti_and_lifetime_are_the_signed_tokens_own_claims() {
+    let keys = KeyRing::generate();
+    let jwks = parse_jwks(&keys.jwks_json()).unwrap();
+    for mode in [MintMode::Reuse, MintMode::PerRequest] {
+        let m = minter(keys.clone(), mode);
+        let issued = m
+            .issue(&decision("axn_place_order"), "orders", "led")
+            .unwrap();
+        let claims = verify_token(&issued.token, &jwks, Some("orders")).unwrap();
+        assert_eq!(claims.jti, issued.jti.to_string(), "{mode:?}");
+        assert_eq!(
+            (claims.iat, claims.exp),
+            (issued.iat, issued.exp),
+            "{mode:?}"
+        );
+    }
 }

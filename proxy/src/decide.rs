@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use lexecon_policy_cache::{Decision, DecisionInput};
 
 use crate::api::approvals::RequestDigest;
+use crate::token::Issued;
 use serde_json::{Map, Value};
 
 /// What recording a decision produced.
@@ -17,8 +18,8 @@ use serde_json::{Map, Value};
 pub struct Recorded {
     /// The hash of the decision's ledger entry, when known.
     pub ledger_entry_hash: Option<String>,
-    /// For a permit with an audience: the signed capability token.
-    pub capability_token: Option<String>,
+    /// For a permit with an audience: the signed capability token and its id and lifetime.
+    pub capability_token: Option<Issued>,
 }
 
 /// A decision engine as the proxy sees it. Called on the request path: it must not block.

@@ -314,7 +314,7 @@ impl Engine {
             recorded.capability_token = reused;
         } else if let Some(audience) = permit_audience {
             let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
-            let token = self.minter.mint(decision, audience, led).map_err(|e| {
+            let token = self.minter.issue(decision, audience, led).map_err(|e| {
                 DecideFailure::new(500, format!("cannot mint capability token: {e}"))
             })?;
             recorded.capability_token = Some(token);

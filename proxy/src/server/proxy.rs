@@ -122,8 +122,8 @@ async fn record(
         let audience = (permitted && single).then_some(route.upstream.name.as_str());
         match snap.decider.record(&m.decision, &m.context, audience).await {
             Ok(recorded) => {
-                if recorded.capability_token.is_some() {
-                    token = recorded.capability_token;
+                if let Some(issued) = recorded.capability_token {
+                    token = Some(issued.token);
                 }
             }
             Err(failure) => {

@@ -125,10 +125,15 @@ pub struct Claims {
     pub jti: String,
 }
 
-#[derive(Debug)]
-struct Cached {
-    token: String,
-    iat: i64,
+/// A minted capability token with the claims a caller reports beside it, so that nobody decodes
+/// the token again to learn them (the decision API did, for every permit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The compact EdDSA JWT.
+    pub token: String,
+    pub jti: uuid::Uuid,
+    pub iat: i64,
+    pub exp: i64,
 }
 
 /// Mints capability tokens. Share it (`Arc`) between request threads.
@@ -137,7 +142,7 @@ pub struct TokenMinter {
     keys: Arc<KeyRing>,
     issuer: String,
     ttl_secs: i64,
-    cache: Option<moka::sync::Cache<[u8; 32], Arc<Cached>>>,
+    cache: Option<moka::sync::Cache<[u8; 32], Arc<Issued>>>,
 }
 
 impl TokenMinter {
@@ -185,6 +190,33 @@ impl TokenMinter {
         ledger_entry_hash: &str,
         now: jiff::Timestamp,
     ) -> Result<String, TokenError> {
+        self.issue_at(decision, audience, ledger_entry_hash, now)
+            .map(|issued| issued.token)
+    }
+
+    /// [`Self::mint`], with the token's `jti`, `iat` and `exp`.
+    pub fn issue(
+        &self,
+        decision: &Decision,
+        audience: &str,
+        ledger_entry_hash: &str,
+    ) -> Result<Issued, TokenError> {
+        self.issue_at(
+            decision,
+            audience,
+            ledger_entry_hash,
+            jiff::Timestamp::now(),
+        )
+    }
+
+    /// [`Self::issue`] as of `now`.
+    pub fn issue_at(
+        &self,
+        decision: &Decision,
+        audience: &str,
+        ledger_entry_hash: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Issued, TokenError> {
         if decision.decision != Verdict::Permit {
             return Err(TokenError::NotPermitted {
                 decision_id: decision.decision_id.clone(),
@@ -196,24 +228,18 @@ impl TokenMinter {
             return self.sign(decision, audience, ledger_entry_hash, now_secs);
         };
         let key = reuse_key(decision, audience);
-        if let Some(token) = self.cached(&key, now_secs) {
-            return Ok(token);
+        if let Some(issued) = self.cached(&key, now_secs) {
+            return Ok(issued);
         }
-        let token = self.sign(decision, audience, ledger_entry_hash, now_secs)?;
-        cache.insert(
-            key,
-            Arc::new(Cached {
-                token: token.clone(),
-                iat: now_secs,
-            }),
-        );
-        Ok(token)
+        let issued = self.sign(decision, audience, ledger_entry_hash, now_secs)?;
+        cache.insert(key, Arc::new(issued.clone()));
+        Ok(issued)
     }
 
     /// The token [`Self::mint`] would return now without signing (`mode: reuse` and a token for
     /// this actor, action, resource, policy and audience with more than half its life left), or
     /// `None` when minting would sign a new one.
-    pub fn reusable(&self, decision: &Decision, audience: &str) -> Option<String> {
+    pub fn reusable(&self, decision: &Decision, audience: &str) -> Option<Issued> {
         self.reusable_at(decision, audience, jiff::Timestamp::now())
     }
 
@@ -223,7 +249,7 @@ impl TokenMinter {
         decision: &Decision,
         audience: &str,
         now: jiff::Timestamp,
-    ) -> Option<String> {
+    ) -> Option<Issued> {
         if decision.decision != Verdict::Permit || self.cache.is_none() {
             return None;
         }
@@ -231,9 +257,9 @@ impl TokenMinter {
     }
 
     /// A cached token while more than half its lifetime remains.
-    fn cached(&self, key: &[u8; 32], now_secs: i64) -> Option<String> {
+    fn cached(&self, key: &[u8; 32], now_secs: i64) -> Option<Issued> {
         let hit = self.cache.as_ref()?.get(key)?;
-        (now_secs >= hit.iat && (now_secs - hit.iat) * 2 < self.ttl_secs).then(|| hit.token.clone())
+        (now_secs >= hit.iat && (now_secs - hit.iat) * 2 < self.ttl_secs).then(|| (*hit).clone())
     }
 
     fn sign(
@@ -242,7 +268,9 @@ impl TokenMinter {
         audience: &str,
         ledger_entry_hash: &str,
         now_secs: i64,
-    ) -> Result<String, TokenError> {
+    ) -> Result<Issued, TokenError> {
+        let jti = lexecon_policy_cache::new_uuid_v7(jiff::Timestamp::now());
+        let exp = now_secs.saturating_add(self.ttl_secs);
         let claims = ClaimsRef {
             iss: &self.issuer,
             sub: &decision.actor,
@@ -254,8 +282,8 @@ impl TokenMinter {
             pol: &decision.policy_version_hash,
             led: ledger_entry_hash,
             iat: now_secs,
-            exp: now_secs.saturating_add(self.ttl_secs),
-            jti: lexecon_policy_cache::new_uuid_v7(jiff::Timestamp::now()),
+            exp,
+            jti,
         };
         let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Encode(e.to_string()))?;
         let key = self.keys.signer();
@@ -267,7 +295,12 @@ impl TokenMinter {
         let signature = key.signing_key().sign(token.as_bytes());
         token.push('.');
         B64.encode_string(signature.to_bytes(), &mut token);
-        Ok(token)
+        Ok(Issued {
+            token,
+            jti,
+            iat: now_secs,
+            exp,
+        })
     }
 }
 

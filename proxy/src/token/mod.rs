@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub use keys::{
     generate_key_file, key_id, read_signing_key, read_verifying_key, KeyRing, DEFAULT_KEY_FILE,
 };
-pub use mint::{Claims, MintMode, TokenConfig, TokenMinter};
+pub use mint::{Claims, Issued, MintMode, TokenConfig, TokenMinter};
 pub use verify::{parse_jwks, verify_token, LEEWAY_SECS};
 
 /// The request header the proxy forwards the capability token in.
