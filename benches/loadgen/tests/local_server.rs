@@ -79,7 +79,7 @@ async fn connection(mut socket: TcpStream, seen: Arc<Seen>, status: u16, close: 
         buf.drain(..head_len + body_len);
         seen.requests.fetch_add(1, Ordering::Relaxed);
         let connection = if close { "Connection: close\r\n" } else { "" };
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             // Content-Length, head and body in separate writes.
             let head = format!("HTTP/1.1 {status} X\r\n{connection}Content-Type: application/json\r\nContent-Length: 15\r\n\r\n");
             socket.write_all(head.as_bytes()).await.unwrap();

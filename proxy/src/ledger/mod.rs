@@ -62,6 +62,10 @@ pub enum LedgerError {
         seq: u64,
         reason: String,
     },
+    /// Another writer (another `lexecon` process, or one of this process still shutting down)
+    /// holds the directory: two writers would interleave two chains in one file.
+    #[error("ledger directory {} is in use by another writer (lock {}); stop it or choose another `ledger.dir`", .dir.display(), .lock.display())]
+    InUse { dir: PathBuf, lock: PathBuf },
     #[error("invalid ledger configuration: {field}: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
     #[error("cannot serialize ledger entry: {0}")]

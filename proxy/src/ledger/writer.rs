@@ -436,6 +436,7 @@ impl LedgerWriter {
         config.validate()?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| LedgerError::io("create directory", &config.dir, e))?;
+        let lock = lock_dir(&config.dir, LOCK_WAIT)?;
         let recovered = recover(&config.dir)?;
         let file = OpenOptions::new()
             .append(true)
@@ -454,6 +455,7 @@ impl LedgerWriter {
             signer,
             shared: Arc::clone(&shared),
             chain: Arc::clone(&chain),
+            lock: Some(lock),
             file,
             segment_path: recovered.path,
             segment_len: recovered.len,
@@ -502,6 +504,40 @@ impl LedgerWriter {
                 .map_err(|e| LedgerError::io("spawn ticker thread", PathBuf::new(), e))?;
         }
         Ok(handle)
+    }
+}
+
+/// How long [`LedgerWriter::start`] waits for the directory lock: long enough for a writer of this
+/// process that was just shut down to let go of it, short enough to fail a second process quickly.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes the directory's writer lock: an advisory exclusive lock on `<dir>/.lock`, released when
+/// the writer stops (or by the OS when the process dies, so a crash never leaves it stale).
+fn lock_dir(dir: &Path, wait: Duration) -> Result<File, LedgerError> {
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LedgerError::io("open lock file", &path, e))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LedgerError::InUse {
+                    dir: dir.to_path_buf(),
+                    lock: path,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(LedgerError::io("lock", &path, e));
+            }
+        }
     }
 }
 
@@ -632,6 +668,8 @@ struct Writer {
     signer: Option<CheckpointSigner>,
     shared: Arc<Shared>,
     chain: Arc<ChainHead>,
+    /// The directory lock, held until the writer has stopped writing.
+    lock: Option<File>,
     file: File,
     segment_path: PathBuf,
     segment_len: u64,
@@ -816,6 +854,9 @@ impl Writer {
             self.push_checkpoint()?;
         }
         self.commit(true)?;
+        // Nothing more is written: let a successor (a restart in this process) take the directory
+        // before anyone learns that the shutdown finished.
+        self.lock = None;
         let result = if self.out_of_order.is_empty() {
             Ok(())
         } else {
@@ -1018,6 +1059,24 @@ mod tests {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_directory_is_locked_while_its_writer_runs_and_free_once_it_shut_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = LedgerWriter::start(LedgerConfig::new(dir.path()), None).unwrap();
+        handle.append_body(event("one")).await.unwrap();
+        match lock_dir(dir.path(), Duration::ZERO) {
+            Err(e @ LedgerError::InUse { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("in use by another writer"), "{text}");
+                assert!(text.contains(&dir.path().display().to_string()), "{text}");
+            }
+            other => panic!("a second writer must be refused, got {other:?}"),
+        }
+        handle.shutdown().await.unwrap();
+        // Released before the shutdown is acknowledged: a restart needs no wait.
+        assert!(lock_dir(dir.path(), Duration::ZERO).is_ok());
     }
 
     #[tokio::test]

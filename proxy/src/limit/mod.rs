@@ -95,7 +95,7 @@ impl RouteLimiter {
 
     fn housekeeping(&self) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
-        if n % HOUSEKEEPING_EVERY == 0 && self.limiter.len() > self.max_keys {
+        if n.is_multiple_of(HOUSEKEEPING_EVERY) && self.limiter.len() > self.max_keys {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
