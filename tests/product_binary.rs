@@ -69,17 +69,15 @@ fn is_tool_error(reply: &support::Reply) -> bool {
     reply.json()["result"]["isError"] == json!(true)
 }
 
-#[test]
-fn served_binary_reloads_policy_on_sighup_stops_on_sigterm_and_its_ledger_verifies() {
-    let tools = TestUpstream::answering(
-        br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"found"}],"isError":false}}"#,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("ai.yaml");
-    let shipped = std::fs::read_to_string(deploy_dir().join("policies/ai.yaml")).unwrap();
-    std::fs::write(&policy, &shipped).unwrap();
-    let (proxy, admin) = (free_addr(), free_addr());
-    let config = dir.path().join("lexecon.yaml");
+/// Writes a configuration serving the MCP route in front of `tools`, with data under `<dir>/data`.
+fn write_config(
+    dir: &std::path::Path,
+    name: &str,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    tools: SocketAddr,
+) -> std::path::PathBuf {
+    let config = dir.join(name);
     std::fs::write(
         &config,
         format!(
@@ -98,11 +96,24 @@ routes:
     classifier: {{kind: mcp, tools: {{"search_*": axn_read_data, "delete_*": axn_delete_data}}}}
     upstream: tools
 policies: {{ai: ai.yaml}}
-"#,
-            tools = tools.addr
+"#
         ),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn served_binary_reloads_policy_on_sighup_stops_on_sigterm_and_its_ledger_verifies() {
+    let tools = TestUpstream::answering(
+        br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"found"}],"isError":false}}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("ai.yaml");
+    let shipped = std::fs::read_to_string(deploy_dir().join("policies/ai.yaml")).unwrap();
+    std::fs::write(&policy, &shipped).unwrap();
+    let (proxy, admin) = (free_addr(), free_addr());
+    let config = write_config(dir.path(), "lexecon.yaml", proxy, admin, tools.addr);
 
     let child = Command::new(env!("CARGO_BIN_EXE_lexecon"))
         .args(["serve", "--config", config.to_str().unwrap()])
@@ -196,4 +207,74 @@ policies: {{ai: ai.yaml}}
         .filter_map(|e| e["event_type"].as_str())
         .collect();
     assert!(events.contains(&"system_startup"), "{events:?}");
+}
+
+#[test]
+fn a_second_process_on_the_same_data_directory_is_refused_and_the_ledger_stays_one_chain() {
+    let tools = TestUpstream::answering(
+        br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"found"}],"isError":false}}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        deploy_dir().join("policies/ai.yaml"),
+        dir.path().join("ai.yaml"),
+    )
+    .unwrap();
+    let (proxy, admin) = (free_addr(), free_addr());
+    let first = write_config(dir.path(), "first.yaml", proxy, admin, tools.addr);
+    let second = write_config(
+        dir.path(),
+        "second.yaml",
+        free_addr(),
+        free_addr(),
+        tools.addr,
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_lexecon"))
+        .args(["serve", "--config", first.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    wait_until_accepting(proxy, &mut served.0);
+    let url = format!("http://{proxy}/mcp");
+    assert!(!is_tool_error(&search(&url, 1)));
+
+    // Same data_dir, other ports: the second process must not write into the first one's ledger.
+    let log = dir.path().join("second.log");
+    let mut second = Served(
+        Command::new(env!("CARGO_BIN_EXE_lexecon"))
+            .args(["serve", "--config", second.to_str().unwrap()])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a second `lexecon serve` on the same data directory kept running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_ne!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("in use by another writer"), "{stderr}");
+
+    // The first one still serves and records; its ledger is one unbroken chain.
+    assert!(!is_tool_error(&search(&url, 2)));
+    signal(&served.0, "TERM");
+    let start = Instant::now();
+    while served.0.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(30), "did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = lexecon::ledger::verify_dir(&dir.path().join("data/ledger"), None).unwrap();
+    assert!(report.is_ok(), "{report:?}");
 }
