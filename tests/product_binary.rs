@@ -265,7 +265,7 @@ fn a_second_process_on_the_same_data_directory_is_refused_and_the_ledger_stays_o
     };
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert_ne!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("in use by another writer"), "{stderr}");
+    assert!(stderr.contains("is in use by another lexecon"), "{stderr}");
 
     // The first one still serves and records; its ledger is one unbroken chain.
     assert!(!is_tool_error(&search(&url, 2)));

@@ -37,6 +37,8 @@ pub enum EngineError {
     Tokens(String),
     #[error("approvals: {0}")]
     Approvals(String),
+    #[error("data directory: {0}")]
+    DataDir(String),
 }
 
 /// The decision engine of one running `lexecon`.
@@ -49,6 +51,8 @@ pub struct Engine {
     api: ApiSettings,
     redaction: RedactionConfig,
     node_id: String,
+    /// The data directory's lock (approvals, generated keys): one engine per data directory.
+    _data_dir_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Engine {
@@ -57,6 +61,23 @@ impl std::fmt::Debug for Engine {
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
+}
+
+/// Creates and locks the data directory: a second `lexecon` on it would share its approvals and keys
+/// (and, with the ledger on, fail on the ledger's own lock a moment later).
+fn lock_data_dir(dir: &Path, wait: std::time::Duration) -> Result<std::fs::File, EngineError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| EngineError::DataDir(format!("cannot create {}: {e}", dir.display())))?;
+    crate::dirlock::lock(dir, wait).map_err(|e| match e {
+        crate::dirlock::LockError::InUse { lock } => EngineError::DataDir(format!(
+            "{} is in use by another lexecon (lock {}); stop it or choose another data_dir",
+            dir.display(),
+            lock.display()
+        )),
+        crate::dirlock::LockError::Io { path, source } => {
+            EngineError::DataDir(format!("cannot lock {}: {source}", path.display()))
+        }
+    })
 }
 
 /// The domain registry and policy documents a configuration names, loaded and validated.
@@ -158,6 +179,7 @@ impl Engine {
     /// Builds the engine: domains, policies, ledger writer (recovering its tail), keys (generated
     /// into the data directory at first start) and approvals. Blocking: call at start-up.
     pub fn from_config(config: &Config) -> Result<Engine, EngineError> {
+        let data_dir_lock = lock_data_dir(&config.data_dir, crate::dirlock::WAIT)?;
         let (registry, docs) = load_policies(config)?;
         let snapshot =
             Snapshot::build(registry, docs).map_err(|e| EngineError::Policy(e.to_string()))?;
@@ -193,6 +215,7 @@ impl Engine {
             api,
             redaction,
             node_id: config.node_id.clone(),
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -421,6 +444,21 @@ mod tests {
     fn config(ledger: &str) -> Config {
         let text = format!("data_dir: /var/lib/lexecon\nledger: {ledger}\n");
         Config::from_yaml("test.yaml", &text).unwrap()
+    }
+
+    #[test]
+    fn a_data_directory_serves_one_engine_even_with_the_ledger_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("data_dir: {}\nledger: off\n", dir.path().display());
+        let engine = Engine::from_config(&Config::from_yaml("t.yaml", &text).unwrap()).unwrap();
+        match lock_data_dir(dir.path(), std::time::Duration::ZERO) {
+            Err(EngineError::DataDir(reason)) => {
+                assert!(reason.contains("in use by another lexecon"), "{reason}")
+            }
+            other => panic!("a second engine must be refused, got {other:?}"),
+        }
+        drop(engine);
+        assert!(lock_data_dir(dir.path(), std::time::Duration::ZERO).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod cli;
 pub mod decide;
 pub mod demo;
+mod dirlock;
 pub mod engine;
 pub mod identity;
 pub mod ledger;

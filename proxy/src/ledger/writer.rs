@@ -436,7 +436,7 @@ impl LedgerWriter {
         config.validate()?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| LedgerError::io("create directory", &config.dir, e))?;
-        let lock = lock_dir(&config.dir, LOCK_WAIT)?;
+        let lock = lock_dir(&config.dir, crate::dirlock::WAIT)?;
         let recovered = recover(&config.dir)?;
         let file = OpenOptions::new()
             .append(true)
@@ -507,38 +507,15 @@ impl LedgerWriter {
     }
 }
 
-/// How long [`LedgerWriter::start`] waits for the directory lock: long enough for a writer of this
-/// process that was just shut down to let go of it, short enough to fail a second process quickly.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Takes the directory's writer lock: an advisory exclusive lock on `<dir>/.lock`, released when
-/// the writer stops (or by the OS when the process dies, so a crash never leaves it stale).
+/// Takes the directory's writer lock (see [`crate::dirlock`]), released when the writer stops.
 fn lock_dir(dir: &Path, wait: Duration) -> Result<File, LedgerError> {
-    let path = dir.join(".lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| LedgerError::io("open lock file", &path, e))?;
-    let deadline = Instant::now() + wait;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LedgerError::InUse {
-                    dir: dir.to_path_buf(),
-                    lock: path,
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(LedgerError::io("lock", &path, e));
-            }
-        }
-    }
+    crate::dirlock::lock(dir, wait).map_err(|e| match e {
+        crate::dirlock::LockError::InUse { lock } => LedgerError::InUse {
+            dir: dir.to_path_buf(),
+            lock,
+        },
+        crate::dirlock::LockError::Io { path, source } => LedgerError::io("lock", &path, source),
+    })
 }
 
 struct Recovered {
