@@ -82,7 +82,10 @@ pub struct LedgerConfig {
     pub queue: usize,
     #[serde(default)]
     pub when_full: WhenFull,
-    /// A signed checkpoint after this many entries (0: never by count).
+    /// A signed checkpoint once this many entries follow the previous one (0: never by count). The
+    /// checkpoint signs the chain head as claimed when the writer reaches that count, so it may also
+    /// cover entries claimed meanwhile (about one `linger` of traffic): intervals are this many
+    /// entries or a little more, never fewer.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
     /// A signed checkpoint at least this often while entries arrive (0s: never by time).
