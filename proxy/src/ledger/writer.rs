@@ -83,9 +83,9 @@ pub struct LedgerConfig {
     #[serde(default)]
     pub when_full: WhenFull,
     /// A signed checkpoint once this many entries follow the previous one (0: never by count). The
-    /// checkpoint signs the chain head as claimed when the writer reaches that count, so it may also
-    /// cover entries claimed meanwhile (about one `linger` of traffic): intervals are this many
-    /// entries or a little more, never fewer.
+    /// checkpoint signs the chain head as claimed when the writer reaches that count, so it also
+    /// covers the entries still queued at that moment: intervals are this many entries plus what is
+    /// in flight (measured: ~108 with 50 at 25,000 appends/s), never fewer.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
     /// A signed checkpoint at least this often while entries arrive (0s: never by time).
