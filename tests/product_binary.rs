@@ -51,6 +51,32 @@ fn wait_until_accepting(addr: SocketAddr, child: &mut Child) {
     }
 }
 
+/// Starts `lexecon serve --config CONFIG` in `dir` and waits until its proxy listens on `proxy`.
+fn serve(dir: &std::path::Path, config: &std::path::Path, proxy: SocketAddr) -> Served {
+    let child = Command::new(env!("CARGO_BIN_EXE_lexecon"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    wait_until_accepting(proxy, &mut served.0);
+    served
+}
+
+/// Waits (up to 30 s, else fails with `why`) for `child` to exit.
+fn exit_status(child: &mut Child, why: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{why}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn search(url: &str, id: u64) -> support::Reply {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": "search_docs", "arguments": {"query": "refunds"}}});
@@ -115,15 +141,7 @@ fn served_binary_reloads_policy_on_sighup_stops_on_sigterm_and_its_ledger_verifi
     let (proxy, admin) = (free_addr(), free_addr());
     let config = write_config(dir.path(), "lexecon.yaml", proxy, admin, tools.addr);
 
-    let child = Command::new(env!("CARGO_BIN_EXE_lexecon"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut served = Served(child);
-    wait_until_accepting(proxy, &mut served.0);
+    let mut served = serve(dir.path(), &config, proxy);
     let url = format!("http://{proxy}/mcp");
 
     let mut ids = Vec::new();
@@ -158,17 +176,7 @@ fn served_binary_reloads_policy_on_sighup_stops_on_sigterm_and_its_ledger_verifi
     assert_eq!(tools.requests().len(), n as usize - 1);
 
     signal(&served.0, "TERM");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = served.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "lexecon serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_status(&mut served.0, "lexecon serve did not stop on SIGTERM");
     assert_eq!(status.code(), Some(0));
 
     let ledger = dir.path().join("data/ledger");
@@ -229,15 +237,7 @@ fn a_second_process_on_the_same_data_directory_is_refused_and_the_ledger_stays_o
         free_addr(),
         tools.addr,
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_lexecon"))
-        .args(["serve", "--config", first.to_str().unwrap()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut served = Served(child);
-    wait_until_accepting(proxy, &mut served.0);
+    let mut served = serve(dir.path(), &first, proxy);
     let url = format!("http://{proxy}/mcp");
     assert!(!is_tool_error(&search(&url, 1)));
 
@@ -252,17 +252,10 @@ fn a_second_process_on_the_same_data_directory_is_refused_and_the_ledger_stays_o
             .spawn()
             .unwrap(),
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = second.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "a second `lexecon serve` on the same data directory kept running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_status(
+        &mut second.0,
+        "a second `lexecon serve` on the same data directory kept running",
+    );
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert_ne!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("is in use by another lexecon"), "{stderr}");
@@ -270,11 +263,7 @@ fn a_second_process_on_the_same_data_directory_is_refused_and_the_ledger_stays_o
     // The first one still serves and records; its ledger is one unbroken chain.
     assert!(!is_tool_error(&search(&url, 2)));
     signal(&served.0, "TERM");
-    let start = Instant::now();
-    while served.0.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(30), "did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    exit_status(&mut served.0, "lexecon serve did not stop on SIGTERM");
     let report = lexecon::ledger::verify_dir(&dir.path().join("data/ledger"), None).unwrap();
     assert!(report.is_ok(), "{report:?}");
 }

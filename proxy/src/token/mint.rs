@@ -174,12 +174,8 @@ impl TokenMinter {
         audience: &str,
         ledger_entry_hash: &str,
     ) -> Result<String, TokenError> {
-        self.mint_at(
-            decision,
-            audience,
-            ledger_entry_hash,
-            jiff::Timestamp::now(),
-        )
+        self.issue(decision, audience, ledger_entry_hash)
+            .map(|issued| issued.token)
     }
 
     /// [`Self::mint`] as of `now`.
