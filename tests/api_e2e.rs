@@ -419,4 +419,19 @@ fn every_decision_answer_names_its_own_ledger_entry() {
             .unwrap_or_else(|| panic!("no ledger entry for decision {decision_id}"));
         assert_eq!(entry["entry_hash"], hash.as_str(), "{entry}");
     }
+    // The writer's counters are scraped with the other metrics, as of the flush above.
+    let text = get(&h.api("/metrics"), &[]).body;
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    };
+    assert_eq!(metric("lexecon_ledger_entries_total"), lines.len() as f64);
+    let head = metric("lexecon_ledger_head_seq");
+    assert_eq!(head, lines.len() as f64, "one seq per entry, from 1");
+    assert_eq!(metric("lexecon_ledger_durable_seq"), head, "flushed");
+    assert!(metric("lexecon_ledger_writes_total") >= 1.0);
+    assert!(metric("lexecon_ledger_syncs_total") >= 1.0);
+    assert_eq!(metric("lexecon_ledger_failed"), 0.0);
+    assert_eq!(metric("lexecon_ledger_queue_depth"), 0.0);
 }

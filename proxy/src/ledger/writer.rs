@@ -252,6 +252,10 @@ pub struct LedgerStats {
     /// Time the oldest entry of the last batch spent between `append` and being written, in µs.
     pub lag_micros: u64,
     pub checkpoints: u64,
+    /// `write` calls (batches) since start: `appended / writes` is the mean batch.
+    pub writes: u64,
+    /// `fdatasync` calls since start.
+    pub syncs: u64,
     /// The writer stopped after an I/O error; appends fail.
     pub failed: bool,
 }
@@ -263,6 +267,8 @@ struct Shared {
     head_seq: AtomicU64,
     lag_micros: AtomicU64,
     checkpoints: AtomicU64,
+    writes: AtomicU64,
+    syncs: AtomicU64,
     failed: AtomicBool,
 }
 
@@ -411,6 +417,8 @@ impl LedgerHandle {
             head_seq: self.shared.head_seq.load(Ordering::Relaxed),
             lag_micros: self.shared.lag_micros.load(Ordering::Relaxed),
             checkpoints: self.shared.checkpoints.load(Ordering::Relaxed),
+            writes: self.shared.writes.load(Ordering::Relaxed),
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
         }
     }
@@ -986,6 +994,7 @@ impl Writer {
             self.segment_len += self.buf.len() as u64;
             self.buf.clear();
             self.dirty = true;
+            self.shared.writes.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .head_seq
                 .store(self.next_seq - 1, Ordering::Relaxed);
@@ -1000,6 +1009,7 @@ impl Writer {
                 .map_err(|e| LedgerError::io("fdatasync", &self.segment_path, e))?;
             self.dirty = false;
             self.last_sync = Instant::now();
+            self.shared.syncs.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .durable_seq
                 .store(self.next_seq - 1, Ordering::Relaxed);

@@ -16,6 +16,7 @@ use pingora::protocols::http::ServerSession;
 use crate::api::error::ApiError;
 use crate::api::http::{ApiRequest, DecisionApi};
 use crate::api::validate::{check_body_len, FieldError, RequestError, MAX_BODY_BYTES};
+use crate::ledger::LedgerHandle;
 use crate::server::state::ProxyState;
 
 /// The admin app.
@@ -94,10 +95,15 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, ApiError> {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         if session.req_header().uri.path() == "/metrics" {
+            let ledger = self
+                .api
+                .as_ref()
+                .and_then(|api| api.engine().ledger())
+                .map(LedgerHandle::stats);
             return response(
                 200,
                 "text/plain; version=0.0.4",
-                self.state.metrics.render(),
+                self.state.metrics.render(ledger.as_ref()),
             );
         }
         let Some(api) = &self.api else {

@@ -1,9 +1,15 @@
-//! Prometheus metrics of the proxy: requests by route and outcome, and request latency by route.
-//! Owns its own registry (no global state), rendered by the admin listener at `/metrics`.
+//! Prometheus metrics of the proxy: requests by route and outcome, request latency by route, and the
+//! ledger writer's counters (read from [`LedgerStats`] at each scrape). Owns its own registry (no
+//! global state), rendered by the admin listener at `/metrics`.
 
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::ledger::LedgerStats;
 
 /// What happened to one request, as counted in `lexecon_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,14 +98,95 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    /// The Prometheus text exposition of every metric, with the ledger writer's when it runs.
+    pub fn render(&self, ledger: Option<&LedgerStats>) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        if let Some(stats) = ledger {
+            match ledger_families(stats) {
+                Ok(more) => families.extend(more),
+                Err(e) => tracing::warn!(error = %e, "cannot build the ledger metrics"),
+            }
+        }
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
     }
+}
+
+/// The ledger writer's counters and gauges as of `stats`. Built afresh at every scrape (the writer
+/// keeps the counts), so two concurrent scrapes never add to one another.
+fn ledger_families(stats: &LedgerStats) -> Result<Vec<MetricFamily>, prometheus::Error> {
+    let counter =
+        |name: &str, help: &str, value: u64| -> Result<Vec<MetricFamily>, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            c.inc_by(value);
+            Ok(c.collect())
+        };
+    let gauge =
+        |name: &str, help: &str, value: u64| -> Result<Vec<MetricFamily>, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            g.set(i64::try_from(value).unwrap_or(i64::MAX));
+            Ok(g.collect())
+        };
+    let lag = Gauge::new(
+        "lexecon_ledger_lag_seconds",
+        "Time the oldest entry of the last written batch waited between append and write",
+    )?;
+    lag.set(stats.lag_micros as f64 / 1e6);
+    let mut families = Vec::new();
+    for part in [
+        counter(
+            "lexecon_ledger_entries_total",
+            "Ledger entries written since start, checkpoints included",
+            stats.appended,
+        )?,
+        counter(
+            "lexecon_ledger_writes_total",
+            "Batches written (one write call each) since start",
+            stats.writes,
+        )?,
+        counter(
+            "lexecon_ledger_syncs_total",
+            "fdatasync calls on the ledger since start",
+            stats.syncs,
+        )?,
+        counter(
+            "lexecon_ledger_checkpoints_total",
+            "Signed checkpoints written since start",
+            stats.checkpoints,
+        )?,
+        gauge(
+            "lexecon_ledger_queue_depth",
+            "Entries waiting for the writer",
+            stats.queue_depth as u64,
+        )?,
+        gauge(
+            "lexecon_ledger_queue_capacity",
+            "Capacity of the writer's queue",
+            stats.queue_capacity as u64,
+        )?,
+        gauge(
+            "lexecon_ledger_head_seq",
+            "Highest seq written",
+            stats.head_seq,
+        )?,
+        gauge(
+            "lexecon_ledger_durable_seq",
+            "Highest seq known to be fsynced",
+            stats.durable_seq,
+        )?,
+        gauge(
+            "lexecon_ledger_failed",
+            "1 when the writer stopped after an I/O error (appends fail)",
+            u64::from(stats.failed),
+        )?,
+        lag.collect(),
+    ] {
+        families.extend(part);
+    }
+    Ok(families)
 }
 
 #[cfg(test)]
@@ -107,12 +194,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ledger_counters_appear_only_when_a_ledger_runs() {
+        let m = Metrics::new().unwrap();
+        let without = String::from_utf8(m.render(None)).unwrap();
+        assert!(!without.contains("lexecon_ledger"), "{without}");
+        let stats = LedgerStats {
+            queue_depth: 3,
+            queue_capacity: 65_536,
+            appended: 1_200,
+            durable_seq: 1_150,
+            head_seq: 1_197,
+            lag_micros: 1_500,
+            checkpoints: 2,
+            writes: 40,
+            syncs: 9,
+            failed: false,
+        };
+        let text = String::from_utf8(m.render(Some(&stats))).unwrap();
+        for line in [
+            "lexecon_ledger_entries_total 1200",
+            "lexecon_ledger_writes_total 40",
+            "lexecon_ledger_syncs_total 9",
+            "lexecon_ledger_checkpoints_total 2",
+            "lexecon_ledger_queue_depth 3",
+            "lexecon_ledger_queue_capacity 65536",
+            "lexecon_ledger_head_seq 1197",
+            "lexecon_ledger_durable_seq 1150",
+            "lexecon_ledger_failed 0",
+            "lexecon_ledger_lag_seconds 0.0015",
+            "# TYPE lexecon_ledger_entries_total counter",
+            "# TYPE lexecon_ledger_queue_depth gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Scraping twice reports the writer's counts, not their sum.
+        let again = String::from_utf8(m.render(Some(&stats))).unwrap();
+        assert!(again
+            .lines()
+            .any(|l| l == "lexecon_ledger_entries_total 1200"));
+    }
+
+    #[test]
     fn observed_requests_appear_in_the_text_exposition() {
         let m = Metrics::new().unwrap();
         m.observe("mcp", Outcome::Deny, 0.0002);
         m.observe("mcp", Outcome::Deny, 0.0003);
         assert_eq!(m.count("mcp", Outcome::Deny), 2);
-        let text = String::from_utf8(m.render()).unwrap();
+        let text = String::from_utf8(m.render(None)).unwrap();
         assert!(
             text.contains("lexecon_requests_total{outcome=\"deny\",route=\"mcp\"} 2"),
             "{text}"
