@@ -425,6 +425,121 @@ async fn decision_entries_store_a_context_digest_never_the_raw_context() {
     assert_eq!(entry.compliance[0].framework, "hipaa");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_handed_to_the_writer_are_the_same_entries_and_join_one_chain() {
+    // Some callers claim their entry's place themselves (they need its hash), others hand the
+    // decision to the writer: all land on one verified chain, and a handed-over decision is
+    // written exactly as if its caller had built the entry.
+    let dir = tempfile::tempdir().unwrap();
+    let handle = LedgerWriter::start(LedgerConfig::new(dir.path()), None).unwrap();
+    let mut redaction = RedactionConfig::default();
+    redaction.domains.insert(
+        "healthcare".to_owned(),
+        [("context.purpose".to_owned(), FieldRule::Keep)].into(),
+    );
+    let redaction = std::sync::Arc::new(redaction);
+    let context = |i: u64| {
+        json!({"patient_id": format!("P-{i}"), "purpose": "treatment"})
+            .as_object()
+            .unwrap()
+            .clone()
+    };
+    let mut tasks = Vec::new();
+    for i in 1..=200u64 {
+        let (h, r) = (handle.clone(), std::sync::Arc::clone(&redaction));
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                h.append_decision(decision(i), context(i), r).await.unwrap();
+            } else {
+                h.append(LedgerEntry::from_decision(&decision(i), &context(i), &r))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    handle.shutdown().await.unwrap();
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let entries: Vec<LedgerEntry> = read_lines(dir.path())
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &LedgerEntry| e.event_type == EventType::Decision)
+        .collect();
+    assert_eq!(entries.len(), 200);
+    for i in [2u64, 100, 200] {
+        let written = entries
+            .iter()
+            .find(|e| e.decision_id.as_deref() == Some(&format!("dec-{i}")))
+            .unwrap_or_else(|| panic!("decision {i} was not written"));
+        let mut expected = LedgerEntry::from_draft(
+            LedgerEntry::from_decision(&decision(i), &context(i), &redaction),
+            written.seq,
+            written.previous_hash.clone(),
+        );
+        let mut line = Vec::new();
+        expected.write_line(&mut line).unwrap();
+        assert_eq!(&expected, written, "decision {i}");
+        assert!(!serde_json::to_string(written)
+            .unwrap()
+            .contains(&format!("P-{i}\"")));
+    }
+}
+
+#[tokio::test]
+async fn a_handed_over_decision_is_refused_when_the_queue_is_full_and_durable_when_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.queue = 2;
+    config.when_full = WhenFull::FailClosed;
+    let handle = LedgerWriter::start(config, None).unwrap();
+    let redaction = std::sync::Arc::new(RedactionConfig::default());
+    let guard = handle.pause().await.unwrap();
+    for i in 1..=2 {
+        let ctx = json!({"i": i}).as_object().unwrap().clone();
+        handle
+            .append_decision(decision(i), ctx, std::sync::Arc::clone(&redaction))
+            .await
+            .unwrap();
+    }
+    let ctx = json!({"i": 3}).as_object().unwrap().clone();
+    match handle
+        .append_decision(decision(3), ctx, std::sync::Arc::clone(&redaction))
+        .await
+    {
+        Err(LedgerError::QueueFull { capacity }) => assert_eq!(capacity, 2),
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    drop(guard);
+    handle.shutdown().await.unwrap();
+    let report = verify_dir(dir.path(), None).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries_checked, 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.durability = Durability::Sync;
+    let handle = LedgerWriter::start(config, None).unwrap();
+    for i in 1..=3 {
+        let ctx = json!({"i": i}).as_object().unwrap().clone();
+        handle
+            .append_decision(decision(i), ctx, std::sync::Arc::clone(&redaction))
+            .await
+            .unwrap();
+        // Returned only once fsynced: the entry is on disk and durable.
+        assert!(handle.stats().durable_seq >= i);
+        let last: LedgerEntry =
+            serde_json::from_str(read_lines(dir.path()).last().unwrap()).unwrap();
+        assert_eq!(
+            last.decision_id.as_deref(),
+            Some(format!("dec-{i}").as_str())
+        );
+    }
+    handle.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn export_filters_by_time_and_writes_jsonl_or_csv() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! The seam between the proxy and the decision engine: [`Decide`] takes one [`DecisionInput`] and
 //! returns a [`Decision`] or a [`DecideFailure`] that the proxy answers as an HTTP error; then
 //! [`Decide::record`] writes the decision to the audit ledger and, for a permit, mints the
-//! capability token the upstream receives.
+//! capability token the upstream receives ([`Decide::record_owned`] when the caller gives the
+//! decision away and needs no entry hash, so the entry can be built off the request thread).
 //!
 //! The proxy has no decision logic of its own: it never permits anything the engine did not permit,
 //! and a failure is never turned into a permit (fail closed).
@@ -37,6 +38,18 @@ pub trait Decide: Send + Sync + 'static {
         _audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
         Ok(Recorded::default())
+    }
+
+    /// [`Self::record`] of a decision the caller no longer needs: an implementation may record it
+    /// off the request thread, and then cannot say its entry's hash (`ledger_entry_hash: None`).
+    /// The capability token and the failure semantics are those of [`Self::record`].
+    async fn record_owned(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        audience: Option<&str>,
+    ) -> Result<Recorded, DecideFailure> {
+        self.record(&decision, &context, audience).await
     }
 
     /// Creates a pending human approval for an escalated `decision` of the request with `digest`

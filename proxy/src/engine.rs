@@ -22,7 +22,7 @@ use crate::decide::{Decide, DecideFailure, Recorded};
 use crate::ledger::{
     EntryBody, EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter, RedactionConfig,
 };
-use crate::token::{KeyRing, TokenConfig, TokenMinter};
+use crate::token::{Issued, KeyRing, TokenConfig, TokenMinter};
 
 /// Why the engine could not be built or reloaded. Each names the file or section at fault.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,8 @@ pub struct Engine {
     keys: Arc<KeyRing>,
     approvals: Arc<ApprovalStore>,
     api: ApiSettings,
-    redaction: RedactionConfig,
+    /// Shared with the ledger writer for entries it builds itself ([`Decide::record_owned`]).
+    redaction: Arc<RedactionConfig>,
     node_id: String,
     /// The data directory's lock (approvals, generated keys): one engine per data directory.
     _data_dir_lock: std::fs::File,
@@ -213,7 +214,7 @@ impl Engine {
             keys,
             approvals: Arc::new(approvals),
             api,
-            redaction,
+            redaction: Arc::new(redaction),
             node_id: config.node_id.clone(),
             _data_dir_lock: data_dir_lock,
         })
@@ -316,11 +317,54 @@ impl Engine {
         context: &Map<String, Value>,
         audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
-        let mut recorded = Recorded::default();
         let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
         // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
         // minted it.
         let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
+        self.record_claimed(decision, context, permit_audience, reused)
+            .await
+    }
+
+    /// [`Self::record_decision`] for a caller that needs no entry hash and gives the decision away:
+    /// unless a new capability token must link the entry, the ledger writer builds, hashes and
+    /// drops the entry on its own thread, and the request thread only queues it
+    /// ([`LedgerHandle::append_decision`]). `ledger_entry_hash` is then `None`.
+    pub async fn record_decision_owned(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        audience: Option<&str>,
+    ) -> Result<Recorded, DecideFailure> {
+        let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
+        let reused = permit_audience.and_then(|aud| self.minter.reusable(&decision, aud));
+        if permit_audience.is_some() && reused.is_none() {
+            // A new token names its decision's entry: claim it here.
+            return self
+                .record_claimed(&decision, &context, permit_audience, None)
+                .await;
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger
+                .append_decision(decision, context, Arc::clone(&self.redaction))
+                .await
+                .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
+        }
+        Ok(Recorded {
+            ledger_entry_hash: None,
+            capability_token: reused,
+        })
+    }
+
+    /// Appends the entry on this thread (its hash is known at once) and mints the token a permit
+    /// with an audience needs, unless `reused` is one.
+    async fn record_claimed(
+        &self,
+        decision: &Decision,
+        context: &Map<String, Value>,
+        permit_audience: Option<&str>,
+        reused: Option<Issued>,
+    ) -> Result<Recorded, DecideFailure> {
+        let mut recorded = Recorded::default();
         if let Some(ledger) = &self.ledger {
             // Serialized here, from the borrowed decision: nothing is copied for the writer.
             let body = EntryBody::of_decision(decision, context, &self.redaction).map_err(|e| {
@@ -391,8 +435,18 @@ impl Decide for Engine {
         context: &Map<String, Value>,
         audience: Option<&str>,
     ) -> Result<Recorded, DecideFailure> {
-        // The proxy needs an entry hash only for a new token (which links it).
         self.record_decision(decision, context, audience).await
+    }
+
+    async fn record_owned(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        audience: Option<&str>,
+    ) -> Result<Recorded, DecideFailure> {
+        // The proxy needs an entry hash only for a new token (which links it).
+        self.record_decision_owned(decision, context, audience)
+            .await
     }
 
     async fn escalated(
@@ -459,6 +513,90 @@ mod tests {
         }
         drop(engine);
         assert!(lock_data_dir(dir.path(), std::time::Duration::ZERO).is_ok());
+    }
+
+    fn permit(i: u32, verdict: Verdict) -> Decision {
+        Decision {
+            request_id: format!("req-{i}"),
+            decision_id: format!("dec-{i}"),
+            domain: "ai".to_owned(),
+            actor: "act_ai_agent:a".to_owned(),
+            action: "axn_read_data".to_owned(),
+            resource: Some("res_file:f1".to_owned()),
+            decision: verdict,
+            reasoning: "test".to_owned(),
+            rule_id: "r".to_owned(),
+            policy_version_hash: "ab".repeat(32),
+            compliance_mappings: vec![],
+            risk_level: 1,
+            requires_human_approval: false,
+            review_required: false,
+            explanation: lexecon_policy_cache::Explanation {
+                matched_rules: vec![],
+                findings: vec![],
+                would_have: None,
+                cached: false,
+            },
+            timestamp: jiff::Timestamp::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn given_away_decisions_are_recorded_by_the_writer_unless_a_new_token_links_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "data_dir: {}
+",
+            dir.path().display()
+        );
+        let engine = Engine::from_config(&Config::from_yaml("t.yaml", &text).unwrap()).unwrap();
+        let ctx = || serde_json::json!({"n": 1}).as_object().unwrap().clone();
+        // The first permit mints: its token links the entry, so the entry is claimed here.
+        let first = engine
+            .record_decision_owned(permit(1, Verdict::Permit), ctx(), Some("app"))
+            .await
+            .unwrap();
+        let hash = first
+            .ledger_entry_hash
+            .clone()
+            .expect("claimed for the new token");
+        let token = first.capability_token.expect("minted");
+        let jwks = crate::token::parse_jwks(&engine.keys().jwks_json()).unwrap();
+        let claims = crate::token::verify_token(&token.token, &jwks, Some("app")).unwrap();
+        assert_eq!(claims.led, hash);
+        // The same call again reuses that token: nothing needs this entry's hash.
+        let second = engine
+            .record_decision_owned(permit(2, Verdict::Permit), ctx(), Some("app"))
+            .await
+            .unwrap();
+        assert_eq!(second.ledger_entry_hash, None);
+        assert_eq!(second.capability_token.unwrap().token, token.token);
+        // A deny gets no token and is handed over too.
+        let third = engine
+            .record_decision_owned(permit(3, Verdict::Deny), ctx(), Some("app"))
+            .await
+            .unwrap();
+        assert_eq!(third, Recorded::default());
+        let ledger = engine.ledger().unwrap();
+        ledger.flush().await.unwrap();
+        let mut decisions = Vec::new();
+        for file in std::fs::read_dir(dir.path().join("ledger")).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                for line in std::fs::read_to_string(path).unwrap().lines() {
+                    let entry: crate::ledger::LedgerEntry = serde_json::from_str(line).unwrap();
+                    if let Some(id) = entry.decision_id {
+                        decisions.push((id, entry.entry_hash));
+                    }
+                }
+            }
+        }
+        let ids: Vec<&str> = decisions.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["dec-1", "dec-2", "dec-3"]);
+        assert_eq!(decisions[0].1, hash);
+        ledger.shutdown().await.unwrap();
+        let report = crate::ledger::verify_dir(&dir.path().join("ledger"), None).unwrap();
+        assert!(report.is_ok(), "{report:?}");
     }
 
     #[test]

@@ -31,12 +31,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
+use lexecon_policy_cache::Decision;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::entry::{
     checkpoint_message, split_hash, write_body_line, EntryBody, EntryDraft, EventType, LedgerEntry,
-    GENESIS_HASH,
+    RedactionConfig, GENESIS_HASH,
 };
 use super::head::{ChainHead, Claimed};
 use super::segment::{list_segments, segment_path, SegmentBytes};
@@ -280,6 +282,13 @@ enum Msg {
         ack: Option<oneshot::Sender<AckResult>>,
         enqueued: Instant,
     },
+    /// A decision whose entry the writer serializes and claims itself: the caller needed no hash,
+    /// so the request thread neither builds, hashes nor drops the entry. `ack` only in `sync` mode.
+    Decision {
+        entry: Box<DecisionEntry>,
+        ack: Option<oneshot::Sender<AckResult>>,
+        enqueued: Instant,
+    },
     Tick,
     Flush(oneshot::Sender<Result<(), String>>),
     Pause {
@@ -287,6 +296,13 @@ enum Msg {
         resume: std::sync::mpsc::Receiver<()>,
     },
     Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// What [`LedgerHandle::append_decision`] hands to the writer.
+struct DecisionEntry {
+    decision: Decision,
+    context: Map<String, Value>,
+    redaction: Arc<RedactionConfig>,
 }
 
 /// The request path's side of the ledger. Clone it freely.
@@ -305,6 +321,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Append { .. } => "Append",
+            Msg::Decision { .. } => "Decision",
             Msg::Tick => "Tick",
             Msg::Flush(_) => "Flush",
             Msg::Pause { .. } => "Pause",
@@ -323,21 +340,8 @@ impl LedgerHandle {
 
     /// [`Self::append`] of an entry already serialized on the caller's thread (see [`EntryBody`]).
     pub async fn append_body(&self, body: EntryBody) -> Result<Appended, LedgerError> {
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return Err(LedgerError::WriterFailed {
-                reason: "the ledger writer stopped after an error".to_owned(),
-            });
-        }
         // Room first: a claimed place must always reach the writer, or the chain would have a gap.
-        let permit = match self.when_full {
-            WhenFull::Block => self.tx.reserve().await.map_err(|_| LedgerError::Closed)?,
-            WhenFull::FailClosed => self.tx.try_reserve().map_err(|e| match e {
-                mpsc::error::TrySendError::Full(()) => LedgerError::QueueFull {
-                    capacity: self.tx.max_capacity(),
-                },
-                mpsc::error::TrySendError::Closed(()) => LedgerError::Closed,
-            })?,
-        };
+        let permit = self.room().await?;
         // INVARIANT: nothing between the claim and `send` can fail or yield.
         let Claimed {
             seq,
@@ -361,6 +365,59 @@ impl LedgerHandle {
             resolve(rx).await?;
         }
         Ok(Appended { seq, entry_hash })
+    }
+
+    /// Records the `decision` entry of `decision` taken on `context` (see [`EntryBody::of_decision`])
+    /// without learning its seq or hash: the writer thread serializes it, claims its place in the
+    /// chain and drops it, so the caller only queues it. For callers that name no entry (a proxied
+    /// request whose capability token is reused or not needed); [`Self::append_body`] when the
+    /// answer must carry the hash. Same queue, durability and `when_full` behaviour as
+    /// [`Self::append`]: `async` returns once queued, `sync` once fsynced.
+    pub async fn append_decision(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        redaction: Arc<RedactionConfig>,
+    ) -> Result<(), LedgerError> {
+        let permit = self.room().await?;
+        let (ack, rx) = match self.durability {
+            Durability::Async => (None, None),
+            Durability::Sync => {
+                let (ack, rx) = oneshot::channel();
+                (Some(ack), Some(rx))
+            }
+        };
+        permit.send(Msg::Decision {
+            entry: Box::new(DecisionEntry {
+                decision,
+                context,
+                redaction,
+            }),
+            ack,
+            enqueued: Instant::now(),
+        });
+        if let Some(rx) = rx {
+            resolve(rx).await?;
+        }
+        Ok(())
+    }
+
+    /// One place in the queue: waits for it (`block`) or fails at once (`fail_closed`).
+    async fn room(&self) -> Result<mpsc::Permit<'_, Msg>, LedgerError> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(LedgerError::WriterFailed {
+                reason: "the ledger writer stopped after an error".to_owned(),
+            });
+        }
+        match self.when_full {
+            WhenFull::Block => self.tx.reserve().await.map_err(|_| LedgerError::Closed),
+            WhenFull::FailClosed => self.tx.try_reserve().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => LedgerError::QueueFull {
+                    capacity: self.tx.max_capacity(),
+                },
+                mpsc::error::TrySendError::Closed(()) => LedgerError::Closed,
+            }),
+        }
     }
 
     /// Waits until everything queued before this call is written and fsynced.
@@ -698,7 +755,7 @@ impl Writer {
             rx.close();
             while let Ok(msg) = rx.try_recv() {
                 match msg {
-                    Msg::Append { ack, .. } => {
+                    Msg::Append { ack, .. } | Msg::Decision { ack, .. } => {
                         lost += 1;
                         if let Some(ack) = ack {
                             let _ = ack.send(Err(reason.clone()));
@@ -771,9 +828,19 @@ impl Writer {
             }
             let mut linger = self.cfg.durability == Durability::Async
                 && !self.cfg.linger().is_zero()
-                && batch.iter().any(|m| matches!(m, Msg::Append { .. }));
+                && batch
+                    .iter()
+                    .any(|m| matches!(m, Msg::Append { .. } | Msg::Decision { .. }));
             for msg in batch.drain(..) {
                 match msg {
+                    Msg::Decision {
+                        entry,
+                        ack,
+                        enqueued,
+                    } => {
+                        self.oldest_enqueued.get_or_insert(enqueued);
+                        self.accept_decision(*entry, ack)?;
+                    }
                     Msg::Append {
                         seq,
                         line,
@@ -868,6 +935,29 @@ impl Writer {
 
     /// Takes a claimed line: written now if it is the next in seq order (with every waiting line it
     /// lets through), else kept until the lines before it arrive.
+    /// Serializes a handed-over decision, claims its place and takes its line. Its strings are
+    /// dropped here, off the request thread.
+    fn accept_decision(
+        &mut self,
+        entry: DecisionEntry,
+        ack: Option<oneshot::Sender<AckResult>>,
+    ) -> Result<(), LedgerError> {
+        let body = match EntryBody::of_decision(&entry.decision, &entry.context, &entry.redaction) {
+            Ok(body) => body,
+            Err(e) => {
+                // Nothing was claimed, so the chain has no gap; the caller (`sync`) learns it.
+                let reason = format!("cannot serialize the ledger entry: {e}");
+                tracing::error!(target: "lexecon::ledger", decision_id = %entry.decision.decision_id, error = %reason, "decision not recorded");
+                if let Some(ack) = ack {
+                    let _ = ack.send(Err(reason));
+                }
+                return Ok(());
+            }
+        };
+        let claimed = claim_body(&self.chain, &body);
+        self.accept(claimed.seq, claimed.line, ack)
+    }
+
     fn accept(
         &mut self,
         seq: u64,

@@ -110,17 +110,25 @@ struct Made {
 /// Records every decision made for a request in the ledger; for a permitted request of exactly one
 /// call, mints the capability token for the route's upstream. A recording failure (ledger queue
 /// full under `fail_closed`) blocks the request with the failure's status (fail closed).
+/// The decisions are given away ([`Decide::record_owned`]): the proxy names no ledger entry, so
+/// the engine may build them off the request thread.
 async fn record(
     snap: &Snapshot,
     route: &Route,
-    made: &[Made],
+    made: Vec<Made>,
     permitted: bool,
 ) -> std::result::Result<Option<String>, Answer> {
     let mut token = None;
     let single = made.len() == 1;
     for m in made {
         let audience = (permitted && single).then_some(route.upstream.name.as_str());
-        match snap.decider.record(&m.decision, &m.context, audience).await {
+        // Kept for the refusal only; the decision itself goes to the recorder.
+        let request_id = m.decision.request_id.clone();
+        match snap
+            .decider
+            .record_owned(m.decision, m.context, audience)
+            .await
+        {
             Ok(recorded) => {
                 if let Some(issued) = recorded.capability_token {
                     token = Some(issued.token);
@@ -131,7 +139,7 @@ async fn record(
                 return Err(answer::refusal(
                     Refusal::DecideFailed(failure.status),
                     &failure.message,
-                    &m.decision.request_id,
+                    &request_id,
                     Some(&route.domain),
                 ));
             }
@@ -288,28 +296,31 @@ impl ProxyHttp for LexeconProxy {
         };
 
         match check(&snap, route, &actor, session.req_header(), body.as_deref()).await {
-            Checked::Permit { ids, made } => match record(&snap, route, &made, true).await {
-                Ok(token) => {
-                    let contexts = made.iter().map(|m| &m.context);
-                    ctx.tools_list =
-                        ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
-                    ctx.decision_ids = ids;
-                    ctx.capability = token;
-                    ctx.outcome = Outcome::Permit;
-                    Ok(false)
+            Checked::Permit { ids, made } => {
+                let contexts = made.iter().map(|m| &m.context);
+                let tools_list =
+                    ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
+                match record(&snap, route, made, true).await {
+                    Ok(token) => {
+                        ctx.tools_list = tools_list;
+                        ctx.decision_ids = ids;
+                        ctx.capability = token;
+                        ctx.outcome = Outcome::Permit;
+                        Ok(false)
+                    }
+                    Err(answer) => {
+                        ctx.outcome = Outcome::DecideError;
+                        send(session, answer, &[], !route.needs_body).await
+                    }
                 }
-                Err(answer) => {
-                    ctx.outcome = Outcome::DecideError;
-                    send(session, answer, &[], !route.needs_body).await
-                }
-            },
+            }
             Checked::Block {
                 outcome,
                 answer,
                 decision_id,
                 made,
             } => {
-                let answer = match record(&snap, route, &made, false).await {
+                let answer = match record(&snap, route, made, false).await {
                     Ok(_) => answer,
                     Err(failure) => failure,
                 };
@@ -375,7 +386,14 @@ impl ProxyHttp for LexeconProxy {
             Checked::Permit { ids, made } => {
                 // The headers (without a decision id or token) went upstream already; release
                 // the body. The client still gets the decision id on the response.
-                if let Err(answer) = record(snap, route, &made, false).await {
+                let tools_list = match (ctx.snapshot.clone(), ctx.route) {
+                    (Some(s), Some(i)) => {
+                        let contexts = made.iter().map(|m| &m.context);
+                        ToolsFilter::for_request(&s, i, &actor, contexts, Some(&full))
+                    }
+                    _ => None,
+                };
+                if let Err(answer) = record(snap, route, made, false).await {
                     ctx.outcome = Outcome::DecideError;
                     let status = answer.status;
                     ctx.pending = Some((answer, None));
@@ -384,10 +402,7 @@ impl ProxyHttp for LexeconProxy {
                         "decision could not be recorded",
                     ));
                 }
-                if let (Some(s), Some(i)) = (ctx.snapshot.clone(), ctx.route) {
-                    let contexts = made.iter().map(|m| &m.context);
-                    ctx.tools_list = ToolsFilter::for_request(&s, i, &actor, contexts, Some(&full));
-                }
+                ctx.tools_list = tools_list;
                 ctx.decision_ids = ids;
                 *body = Some(full);
                 Ok(())
@@ -398,7 +413,7 @@ impl ProxyHttp for LexeconProxy {
                 decision_id,
                 made,
             } => {
-                let answer = match record(snap, route, &made, false).await {
+                let answer = match record(snap, route, made, false).await {
                     Ok(_) => answer,
                     Err(failure) => failure,
                 };
