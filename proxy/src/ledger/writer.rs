@@ -6,7 +6,9 @@
 //! chain itself ([`ChainHead`]: seq, `previous_hash` and `entry_hash`, lock-free), enqueues the finished
 //! line and returns its seq and hash (`durability: async`) or waits until it is on disk (`sync`). So
 //! an answer that names its ledger entry (the decision API, a capability token's `led` claim) never
-//! waits for the writer thread nor wakes it. The thread takes whatever is queued (up to
+//! waits for the writer thread nor wakes it. A caller that names no entry (a proxied request whose
+//! token is reused) hands the decision itself over instead ([`LedgerHandle::append_decision`]): the
+//! writer serializes, claims and drops it, and the request thread only queues it. The thread takes whatever is queued (up to
 //! `batch_max`), puts lines back in seq order (two callers may enqueue in the opposite order of their
 //! claims), writes the batch with one `write`, and calls `fdatasync` once per batch in `sync` mode, or
 //! at most every `flush_interval` (and at the latest `flush_interval` after the last sync once it goes
