@@ -1,6 +1,7 @@
 //! Ledger and token benchmarks: append throughput with group commit (async and sync durability),
 //! the request-path cost of building an entry, token minting (direct Ed25519 vs `jsonwebtoken::encode`)
-//! and a reuse-cache hit. Run: see benches/RESULTS.md, section "Ledger and tokens".
+//! and a reuse-cache hit, and the decision API's answer (hand-written JSON against serde's derive).
+//! Run: see benches/RESULTS.md, section "Ledger and tokens".
 
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use lexecon::api::responses::{DecisionResponse, IssuedToken};
 use lexecon::ledger::{
     entry::write_body_line, Durability, EntryBody, EntryDraft, LedgerConfig, LedgerEntry,
     LedgerHandle, LedgerWriter, RedactionConfig,
@@ -152,6 +154,32 @@ fn ledger_append(c: &mut Criterion) {
     });
 }
 
+/// The decision API's permit answer (~1.5 KB with a ~700-byte token): written by hand
+/// (`DecisionResponse::to_json`, what the API sends) against serde's derived serializer.
+fn decision_answer(c: &mut Criterion) {
+    let d = decision();
+    let minter = TokenMinter::new(Arc::new(KeyRing::generate()), &TokenConfig::default()).unwrap();
+    let issued = minter.issue(&d, "lexecon-api", &"ef".repeat(32)).unwrap();
+    let token = IssuedToken {
+        token: issued.token,
+        token_id: issued.jti.to_string(),
+        issued_at: jiff::Timestamp::from_second(issued.iat).unwrap(),
+        expires_at: jiff::Timestamp::from_second(issued.exp).unwrap(),
+    };
+    let hash = "cd".repeat(32);
+    let answer = DecisionResponse::new(&d, Some(&token), Some(&hash), None);
+    assert_eq!(
+        answer.to_json().unwrap(),
+        serde_json::to_vec(&answer).unwrap()
+    );
+    c.bench_function("decision_answer_json_hand_written", |b| {
+        b.iter(|| black_box(black_box(&answer).to_json().unwrap()))
+    });
+    c.bench_function("decision_answer_json_serde_derive", |b| {
+        b.iter(|| black_box(serde_json::to_vec(black_box(&answer)).unwrap()))
+    });
+}
+
 fn token_mint(c: &mut Criterion) {
     let d = decision();
     let led = "ef".repeat(32);
@@ -216,6 +244,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
-    targets = ledger_append, token_mint
+    targets = ledger_append, decision_answer, token_mint
 }
 criterion_main!(benches);

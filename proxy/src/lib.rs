@@ -11,6 +11,7 @@ pub mod demo;
 mod dirlock;
 pub mod engine;
 pub mod identity;
+pub mod json;
 pub mod ledger;
 pub mod limit;
 pub mod run;

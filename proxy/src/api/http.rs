@@ -38,8 +38,8 @@ use crate::api::approvals::{ApprovalConfig, Approver, RequestDigest};
 use crate::api::error::ApiError;
 use crate::api::openapi;
 use crate::api::responses::{
-    json_response, ApprovalsResponse, DecisionResponse, DomainsResponse, IssuedToken,
-    LegacyDecideResponse, PolicyTemplatesResponse,
+    json_response, raw_json_response, ApprovalsResponse, DecisionResponse, DomainsResponse,
+    IssuedToken, LegacyDecideResponse, PolicyTemplatesResponse,
 };
 use crate::api::router::{route, Endpoint};
 use crate::api::validate::{
@@ -252,7 +252,10 @@ impl DecisionApi {
                     out.ledger_entry_hash.as_deref(),
                     out.approval_id.as_deref(),
                 );
-                Ok(json_response(http::StatusCode::OK, &body))
+                let json = body.to_json().map_err(|e| ApiError::Internal {
+                    reason: format!("response serialization failed: {e}"),
+                })?;
+                Ok(raw_json_response(http::StatusCode::OK, json))
             }
             Endpoint::LegacyDecide => {
                 let legacy = parse_legacy_decide(req.body)?;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::approvals::Approval;
 use crate::api::validate::LegacyDecideRequest;
+use crate::json;
+use crate::ledger::entry::push_compliance;
 
 /// A capability token minted for a permitted decision, as the token minter hands it over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +70,41 @@ impl<'a> DecisionResponse<'a> {
         }
     }
 }
+
+impl DecisionResponse<'_> {
+    /// The JSON body, written by hand ([`crate::json`]; every decision answer goes through here):
+    /// the same bytes as the derived `Serialize` (tested).
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let optional = |out: &mut Vec<u8>, key: &str, value: Option<&str>| match value {
+            Some(v) => json::push_member(out, key, v),
+            None => {
+                json::push_key(out, key);
+                out.extend_from_slice(b"null");
+            }
+        };
+        let mut out = Vec::with_capacity(RESPONSE_CAPACITY);
+        out.push(b'{');
+        json::push_member(&mut out, "request_id", self.request_id);
+        json::push_member(&mut out, "decision_id", self.decision_id);
+        json::push_member(&mut out, "decision", self.decision.as_str());
+        json::push_member(&mut out, "reasoning", self.reasoning);
+        json::push_member(&mut out, "rule_id", self.rule_id);
+        json::push_member(&mut out, "policy_version_hash", self.policy_version_hash);
+        optional(&mut out, "capability_token", self.capability_token);
+        optional(&mut out, "ledger_entry_hash", self.ledger_entry_hash);
+        json::push_key(&mut out, "compliance_mappings");
+        push_compliance(&mut out, self.compliance_mappings)?;
+        json::push_timestamp(&mut out, "timestamp", &self.timestamp);
+        if let Some(id) = self.approval_id {
+            json::push_member(&mut out, "approval_id", id);
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+/// The starting capacity of a decision answer: about 1.5 KB with a token.
+const RESPONSE_CAPACITY: usize = 2048;
 
 fn permitted_token<'a>(
     decision: &Decision,
@@ -215,7 +252,10 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// Serializes `value`; the response types here cannot fail to serialize, but if one ever did the
 /// answer is a fixed internal-error body rather than a panic or an empty 200.
 pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(value)
+    // Most answers are a few hundred bytes to ~2 KB: start there instead of at serde_json's 128.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
 }
 
 /// A JSON response with `content-type` and `content-length` set (pingora's `ServeHttp` does not set
@@ -290,6 +330,58 @@ pub(crate) mod tests {
             token_id: "tok-1".into(),
             issued_at: "2026-11-25T10:00:00Z".parse().unwrap(),
             expires_at: "2026-11-25T10:01:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn hand_written_decision_answers_equal_the_derived_serialization() {
+        let t = token();
+        let mut escaped = decision(Verdict::Escalate);
+        escaped.reasoning = "needs \"sign-off\"\n(risk 4)".into();
+        escaped.compliance_mappings.clear();
+        for (d, token, hash, approval) in [
+            (decision(Verdict::Permit), Some(&t), Some("lh"), None),
+            (decision(Verdict::Deny), Some(&t), None, Some("ap-1")),
+            (escaped, None, Some("lh"), Some("ap-\u{1}")),
+        ] {
+            let answer = DecisionResponse::new(&d, token, hash, approval);
+            assert_eq!(
+                String::from_utf8(answer.to_json().unwrap()).unwrap(),
+                serde_json::to_string(&answer).unwrap()
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_decision_answer_is_written_as_serde_derives_it(
+            strings in proptest::collection::vec(proptest::prelude::any::<String>(), 6),
+            token in proptest::option::of(proptest::prelude::any::<String>()),
+            hash in proptest::option::of(proptest::prelude::any::<String>()),
+            approval in proptest::option::of(proptest::prelude::any::<String>()),
+            verdict in 0usize..3,
+            mappings in 0usize..3,
+        ) {
+            let mut d = decision([Verdict::Permit, Verdict::Deny, Verdict::Escalate][verdict]);
+            d.request_id = strings[0].clone();
+            d.decision_id = strings[1].clone();
+            d.reasoning = strings[2].clone();
+            d.rule_id = strings[3].clone();
+            d.policy_version_hash = strings[4].clone();
+            let first = d.compliance_mappings[0].clone();
+            d.compliance_mappings = (0..mappings)
+                .map(|_| ComplianceMapping {
+                    framework: strings[5].clone().into(),
+                    controls: vec![strings[0].clone().into(), first.controls[0].clone()],
+                    status: first.status,
+                })
+                .collect();
+            let t = token.map(|token| IssuedToken { token, ..super::tests::token() });
+            let answer = DecisionResponse::new(&d, t.as_ref(), hash.as_deref(), approval.as_deref());
+            proptest::prop_assert_eq!(
+                answer.to_json().unwrap(),
+                serde_json::to_vec(&answer).unwrap()
+            );
         }
     }
 

@@ -8,6 +8,8 @@ use std::io::Write as _;
 
 use lexecon_domains::{ComplianceMapping, Verdict};
 use lexecon_policy_cache::Decision;
+
+use crate::json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -265,6 +267,34 @@ struct BodyView<'a> {
 /// The starting capacity of an entry body.
 const BODY_CAPACITY: usize = 1024;
 
+/// Appends `mappings` as the JSON array serde derives for them.
+pub(crate) fn push_compliance(
+    out: &mut Vec<u8>,
+    mappings: &[ComplianceMapping],
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    for (i, m) in mappings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        json::push_member(out, "framework", &m.framework);
+        json::push_key(out, "controls");
+        out.push(b'[');
+        for (j, control) in m.controls.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            json::push_str(out, control);
+        }
+        out.push(b']');
+        json::push_serialized(out, "status", &m.status)?;
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(())
+}
+
 impl BodyView<'_> {
     fn to_body(&self) -> Result<EntryBody, serde_json::Error> {
         // A decision's body is about 1 KB: start there instead of growing from serde_json's 128
@@ -321,7 +351,8 @@ impl EntryBody {
     }
 
     /// The body of the `decision` entry for `decision` taken on `context`, without copying the
-    /// decision (the same bytes as [`EntryBody::of_draft`] of [`EntryDraft::from_decision`]).
+    /// decision (the same bytes as [`EntryBody::of_draft`] of [`EntryDraft::from_decision`], tested).
+    /// Written by hand ([`crate::json`]): every decision goes through here.
     pub fn of_decision(
         decision: &Decision,
         context: &Map<String, Value>,
@@ -329,26 +360,34 @@ impl EntryBody {
     ) -> Result<Self, serde_json::Error> {
         let digest = context_digest(context);
         let kept = redaction.apply(&decision.domain, context);
-        BodyView {
-            timestamp: &decision.timestamp,
-            event_type: EventType::Decision,
-            domain: Some(&decision.domain),
-            request_id: Some(&decision.request_id),
-            decision_id: Some(&decision.decision_id),
-            actor: Some(&decision.actor),
-            action: Some(&decision.action),
-            resource: decision.resource.as_deref(),
-            decision: Some(decision.decision),
-            rule_id: Some(&decision.rule_id),
-            reason: Some(&decision.reasoning),
-            policy_version_hash: Some(&decision.policy_version_hash),
-            compliance: &decision.compliance_mappings,
-            context_digest: Some(&digest),
-            context: kept.as_ref(),
-            key_id: None,
-            signature: None,
+        let mut out = Vec::with_capacity(BODY_CAPACITY);
+        json::push_timestamp(&mut out, "timestamp", &decision.timestamp);
+        json::push_member(&mut out, "event_type", EventType::Decision.as_str());
+        json::push_member(&mut out, "domain", &decision.domain);
+        json::push_member(&mut out, "request_id", &decision.request_id);
+        json::push_member(&mut out, "decision_id", &decision.decision_id);
+        json::push_member(&mut out, "actor", &decision.actor);
+        json::push_member(&mut out, "action", &decision.action);
+        if let Some(resource) = &decision.resource {
+            json::push_member(&mut out, "resource", resource);
         }
-        .to_body()
+        json::push_member(&mut out, "decision", decision.decision.as_str());
+        json::push_member(&mut out, "rule_id", &decision.rule_id);
+        json::push_member(&mut out, "reason", &decision.reasoning);
+        json::push_member(
+            &mut out,
+            "policy_version_hash",
+            &decision.policy_version_hash,
+        );
+        if !decision.compliance_mappings.is_empty() {
+            json::push_key(&mut out, "compliance");
+            push_compliance(&mut out, &decision.compliance_mappings)?;
+        }
+        json::push_member(&mut out, "context_digest", &digest);
+        if let Some(kept) = &kept {
+            json::push_serialized(&mut out, "context", kept)?;
+        }
+        Ok(EntryBody(out))
     }
 
     /// Length in bytes.
@@ -614,6 +653,54 @@ mod tests {
         let line = std::str::from_utf8(&via_body).unwrap().trim_end();
         let parsed: LedgerEntry = serde_json::from_str(line).unwrap();
         assert_eq!(parsed, entry);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hand_written_decision_bodies_equal_the_derived_serialization(
+            strings in proptest::collection::vec(proptest::prelude::any::<String>(), 8),
+            resource in proptest::option::of(proptest::prelude::any::<String>()),
+            controls in proptest::collection::vec(proptest::prelude::any::<String>(), 0..3),
+            mappings in 0usize..3,
+            value in proptest::prelude::any::<String>(),
+            secs in 0i64..4_000_000_000,
+            nanos in 0i32..1_000_000_000,
+        ) {
+            use lexecon_domains::ComplianceStatus;
+            let mut d = sample_decision(resource.as_deref(), false);
+            d.request_id = strings[0].clone();
+            d.decision_id = strings[1].clone();
+            d.domain = strings[2].clone();
+            d.actor = strings[3].clone();
+            d.action = strings[4].clone();
+            d.reasoning = strings[5].clone();
+            d.rule_id = strings[6].clone();
+            d.policy_version_hash = strings[7].clone();
+            d.timestamp = jiff::Timestamp::new(secs, nanos).unwrap();
+            d.decision = [Verdict::Permit, Verdict::Deny, Verdict::Escalate][mappings];
+            d.compliance_mappings = (0..mappings)
+                .map(|i| ComplianceMapping {
+                    framework: format!("{}{i}", strings[i]).into(),
+                    controls: controls.iter().cloned().map(Into::into).collect(),
+                    status: [
+                        ComplianceStatus::Compliant,
+                        ComplianceStatus::ReviewRequired,
+                        ComplianceStatus::ViolationPrevented,
+                    ][i],
+                })
+                .collect();
+            let context = ctx(json!({"kept": value, "other": strings[0]}));
+            let mut redaction = RedactionConfig::default();
+            redaction.domains.insert(
+                d.domain.clone(),
+                [("kept".to_owned(), FieldRule::Keep)].into(),
+            );
+            let draft = EntryDraft::from_decision(&d, &context, &redaction);
+            proptest::prop_assert_eq!(
+                EntryBody::of_decision(&d, &context, &redaction).unwrap(),
+                EntryBody::of_draft(&draft).unwrap()
+            );
+        }
     }
 
     #[test]
