@@ -52,6 +52,16 @@ fn decision(i: u64) -> Decision {
     }
 }
 
+/// Healthcare entries may record `purpose` in clear, nothing else.
+fn keeping_purpose() -> RedactionConfig {
+    let mut redaction = RedactionConfig::default();
+    redaction.domains.insert(
+        "healthcare".to_owned(),
+        [("context.purpose".to_owned(), FieldRule::Keep)].into(),
+    );
+    redaction
+}
+
 fn draft(i: u64) -> EntryDraft {
     let context = json!({"patient_id": format!("P-{i}"), "purpose": "treatment"});
     LedgerEntry::from_decision(
@@ -404,11 +414,7 @@ async fn appends_after_shutdown_fail_closed() {
 async fn decision_entries_store_a_context_digest_never_the_raw_context() {
     let dir = tempfile::tempdir().unwrap();
     let handle = LedgerWriter::start(LedgerConfig::new(dir.path()), None).unwrap();
-    let mut redaction = RedactionConfig::default();
-    redaction.domains.insert(
-        "healthcare".to_owned(),
-        [("context.purpose".to_owned(), FieldRule::Keep)].into(),
-    );
+    let redaction = keeping_purpose();
     let context = json!({"patient_id": "P-SECRET-42", "purpose": "treatment"});
     let d = LedgerEntry::from_decision(&decision(1), context.as_object().unwrap(), &redaction);
     handle.append(d).await.unwrap();
@@ -432,12 +438,7 @@ async fn decisions_handed_to_the_writer_are_the_same_entries_and_join_one_chain(
     // written exactly as if its caller had built the entry.
     let dir = tempfile::tempdir().unwrap();
     let handle = LedgerWriter::start(LedgerConfig::new(dir.path()), None).unwrap();
-    let mut redaction = RedactionConfig::default();
-    redaction.domains.insert(
-        "healthcare".to_owned(),
-        [("context.purpose".to_owned(), FieldRule::Keep)].into(),
-    );
-    let redaction = std::sync::Arc::new(redaction);
+    let redaction = std::sync::Arc::new(keeping_purpose());
     let context = |i: u64| {
         json!({"patient_id": format!("P-{i}"), "purpose": "treatment"})
             .as_object()

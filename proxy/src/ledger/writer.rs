@@ -350,13 +350,7 @@ impl LedgerHandle {
             line,
             entry_hash,
         } = claim_body(&self.chain, &body);
-        let (ack, rx) = match self.durability {
-            Durability::Async => (None, None),
-            Durability::Sync => {
-                let (ack, rx) = oneshot::channel();
-                (Some(ack), Some(rx))
-            }
-        };
+        let (ack, rx) = self.ack_channel();
         permit.send(Msg::Append {
             seq,
             line,
@@ -382,13 +376,7 @@ impl LedgerHandle {
         redaction: Arc<RedactionConfig>,
     ) -> Result<(), LedgerError> {
         let permit = self.room().await?;
-        let (ack, rx) = match self.durability {
-            Durability::Async => (None, None),
-            Durability::Sync => {
-                let (ack, rx) = oneshot::channel();
-                (Some(ack), Some(rx))
-            }
-        };
+        let (ack, rx) = self.ack_channel();
         permit.send(Msg::Decision {
             entry: Box::new(DecisionEntry {
                 decision,
@@ -402,6 +390,22 @@ impl LedgerHandle {
             resolve(rx).await?;
         }
         Ok(())
+    }
+
+    /// The writer's acknowledgement of one entry: only `sync` callers wait for it.
+    fn ack_channel(
+        &self,
+    ) -> (
+        Option<oneshot::Sender<AckResult>>,
+        Option<oneshot::Receiver<AckResult>>,
+    ) {
+        match self.durability {
+            Durability::Async => (None, None),
+            Durability::Sync => {
+                let (ack, rx) = oneshot::channel();
+                (Some(ack), Some(rx))
+            }
+        }
     }
 
     /// One place in the queue: waits for it (`block`) or fails at once (`fail_closed`).
