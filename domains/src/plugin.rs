@@ -76,6 +76,17 @@ pub enum ComplianceStatus {
     ViolationPrevented,
 }
 
+impl ComplianceStatus {
+    /// The name it serializes as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComplianceStatus::Compliant => "compliant",
+            ComplianceStatus::ReviewRequired => "review_required",
+            ComplianceStatus::ViolationPrevented => "violation_prevented",
+        }
+    }
+}
+
 /// One framework's controls that a decision evidences. Ids of built-in frameworks and controls are
 /// borrowed from the static table (`Cow::Borrowed`), so mapping a decision copies no strings; a pack's
 /// own ids are owned. Serializes as plain strings either way.
@@ -193,5 +204,30 @@ pub fn number_param(
                 "template parameter {name} must be a non-negative number, got {v}"
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_and_statuses_name_themselves_as_they_serialize() {
+        for v in [Verdict::Permit, Verdict::Deny, Verdict::Escalate] {
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", v.as_str())
+            );
+        }
+        for s in [
+            ComplianceStatus::Compliant,
+            ComplianceStatus::ReviewRequired,
+            ComplianceStatus::ViolationPrevented,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
     }
 }

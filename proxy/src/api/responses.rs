@@ -93,7 +93,7 @@ impl DecisionResponse<'_> {
         optional(&mut out, "capability_token", self.capability_token);
         optional(&mut out, "ledger_entry_hash", self.ledger_entry_hash);
         json::push_key(&mut out, "compliance_mappings");
-        push_compliance(&mut out, self.compliance_mappings)?;
+        push_compliance(&mut out, self.compliance_mappings);
         json::push_timestamp(&mut out, "timestamp", &self.timestamp);
         if let Some(id) = self.approval_id {
             json::push_member(&mut out, "approval_id", id);

@@ -268,10 +268,7 @@ struct BodyView<'a> {
 const BODY_CAPACITY: usize = 1024;
 
 /// Appends `mappings` as the JSON array serde derives for them.
-pub(crate) fn push_compliance(
-    out: &mut Vec<u8>,
-    mappings: &[ComplianceMapping],
-) -> Result<(), serde_json::Error> {
+pub(crate) fn push_compliance(out: &mut Vec<u8>, mappings: &[ComplianceMapping]) {
     out.push(b'[');
     for (i, m) in mappings.iter().enumerate() {
         if i > 0 {
@@ -288,11 +285,10 @@ pub(crate) fn push_compliance(
             json::push_str(out, control);
         }
         out.push(b']');
-        json::push_serialized(out, "status", &m.status)?;
+        json::push_member(out, "status", m.status.as_str());
         out.push(b'}');
     }
     out.push(b']');
-    Ok(())
 }
 
 impl BodyView<'_> {
@@ -381,7 +377,7 @@ impl EntryBody {
         );
         if !decision.compliance_mappings.is_empty() {
             json::push_key(&mut out, "compliance");
-            push_compliance(&mut out, &decision.compliance_mappings)?;
+            push_compliance(&mut out, &decision.compliance_mappings);
         }
         json::push_member(&mut out, "context_digest", &digest);
         if let Some(kept) = &kept {
