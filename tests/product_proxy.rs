@@ -185,10 +185,27 @@ fn mcp_tools_call_is_forwarded_with_a_capability_token_that_verifies_against_the
     // A token for another audience does not verify.
     assert!(lexecon::token::verify_token(token, &jwks, Some("api")).is_err());
 
+    // The same call again reuses the token; its own decision is still recorded (by the ledger
+    // writer, since nothing on the request names that entry).
+    let again = post(
+        &server.url("/mcp"),
+        &[AGENT, JSON, MCP_ACCEPT],
+        &call(2, "search_docs", json!({"query": "refunds"})),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    let again_ids = decision_ids(&again);
+    assert_ne!(again_ids, ids);
+    let forwarded = tools.requests();
+    assert_eq!(forwarded[1].header("x-lexecon-capability"), Some(token));
+
     let ledger = ledger_decisions(&server.stop_and_read_ledger());
     let entry = &ledger[&ids[0]];
     assert_eq!(entry["decision"], json!("permit"));
     assert_eq!(claims.led, entry["entry_hash"].as_str().unwrap());
+    let second = &ledger[&again_ids[0]];
+    assert_eq!(second["decision"], json!("permit"));
+    assert_eq!(second["action"], json!("axn_read_data"));
+    assert_eq!(second["previous_hash"].as_str().map(str::len), Some(64));
 }
 
 #[test]
