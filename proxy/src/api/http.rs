@@ -252,10 +252,7 @@ impl DecisionApi {
                     out.ledger_entry_hash.as_deref(),
                     out.approval_id.as_deref(),
                 );
-                let json = body.to_json().map_err(|e| ApiError::Internal {
-                    reason: format!("response serialization failed: {e}"),
-                })?;
-                Ok(raw_json_response(http::StatusCode::OK, json))
+                Ok(raw_json_response(http::StatusCode::OK, body.to_json()))
             }
             Endpoint::LegacyDecide => {
                 let legacy = parse_legacy_decide(req.body)?;
