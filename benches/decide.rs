@@ -219,7 +219,7 @@ fn benches(c: &mut Criterion) {
         let request = to_request(input());
         cache.insert(
             CacheKey::new(snapshot.version, &policy, &request),
-            Arc::new(policy.evaluate(&request)),
+            Arc::new(policy.explain(&policy.evaluate(&request))),
         );
         group.bench_function("lookup_hit_rules_1000", |b| {
             b.iter(|| black_box(cache.get(&CacheKey::new(snapshot.version, &policy, &request))))

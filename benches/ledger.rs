@@ -34,19 +34,22 @@ fn decision() -> Decision {
         action: "axn_place_order".to_owned(),
         resource: Some("account/42".to_owned()),
         decision: Verdict::Permit,
-        reasoning: "rule allow-small-orders matched: order value 900 <= limit 1000".to_owned(),
-        rule_id: "allow-small-orders".to_owned(),
-        policy_version_hash: "ab".repeat(32),
+        reasoning: "rule allow-small-orders matched: order value 900 <= limit 1000"
+            .to_owned()
+            .into(),
+        rule_id: "allow-small-orders".to_owned().into(),
+        policy_version_hash: "ab".repeat(32).into(),
         compliance_mappings: vec![ComplianceMapping {
             framework: "sox".into(),
             controls: vec!["404".into()],
             status: ComplianceStatus::Compliant,
-        }],
+        }]
+        .into(),
         risk_level: 3,
         requires_human_approval: false,
         review_required: false,
         explanation: Explanation {
-            matched_rules: vec!["allow-small-orders".into()],
+            matched_rules: vec!["allow-small-orders".into()].into(),
             findings: vec![],
             would_have: None,
             cached: false,
@@ -224,7 +227,7 @@ fn token_mint(c: &mut Criterion) {
                 act: d.action.clone(),
                 res: d.resource.clone(),
                 dec: d.decision_id.clone(),
-                pol: d.policy_version_hash.clone(),
+                pol: d.policy_version_hash.to_string(),
                 led: led.clone(),
                 iat: now,
                 exp: now + 60,

@@ -1,16 +1,20 @@
 //! Compliance frameworks as data: each framework's real control references, which decisions evidence
 //! each control, and the default mapping from a decision to the controls it evidences.
 //!
-//! The table is static and allocation-free to search; mapping a decision allocates only the output's
-//! vectors (built-in framework and control ids are borrowed from the table).
+//! The table is static and allocation-free to search. A mapping depends only on the outcome's class
+//! ([`ComplianceOutcome`]), so a [`ComplianceTable`] holds a plugin's mappings for every class, built
+//! once when a policy is compiled; a decision then shares one (built-in framework and control ids
+//! are borrowed from the static table).
 //! This module states what a recorded decision *evidences*; it never claims certification and never
 //! changes a verdict.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::model::{ComplianceFramework, ControlRef, DomainConfig, EvidencedWhen};
-use crate::plugin::{ComplianceMapping, ComplianceStatus, DecisionOutcome, FindingEffect, Verdict};
-use crate::request::Request;
+use crate::plugin::{
+    ComplianceMapping, ComplianceOutcome, ComplianceStatus, DomainPlugin, Verdict,
+};
 
 use EvidencedWhen::{Always, Blocked, Oversight};
 
@@ -247,30 +251,21 @@ pub fn framework_ids() -> impl Iterator<Item = &'static str> {
 }
 
 /// The status a decision has against every framework of its domain.
-pub fn status_of(outcome: &DecisionOutcome<'_>) -> ComplianceStatus {
+pub fn status_of(outcome: ComplianceOutcome) -> ComplianceStatus {
     match outcome.verdict {
         Verdict::Deny => ComplianceStatus::ViolationPrevented,
         Verdict::Escalate => ComplianceStatus::ReviewRequired,
-        Verdict::Permit if outcome.dry_run || has_review(outcome) => {
-            ComplianceStatus::ReviewRequired
-        }
+        Verdict::Permit if outcome.dry_run || outcome.review => ComplianceStatus::ReviewRequired,
         Verdict::Permit => ComplianceStatus::Compliant,
     }
 }
 
-fn has_review(outcome: &DecisionOutcome<'_>) -> bool {
-    outcome
-        .findings
-        .iter()
-        .any(|f| f.effect == FindingEffect::Review)
-}
-
-fn applies(when: EvidencedWhen, outcome: &DecisionOutcome<'_>) -> bool {
+fn applies(when: EvidencedWhen, outcome: ComplianceOutcome) -> bool {
     match when {
         EvidencedWhen::Always => true,
         EvidencedWhen::Oversight => {
             outcome.verdict == Verdict::Escalate
-                || (outcome.verdict == Verdict::Permit && has_review(outcome))
+                || (outcome.verdict == Verdict::Permit && outcome.review)
         }
         EvidencedWhen::Blocked => outcome.verdict == Verdict::Deny && !outcome.dry_run,
     }
@@ -279,7 +274,7 @@ fn applies(when: EvidencedWhen, outcome: &DecisionOutcome<'_>) -> bool {
 /// The controls of `framework` this decision evidences.
 pub fn evidenced_controls(
     framework: &ComplianceFramework,
-    outcome: &DecisionOutcome<'_>,
+    outcome: ComplianceOutcome,
 ) -> Vec<String> {
     framework
         .controls
@@ -293,8 +288,7 @@ pub fn evidenced_controls(
 /// not know (a pack's inline framework, mapped by its plugin instead) yields a mapping with no controls.
 pub fn default_mappings(
     config: &DomainConfig,
-    _request: &Request,
-    outcome: &DecisionOutcome<'_>,
+    outcome: ComplianceOutcome,
 ) -> Vec<ComplianceMapping> {
     let status = status_of(outcome);
     config
@@ -320,11 +314,32 @@ pub fn default_mappings(
         .collect()
 }
 
+/// A plugin's compliance mappings for every [`ComplianceOutcome`], computed once (when a policy is
+/// compiled) and shared by every decision with that outcome: a decision's mappings are one
+/// reference-count increment, not a vector per framework.
+#[derive(Debug, Clone)]
+pub struct ComplianceTable([Arc<[ComplianceMapping]>; ComplianceOutcome::COUNT]);
+
+impl ComplianceTable {
+    /// Asks `plugin` once per outcome.
+    pub fn of(plugin: &dyn DomainPlugin) -> Self {
+        Self(std::array::from_fn(|i| {
+            plugin.compliance(ComplianceOutcome::from_index(i)).into()
+        }))
+    }
+
+    /// The mappings of a decision with `outcome`.
+    pub fn get(&self, outcome: ComplianceOutcome) -> &Arc<[ComplianceMapping]> {
+        // INVARIANT: `index` is below COUNT, the array's length.
+        &self.0[outcome.index()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::{DomainId, EntityRef};
-    use crate::plugin::Finding;
+    use crate::ident::DomainId;
+    use crate::plugin::{DecisionOutcome, Finding, FindingEffect};
 
     fn config(frameworks: &[&str]) -> DomainConfig {
         DomainConfig {
@@ -342,23 +357,13 @@ mod tests {
         }
     }
 
-    fn request() -> Request {
-        Request {
-            domain: DomainId::new("x").unwrap(),
-            actor: EntityRef::parse("act_a:1").unwrap(),
-            action: EntityRef::parse("axn_b").unwrap(),
-            resource: None,
-            context: Default::default(),
-            time: jiff::Timestamp::UNIX_EPOCH,
-        }
-    }
-
-    fn outcome(verdict: Verdict, findings: &[Finding]) -> DecisionOutcome<'_> {
+    fn outcome(verdict: Verdict, findings: &[Finding]) -> ComplianceOutcome {
         DecisionOutcome {
             verdict,
             findings,
             dry_run: false,
         }
+        .compliance_outcome()
     }
 
     #[test]
@@ -392,11 +397,7 @@ mod tests {
 
     #[test]
     fn permitted_decision_evidences_record_keeping_but_not_human_oversight() {
-        let m = default_mappings(
-            &config(&["EU_AI_ACT"]),
-            &request(),
-            &outcome(Verdict::Permit, &[]),
-        );
+        let m = default_mappings(&config(&["EU_AI_ACT"]), outcome(Verdict::Permit, &[]));
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].framework, "EU_AI_ACT");
         assert_eq!(m[0].controls, vec!["Art. 12".to_string()]);
@@ -407,8 +408,7 @@ mod tests {
     fn escalated_decision_evidences_human_oversight_and_requires_review() {
         let m = default_mappings(
             &config(&["EU_AI_ACT", "GDPR"]),
-            &request(),
-            &outcome(Verdict::Escalate, &[]),
+            outcome(Verdict::Escalate, &[]),
         );
         assert_eq!(m.len(), 2);
         assert!(m[0].controls.iter().any(|c| c == "Art. 14"));
@@ -419,22 +419,14 @@ mod tests {
     #[test]
     fn break_glass_review_on_permit_maps_emergency_access_control() {
         let findings = [Finding::new("hc.break_glass", FindingEffect::Review, "r")];
-        let m = default_mappings(
-            &config(&["HIPAA"]),
-            &request(),
-            &outcome(Verdict::Permit, &findings),
-        );
+        let m = default_mappings(&config(&["HIPAA"]), outcome(Verdict::Permit, &findings));
         assert!(m[0].controls.iter().any(|c| c == "164.312(a)(2)(ii)"));
         assert_eq!(m[0].status, ComplianceStatus::ReviewRequired);
     }
 
     #[test]
     fn mappings_borrow_builtin_ids_and_serialize_as_plain_strings() {
-        let m = default_mappings(
-            &config(&["SOC2", "MY_OWN"]),
-            &request(),
-            &outcome(Verdict::Deny, &[]),
-        );
+        let m = default_mappings(&config(&["SOC2", "MY_OWN"]), outcome(Verdict::Deny, &[]));
         assert!(matches!(m[0].framework, Cow::Borrowed("SOC2")));
         assert!(m[0].controls.iter().all(|c| matches!(c, Cow::Borrowed(_))));
         assert!(matches!(m[1].framework, Cow::Owned(_)));
@@ -449,7 +441,7 @@ mod tests {
 
     #[test]
     fn denied_decision_is_violation_prevented_with_blocking_controls() {
-        let m = default_mappings(&config(&["SOC2"]), &request(), &outcome(Verdict::Deny, &[]));
+        let m = default_mappings(&config(&["SOC2"]), outcome(Verdict::Deny, &[]));
         assert_eq!(m[0].status, ComplianceStatus::ViolationPrevented);
         assert!(m[0].controls.iter().any(|c| c == "CC7.3"));
         let dry = DecisionOutcome {
@@ -457,6 +449,39 @@ mod tests {
             findings: &[],
             dry_run: true,
         };
-        assert_eq!(status_of(&dry), ComplianceStatus::ReviewRequired);
+        assert_eq!(
+            status_of(dry.compliance_outcome()),
+            ComplianceStatus::ReviewRequired
+        );
+    }
+
+    #[derive(Debug)]
+    struct Plugin(DomainConfig);
+
+    impl DomainPlugin for Plugin {
+        fn config(&self) -> &DomainConfig {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn compliance_table_holds_what_the_plugin_maps_for_every_outcome() {
+        let plugin = Plugin(config(&["EU_AI_ACT", "SOC2"]));
+        let table = ComplianceTable::of(&plugin);
+        for i in 0..ComplianceOutcome::COUNT {
+            let o = ComplianceOutcome::from_index(i);
+            assert_eq!(&table.get(o)[..], &plugin.compliance(o)[..], "{o:?}");
+        }
+        let escalate = ComplianceOutcome {
+            verdict: Verdict::Escalate,
+            review: false,
+            dry_run: false,
+        };
+        assert!(table.get(escalate)[0]
+            .controls
+            .iter()
+            .any(|c| c == "Art. 14"));
+        // One allocation per outcome: two decisions with the same outcome share it.
+        assert!(Arc::ptr_eq(table.get(escalate), table.get(escalate)));
     }
 }

@@ -42,6 +42,7 @@ pub mod finance;
 #[cfg(feature = "healthcare")]
 pub mod healthcare;
 
+pub use compliance::ComplianceTable;
 pub use error::DomainError;
 pub use ident::{DomainId, EntityRef};
 pub use model::{
@@ -50,8 +51,8 @@ pub use model::{
     TemplateParam,
 };
 pub use plugin::{
-    ComplianceMapping, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding, FindingEffect,
-    Verdict,
+    ComplianceMapping, ComplianceOutcome, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding,
+    FindingEffect, Verdict,
 };
 pub use registry::is_builtin_domain_name;
 pub use registry::DomainRegistry;

@@ -17,8 +17,7 @@ use crate::model::{
     ActionType, ActorType, ComplianceFramework, DomainConfig, PolicyTemplate, ResourceType,
     RiskModel,
 };
-use crate::plugin::{ComplianceMapping, DecisionOutcome, DomainPlugin};
-use crate::request::Request;
+use crate::plugin::{ComplianceMapping, ComplianceOutcome, DomainPlugin};
 
 /// The built-in packs: (source name, YAML).
 pub const BUILTIN_PACKS: &[(&str, &str)] = &[
@@ -131,13 +130,9 @@ impl DomainPlugin for PackPlugin {
             .or_else(|| compliance::framework(id))
     }
 
-    fn compliance(
-        &self,
-        request: &Request,
-        outcome: &DecisionOutcome<'_>,
-    ) -> Vec<ComplianceMapping> {
+    fn compliance(&self, outcome: ComplianceOutcome) -> Vec<ComplianceMapping> {
         if self.frameworks.is_empty() {
-            return compliance::default_mappings(&self.config, request, outcome);
+            return compliance::default_mappings(&self.config, outcome);
         }
         let status = compliance::status_of(outcome);
         self.config
@@ -442,27 +437,18 @@ policy_templates:
 
     #[test]
     fn pack_compliance_maps_inline_controls_by_outcome() {
-        use crate::ident::EntityRef;
         use crate::plugin::{ComplianceStatus, Verdict};
         let p = PackPlugin::from_yaml("logistics.yaml", MINIMAL).unwrap();
-        let request = Request {
-            domain: DomainId::new("logistics").unwrap(),
-            actor: EntityRef::parse("act_dispatcher:ann").unwrap(),
-            action: EntityRef::parse("axn_route_truck").unwrap(),
-            resource: None,
-            context: Default::default(),
-            time: jiff::Timestamp::UNIX_EPOCH,
-        };
-        let outcome = |verdict| DecisionOutcome {
+        let outcome = |verdict| ComplianceOutcome {
             verdict,
-            findings: &[],
+            review: false,
             dry_run: false,
         };
-        let permit = p.compliance(&request, &outcome(Verdict::Permit));
+        let permit = p.compliance(outcome(Verdict::Permit));
         assert_eq!(permit[0].framework, "SOC2");
         assert_eq!(permit[1].framework, "FLEET_SAFETY");
         assert_eq!(permit[1].controls, vec!["FS-1".to_string()]);
-        let escalate = p.compliance(&request, &outcome(Verdict::Escalate));
+        let escalate = p.compliance(outcome(Verdict::Escalate));
         assert_eq!(
             escalate[1].controls,
             vec!["FS-1".to_string(), "FS-2".to_string()]

@@ -106,6 +106,61 @@ pub struct DecisionOutcome<'a> {
     pub dry_run: bool,
 }
 
+impl DecisionOutcome<'_> {
+    /// The part of this outcome a compliance mapping depends on.
+    pub fn compliance_outcome(&self) -> ComplianceOutcome {
+        ComplianceOutcome {
+            verdict: self.verdict,
+            review: self
+                .findings
+                .iter()
+                .any(|f| f.effect == FindingEffect::Review),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// What a decision's compliance mapping depends on: the verdict, whether a finding asked for
+/// review, and whether a `dry_run` policy permitted what it would otherwise have blocked. Mappings
+/// are data (a domain's frameworks and the controls an outcome evidences), so they are a function of
+/// these three alone, and the engine computes them once per policy for each of the
+/// [`ComplianceOutcome::COUNT`] combinations instead of once per decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ComplianceOutcome {
+    pub verdict: Verdict,
+    pub review: bool,
+    pub dry_run: bool,
+}
+
+impl ComplianceOutcome {
+    /// How many distinct outcomes there are (3 verdicts × review × dry run).
+    pub const COUNT: usize = 12;
+
+    /// This outcome's position in `0..COUNT`; [`ComplianceOutcome::from_index`] inverts it.
+    pub fn index(self) -> usize {
+        let verdict = match self.verdict {
+            Verdict::Permit => 0,
+            Verdict::Deny => 1,
+            Verdict::Escalate => 2,
+        };
+        verdict * 4 + usize::from(self.review) * 2 + usize::from(self.dry_run)
+    }
+
+    /// The outcome at position `index` (taken modulo [`ComplianceOutcome::COUNT`]).
+    pub fn from_index(index: usize) -> Self {
+        let index = index % Self::COUNT;
+        Self {
+            verdict: match index / 4 {
+                0 => Verdict::Permit,
+                1 => Verdict::Deny,
+                _ => Verdict::Escalate,
+            },
+            review: index & 2 != 0,
+            dry_run: index & 1 != 0,
+        }
+    }
+}
+
 /// A domain's behaviour. Implementations are `Send + Sync` and shared by all request threads;
 /// interior state (sliding windows) must be bounded and lock-light.
 pub trait DomainPlugin: Send + Sync + std::fmt::Debug {
@@ -141,13 +196,11 @@ pub trait DomainPlugin: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// The controls this decision evidences, one entry per framework of the domain.
-    fn compliance(
-        &self,
-        request: &Request,
-        outcome: &DecisionOutcome<'_>,
-    ) -> Vec<ComplianceMapping> {
-        crate::compliance::default_mappings(self.config(), request, outcome)
+    /// The controls a decision with this outcome evidences, one entry per framework of the domain.
+    /// Called once per outcome when a policy is compiled (see [`ComplianceOutcome`]), never per
+    /// decision.
+    fn compliance(&self, outcome: ComplianceOutcome) -> Vec<ComplianceMapping> {
+        crate::compliance::default_mappings(self.config(), outcome)
     }
 
     /// Called after every decision with the final outcome (e.g. to count a permitted order's notional
@@ -210,6 +263,34 @@ pub fn number_param(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compliance_outcomes_are_numbered_one_to_one() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..ComplianceOutcome::COUNT {
+            let o = ComplianceOutcome::from_index(i);
+            assert_eq!(o.index(), i);
+            assert!(seen.insert(o), "{o:?} twice");
+        }
+        assert_eq!(seen.len(), 3 * 2 * 2);
+    }
+
+    #[test]
+    fn review_findings_set_the_review_flag_of_the_compliance_outcome() {
+        let review = [Finding::new("x", FindingEffect::Review, "r")];
+        let deny = [Finding::new("y", FindingEffect::Deny, "d")];
+        let of = |findings: &[Finding]| {
+            DecisionOutcome {
+                verdict: Verdict::Permit,
+                findings,
+                dry_run: true,
+            }
+            .compliance_outcome()
+        };
+        assert!(of(&review).review);
+        assert!(!of(&deny).review);
+        assert!(of(&[]).dry_run);
+    }
 
     #[test]
     fn verdicts_and_statuses_name_themselves_as_they_serialize() {

@@ -57,7 +57,7 @@ fn run(
         findings: &findings,
         dry_run: false,
     };
-    let mappings = plugin.compliance(&req, &outcome);
+    let mappings = plugin.compliance(outcome.compliance_outcome());
     plugin.on_decision(&req, &outcome);
     (verdict, findings, mappings)
 }

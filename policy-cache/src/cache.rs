@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::compile::CompiledPolicy;
 use crate::condition::context_value;
-use crate::evaluate::EvalOutcome;
+use crate::evaluate::Evaluation;
 
 /// An exact cache key (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -128,10 +128,10 @@ impl CacheKey {
     }
 }
 
-/// A bounded cache of policy evaluations.
+/// A bounded cache of policy evaluations (with their rule ids and reason, see [`Evaluation`]).
 #[derive(Debug, Clone)]
 pub struct DecisionCache {
-    inner: moka::sync::Cache<CacheKey, Arc<EvalOutcome>>,
+    inner: moka::sync::Cache<CacheKey, Arc<Evaluation>>,
 }
 
 impl DecisionCache {
@@ -142,11 +142,11 @@ impl DecisionCache {
         }
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<EvalOutcome>> {
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Evaluation>> {
         self.inner.get(key)
     }
 
-    pub fn insert(&self, key: CacheKey, outcome: Arc<EvalOutcome>) {
+    pub fn insert(&self, key: CacheKey, outcome: Arc<Evaluation>) {
         self.inner.insert(key, outcome);
     }
 

@@ -7,12 +7,12 @@
 use std::collections::{BTreeSet, HashMap};
 
 use lexecon_config::{Effect, Mode, PolicyDocument, Rule};
-use lexecon_domains::{DomainPlugin, Verdict};
+use lexecon_domains::{ComplianceTable, DomainPlugin, Verdict};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::condition::{CompiledCondition, Field};
-use crate::decision::RuleId;
+use crate::decision::{RuleId, SharedStr};
 use crate::error::PolicyError;
 use crate::evaluate::mode_name;
 use crate::pattern::Pattern;
@@ -30,7 +30,7 @@ pub(crate) struct CompiledRule {
     pub(crate) resource: Option<Pattern>,
     pub(crate) when: Vec<CompiledCondition>,
     /// The rule's reason, or a generated one (`rule X (forbid) matched`).
-    pub(crate) reason: String,
+    pub(crate) reason: SharedStr,
 }
 
 /// A template the policy enables, with its parameters filled with defaults; its Rust check runs at
@@ -49,7 +49,7 @@ pub struct CompiledPolicy {
     pub(crate) id: String,
     pub(crate) domain: String,
     pub(crate) mode: Mode,
-    pub(crate) version_hash: String,
+    pub(crate) version_hash: SharedStr,
     /// Document rules, then template data rules; the index is the rule's position.
     pub(crate) rules: Vec<CompiledRule>,
     /// Rules whose action pattern pins one type id, by that type id (positions ascending).
@@ -61,8 +61,10 @@ pub struct CompiledPolicy {
     pub(crate) fallback: Option<(Verdict, String)>,
     /// The rule id and reason a decision names when no rule decided (`default:<mode>`,
     /// `default:template:<name>`), built once here instead of per decision.
-    pub(crate) default_id: String,
-    pub(crate) default_reason: String,
+    pub(crate) default_id: SharedStr,
+    pub(crate) default_reason: SharedStr,
+    /// The domain plugin's compliance mappings for every outcome, computed here once.
+    pub(crate) compliance: ComplianceTable,
     /// Context paths (`["order", "value"]`) any condition reads, sorted and deduplicated.
     pub(crate) context_fields: Vec<Box<[String]>>,
 }
@@ -154,7 +156,7 @@ impl Compiler<'_> {
                 action,
                 resource,
                 when,
-                reason,
+                reason: reason.into(),
             });
         }
     }
@@ -171,7 +173,7 @@ impl CompiledPolicy {
                 plugin_domain: config.domain.to_string(),
             });
         }
-        let version_hash = policy_version_hash(doc)?;
+        let version_hash = SharedStr::from(policy_version_hash(doc)?);
         let mut c = Compiler {
             policy: &doc.id,
             errors: Vec::new(),
@@ -282,8 +284,9 @@ impl CompiledPolicy {
             any_action,
             templates,
             fallback,
-            default_id,
-            default_reason,
+            default_id: default_id.into(),
+            default_reason: default_reason.into(),
+            compliance: ComplianceTable::of(plugin),
             context_fields,
         })
     }

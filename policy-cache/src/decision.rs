@@ -1,5 +1,5 @@
 //! What goes into a decision and what comes out: [`DecisionInput`], [`Decision`] and the shared
-//! [`RuleId`] it lists matched rules by.
+//! string ([`SharedStr`], [`RuleId`]) its rule ids, reason and policy hash are held in.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -9,110 +9,120 @@ use std::sync::Arc;
 use lexecon_domains::{ComplianceMapping, Finding, Verdict};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A policy rule's id, shared by the compiled policy and every decision that lists the rule: cloning
-/// it is a reference-count increment, not a string copy. Reads, compares and serializes as the plain
-/// string (`"algos-may-trade"`), so a decision's JSON is the same as with a `String`.
+/// An immutable string shared by the compiled policy, the decision cache and every decision that
+/// names it (rule ids, reasons, the policy hash): cloning it is a reference-count increment, not a
+/// string copy. Reads, compares and serializes as the plain string (`"algos-may-trade"`), so a
+/// decision's JSON is the same as with a `String`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RuleId(Arc<str>);
+pub struct SharedStr(Arc<str>);
 
-impl RuleId {
+/// A policy rule's id.
+pub type RuleId = SharedStr;
+
+impl SharedStr {
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-impl Deref for RuleId {
+impl Deref for SharedStr {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
     }
 }
 
-impl AsRef<str> for RuleId {
+impl AsRef<str> for SharedStr {
     fn as_ref(&self) -> &str {
         &self.0
     }
 }
 
-impl Borrow<str> for RuleId {
+impl Borrow<str> for SharedStr {
     fn borrow(&self) -> &str {
         &self.0
     }
 }
 
-impl From<&str> for RuleId {
+impl From<&str> for SharedStr {
     fn from(value: &str) -> Self {
         Self(Arc::from(value))
     }
 }
 
-impl From<String> for RuleId {
+impl From<String> for SharedStr {
     fn from(value: String) -> Self {
         Self(Arc::from(value))
     }
 }
 
-impl From<RuleId> for String {
-    fn from(value: RuleId) -> Self {
+impl From<std::borrow::Cow<'_, str>> for SharedStr {
+    fn from(value: std::borrow::Cow<'_, str>) -> Self {
+        Self(Arc::from(value))
+    }
+}
+
+impl From<SharedStr> for String {
+    fn from(value: SharedStr) -> Self {
         value.0.as_ref().to_owned()
     }
 }
 
-impl fmt::Debug for RuleId {
+impl fmt::Debug for SharedStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
     }
 }
 
-impl fmt::Display for RuleId {
+impl fmt::Display for SharedStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl PartialEq<str> for RuleId {
+impl PartialEq<str> for SharedStr {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other
     }
 }
 
-impl PartialEq<&str> for RuleId {
+impl PartialEq<&str> for SharedStr {
     fn eq(&self, other: &&str) -> bool {
         &*self.0 == *other
     }
 }
 
-impl PartialEq<String> for RuleId {
+impl PartialEq<String> for SharedStr {
     fn eq(&self, other: &String) -> bool {
         *self.0 == **other
     }
 }
 
-impl PartialEq<RuleId> for str {
-    fn eq(&self, other: &RuleId) -> bool {
+impl PartialEq<SharedStr> for str {
+    fn eq(&self, other: &SharedStr) -> bool {
         self == &*other.0
     }
 }
 
-impl PartialEq<RuleId> for &str {
-    fn eq(&self, other: &RuleId) -> bool {
+impl PartialEq<SharedStr> for &str {
+    fn eq(&self, other: &SharedStr) -> bool {
         *self == &*other.0
     }
 }
 
-impl PartialEq<RuleId> for String {
-    fn eq(&self, other: &RuleId) -> bool {
+impl PartialEq<SharedStr> for String {
+    fn eq(&self, other: &SharedStr) -> bool {
         **self == *other.0
     }
 }
 
-impl Serialize for RuleId {
+impl Serialize for SharedStr {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }
 }
 
-impl<'de> Deserialize<'de> for RuleId {
+impl<'de> Deserialize<'de> for SharedStr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Self::from)
     }
@@ -140,8 +150,8 @@ pub struct DecisionInput {
 /// The rule (or default) that decided, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
-    /// Ids of every policy rule that matched, in document order.
-    pub matched_rules: Vec<RuleId>,
+    /// Ids of every policy rule that matched, in document order (shared with the decision cache).
+    pub matched_rules: Arc<[RuleId]>,
     /// Plugin findings (domain constraints, template checks) that applied.
     pub findings: Vec<Finding>,
     /// For `dry_run` policies: what would have been decided.
@@ -164,11 +174,12 @@ pub struct Decision {
     pub resource: Option<String>,
     pub decision: Verdict,
     /// Human-readable reason naming the deciding rule or constraint.
-    pub reasoning: String,
+    pub reasoning: SharedStr,
     /// The deciding rule's id, `finding:<code>` for a plugin finding, or `default:<mode>`.
-    pub rule_id: String,
-    pub policy_version_hash: String,
-    pub compliance_mappings: Vec<ComplianceMapping>,
+    pub rule_id: SharedStr,
+    pub policy_version_hash: SharedStr,
+    /// Shared by every decision of the policy with the same outcome (see `ComplianceTable`).
+    pub compliance_mappings: Arc<[ComplianceMapping]>,
     /// The action type's risk level (1..=5).
     pub risk_level: u8,
     pub requires_human_approval: bool,
@@ -187,7 +198,7 @@ mod tests {
     #[test]
     fn rule_ids_serialize_and_compare_as_plain_strings() {
         let e = Explanation {
-            matched_rules: vec!["a".into(), RuleId::from(String::from("b.c"))],
+            matched_rules: vec!["a".into(), RuleId::from(String::from("b.c"))].into(),
             findings: vec![],
             would_have: None,
             cached: true,
@@ -201,7 +212,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(back, e);
-        assert_eq!(e.matched_rules, ["a", "b.c"]);
+        assert_eq!(&e.matched_rules[..], ["a", "b.c"]);
         assert_eq!(e.matched_rules[1], String::from("b.c"));
         assert_eq!(format!("{:?}", e.matched_rules[0]), r#""a""#);
     }

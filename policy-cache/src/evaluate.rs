@@ -4,14 +4,14 @@
 //! template fallback overrides the mode), and records every matched rule and the deciding one. Pure:
 //! no plugin calls, no clock, no allocation unless a rule matches.
 
-use std::borrow::Cow;
+use std::sync::Arc;
 
 use lexecon_config::{Effect, Mode};
 use lexecon_domains::{Request, Verdict};
 
 use crate::compile::{CompiledPolicy, CompiledRule};
 use crate::condition::ResolvedContext;
-use crate::decision::RuleId;
+use crate::decision::{RuleId, SharedStr};
 
 /// Room reserved for matched positions at the first match.
 const FIRST_MATCHES: usize = 32;
@@ -32,6 +32,20 @@ pub struct EvalOutcome {
     pub decider: Decider,
     /// Positions of every matched rule, in document order.
     pub matched: Vec<u32>,
+}
+
+/// An [`EvalOutcome`] with the parts of a decision it alone determines, each built once and shared:
+/// what the decision cache holds, so a hit copies no string and no list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub verdict: Verdict,
+    pub decider: Decider,
+    /// Ids of every matched rule, in document order.
+    pub matched_rules: Arc<[RuleId]>,
+    /// The deciding rule's id, or the default's (`default:strict`).
+    pub rule_id: SharedStr,
+    /// The deciding rule's reason, or the default's.
+    pub reasoning: SharedStr,
 }
 
 impl CompiledRule {
@@ -125,49 +139,45 @@ impl CompiledPolicy {
         }
     }
 
-    /// The deciding rule's id (`default:<mode>`, `default:template:<name>` for a fallback).
-    pub fn decider_id(&self, decider: Decider) -> String {
-        self.decider_id_str(decider).into_owned()
-    }
-
-    /// The human-readable reason of the deciding rule or default.
-    pub fn decider_reason(&self, decider: Decider) -> String {
-        self.decider_reason_str(decider).into_owned()
-    }
-
-    /// [`CompiledPolicy::decider_id`] without a copy.
-    pub(crate) fn decider_id_str(&self, decider: Decider) -> Cow<'_, str> {
+    /// The deciding rule's id (`default:<mode>`, `default:template:<name>` for a fallback), shared.
+    pub fn decider_id(&self, decider: Decider) -> SharedStr {
         match decider {
-            Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
-                || Cow::Owned(format!("rule#{pos}")),
-                |r| Cow::Borrowed(r.id.as_str()),
-            ),
-            Decider::Default => Cow::Borrowed(&self.default_id),
+            Decider::Rule(pos) => self
+                .rules
+                .get(pos as usize)
+                .map_or_else(|| SharedStr::from(format!("rule#{pos}")), |r| r.id.clone()),
+            Decider::Default => self.default_id.clone(),
         }
     }
 
-    /// [`CompiledPolicy::decider_reason`] without a copy.
-    pub(crate) fn decider_reason_str(&self, decider: Decider) -> Cow<'_, str> {
+    /// The human-readable reason of the deciding rule or default, shared.
+    pub fn decider_reason(&self, decider: Decider) -> SharedStr {
         match decider {
             Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
-                || Cow::Owned(format!("rule #{pos} matched")),
-                |r| Cow::Borrowed(r.reason.as_str()),
+                || SharedStr::from(format!("rule #{pos} matched")),
+                |r| r.reason.clone(),
             ),
-            Decider::Default => Cow::Borrowed(&self.default_reason),
+            Decider::Default => self.default_reason.clone(),
         }
     }
 
-    /// The ids of the matched rules, in document order (shared, not copied).
-    pub fn matched_ids(&self, matched: &[u32]) -> Vec<RuleId> {
-        // Sized up front: `filter_map` gives no lower bound, and growing 4 → 8 → 16 → 32 would
-        // reallocate once per doubling.
-        let mut ids = Vec::with_capacity(matched.len());
-        ids.extend(
-            matched
-                .iter()
-                .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone())),
-        );
-        ids
+    /// The ids of the matched rules, in document order (each shared, not copied).
+    pub fn matched_ids(&self, matched: &[u32]) -> Arc<[RuleId]> {
+        matched
+            .iter()
+            .filter_map(|p| self.rules.get(*p as usize).map(|r| r.id.clone()))
+            .collect()
+    }
+
+    /// `outcome` with its rule ids, the deciding id and the reason looked up once.
+    pub fn explain(&self, outcome: &EvalOutcome) -> Evaluation {
+        Evaluation {
+            verdict: outcome.verdict,
+            decider: outcome.decider,
+            matched_rules: self.matched_ids(&outcome.matched),
+            rule_id: self.decider_id(outcome.decider),
+            reasoning: self.decider_reason(outcome.decider),
+        }
     }
 }
 
@@ -215,7 +225,7 @@ rules:
         assert_eq!(out.verdict, Verdict::Deny);
         assert_eq!(p.decider_id(out.decider), "forbid-aapl");
         assert_eq!(
-            p.matched_ids(&out.matched),
+            p.matched_ids(&out.matched)[..],
             ["permit-algos", "escalate-big", "forbid-aapl", "permit-all"]
         );
         let out = p.evaluate(&order(json!({"v": 500})));
@@ -244,7 +254,10 @@ rules:
         let out = p.evaluate(&order(json!({})));
         assert_eq!(p.decider_id(out.decider), "wild-first");
         assert_eq!(p.decider_reason(out.decider), "wildcard");
-        assert_eq!(p.matched_ids(&out.matched), ["wild-first", "exact-second"]);
+        assert_eq!(
+            p.matched_ids(&out.matched)[..],
+            ["wild-first", "exact-second"]
+        );
     }
 
     #[test]
@@ -352,11 +365,11 @@ rules:
             (0..20).map(|i| (format!("f{i:02}"), json!(i))).collect();
         let out = p.evaluate(&order(Value::Object(ctx.clone())));
         assert_eq!(out.verdict, Verdict::Permit);
-        assert_eq!(p.matched_ids(&out.matched), ["all"]);
+        assert_eq!(p.matched_ids(&out.matched)[..], ["all"]);
         let mut off = ctx;
         off.insert("f19".into(), json!(0));
         let out = p.evaluate(&order(Value::Object(off)));
-        assert_eq!(p.matched_ids(&out.matched), ["last"]);
+        assert_eq!(p.matched_ids(&out.matched)[..], ["last"]);
     }
 
     #[test]

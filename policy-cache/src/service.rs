@@ -15,9 +15,9 @@ use lexecon_domains::{
 
 use crate::cache::{CacheKey, DecisionCache};
 use crate::compile::CompiledPolicy;
-use crate::decision::{Decision, DecisionInput, Explanation};
+use crate::decision::{Decision, DecisionInput, Explanation, SharedStr};
 use crate::error::DecideError;
-use crate::evaluate::EvalOutcome;
+use crate::evaluate::Evaluation;
 use crate::store::PolicyStore;
 
 /// Receives every decision after it is made (the ledger implements this). Must not block.
@@ -97,43 +97,49 @@ fn finding_verdict(effect: FindingEffect) -> Verdict {
 /// The combined verdict of the policy and the plugin findings.
 struct Combined {
     verdict: Verdict,
-    rule_id: String,
-    reasoning: String,
+    rule_id: SharedStr,
+    reasoning: SharedStr,
 }
 
 /// Policy verdict vs. findings: the most severe wins; on a tie a blocking finding decides (it is the
 /// more specific domain constraint). Blocking findings that did not decide are appended to the reason.
-fn combine(policy: &CompiledPolicy, eval: &EvalOutcome, findings: &[Finding]) -> Combined {
-    let strongest = findings
-        .iter()
-        .filter(|f| f.effect != FindingEffect::Review)
-        .fold(None::<&Finding>, |best, f| match best {
-            Some(b) if b.effect >= f.effect => Some(b),
-            _ => Some(f),
-        });
-    let (verdict, rule_id, mut reasoning, decider) = match strongest {
-        Some(f) if severity(finding_verdict(f.effect)) >= severity(eval.verdict) => (
-            finding_verdict(f.effect),
-            format!("finding:{}", f.code),
-            f.reason.clone(),
-            Some(f),
-        ),
-        _ => (
-            eval.verdict,
-            policy.decider_id_str(eval.decider).into_owned(),
-            policy.decider_reason_str(eval.decider).into_owned(),
-            None,
-        ),
+/// Without blocking findings the evaluation's own id and reason are shared, not copied.
+fn combine(eval: &Evaluation, findings: &[Finding]) -> Combined {
+    let blocking = || {
+        findings
+            .iter()
+            .filter(|f| f.effect != FindingEffect::Review)
     };
-    for f in findings {
-        let is_decider = decider.is_some_and(|d| std::ptr::eq(d, f));
-        if f.effect != FindingEffect::Review && !is_decider {
-            reasoning.push_str("; also ");
-            reasoning.push_str(&f.code);
-            reasoning.push_str(": ");
-            reasoning.push_str(&f.reason);
+    let strongest = blocking().fold(None::<&Finding>, |best, f| match best {
+        Some(b) if b.effect >= f.effect => Some(b),
+        _ => Some(f),
+    });
+    let decider =
+        strongest.filter(|f| severity(finding_verdict(f.effect)) >= severity(eval.verdict));
+    let mut others = blocking()
+        .filter(|f| !decider.is_some_and(|d| std::ptr::eq(d, *f)))
+        .peekable();
+    let (verdict, rule_id) = match decider {
+        Some(f) => (
+            finding_verdict(f.effect),
+            SharedStr::from(format!("finding:{}", f.code)),
+        ),
+        None => (eval.verdict, eval.rule_id.clone()),
+    };
+    let reasoning = match (decider, others.peek()) {
+        (None, None) => eval.reasoning.clone(),
+        _ => {
+            let mut reasoning =
+                decider.map_or_else(|| eval.reasoning.to_string(), |f| f.reason.clone());
+            for f in others {
+                reasoning.push_str("; also ");
+                reasoning.push_str(&f.code);
+                reasoning.push_str(": ");
+                reasoning.push_str(&f.reason);
+            }
+            SharedStr::from(reasoning)
         }
-    }
+    };
     Combined {
         verdict,
         rule_id,
@@ -234,13 +240,13 @@ impl DecisionService {
                 match cache.get(&key) {
                     Some(hit) => (hit, true),
                     None => {
-                        let eval = Arc::new(policy.evaluate(&request));
+                        let eval = Arc::new(policy.explain(&policy.evaluate(&request)));
                         cache.insert(key, Arc::clone(&eval));
                         (eval, false)
                     }
                 }
             }
-            None => (Arc::new(policy.evaluate(&request)), false),
+            None => (Arc::new(policy.explain(&policy.evaluate(&request))), false),
         };
 
         for t in policy.templates() {
@@ -281,20 +287,20 @@ impl DecisionService {
         request: Request,
         request_id: Option<String>,
         now: jiff::Timestamp,
-        eval: &EvalOutcome,
+        eval: &Evaluation,
         findings: Vec<Finding>,
         cached: bool,
     ) -> Decision {
-        let combined = combine(policy, eval, &findings);
+        let combined = combine(eval, &findings);
         let (verdict, would_have, reasoning) = if policy.mode() == Mode::DryRun {
             let reasoning = if combined.verdict == Verdict::Permit {
                 combined.reasoning
             } else {
-                format!(
+                SharedStr::from(format!(
                     "dry run: would have {}: {}",
                     combined.verdict.as_str(),
                     combined.reasoning
-                )
+                ))
             };
             (Verdict::Permit, Some(combined.verdict), reasoning)
         } else {
@@ -307,7 +313,7 @@ impl DecisionService {
             findings: &findings,
             dry_run: would_have.is_some_and(|w| w != Verdict::Permit),
         };
-        let compliance_mappings = plugin.compliance(&request, &outcome);
+        let compliance_mappings = Arc::clone(policy.compliance.get(outcome.compliance_outcome()));
         plugin.on_decision(&request, &outcome);
 
         // Type checking passed, so the action type is declared; a plugin that accepts an alias it
@@ -328,13 +334,13 @@ impl DecisionService {
             decision: verdict,
             reasoning,
             rule_id: combined.rule_id,
-            policy_version_hash: policy.version_hash().to_owned(),
+            policy_version_hash: policy.version_hash.clone(),
             compliance_mappings,
             risk_level,
             requires_human_approval,
             review_required,
             explanation: Explanation {
-                matched_rules: policy.matched_ids(&eval.matched),
+                matched_rules: Arc::clone(&eval.matched_rules),
                 findings,
                 would_have,
                 cached,
@@ -406,7 +412,7 @@ rules:
         assert_eq!(d.decision, Verdict::Permit);
         assert_eq!(d.rule_id, "algos-may-trade");
         assert_eq!(d.reasoning, "Momentum algos may place orders up to 5M");
-        assert_eq!(d.explanation.matched_rules, ["algos-may-trade"]);
+        assert_eq!(d.explanation.matched_rules[..], ["algos-may-trade"]);
         assert_eq!(d.risk_level, 4);
         assert!(!d.requires_human_approval);
         assert_eq!(d.compliance_mappings.len(), 1);
@@ -533,7 +539,7 @@ rules:
         assert_eq!(d.decision, Verdict::Deny);
         assert_eq!(d.rule_id, "finding:test.session");
         assert_eq!(d.reasoning, "venue is closed");
-        assert_eq!(d.explanation.matched_rules, ["algos-may-trade"]);
+        assert_eq!(d.explanation.matched_rules[..], ["algos-may-trade"]);
         assert_eq!(
             d.compliance_mappings[0].status,
             ComplianceStatus::ViolationPrevented
@@ -675,6 +681,59 @@ rules:
         assert_ne!(second.decision_id, first.decision_id);
         assert_ne!(second.request_id, first.request_id);
         assert_eq!(p.decisions_seen.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_hit_shares_rule_ids_reason_and_mappings_instead_of_copying_them() {
+        let svc = service(DESK);
+        let i = || input(ALGO, ORDER, AAPL, json!({"order_value": 10}));
+        let miss = svc.decide(i()).unwrap();
+        let hit = svc.decide(i()).unwrap();
+        assert!(hit.explanation.cached);
+        assert!(Arc::ptr_eq(
+            &miss.explanation.matched_rules,
+            &hit.explanation.matched_rules
+        ));
+        assert!(std::ptr::eq(miss.rule_id.as_str(), hit.rule_id.as_str()));
+        assert!(std::ptr::eq(
+            miss.reasoning.as_str(),
+            hit.reasoning.as_str()
+        ));
+        assert!(std::ptr::eq(
+            miss.policy_version_hash.as_str(),
+            hit.policy_version_hash.as_str()
+        ));
+        // Mappings depend on the outcome only: another request with the same outcome shares them.
+        let other = svc
+            .decide(input(
+                ALGO,
+                ORDER,
+                Some("res_security:MSFT"),
+                json!({"order_value": 20}),
+            ))
+            .unwrap();
+        assert!(!other.explanation.cached);
+        assert!(Arc::ptr_eq(
+            &miss.compliance_mappings,
+            &other.compliance_mappings
+        ));
+        // A blocking finding changes the outcome, and with it the mappings.
+        let denied = svc
+            .decide(input(
+                ALGO,
+                ORDER,
+                AAPL,
+                json!({"order_value": 10, "venue_closed": true}),
+            ))
+            .unwrap();
+        assert_eq!(
+            denied.compliance_mappings[0].status,
+            ComplianceStatus::ViolationPrevented
+        );
+        assert_eq!(
+            miss.compliance_mappings[0].status,
+            ComplianceStatus::Compliant
+        );
     }
 
     #[test]

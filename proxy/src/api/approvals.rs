@@ -494,8 +494,8 @@ impl ApprovalStore {
                 actor: decision.actor.clone(),
                 action: decision.action.clone(),
                 resource: decision.resource.clone(),
-                reason: decision.reasoning.clone(),
-                rule_id: decision.rule_id.clone(),
+                reason: decision.reasoning.to_string(),
+                rule_id: decision.rule_id.to_string(),
                 decision_id: decision.decision_id.clone(),
                 request_digest: digest,
                 created: now,
@@ -800,7 +800,7 @@ pub fn redeem(
         digest,
         now,
     );
-    decision.rule_id = format!("approval:{approval_id}");
+    decision.rule_id = format!("approval:{approval_id}").into();
     match result {
         Ok(event) => {
             let approver = store
@@ -812,15 +812,21 @@ pub fn redeem(
             decision.reasoning = format!(
                 "escalation approved by {approver} (approval {approval_id}): {}",
                 decision.reasoning
-            );
+            )
+            .into();
             Redemption::Permitted(event)
         }
         Err(e) => {
             decision.decision = Verdict::Deny;
-            decision.reasoning = e.to_string();
-            for m in &mut decision.compliance_mappings {
-                m.status = lexecon_domains::ComplianceStatus::ViolationPrevented;
-            }
+            decision.reasoning = e.to_string().into();
+            decision.compliance_mappings = decision
+                .compliance_mappings
+                .iter()
+                .map(|m| lexecon_domains::ComplianceMapping {
+                    status: lexecon_domains::ComplianceStatus::ViolationPrevented,
+                    ..m.clone()
+                })
+                .collect();
             Redemption::Refused(e)
         }
     }

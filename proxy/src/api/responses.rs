@@ -305,17 +305,18 @@ pub(crate) mod tests {
             decision: verdict,
             reasoning: "Momentum algos may place orders up to 5M".into(),
             rule_id: "algos-may-trade".into(),
-            policy_version_hash: "ab".repeat(32),
+            policy_version_hash: "ab".repeat(32).into(),
             compliance_mappings: vec![ComplianceMapping {
                 framework: "MIFID_II".into(),
                 controls: vec!["RTS 6 Art. 15".into()],
                 status: ComplianceStatus::Compliant,
-            }],
+            }]
+            .into(),
             risk_level: 3,
             requires_human_approval: false,
             review_required: false,
             explanation: Explanation {
-                matched_rules: vec!["algos-may-trade".into()],
+                matched_rules: vec!["algos-may-trade".into()].into(),
                 findings: vec![],
                 would_have: None,
                 cached: false,
@@ -338,7 +339,7 @@ pub(crate) mod tests {
         let t = token();
         let mut escaped = decision(Verdict::Escalate);
         escaped.reasoning = "needs \"sign-off\"\n(risk 4)".into();
-        escaped.compliance_mappings.clear();
+        escaped.compliance_mappings = Vec::new().into();
         for (d, token, hash, approval) in [
             (decision(Verdict::Permit), Some(&t), Some("lh"), None),
             (decision(Verdict::Deny), Some(&t), None, Some("ap-1")),
@@ -365,9 +366,9 @@ pub(crate) mod tests {
             let mut d = decision([Verdict::Permit, Verdict::Deny, Verdict::Escalate][verdict]);
             d.request_id = strings[0].clone();
             d.decision_id = strings[1].clone();
-            d.reasoning = strings[2].clone();
-            d.rule_id = strings[3].clone();
-            d.policy_version_hash = strings[4].clone();
+            d.reasoning = strings[2].clone().into();
+            d.rule_id = strings[3].clone().into();
+            d.policy_version_hash = strings[4].clone().into();
             let first = d.compliance_mappings[0].clone();
             d.compliance_mappings = (0..mappings)
                 .map(|_| ComplianceMapping {

@@ -107,10 +107,10 @@ impl EntryDraft {
             action: Some(decision.action.clone()),
             resource: decision.resource.clone(),
             decision: Some(decision.decision),
-            rule_id: Some(decision.rule_id.clone()),
-            reason: Some(decision.reasoning.clone()),
-            policy_version_hash: Some(decision.policy_version_hash.clone()),
-            compliance: decision.compliance_mappings.clone(),
+            rule_id: Some(decision.rule_id.to_string()),
+            reason: Some(decision.reasoning.to_string()),
+            policy_version_hash: Some(decision.policy_version_hash.to_string()),
+            compliance: decision.compliance_mappings.to_vec(),
             context_digest: Some(context_digest(context)),
             context: redaction.apply(&decision.domain, context),
         }
@@ -568,23 +568,24 @@ mod tests {
             action: "axn_access_phi".to_owned(),
             resource: resource.map(str::to_owned),
             decision: Verdict::Permit,
-            reasoning: "consent given; line\nbreak".to_owned(),
-            rule_id: "allow-consented".to_owned(),
-            policy_version_hash: "ab".repeat(32),
+            reasoning: "consent given; line\nbreak".to_owned().into(),
+            rule_id: "allow-consented".to_owned().into(),
+            policy_version_hash: "ab".repeat(32).into(),
             compliance_mappings: if compliance {
                 vec![ComplianceMapping {
                     framework: "HIPAA".into(),
                     controls: vec!["164.312(b)".into(), String::from("own-control").into()],
                     status: ComplianceStatus::Compliant,
                 }]
+                .into()
             } else {
-                Vec::new()
+                Vec::new().into()
             },
             risk_level: 3,
             requires_human_approval: false,
             review_required: false,
             explanation: Explanation {
-                matched_rules: vec!["allow-consented".into()],
+                matched_rules: vec!["allow-consented".into()].into(),
                 findings: vec![],
                 would_have: None,
                 cached: false,
@@ -669,9 +670,9 @@ mod tests {
             d.domain = strings[2].clone();
             d.actor = strings[3].clone();
             d.action = strings[4].clone();
-            d.reasoning = strings[5].clone();
-            d.rule_id = strings[6].clone();
-            d.policy_version_hash = strings[7].clone();
+            d.reasoning = strings[5].clone().into();
+            d.rule_id = strings[6].clone().into();
+            d.policy_version_hash = strings[7].clone().into();
             d.timestamp = jiff::Timestamp::new(secs, nanos).unwrap();
             d.decision = [Verdict::Permit, Verdict::Deny, Verdict::Escalate][mappings];
             d.compliance_mappings = (0..mappings)

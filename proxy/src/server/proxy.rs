@@ -827,7 +827,8 @@ fn escalation_answer(
     named.reasoning = format!(
         "{} (approval {id}: once a human approves it, retry the same request with header {APPROVAL_HEADER}: {id})",
         d.reasoning
-    );
+    )
+    .into();
     let mut a = answer::blocked(&named, classified, blocking, route.mcp_denial);
     if route.mcp_denial.is_none() {
         if let Ok(serde_json::Value::Object(mut body)) =
