@@ -5,23 +5,39 @@
 //! cannot tell them apart. A new snapshot changes the version, so entries of an older snapshot are
 //! never served.
 //!
-//! Only the policy's own evaluation is cached. Plugin checks (`validate`, template checks),
-//! compliance mapping and the post-decision hook run for every request, because they may read any
-//! part of the context; the service also bypasses the cache for time-dependent or stateful plugins
-//! and for requests with an explicit decision time.
+//! Only the policy's own evaluation is cached. Plugin checks (`validate`, template checks) and the
+//! post-decision hook run for every request, because they may read any part of the context; the
+//! service also bypasses the cache for time-dependent or stateful plugins and for requests with an
+//! explicit decision time.
+//!
+//! Two levels: the shared, bounded `moka` cache, and in front of it a small per-thread table
+//! ([`FRONT_SLOTS`] entries, direct-mapped) of the evaluations this thread looked up last. A front
+//! hit costs one hash and one key comparison instead of moka's lookup, hashing and read recording;
+//! a front miss falls through to moka. Front entries carry the same exact key (snapshot version
+//! included) and the cache's identity, so they are never served for another snapshot or cache.
+//! The key is encoded into a per-thread buffer, so a hit allocates nothing.
 
+use std::cell::Cell;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lexecon_domains::{EntityRef, Request};
 use serde_json::Value;
 
 use crate::compile::CompiledPolicy;
-use crate::condition::context_value;
+use crate::condition::context_values;
 use crate::evaluate::Evaluation;
 
 /// An exact cache key (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(Vec<u8>);
+
+impl std::borrow::Borrow<[u8]> for CacheKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// Appends `n` as LEB128 (one byte below 128), so every length and the version have a total,
 /// self-delimiting encoding.
@@ -98,52 +114,170 @@ fn push_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
+/// Appends the key of `request` under `policy` in snapshot `version` to `out`.
+fn encode_key(out: &mut Vec<u8>, version: u64, policy: &CompiledPolicy, request: &Request) {
+    let resource = request.resource.as_ref().map_or("", EntityRef::as_str);
+    out.reserve(
+        16 + request.domain.as_str().len()
+            + request.actor.as_str().len()
+            + request.action.as_str().len()
+            + resource.len()
+            + 16 * policy.context_fields.len(),
+    );
+    push_varint(out, version);
+    push_str(out, request.domain.as_str());
+    push_str(out, request.actor.as_str());
+    push_str(out, request.action.as_str());
+    out.push(u8::from(request.resource.is_some()));
+    push_str(out, resource);
+    context_values(
+        &request.context,
+        &policy.context_fields,
+        |value| match value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                push_value(out, v);
+            }
+        },
+    );
+}
+
 impl CacheKey {
     /// The key of `request` under `policy` in snapshot `version`.
     pub fn new(version: u64, policy: &CompiledPolicy, request: &Request) -> Self {
-        let resource = request.resource.as_ref().map_or("", EntityRef::as_str);
-        let mut out = Vec::with_capacity(
-            16 + request.domain.as_str().len()
-                + request.actor.as_str().len()
-                + request.action.as_str().len()
-                + resource.len()
-                + 16 * policy.context_fields.len(),
-        );
-        push_varint(&mut out, version);
-        push_str(&mut out, request.domain.as_str());
-        push_str(&mut out, request.actor.as_str());
-        push_str(&mut out, request.action.as_str());
-        out.push(u8::from(request.resource.is_some()));
-        push_str(&mut out, resource);
-        for path in &policy.context_fields {
-            match context_value(&request.context, path) {
-                None => out.push(0),
-                Some(v) => {
-                    out.push(1);
-                    push_value(&mut out, v);
-                }
-            }
-        }
+        let mut out = Vec::new();
+        encode_key(&mut out, version, policy, request);
         Self(out)
     }
+}
+
+/// Entries of the per-thread front table.
+pub const FRONT_SLOTS: usize = 64;
+
+/// One front entry: whose cache it belongs to, the key's hash and bytes, and the evaluation.
+struct FrontEntry {
+    cache: u64,
+    hash: u64,
+    key: Vec<u8>,
+    value: Arc<Evaluation>,
+}
+
+/// A thread's key buffer and front table. Taken out of its thread-local slot for the length of one
+/// lookup and put back after, so a lookup never holds a borrow a nested call could trip over.
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    front: Vec<Option<FrontEntry>>,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
+}
+
+/// Gives every cache its own identity for the front tables.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Hashes keys for the front table. A fixed seed is enough: crafted collisions only evict each
+/// other from one thread's front, and the lookup then goes to moka as without a front.
+fn front_hash(key: &[u8]) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x6c65_7865_636f_6e31).hash_one(key)
 }
 
 /// A bounded cache of policy evaluations (with their rule ids and reason, see [`Evaluation`]).
 #[derive(Debug, Clone)]
 pub struct DecisionCache {
-    inner: moka::sync::Cache<CacheKey, Arc<Evaluation>>,
+    /// Identifies this cache's entries in the per-thread front tables.
+    id: u64,
+    inner: moka::sync::Cache<CacheKey, Arc<Evaluation>, foldhash::fast::RandomState>,
 }
 
 impl DecisionCache {
-    /// A cache holding at most `capacity` evaluations.
+    /// A cache holding at most `capacity` evaluations (plus up to [`FRONT_SLOTS`] per thread).
     pub fn new(capacity: u64) -> Self {
         Self {
-            inner: moka::sync::Cache::new(capacity),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            inner: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
+    /// The shared cache's entry for `key` (the front tables are not consulted).
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Evaluation>> {
         self.inner.get(key)
+    }
+
+    /// The cached evaluation of `request` under `policy` in snapshot `version`, or `evaluate()`'s,
+    /// which is then cached. The flag says whether it came from the cache.
+    pub fn get_or_evaluate(
+        &self,
+        version: u64,
+        policy: &CompiledPolicy,
+        request: &Request,
+        evaluate: impl FnOnce() -> Evaluation,
+    ) -> (Arc<Evaluation>, bool) {
+        let mut scratch = SCRATCH
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let found = self.lookup(&mut scratch, version, policy, request, evaluate);
+        // Fails only while the thread is exiting; the scratch is then simply dropped.
+        let _ = SCRATCH.try_with(|slot| slot.set(Some(scratch)));
+        found
+    }
+
+    fn lookup(
+        &self,
+        scratch: &mut Scratch,
+        version: u64,
+        policy: &CompiledPolicy,
+        request: &Request,
+        evaluate: impl FnOnce() -> Evaluation,
+    ) -> (Arc<Evaluation>, bool) {
+        let Scratch { key, front } = scratch;
+        key.clear();
+        encode_key(key, version, policy, request);
+        let hash = front_hash(key);
+        if front.is_empty() {
+            front.resize_with(FRONT_SLOTS, || None);
+        }
+        let slot = front.get_mut((hash % FRONT_SLOTS as u64) as usize);
+        if let Some(Some(e)) = slot.as_deref() {
+            if e.cache == self.id && e.hash == hash && e.key == *key {
+                return (Arc::clone(&e.value), true);
+            }
+        }
+        let (value, cached) = match self.inner.get(key.as_slice()) {
+            Some(hit) => (hit, true),
+            None => {
+                let fresh = Arc::new(evaluate());
+                self.inner.insert(CacheKey(key.clone()), Arc::clone(&fresh));
+                (fresh, false)
+            }
+        };
+        if let Some(slot) = slot {
+            match slot {
+                // Reuse the evicted entry's key buffer.
+                Some(e) => {
+                    e.cache = self.id;
+                    e.hash = hash;
+                    e.key.clear();
+                    e.key.extend_from_slice(key);
+                    e.value = Arc::clone(&value);
+                }
+                None => {
+                    *slot = Some(FrontEntry {
+                        cache: self.id,
+                        hash,
+                        key: key.clone(),
+                        value: Arc::clone(&value),
+                    });
+                }
+            }
+        }
+        (value, cached)
     }
 
     pub fn insert(&self, key: CacheKey, outcome: Arc<Evaluation>) {
@@ -221,6 +355,112 @@ mod tests {
         assert_ne!(k, CacheKey::new(1, &p, &other_actor));
         assert_ne!(k, CacheKey::new(1, &p, &with_resource));
         assert_ne!(k, CacheKey::new(2, &p, &base));
+    }
+
+    fn order(value: u64) -> Request {
+        request(
+            "act_trading_algo:a",
+            "axn_place_order",
+            None,
+            json!({"order": {"value": value}}),
+        )
+    }
+
+    /// Looks `r` up, counting how often the policy had to be evaluated.
+    fn look(
+        cache: &DecisionCache,
+        p: &CompiledPolicy,
+        r: &Request,
+        evaluations: &mut u32,
+    ) -> (Arc<Evaluation>, bool) {
+        cache.get_or_evaluate(1, p, r, || {
+            *evaluations += 1;
+            p.explain(&p.evaluate(r))
+        })
+    }
+
+    #[test]
+    fn second_lookup_is_served_from_the_front_with_the_shared_entry() {
+        let p = policy();
+        let cache = DecisionCache::new(100);
+        let mut evaluations = 0;
+        let (first, cached) = look(&cache, &p, &order(3), &mut evaluations);
+        assert!(!cached);
+        let (again, cached) = look(&cache, &p, &order(3), &mut evaluations);
+        assert!(cached);
+        assert_eq!(evaluations, 1);
+        assert!(Arc::ptr_eq(&first, &again));
+        let shared = cache.get(&CacheKey::new(1, &p, &order(3))).unwrap();
+        assert!(Arc::ptr_eq(&first, &shared));
+    }
+
+    #[test]
+    fn keys_evicted_from_the_front_are_still_hits_in_the_shared_cache() {
+        let p = policy();
+        let cache = DecisionCache::new(10_000);
+        let mut evaluations = 0;
+        let n = 20 * FRONT_SLOTS as u64;
+        for v in 0..n {
+            look(&cache, &p, &order(v), &mut evaluations);
+        }
+        assert_eq!(evaluations, n as u32);
+        for v in 0..n {
+            let (e, cached) = look(&cache, &p, &order(v), &mut evaluations);
+            assert!(cached, "value {v}");
+            assert_eq!(e.verdict, p.evaluate(&order(v)).verdict);
+        }
+        assert_eq!(evaluations, n as u32);
+    }
+
+    #[test]
+    fn front_entries_belong_to_their_cache_and_version() {
+        let p = policy();
+        let a = DecisionCache::new(100);
+        let b = DecisionCache::new(100);
+        let mut evaluations = 0;
+        look(&a, &p, &order(3), &mut evaluations);
+        // Same key, same thread, other cache: evaluated again, not served from a's front entry.
+        let (_, cached) = look(&b, &p, &order(3), &mut evaluations);
+        assert!(!cached);
+        assert_eq!(evaluations, 2);
+        // Same cache, next snapshot version: a miss.
+        let (_, cached) = a.get_or_evaluate(2, &p, &order(3), || p.explain(&p.evaluate(&order(3))));
+        assert!(!cached);
+    }
+
+    #[test]
+    fn an_entry_cached_on_one_thread_is_a_hit_on_another() {
+        let p = Arc::new(policy());
+        let cache = DecisionCache::new(100);
+        let mut evaluations = 0;
+        look(&cache, &p, &order(3), &mut evaluations);
+        let (cache2, p2) = (cache.clone(), Arc::clone(&p));
+        let cached = std::thread::spawn(move || {
+            let mut evaluations = 0;
+            look(&cache2, &p2, &order(3), &mut evaluations).1 && evaluations == 0
+        })
+        .join()
+        .unwrap();
+        assert!(cached);
+    }
+
+    #[test]
+    fn a_lookup_nested_in_an_evaluation_works_with_its_own_scratch() {
+        let p = policy();
+        let cache = DecisionCache::new(100);
+        let (outer, cached) = cache.get_or_evaluate(1, &p, &order(3), || {
+            let mut evaluations = 0;
+            let (inner, cached) = look(&cache, &p, &order(4), &mut evaluations);
+            assert!(!cached && evaluations == 1);
+            (*inner).clone()
+        });
+        assert!(!cached);
+        // The outer key holds what the closure returned; both keys are cached now.
+        assert_eq!(outer.verdict, p.evaluate(&order(4)).verdict);
+        let mut evaluations = 0;
+        assert!(look(&cache, &p, &order(4), &mut evaluations).1);
+        assert!(look(&cache, &p, &order(3), &mut evaluations).1);
+        assert_eq!(evaluations, 0);
     }
 
     fn encoded(v: &Value) -> Vec<u8> {

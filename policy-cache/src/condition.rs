@@ -81,6 +81,54 @@ pub(crate) fn context_value<'a>(
     Some(current)
 }
 
+/// Orders two keys as `str` does, deciding on the first bytes when they differ (most keys do)
+/// without a call into `memcmp`.
+fn cmp_keys(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// Calls `found` with the value of each of `paths`, in order: the same values as
+/// [`context_value`] per path. `paths` must be sorted (as a policy's read fields are); then one
+/// pass over the context's top-level entries, which a `serde_json::Map` keeps in key order, finds
+/// them all instead of one search per path. A path the pass does not find is looked up directly,
+/// so the result does not depend on the map's order.
+pub(crate) fn context_values<'a>(
+    context: &'a serde_json::Map<String, Value>,
+    paths: &[Box<[String]>],
+    mut found: impl FnMut(Option<&'a Value>),
+) {
+    let mut entries = context.iter().peekable();
+    for path in paths {
+        let Some((first, rest)) = path.split_first() else {
+            found(None);
+            continue;
+        };
+        let mut top = None;
+        while let Some((key, value)) = entries.peek() {
+            match cmp_keys(key, first) {
+                std::cmp::Ordering::Less => {
+                    entries.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    top = Some(*value);
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        let top = top.or_else(|| context.get(first.as_str()));
+        found(top.and_then(|mut current| {
+            for key in rest {
+                current = current.as_object()?.get(key)?;
+            }
+            Some(current)
+        }));
+    }
+}
+
 fn type_of(r: &EntityRef) -> FieldValue<'_> {
     FieldValue::Str(r.type_id())
 }
@@ -256,11 +304,13 @@ impl<'a> ResolvedContext<'a> {
         context: &'a serde_json::Map<String, Value>,
     ) -> Self {
         let mut values = [None; RESOLVED_SLOTS];
-        let mut len = 0;
-        for (value, path) in values.iter_mut().zip(paths) {
-            *value = context_value(context, path);
-            len += 1;
-        }
+        let len = paths.len().min(RESOLVED_SLOTS);
+        let mut slots = values.iter_mut();
+        context_values(context, paths.get(..len).unwrap_or_default(), |value| {
+            if let Some(slot) = slots.next() {
+                *slot = value;
+            }
+        });
         Self { values, len }
     }
 
@@ -412,7 +462,50 @@ impl CompiledCondition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::from),
+        ]
+    }
+
+    /// Short keys from a small alphabet, so paths often hit, miss and share prefixes.
+    fn key() -> impl Strategy<Value = String> {
+        "[a-d]{0,2}"
+    }
+
+    fn context() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+        let nested = prop::collection::btree_map(key(), json_leaf(), 0..4)
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+        prop::collection::btree_map(key(), prop_oneof![json_leaf(), nested], 0..8)
+            .prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn one_pass_lookup_finds_what_a_search_per_path_finds(
+            context in context(),
+            paths in prop::collection::btree_set(prop::collection::vec(key(), 0..3), 0..10),
+        ) {
+            let paths: Vec<Box<[String]>> = paths.into_iter().map(Vec::into_boxed_slice).collect();
+            let mut got = Vec::new();
+            context_values(&context, &paths, |v| got.push(v));
+            let expected: Vec<Option<&Value>> =
+                paths.iter().map(|p| context_value(&context, p)).collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        #[test]
+        fn first_byte_key_order_is_str_order(a in "[a-c\\x{e9}]{0,3}", b in "[a-c\\x{e9}]{0,3}") {
+            prop_assert_eq!(cmp_keys(&a, &b), a.cmp(&b));
+        }
+    }
 
     fn request(context: Value) -> Request {
         Request {

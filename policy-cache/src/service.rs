@@ -13,7 +13,7 @@ use lexecon_domains::{
     Request, RiskLevel, Verdict,
 };
 
-use crate::cache::{CacheKey, DecisionCache};
+use crate::cache::DecisionCache;
 use crate::compile::CompiledPolicy;
 use crate::decision::{Decision, DecisionInput, Explanation, SharedStr};
 use crate::error::DecideError;
@@ -236,15 +236,9 @@ impl DecisionService {
                         cache.invalidate_all();
                     }
                 }
-                let key = CacheKey::new(snapshot.version, policy, &request);
-                match cache.get(&key) {
-                    Some(hit) => (hit, true),
-                    None => {
-                        let eval = Arc::new(policy.explain(&policy.evaluate(&request)));
-                        cache.insert(key, Arc::clone(&eval));
-                        (eval, false)
-                    }
-                }
+                cache.get_or_evaluate(snapshot.version, policy, &request, || {
+                    policy.explain(&policy.evaluate(&request))
+                })
             }
             None => (Arc::new(policy.explain(&policy.evaluate(&request))), false),
         };
