@@ -169,6 +169,20 @@ impl DecisionService {
 
     /// Decides one request. Errors mean the request could not be decided; the caller must block it.
     pub fn decide(&self, input: DecisionInput) -> Result<Decision, DecideError> {
+        self.decide_keeping_context(input).0
+    }
+
+    /// [`DecisionService::decide`], handing the request's context back instead of dropping it, for
+    /// callers that record the context after deciding (the proxy and the decision API give it to the
+    /// ledger): they need not clone it first. It is the context as the policy saw it, after the
+    /// domain plugin's `enrich`; on an error, as given.
+    pub fn decide_keeping_context(
+        &self,
+        input: DecisionInput,
+    ) -> (
+        Result<Decision, DecideError>,
+        serde_json::Map<String, serde_json::Value>,
+    ) {
         let DecisionInput {
             request_id,
             domain,
@@ -181,24 +195,26 @@ impl DecisionService {
         // INVARIANT: one snapshot for the whole decision.
         let snapshot = self.store.load();
         let Some(plugin) = snapshot.registry.get(&domain) else {
-            return Err(DecideError::UnknownDomain { domain });
+            return (Err(DecideError::UnknownDomain { domain }), context);
         };
         let Some(policy) = snapshot.policy(&domain) else {
-            return Err(DecideError::NoPolicy { domain });
+            return (Err(DecideError::NoPolicy { domain }), context);
         };
         let parse = |field: &'static str, raw: String| {
             EntityRef::parse(raw).map_err(|source| DecideError::InvalidReference { field, source })
         };
-        let actor = parse("actor", actor)?;
-        let action = parse("action", action)?;
-        let resource = resource.map(|r| parse("resource", r)).transpose()?;
-        let domain = match DomainId::new(domain) {
-            Ok(d) => d,
-            Err(e) => {
-                return Err(DecideError::UnknownDomain {
-                    domain: e.to_string(),
-                })
-            }
+        let parsed = (|| {
+            let actor = parse("actor", actor)?;
+            let action = parse("action", action)?;
+            let resource = resource.map(|r| parse("resource", r)).transpose()?;
+            let domain = DomainId::new(domain).map_err(|e| DecideError::UnknownDomain {
+                domain: e.to_string(),
+            })?;
+            Ok((domain, actor, action, resource))
+        })();
+        let (domain, actor, action, resource) = match parsed {
+            Ok(ids) => ids,
+            Err(e) => return (Err(e), context),
         };
         // One clock read per decision: the decision time (unless given) and the ids' time.
         let now = jiff::Timestamp::now();
@@ -210,11 +226,10 @@ impl DecisionService {
             context,
             time: at.unwrap_or(now),
         };
-        let resolved_action = snapshot
-            .registry
-            .resolve_types(&request)
-            .map_err(DecideError::UnknownType)?
-            .action;
+        let resolved_action = match snapshot.registry.resolve_types(&request) {
+            Ok(types) => types.action,
+            Err(e) => return (Err(DecideError::UnknownType(e)), request.context),
+        };
 
         plugin.enrich(&mut request);
         let mut findings = plugin.validate(&request);
@@ -256,7 +271,7 @@ impl DecisionService {
             .filter(|a| a.type_id == request.action.type_id())
             .or_else(|| plugin.config().action_type(request.action.type_id()));
 
-        Ok(self.finish(
+        let (decision, context) = self.finish(
             plugin.as_ref(),
             action_type,
             policy,
@@ -266,7 +281,8 @@ impl DecisionService {
             &eval,
             findings,
             cached,
-        ))
+        );
+        (Ok(decision), context)
     }
 
     #[expect(
@@ -278,13 +294,13 @@ impl DecisionService {
         plugin: &dyn DomainPlugin,
         action_type: Option<&ActionType>,
         policy: &CompiledPolicy,
-        request: Request,
+        mut request: Request,
         request_id: Option<String>,
         now: jiff::Timestamp,
         eval: &Evaluation,
         findings: Vec<Finding>,
         cached: bool,
-    ) -> Decision {
+    ) -> (Decision, serde_json::Map<String, serde_json::Value>) {
         let combined = combine(eval, &findings);
         let (verdict, would_have, reasoning) = if policy.mode() == Mode::DryRun {
             let reasoning = if combined.verdict == Verdict::Permit {
@@ -309,6 +325,7 @@ impl DecisionService {
         };
         let compliance_mappings = Arc::clone(policy.compliance.get(outcome.compliance_outcome()));
         plugin.on_decision(&request, &outcome);
+        let context = std::mem::take(&mut request.context);
 
         // Type checking passed, so the action type is declared; a plugin that accepts an alias it
         // does not declare is treated as the highest risk.
@@ -344,7 +361,7 @@ impl DecisionService {
         for observer in &self.observers {
             observer.observe(&decision);
         }
-        decision
+        (decision, context)
     }
 }
 
@@ -354,7 +371,7 @@ mod tests {
     use crate::store::Snapshot;
     use crate::testing::{input, plugin, registry_with, yaml_policy, TestPlugin};
     use lexecon_domains::{ComplianceStatus, DomainRegistry};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::sync::atomic::Ordering;
     use std::sync::Mutex;
 
@@ -728,6 +745,40 @@ rules:
             miss.compliance_mappings[0].status,
             ComplianceStatus::Compliant
         );
+    }
+
+    #[test]
+    fn the_context_comes_back_as_the_policy_saw_it_after_the_hook_saw_it_too() {
+        let p = plugin();
+        let svc = service_with(Arc::clone(&p), DESK, 1000);
+        let (d, context) = svc.decide_keeping_context(input(
+            ALGO,
+            ORDER,
+            AAPL,
+            json!({"quantity": 100, "price": 50}),
+        ));
+        assert_eq!(d.unwrap().decision, Verdict::Permit);
+        // Enriched: the derived order value the policy read is in it.
+        assert_eq!(
+            Value::Object(context),
+            json!({"quantity": 100, "price": 50, "order_value": 5000.0})
+        );
+        assert_eq!(p.context_len_seen.load(Ordering::Relaxed), 3);
+
+        // Errors hand back the context as given.
+        for bad in [
+            input(":x", ORDER, AAPL, json!({"a": 1})),
+            input("act_robot:r2", ORDER, AAPL, json!({"a": 1})),
+            {
+                let mut i = input(ALGO, ORDER, AAPL, json!({"a": 1}));
+                i.domain = "nowhere".into();
+                i
+            },
+        ] {
+            let (d, context) = svc.decide_keeping_context(bad);
+            assert!(d.is_err());
+            assert_eq!(Value::Object(context), json!({"a": 1}));
+        }
     }
 
     #[test]

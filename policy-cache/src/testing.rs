@@ -17,6 +17,8 @@ pub(crate) struct TestPlugin {
     pub config: DomainConfig,
     pub time_dependent: bool,
     pub decisions_seen: AtomicUsize,
+    /// How many context fields the last `on_decision` saw.
+    pub context_len_seen: AtomicUsize,
 }
 
 pub(crate) fn test_config(domain: &str) -> DomainConfig {
@@ -59,6 +61,7 @@ impl TestPlugin {
             config: test_config(domain),
             time_dependent: false,
             decisions_seen: AtomicUsize::new(0),
+            context_len_seen: AtomicUsize::new(0),
         }
     }
 }
@@ -138,8 +141,10 @@ impl DomainPlugin for TestPlugin {
         self.time_dependent
     }
 
-    fn on_decision(&self, _request: &Request, _outcome: &DecisionOutcome<'_>) {
+    fn on_decision(&self, request: &Request, _outcome: &DecisionOutcome<'_>) {
         self.decisions_seen.fetch_add(1, Ordering::Relaxed);
+        self.context_len_seen
+            .store(request.context.len(), Ordering::Relaxed);
     }
 }
 

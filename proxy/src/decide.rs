@@ -28,6 +28,17 @@ pub struct Recorded {
 pub trait Decide: Send + Sync + 'static {
     fn decide(&self, input: DecisionInput) -> Result<Decision, DecideFailure>;
 
+    /// [`Self::decide`], handing the request's context back for a caller that records it after
+    /// deciding: as the decision saw it (after the domain plugin's `enrich`), or as given when the
+    /// decision failed. The default clones it before deciding; the engine's gives it back instead.
+    fn decide_keeping_context(
+        &self,
+        input: DecisionInput,
+    ) -> (Result<Decision, DecideFailure>, Map<String, Value>) {
+        let context = input.context.clone();
+        (self.decide(input), context)
+    }
+
     /// Records `decision` (taken on `context`) and, when it permits and `audience` is given, mints
     /// a capability token for that audience. An error blocks the request (e.g. the ledger queue is
     /// full under `fail_closed`). The default records nothing.

@@ -429,6 +429,14 @@ impl Decide for Engine {
         self.service.decide(input).map_err(|e| failure(&e))
     }
 
+    fn decide_keeping_context(
+        &self,
+        input: DecisionInput,
+    ) -> (Result<Decision, DecideFailure>, Map<String, Value>) {
+        let (decided, context) = self.service.decide_keeping_context(input);
+        (decided.map_err(|e| failure(&e)), context)
+    }
+
     async fn record(
         &self,
         decision: &Decision,

@@ -441,11 +441,8 @@ impl DecisionApi {
         audience: &str,
     ) -> Result<Outcome, ApiError> {
         let domain = input.domain.clone();
-        let context = input.context.clone();
-        let mut decision = self
-            .engine
-            .decide(input)
-            .map_err(|f| failure_to_api(f, &domain))?;
+        let (decided, context) = self.engine.decide_keeping_context(input);
+        let mut decision = decided.map_err(|f| failure_to_api(f, &domain))?;
         let mut approval_id = None;
         if decision.decision == Verdict::Escalate {
             let digest = RequestDigest::of_decision(

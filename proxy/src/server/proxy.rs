@@ -684,10 +684,13 @@ async fn check(
             actor: actor.id.to_string(),
             action: item.action.clone(),
             resource: item.resource.clone(),
-            context: context.clone(),
+            context,
             at: None,
         };
-        match snap.decider.decide(input) {
+        // The context comes back (as the decision saw it) for the ledger entry and the approval
+        // digest, so it is not cloned for them.
+        let (decided, context) = snap.decider.decide_keeping_context(input);
+        match decided {
             Ok(d) if d.decision == Verdict::Permit => {
                 match ids.as_mut() {
                     Some(s) => {
