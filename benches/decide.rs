@@ -1,6 +1,7 @@
 //! Decision engine benchmarks: the full `DecisionService::decide` pipeline on 10, 1,000 and 10,000-rule
 //! policies (cache off), a decision served from the evaluation cache (the same request again: a
-//! per-thread front hit; and 4,096 requests in turn: hits in the shared moka cache), the policy
+//! per-thread front hit, with `decide` and with `decide_keeping_context`, which the proxy and the
+//! API call; and 4,096 requests in turn: hits in the shared moka cache), the policy
 //! evaluation alone, and compiling the 10,000-rule policy. After criterion, a latency pass times
 //! single decisions and prints p50/p90/p99/p99.9 (each sample includes one `Instant::now()` pair,
 //! ~20–40 ns).
@@ -227,6 +228,15 @@ fn benches(c: &mut Criterion) {
         b.iter_batched(
             input,
             |i| black_box(cached.decide(i)),
+            BatchSize::NumIterations(BATCH),
+        )
+    });
+    // The call the proxy and the decision API make: the context comes back (for the ledger) and
+    // is dropped by the caller later, outside this measurement.
+    group.bench_function("cache_hit_keep_context_rules_1000", |b| {
+        b.iter_batched(
+            input,
+            |i| black_box(cached.decide_keeping_context(i)),
             BatchSize::NumIterations(BATCH),
         )
     });

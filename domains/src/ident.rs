@@ -71,7 +71,14 @@ impl EntityRef {
     /// bytes and free of control characters.
     pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
         let raw = raw.into();
-        if raw.is_empty() || raw.len() > 512 || raw.chars().any(char::is_control) {
+        // ASCII (the usual case) is checked byte by byte; control characters there are exactly
+        // `char::is_control`'s (U+0000..=U+001F, U+007F).
+        let control = if raw.is_ascii() {
+            raw.bytes().any(|b| b.is_ascii_control())
+        } else {
+            raw.chars().any(char::is_control)
+        };
+        if raw.is_empty() || raw.len() > 512 || control {
             return Err(DomainError::InvalidEntityRef {
                 raw,
                 reason: "must be 1..=512 printable characters",
@@ -147,5 +154,43 @@ mod tests {
         assert_eq!(bare.instance(), None);
         assert!(EntityRef::parse(":x").is_err());
         assert!(EntityRef::parse("").is_err());
+    }
+
+    #[test]
+    fn control_characters_are_rejected_in_ascii_and_unicode_references() {
+        for bad in [
+            "act_a:x\ny",
+            "act_a:\u{7f}",
+            "act\t:x",
+            "act_é:\u{85}",
+            "act_é:\u{0}",
+        ] {
+            assert!(EntityRef::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in [
+            "act_a:x y",
+            "act_é:Zoë",
+            "res_phi:Patient/123~",
+            "act_a:\u{a0}",
+        ] {
+            assert!(
+                EntityRef::parse(good).is_ok(),
+                "{good:?} should be accepted"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_reference_is_rejected_for_control_characters_exactly_when_one_is_in_it(
+            raw in "[a-z]{1,4}(:[\\x{0}-\\x{ff}]{0,6})?",
+        ) {
+            let has_control = raw.chars().any(char::is_control);
+            let rejected = matches!(
+                EntityRef::parse(raw.as_str()),
+                Err(DomainError::InvalidEntityRef { reason: "must be 1..=512 printable characters", .. })
+            );
+            proptest::prop_assert_eq!(rejected, has_control);
+        }
     }
 }

@@ -41,6 +41,44 @@ pub struct ResolvedTypes<'a> {
     pub resource: Option<&'a ResourceType>,
 }
 
+impl<'a> ResolvedTypes<'a> {
+    /// The declared types of the request's references in `plugin`'s domain (the plugin the caller
+    /// already looked up for the request's domain), with the errors of
+    /// [`DomainRegistry::check_types`].
+    pub fn of(plugin: &'a dyn DomainPlugin, request: &Request) -> Result<Self, DomainError> {
+        let domain = || request.domain.to_string();
+        let actor = plugin
+            .resolve_actor_type(request.actor.type_id())
+            .ok_or_else(|| DomainError::UnknownActorType {
+                domain: domain(),
+                type_id: request.actor.type_id().into(),
+            })?;
+        let action = plugin
+            .resolve_action_type(request.action.type_id())
+            .ok_or_else(|| DomainError::UnknownActionType {
+                domain: domain(),
+                type_id: request.action.type_id().into(),
+            })?;
+        let resource = match &request.resource {
+            Some(resource) => Some(
+                plugin
+                    .config()
+                    .resource_type(resource.type_id())
+                    .ok_or_else(|| DomainError::UnknownResourceType {
+                        domain: domain(),
+                        type_id: resource.type_id().into(),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            actor,
+            action,
+            resource,
+        })
+    }
+}
+
 /// The plugins of one snapshot. Cheap to clone (plugins are shared).
 #[derive(Debug, Clone, Default)]
 pub struct DomainRegistry {
@@ -133,36 +171,7 @@ impl DomainRegistry {
                 .ok_or_else(|| DomainError::UnknownDomain {
                     domain: request.domain.to_string(),
                 })?;
-        let domain = || request.domain.to_string();
-        let actor = plugin
-            .resolve_actor_type(request.actor.type_id())
-            .ok_or_else(|| DomainError::UnknownActorType {
-                domain: domain(),
-                type_id: request.actor.type_id().into(),
-            })?;
-        let action = plugin
-            .resolve_action_type(request.action.type_id())
-            .ok_or_else(|| DomainError::UnknownActionType {
-                domain: domain(),
-                type_id: request.action.type_id().into(),
-            })?;
-        let resource = match &request.resource {
-            Some(resource) => Some(
-                plugin
-                    .config()
-                    .resource_type(resource.type_id())
-                    .ok_or_else(|| DomainError::UnknownResourceType {
-                        domain: domain(),
-                        type_id: resource.type_id().into(),
-                    })?,
-            ),
-            None => None,
-        };
-        Ok(ResolvedTypes {
-            actor,
-            action,
-            resource,
-        })
+        ResolvedTypes::of(plugin.as_ref(), request)
     }
 
     /// Rewrites legacy un-prefixed actor/action names to `type_id:legacy_name`

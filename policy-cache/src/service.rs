@@ -10,7 +10,7 @@ use std::sync::Arc;
 use lexecon_config::Mode;
 use lexecon_domains::{
     ActionType, DecisionOutcome, DomainId, DomainPlugin, EntityRef, Finding, FindingEffect,
-    Request, RiskLevel, Verdict,
+    Request, ResolvedTypes, RiskLevel, Verdict,
 };
 
 use crate::cache::DecisionCache;
@@ -63,9 +63,11 @@ impl std::fmt::Debug for DecisionService {
 /// (`getrandom`) on every call instead: strace of the proxy showed about one such syscall per two
 /// requests while its request ids came from it.
 pub fn new_uuid_v7(now: jiff::Timestamp) -> uuid::Uuid {
-    use rand::Rng;
+    use rand::RngCore;
     let millis = u64::try_from(now.as_millisecond()).unwrap_or(0);
-    let random: [u8; 10] = rand::thread_rng().gen();
+    // One fill, not one generator call per byte (`gen::<[u8; 10]>()` samples each element).
+    let mut random = [0u8; 10];
+    rand::thread_rng().fill_bytes(&mut random);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
@@ -226,7 +228,7 @@ impl DecisionService {
             context,
             time: at.unwrap_or(now),
         };
-        let resolved_action = match snapshot.registry.resolve_types(&request) {
+        let resolved_action = match ResolvedTypes::of(plugin.as_ref(), &request) {
             Ok(types) => types.action,
             Err(e) => return (Err(DecideError::UnknownType(e)), request.context),
         };

@@ -19,8 +19,8 @@ pub struct Snapshot {
     /// Assigned by [`PolicyStore`]: strictly increasing across swaps (0 before publication).
     pub version: u64,
     pub registry: DomainRegistry,
-    /// Compiled policies by domain id.
-    pub policies: HashMap<String, Arc<CompiledPolicy>>,
+    /// Compiled policies by domain id (foldhash: looked up once per decision, by a short id).
+    pub policies: HashMap<String, Arc<CompiledPolicy>, foldhash::fast::RandomState>,
 }
 
 impl Snapshot {
@@ -28,7 +28,8 @@ impl Snapshot {
     /// document whose domain has no plugin is an error. All errors are collected.
     pub fn build(registry: DomainRegistry, docs: Vec<PolicyDocument>) -> Result<Self, PolicyError> {
         let mut errors = Vec::new();
-        let mut policies: HashMap<String, Arc<CompiledPolicy>> = HashMap::new();
+        let mut policies: HashMap<String, Arc<CompiledPolicy>, foldhash::fast::RandomState> =
+            HashMap::default();
         for doc in &docs {
             let domain = doc.domain.as_str();
             let Some(plugin) = registry.get(domain) else {
