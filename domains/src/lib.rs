@@ -55,6 +55,6 @@ pub use plugin::{
     FindingEffect, Verdict,
 };
 pub use registry::is_builtin_domain_name;
-pub use registry::{DomainRegistry, ResolvedTypes};
+pub use registry::{DomainRegistry, ResolvedTypes, TypeIndex};
 pub use request::Request;
 pub use settings::{DomainSettings, FinanceSettings, HealthcareSettings, VenueSettings};

@@ -4,12 +4,12 @@
 //! Building a registry (built-ins, packs) happens at load time; on the request path the registry is
 //! only read. It never mutates a plugin and never does I/O (built-in packs are compiled in).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::error::DomainError;
 use crate::ident::{DomainId, EntityRef};
-use crate::model::{ActionType, ActorType, ResourceType};
+use crate::model::{ActionType, ActorType, DomainConfig, ResourceType};
 use crate::packs::{PackPlugin, BUILTIN_PACKS};
 use crate::plugin::DomainPlugin;
 use crate::request::Request;
@@ -41,7 +41,72 @@ pub struct ResolvedTypes<'a> {
     pub resource: Option<&'a ResourceType>,
 }
 
+type FastMap = HashMap<String, usize, foldhash::fast::RandomState>;
+
+/// Positions of a domain's declared types by type id, so resolving a request's types is three hash
+/// lookups instead of three scans of the type lists. Built once per compiled policy.
+#[derive(Debug, Clone, Default)]
+pub struct TypeIndex {
+    actors: FastMap,
+    actions: FastMap,
+    resources: FastMap,
+}
+
+impl TypeIndex {
+    /// The index of `config`'s type lists (a duplicated id keeps its first position, as the list
+    /// lookups do).
+    pub fn of(config: &DomainConfig) -> Self {
+        fn positions<'a>(ids: impl Iterator<Item = &'a String>) -> FastMap {
+            let mut map = FastMap::default();
+            for (i, id) in ids.enumerate() {
+                map.entry(id.clone()).or_insert(i);
+            }
+            map
+        }
+        Self {
+            actors: positions(config.actor_types.iter().map(|t| &t.type_id)),
+            actions: positions(config.action_types.iter().map(|t| &t.type_id)),
+            resources: positions(config.resource_types.iter().map(|t| &t.type_id)),
+        }
+    }
+}
+
 impl<'a> ResolvedTypes<'a> {
+    /// [`ResolvedTypes::of`] with `index` (built from `plugin`'s config) for the declared ids; a
+    /// name the index does not hold (a legacy alias, or an unknown type) takes the plugin's own
+    /// lookup, so the result and the errors are those of [`ResolvedTypes::of`].
+    pub fn of_indexed(
+        plugin: &'a dyn DomainPlugin,
+        index: &TypeIndex,
+        request: &Request,
+    ) -> Result<Self, DomainError> {
+        let config = plugin.config();
+        let actor = index
+            .actors
+            .get(request.actor.type_id())
+            .and_then(|i| config.actor_types.get(*i));
+        let action = index
+            .actions
+            .get(request.action.type_id())
+            .and_then(|i| config.action_types.get(*i));
+        let resource = match &request.resource {
+            Some(r) => index
+                .resources
+                .get(r.type_id())
+                .and_then(|i| config.resource_types.get(*i))
+                .map(Some),
+            None => Some(None),
+        };
+        match (actor, action, resource) {
+            (Some(actor), Some(action), Some(resource)) => Ok(Self {
+                actor,
+                action,
+                resource,
+            }),
+            _ => Self::of(plugin, request),
+        }
+    }
+
     /// The declared types of the request's references in `plugin`'s domain (the plugin the caller
     /// already looked up for the request's domain), with the errors of
     /// [`DomainRegistry::check_types`].
@@ -301,6 +366,54 @@ mod tests {
         assert_eq!(request.action.as_str(), "axn_search:search");
         assert!(!r.resolve_legacy(&mut request).unwrap());
         r.check_types(&request).unwrap();
+    }
+
+    #[test]
+    fn indexed_resolution_agrees_with_the_list_lookups_for_every_declared_alias_and_unknown_type() {
+        let r = DomainRegistry::builtin().unwrap();
+        let show = |t: Result<ResolvedTypes<'_>, DomainError>| match t {
+            Ok(t) => format!(
+                "{} {} {:?}",
+                t.actor.type_id,
+                t.action.type_id,
+                t.resource.map(|r| &r.type_id)
+            ),
+            Err(e) => e.to_string(),
+        };
+        for domain in r.domains() {
+            let plugin = r.get(domain.as_str()).unwrap();
+            let config = plugin.config();
+            let index = TypeIndex::of(config);
+            let actors = config.actor_types.iter().map(|t| t.type_id.as_str());
+            let actions: Vec<&str> = config
+                .action_types
+                .iter()
+                .map(|t| t.type_id.as_str())
+                .collect();
+            let resources: Vec<Option<&str>> = config
+                .resource_types
+                .iter()
+                .map(|t| Some(t.type_id.as_str()))
+                .chain([None, Some("res_nope")])
+                .collect();
+            for actor in actors.chain(["model", "act_nope"]) {
+                for action in actions.iter().copied().chain(["search", "axn_nope"]) {
+                    for resource in &resources {
+                        let request = req(
+                            domain.as_str(),
+                            &format!("{actor}:x"),
+                            action,
+                            resource.map(|r| format!("{r}:y")).as_deref(),
+                        );
+                        assert_eq!(
+                            show(ResolvedTypes::of_indexed(plugin.as_ref(), &index, &request)),
+                            show(ResolvedTypes::of(plugin.as_ref(), &request)),
+                            "{domain} {actor} {action} {resource:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use lexecon_config::{Effect, Mode, PolicyDocument, Rule};
-use lexecon_domains::{ComplianceTable, DomainPlugin, Verdict};
+use lexecon_domains::{ComplianceTable, DomainPlugin, TypeIndex, Verdict};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -65,6 +65,8 @@ pub struct CompiledPolicy {
     pub(crate) default_reason: SharedStr,
     /// The domain plugin's compliance mappings for every outcome, computed here once.
     pub(crate) compliance: ComplianceTable,
+    /// The domain plugin's declared types by id.
+    pub(crate) types: TypeIndex,
     /// Context paths (`["order", "value"]`) any condition reads, sorted and deduplicated.
     pub(crate) context_fields: Vec<Box<[String]>>,
 }
@@ -287,6 +289,7 @@ impl CompiledPolicy {
             default_id: default_id.into(),
             default_reason: default_reason.into(),
             compliance: ComplianceTable::of(plugin),
+            types: TypeIndex::of(plugin.config()),
             context_fields,
         })
     }

@@ -228,10 +228,11 @@ impl DecisionService {
             context,
             time: at.unwrap_or(now),
         };
-        let resolved_action = match ResolvedTypes::of(plugin.as_ref(), &request) {
-            Ok(types) => types.action,
-            Err(e) => return (Err(DecideError::UnknownType(e)), request.context),
-        };
+        let resolved_action =
+            match ResolvedTypes::of_indexed(plugin.as_ref(), &policy.types, &request) {
+                Ok(types) => types.action,
+                Err(e) => return (Err(DecideError::UnknownType(e)), request.context),
+            };
 
         plugin.enrich(&mut request);
         let mut findings = plugin.validate(&request);
