@@ -15,7 +15,8 @@
 //! hit costs one hash and one key comparison instead of moka's lookup, hashing and read recording;
 //! a front miss falls through to moka. Front entries carry the same exact key (snapshot version
 //! included) and the cache's identity, so they are never served for another snapshot or cache.
-//! The key is encoded into a per-thread buffer, so a hit allocates nothing.
+//! The key is encoded into a per-thread buffer, so a hit allocates nothing. Keys longer than
+//! [`MAX_KEY_BYTES`] are not cached (both levels count entries, not bytes).
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
@@ -155,6 +156,11 @@ impl CacheKey {
 /// Entries of the per-thread front table.
 pub const FRONT_SLOTS: usize = 64;
 
+/// The longest key that is cached. Both caches count entries, not bytes, so a request whose read
+/// fields are huge (a megabyte string in a field the policy reads) is evaluated but not cached:
+/// otherwise the cache's memory, and each thread's key buffer and front, would grow with it.
+pub const MAX_KEY_BYTES: usize = 4096;
+
 /// One front entry: whose cache it belongs to, the key's hash and bytes, and the evaluation.
 struct FrontEntry {
     cache: u64,
@@ -239,6 +245,11 @@ impl DecisionCache {
         let Scratch { key, front } = scratch;
         key.clear();
         encode_key(key, version, policy, request);
+        if key.len() > MAX_KEY_BYTES {
+            key.clear();
+            key.shrink_to(MAX_KEY_BYTES);
+            return (Arc::new(evaluate()), false);
+        }
         let hash = front_hash(key);
         if front.is_empty() {
             front.resize_with(FRONT_SLOTS, || None);
@@ -410,6 +421,29 @@ mod tests {
             assert_eq!(e.verdict, p.evaluate(&order(v)).verdict);
         }
         assert_eq!(evaluations, n as u32);
+    }
+
+    #[test]
+    fn requests_with_huge_read_fields_are_evaluated_but_not_cached() {
+        let p = policy();
+        let cache = DecisionCache::new(100);
+        let huge = request(
+            "act_trading_algo:a",
+            "axn_place_order",
+            None,
+            json!({"order": {"value": "x".repeat(MAX_KEY_BYTES)}}),
+        );
+        let mut evaluations = 0;
+        for _ in 0..2 {
+            let (e, cached) = look(&cache, &p, &huge, &mut evaluations);
+            assert!(!cached);
+            assert_eq!(e.verdict, p.evaluate(&huge).verdict);
+        }
+        assert_eq!(evaluations, 2);
+        assert!(cache.get(&CacheKey::new(1, &p, &huge)).is_none());
+        // A normal request right after is cached as usual.
+        look(&cache, &p, &order(3), &mut evaluations);
+        assert!(look(&cache, &p, &order(3), &mut evaluations).1);
     }
 
     #[test]
