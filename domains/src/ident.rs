@@ -71,20 +71,26 @@ impl EntityRef {
     /// bytes and free of control characters.
     pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
         let raw = raw.into();
-        // ASCII (the usual case) is checked byte by byte; control characters there are exactly
-        // `char::is_control`'s (U+0000..=U+001F, U+007F).
-        let control = if raw.is_ascii() {
-            raw.bytes().any(|b| b.is_ascii_control())
-        } else {
-            raw.chars().any(char::is_control)
-        };
+        // One pass over the bytes finds the first ':' and any ASCII control character (exactly
+        // `char::is_control`'s below U+0080: U+0000..=U+001F, U+007F); only a reference with
+        // non-ASCII bytes is decoded to look for the others (U+0080..=U+009F).
+        let (mut split, mut control, mut non_ascii) = (None, false, false);
+        for (i, b) in raw.bytes().enumerate() {
+            control |= b.is_ascii_control();
+            non_ascii |= !b.is_ascii();
+            if b == b':' && split.is_none() {
+                split = Some(i);
+            }
+        }
+        if non_ascii && !control {
+            control = raw.chars().any(char::is_control);
+        }
         if raw.is_empty() || raw.len() > 512 || control {
             return Err(DomainError::InvalidEntityRef {
                 raw,
                 reason: "must be 1..=512 printable characters",
             });
         }
-        let split = raw.find(':');
         if split == Some(0) {
             return Err(DomainError::InvalidEntityRef {
                 raw,
@@ -191,6 +197,14 @@ mod tests {
                 Err(DomainError::InvalidEntityRef { reason: "must be 1..=512 printable characters", .. })
             );
             proptest::prop_assert_eq!(rejected, has_control);
+            if let Ok(r) = EntityRef::parse(raw.as_str()) {
+                let (type_id, instance) = match raw.split_once(':') {
+                    Some((t, i)) => (t, Some(i)),
+                    None => (raw.as_str(), None),
+                };
+                proptest::prop_assert_eq!(r.type_id(), type_id);
+                proptest::prop_assert_eq!(r.instance(), instance);
+            }
         }
     }
 }
