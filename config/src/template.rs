@@ -1,10 +1,11 @@
 //! Instantiating a domain's policy template into a policy document (`lexecon policy load --template`).
 //!
 //! Owns parameter checking (unknown names, kinds that differ from the default), filling defaults and
-//! `{{param}}` substitution in the template's data rules. The result is validated against the domain
+//! `{{param}}` substitution in the template's data rules (the placeholder syntax and substitution
+//! itself are `lexecon_domains::placeholder`'s). The result is validated against the domain
 //! like any policy. Never panics on a malformed template; reports it with the template's name and path.
 
-use lexecon_domains::{DomainConfig, PolicyTemplate};
+use lexecon_domains::{placeholder, DomainConfig, DomainError, PolicyTemplate};
 use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, Located};
@@ -130,73 +131,26 @@ fn fill_params(
     effective
 }
 
-/// Replaces `{{param}}` placeholders in every string of `value`. `Err((path, reason))` names an
-/// unknown placeholder.
+/// Replaces `{{param}}` placeholders in every string of `value` (rule `at`) with
+/// [`lexecon_domains::placeholder::substitute`]. `Err((path, reason))` names an unknown or
+/// unterminated placeholder.
 fn substitute(
     value: &Value,
     params: &Map<String, Value>,
     at: &str,
 ) -> Result<Value, (String, String)> {
-    Ok(match value {
-        Value::String(s) => substitute_str(s, params).map_err(|p| {
-            (
-                at.to_string(),
-                format!(
-                    "unknown placeholder {{{{{p}}}}} (parameters: {})",
-                    keys(params)
-                ),
-            )
-        })?,
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| substitute(v, params, &format!("{at}[{i}]")))
-                .collect::<Result<_, _>>()?,
+    placeholder::substitute(value, params).map_err(|e| match &e {
+        DomainError::UnknownPlaceholder { path, .. } => (
+            format!("{at}{path}"),
+            format!("{e} (parameters: {})", keys(params)),
         ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| substitute(v, params, &format!("{at}.{k}")).map(|v| (k.clone(), v)))
-                .collect::<Result<_, _>>()?,
-        ),
-        other => other.clone(),
+        DomainError::UnterminatedPlaceholder { path, .. } => (format!("{at}{path}"), e.to_string()),
+        other => (at.to_string(), other.to_string()),
     })
 }
 
 fn keys(params: &Map<String, Value>) -> String {
     params.keys().cloned().collect::<Vec<_>>().join(", ")
-}
-
-fn substitute_str(s: &str, params: &Map<String, Value>) -> Result<Value, String> {
-    let trimmed = s.trim();
-    if let Some(name) = trimmed
-        .strip_prefix("{{")
-        .and_then(|r| r.strip_suffix("}}"))
-        .map(str::trim)
-        .filter(|n| !n.contains("{{") && !n.contains("}}"))
-    {
-        return params.get(name).cloned().ok_or_else(|| name.to_string());
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            rest = "";
-            break;
-        };
-        let name = after[..end].trim();
-        match params.get(name) {
-            Some(Value::String(v)) => out.push_str(v),
-            Some(v) => out.push_str(&v.to_string()),
-            None => return Err(name.to_string()),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(Value::String(out))
 }
 
 #[cfg(test)]
@@ -281,6 +235,19 @@ mod tests {
         assert!(err.located()[0]
             .reason
             .contains("unknown placeholder {{nope}}"));
+    }
+
+    #[test]
+    fn template_rule_with_unclosed_placeholder_is_reported_not_kept_as_text() {
+        let mut domain = finance();
+        domain.policy_templates[0].rules[0]["reason"] = json!("limit {{max_notional_per_minute");
+        let err = instantiate_template(&domain, "prevent_flash_crash", Map::new()).unwrap_err();
+        assert_eq!(err.located()[0].path, "rules[0].reason");
+        assert!(
+            err.located()[0].reason.contains("unterminated placeholder"),
+            "{}",
+            err.located()[0].reason
+        );
     }
 
     #[test]

@@ -25,4 +25,12 @@ pub enum DomainError {
     InvalidPack { source_name: String, reason: String },
     #[error("domain settings {field}: {reason}")]
     InvalidSettings { field: String, reason: String },
+    /// A template string names a parameter the template does not declare. `path` is where the string
+    /// sits inside the substituted value (`.when[0].value`, empty for the value itself); the message
+    /// leaves it out so the caller can locate it in its own terms.
+    #[error("unknown placeholder {{{{{name}}}}}")]
+    UnknownPlaceholder { path: String, name: String },
+    /// A template string has a `{{` with no `}}` after it. `path` as for `UnknownPlaceholder`.
+    #[error("unterminated placeholder: {{{{ without }}}} in {text:?}")]
+    UnterminatedPlaceholder { path: String, text: String },
 }

@@ -31,6 +31,7 @@ pub mod error;
 pub mod ident;
 pub mod model;
 pub mod packs;
+pub mod placeholder;
 pub mod plugin;
 pub mod registry;
 pub mod request;

@@ -17,6 +17,7 @@ use crate::model::{
     ActionType, ActorType, ComplianceFramework, DomainConfig, PolicyTemplate, ResourceType,
     RiskModel,
 };
+use crate::placeholder::{self, Piece};
 use crate::plugin::{ComplianceMapping, ComplianceOutcome, DomainPlugin};
 
 /// The built-in packs: (source name, YAML).
@@ -352,23 +353,33 @@ fn check_condition(
     }
 }
 
-/// `{{param}}` placeholders must name a declared parameter of the template.
+/// `{{param}}` placeholders must name a declared parameter of the template and be closed. Reads the
+/// string as substitution does ([`placeholder::whole_placeholder`] first, then the pieces).
 fn check_placeholders(at: &str, s: &str, template: &PolicyTemplate, problems: &mut Vec<String>) {
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            problems.push(format!("{at}: unclosed {{{{ placeholder"));
-            return;
-        };
-        let name = after[..end].trim();
-        if !template.params.contains_key(name) {
-            problems.push(format!(
+    let unknown = |name: &str| {
+        (!template.params.contains_key(name)).then(|| {
+            format!(
                 "{at}: placeholder {{{{{name}}}}} is not a parameter of template {}",
                 template.name
-            ));
+            )
+        })
+    };
+    if let Some(name) = placeholder::whole_placeholder(s) {
+        problems.extend(unknown(name));
+        return;
+    }
+    for piece in placeholder::pieces(s) {
+        match piece {
+            Piece::Text(_) => {}
+            Piece::Param(name) => problems.extend(unknown(name)),
+            Piece::Unterminated(_) => {
+                let unterminated = DomainError::UnterminatedPlaceholder {
+                    path: String::new(),
+                    text: s.to_owned(),
+                };
+                problems.push(format!("{at}: {unterminated}"));
+            }
         }
-        rest = &after[end + 2..];
     }
 }
 
@@ -489,6 +500,21 @@ policy_templates:
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
+    }
+
+    #[test]
+    fn pack_template_with_unclosed_placeholder_is_rejected() {
+        let yaml = MINIMAL.replace(
+            "reason: Night routing needs a supervisor",
+            "reason: Night routing after {{start_hour needs a supervisor",
+        );
+        let err = PackPlugin::from_yaml("l.yaml", &yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rules[0].reason: unterminated placeholder"),
+            "{err}"
+        );
     }
 
     #[test]

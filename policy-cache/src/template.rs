@@ -1,11 +1,12 @@
 //! Template instantiation: fill a template's parameter defaults under the policy's values, and turn
-//! its data rules (JSON in the rule format) into [`Rule`]s by replacing `{{param}}` placeholders. A
-//! string that is exactly one placeholder takes the parameter's JSON value (number, list, …); a
-//! placeholder inside a longer string is replaced by the value's text. Pure functions of the
-//! template and the parameters; nothing here runs per request.
+//! its data rules (JSON in the rule format) into [`Rule`]s by replacing `{{param}}` placeholders with
+//! `lexecon_domains::placeholder` (which owns the placeholder syntax: a whole-string placeholder
+//! keeps the parameter's JSON type, an unknown or unterminated one is an error). Pure functions of
+//! the template and the parameters; nothing here runs per request and nothing here parses
+//! placeholders itself.
 
 use lexecon_config::Rule;
-use lexecon_domains::PolicyTemplate;
+use lexecon_domains::{placeholder, PolicyTemplate};
 use serde_json::{Map, Value};
 
 /// The template's declared defaults overlaid with `given`. A parameter the template does not declare
@@ -40,63 +41,9 @@ pub(crate) fn fill_params(
     Ok(filled)
 }
 
-fn whole_placeholder(s: &str) -> Option<&str> {
-    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
-}
-
-fn lookup<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a Value, String> {
-    params
-        .get(name)
-        .ok_or_else(|| format!("placeholder {{{{{name}}}}} names no parameter of the template"))
-}
-
-fn substitute_str(s: &str, params: &Map<String, Value>) -> Result<Value, String> {
-    if let Some(name) = whole_placeholder(s) {
-        return lookup(params, name).cloned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unterminated placeholder in {s:?}"))?;
-        match lookup(params, after[..end].trim())? {
-            Value::String(v) => out.push_str(v),
-            other => out.push_str(&other.to_string()),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(Value::String(out))
-}
-
-/// Replaces placeholders in every string value (object keys are left alone).
-pub(crate) fn substitute(value: &Value, params: &Map<String, Value>) -> Result<Value, String> {
-    Ok(match value {
-        Value::String(s) => substitute_str(s, params)?,
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| substitute(v, params))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (k, v) in map {
-                out.insert(k.clone(), substitute(v, params)?);
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    })
-}
-
 /// Instantiates one data rule of a template.
 pub(crate) fn instantiate_rule(raw: &Value, params: &Map<String, Value>) -> Result<Rule, String> {
-    let value = substitute(raw, params)?;
+    let value = placeholder::substitute(raw, params).map_err(|e| e.to_string())?;
     serde_json::from_value(value).map_err(|e| format!("not a valid rule after substitution: {e}"))
 }
 
@@ -151,10 +98,11 @@ mod tests {
     #[test]
     fn placeholder_without_parameter_or_unterminated_is_an_error() {
         let params = Map::new();
-        assert!(substitute(&json!("{{nope}}"), &params)
+        let rule = |reason: &str| json!({"id": "r", "effect": "permit", "reason": reason});
+        assert!(instantiate_rule(&rule("{{nope}}"), &params)
             .unwrap_err()
             .contains("nope"));
-        assert!(substitute(&json!("a {{b"), &params)
+        assert!(instantiate_rule(&rule("a {{b"), &params)
             .unwrap_err()
             .contains("unterminated"));
     }
