@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use lexecon::api::responses::{DecisionResponse, IssuedToken};
-use lexecon::ledger::{
+use lexecon_domains::{ComplianceMapping, ComplianceStatus, Verdict};
+use lexecon_ledger::{
     entry::write_body_line, Durability, EntryBody, EntryDraft, LedgerConfig, LedgerEntry,
     LedgerHandle, LedgerWriter, RedactionConfig,
 };
-use lexecon::token::{Claims, KeyRing, MintMode, TokenConfig, TokenMinter};
-use lexecon_domains::{ComplianceMapping, ComplianceStatus, Verdict};
 use lexecon_policy_cache::{Decision, Explanation};
+use lexecon_token::{Claims, KeyRing, MintMode, TokenConfig, TokenMinter};
 use serde_json::json;
 
 fn decision() -> Decision {
@@ -107,7 +107,9 @@ fn ledger_append(c: &mut Criterion) {
         let mut config = LedgerConfig::new(dir.path());
         config.durability = durability;
         let handle = rt
-            .block_on(async { LedgerWriter::start(config, Some(keys.checkpoint_signer())) })
+            .block_on(async {
+                LedgerWriter::start(config, Some(lexecon_ledger::CheckpointSigner::of(&keys)))
+            })
             .unwrap();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {

@@ -16,13 +16,14 @@ use lexecon_policy_cache::{
 };
 use serde_json::{Map, Value};
 
-use crate::api::approvals::{redeem, ApprovalEvent, ApprovalStore, Redemption, RequestDigest};
 use crate::api::http::ApiSettings;
-use crate::decide::{Decide, DecideFailure, Recorded};
-use crate::ledger::{
-    EntryBody, EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter, RedactionConfig,
+use crate::enforce::{DecisionPoint, EnforceError, Recorded};
+use lexecon_approvals::{redeem, ApprovalEvent, ApprovalStore, Redemption, RequestDigest};
+use lexecon_ledger::{
+    CheckpointSigner, EntryBody, EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter,
+    RedactionConfig,
 };
-use crate::token::{Issued, KeyRing, TokenConfig, TokenMinter};
+use lexecon_token::{Issued, KeyRing, TokenConfig, TokenMinter};
 
 /// Why the engine could not be built or reloaded. Each names the file or section at fault.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub struct Engine {
     keys: Arc<KeyRing>,
     approvals: Arc<ApprovalStore>,
     api: ApiSettings,
-    /// Shared with the ledger writer for entries it builds itself ([`Decide::record_owned`]).
+    /// Shared with the ledger writer for entries it builds itself ([`DecisionPoint::record_owned`]).
     redaction: Arc<RedactionConfig>,
     node_id: String,
     /// The data directory's lock (approvals, generated keys): one engine per data directory.
@@ -69,13 +70,13 @@ impl std::fmt::Debug for Engine {
 fn lock_data_dir(dir: &Path, wait: std::time::Duration) -> Result<std::fs::File, EngineError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| EngineError::DataDir(format!("cannot create {}: {e}", dir.display())))?;
-    crate::dirlock::lock(dir, wait).map_err(|e| match e {
-        crate::dirlock::LockError::InUse { lock } => EngineError::DataDir(format!(
+    lexecon_ledger::dirlock::lock(dir, wait).map_err(|e| match e {
+        lexecon_ledger::dirlock::LockError::InUse { lock } => EngineError::DataDir(format!(
             "{} is in use by another lexecon (lock {}); stop it or choose another data_dir",
             dir.display(),
             lock.display()
         )),
-        crate::dirlock::LockError::Io { path, source } => {
+        lexecon_ledger::dirlock::LockError::Io { path, source } => {
             EngineError::DataDir(format!("cannot lock {}: {source}", path.display()))
         }
     })
@@ -180,7 +181,7 @@ impl Engine {
     /// Builds the engine: domains, policies, ledger writer (recovering its tail), keys (generated
     /// into the data directory at first start) and approvals. Blocking: call at start-up.
     pub fn from_config(config: &Config) -> Result<Engine, EngineError> {
-        let data_dir_lock = lock_data_dir(&config.data_dir, crate::dirlock::WAIT)?;
+        let data_dir_lock = lock_data_dir(&config.data_dir, lexecon_ledger::dirlock::WAIT)?;
         let (registry, docs) = load_policies(config)?;
         let snapshot =
             Snapshot::build(registry, docs).map_err(|e| EngineError::Policy(e.to_string()))?;
@@ -189,7 +190,7 @@ impl Engine {
 
         let tokens = token_config(config)?;
         let keys = Arc::new(
-            KeyRing::from_config(&tokens, &config.data_dir)
+            KeyRing::from_config(&tokens.keys, &config.data_dir)
                 .map_err(|e| EngineError::Tokens(e.to_string()))?,
         );
         let minter = TokenMinter::new(keys.clone(), &tokens)
@@ -198,7 +199,7 @@ impl Engine {
         let (ledger_settings, redaction) = ledger_config(config)?;
         let ledger = match ledger_settings {
             Some(lc) => Some(
-                LedgerWriter::start(lc, Some(keys.checkpoint_signer()))
+                LedgerWriter::start(lc, Some(CheckpointSigner::of(&keys)))
                     .map_err(|e| EngineError::Ledger(e.to_string()))?,
             ),
             None => None,
@@ -256,20 +257,20 @@ impl Engine {
         &self.api
     }
 
-    /// Mints a capability token for a permitted decision (see [`crate::token::TokenMinter::mint`]).
+    /// Mints a capability token for a permitted decision (see [`lexecon_token::TokenMinter::mint`]).
     pub fn mint(
         &self,
         decision: &Decision,
         audience: &str,
         ledger_entry_hash: &str,
-    ) -> Result<String, DecideFailure> {
+    ) -> Result<String, EnforceError> {
         self.minter
             .mint(decision, audience, ledger_entry_hash)
-            .map_err(|e| DecideFailure::new(500, format!("cannot mint capability token: {e}")))
+            .map_err(|e| EnforceError::new(500, format!("cannot mint capability token: {e}")))
     }
 
     /// Appends one approval step (created, approved, denied, consumed, expired) to the ledger.
-    pub async fn record_approval(&self, event: &ApprovalEvent) -> Result<(), DecideFailure> {
+    pub async fn record_approval(&self, event: &ApprovalEvent) -> Result<(), EnforceError> {
         let Some(ledger) = &self.ledger else {
             return Ok(());
         };
@@ -304,7 +305,7 @@ impl Engine {
         ledger
             .append(draft)
             .await
-            .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
+            .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
         Ok(())
     }
 
@@ -316,7 +317,7 @@ impl Engine {
         decision: &Decision,
         context: &Map<String, Value>,
         audience: Option<&str>,
-    ) -> Result<Recorded, DecideFailure> {
+    ) -> Result<Recorded, EnforceError> {
         let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
         // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
         // minted it.
@@ -334,7 +335,7 @@ impl Engine {
         decision: Decision,
         context: Map<String, Value>,
         audience: Option<&str>,
-    ) -> Result<Recorded, DecideFailure> {
+    ) -> Result<Recorded, EnforceError> {
         let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
         let reused = permit_audience.and_then(|aud| self.minter.reusable(&decision, aud));
         if permit_audience.is_some() && reused.is_none() {
@@ -347,7 +348,7 @@ impl Engine {
             ledger
                 .append_decision(decision, context, Arc::clone(&self.redaction))
                 .await
-                .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
+                .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
         }
         Ok(Recorded {
             ledger_entry_hash: None,
@@ -363,18 +364,18 @@ impl Engine {
         context: &Map<String, Value>,
         permit_audience: Option<&str>,
         reused: Option<Issued>,
-    ) -> Result<Recorded, DecideFailure> {
+    ) -> Result<Recorded, EnforceError> {
         let mut recorded = Recorded::default();
         if let Some(ledger) = &self.ledger {
             // Serialized here, from the borrowed decision: nothing is copied for the writer.
             let body = EntryBody::of_decision(decision, context, &self.redaction).map_err(|e| {
-                DecideFailure::new(500, format!("cannot serialize the ledger entry: {e}"))
+                EnforceError::new(500, format!("cannot serialize the ledger entry: {e}"))
             })?;
             // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
             let appended = ledger
                 .append_body(body)
                 .await
-                .map_err(|e| DecideFailure::new(503, format!("audit ledger unavailable: {e}")))?;
+                .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
             recorded.ledger_entry_hash = Some(appended.entry_hash);
         }
         if reused.is_some() {
@@ -382,7 +383,7 @@ impl Engine {
         } else if let Some(audience) = permit_audience {
             let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
             let token = self.minter.issue(decision, audience, led).map_err(|e| {
-                DecideFailure::new(500, format!("cannot mint capability token: {e}"))
+                EnforceError::new(500, format!("cannot mint capability token: {e}"))
             })?;
             recorded.capability_token = Some(token);
         }
@@ -398,41 +399,41 @@ impl Engine {
         &self,
         event: EventType,
         reason: impl Into<String>,
-    ) -> Result<(), DecideFailure> {
+    ) -> Result<(), EnforceError> {
         if let Some(ledger) = &self.ledger {
             ledger
                 .append(EntryDraft::event(event, reason))
                 .await
-                .map_err(|e| DecideFailure::new(503, format!("ledger unavailable: {e}")))?;
+                .map_err(|e| EnforceError::new(503, format!("ledger unavailable: {e}")))?;
         }
         Ok(())
     }
 }
 
 /// Maps an engine error to the HTTP status a caller gets. Never a permit.
-pub fn failure(e: &DecideError) -> DecideFailure {
+pub fn failure(e: &DecideError) -> EnforceError {
     match e {
         DecideError::UnknownDomain { domain } => {
-            DecideFailure::new(404, format!("Domain not supported: {domain}"))
+            EnforceError::new(404, format!("Domain not supported: {domain}"))
         }
-        DecideError::NoPolicy { domain } => DecideFailure::new(
+        DecideError::NoPolicy { domain } => EnforceError::new(
             404,
             format!("Domain not supported: {domain} (no policy loaded)"),
         ),
-        other => DecideFailure::new(400, other.to_string()),
+        other => EnforceError::new(400, other.to_string()),
     }
 }
 
 #[async_trait]
-impl Decide for Engine {
-    fn decide(&self, input: DecisionInput) -> Result<Decision, DecideFailure> {
+impl DecisionPoint for Engine {
+    fn decide(&self, input: DecisionInput) -> Result<Decision, EnforceError> {
         self.service.decide(input).map_err(|e| failure(&e))
     }
 
     fn decide_keeping_context(
         &self,
         input: DecisionInput,
-    ) -> (Result<Decision, DecideFailure>, Map<String, Value>) {
+    ) -> (Result<Decision, EnforceError>, Map<String, Value>) {
         let (decided, context) = self.service.decide_keeping_context(input);
         (decided.map_err(|e| failure(&e)), context)
     }
@@ -442,7 +443,7 @@ impl Decide for Engine {
         decision: &Decision,
         context: &Map<String, Value>,
         audience: Option<&str>,
-    ) -> Result<Recorded, DecideFailure> {
+    ) -> Result<Recorded, EnforceError> {
         self.record_decision(decision, context, audience).await
     }
 
@@ -451,7 +452,7 @@ impl Decide for Engine {
         decision: Decision,
         context: Map<String, Value>,
         audience: Option<&str>,
-    ) -> Result<Recorded, DecideFailure> {
+    ) -> Result<Recorded, EnforceError> {
         // The proxy needs an entry hash only for a new token (which links it).
         self.record_decision_owned(decision, context, audience)
             .await
@@ -461,13 +462,13 @@ impl Decide for Engine {
         &self,
         decision: &Decision,
         digest: RequestDigest,
-    ) -> Result<Option<String>, DecideFailure> {
+    ) -> Result<Option<String>, EnforceError> {
         let d = decision.clone();
         let (approval, event) = self
             .approvals
             .run_blocking(move |store| store.create(&d, digest, jiff::Timestamp::now()))
             .await
-            .map_err(|e| DecideFailure::new(e.status().as_u16(), e.to_string()))?;
+            .map_err(|e| EnforceError::new(e.status().as_u16(), e.to_string()))?;
         self.record_approval(&event).await?;
         Ok(Some(approval.id))
     }
@@ -477,7 +478,7 @@ impl Decide for Engine {
         decision: Decision,
         approval_id: &str,
         digest: RequestDigest,
-    ) -> Result<Decision, DecideFailure> {
+    ) -> Result<Decision, EnforceError> {
         let id = approval_id.to_owned();
         let (decision, redemption) = self
             .approvals
@@ -487,7 +488,7 @@ impl Decide for Engine {
                 Ok((decision, r))
             })
             .await
-            .map_err(|e| DecideFailure::new(e.status().as_u16(), e.to_string()))?;
+            .map_err(|e| EnforceError::new(e.status().as_u16(), e.to_string()))?;
         match &redemption {
             Redemption::Permitted(event) => self.record_approval(event).await?,
             Redemption::Refused(e) => {
@@ -569,8 +570,8 @@ mod tests {
             .clone()
             .expect("claimed for the new token");
         let token = first.capability_token.expect("minted");
-        let jwks = crate::token::parse_jwks(&engine.keys().jwks_json()).unwrap();
-        let claims = crate::token::verify_token(&token.token, &jwks, Some("app")).unwrap();
+        let jwks = lexecon_token::parse_jwks(&engine.keys().jwks_json()).unwrap();
+        let claims = lexecon_token::verify_token(&token.token, &jwks, Some("app")).unwrap();
         assert_eq!(claims.led, hash);
         // The same call again reuses that token: nothing needs this entry's hash.
         let second = engine
@@ -592,7 +593,7 @@ mod tests {
             let path = file.unwrap().path();
             if path.extension().is_some_and(|e| e == "jsonl") {
                 for line in std::fs::read_to_string(path).unwrap().lines() {
-                    let entry: crate::ledger::LedgerEntry = serde_json::from_str(line).unwrap();
+                    let entry: lexecon_ledger::LedgerEntry = serde_json::from_str(line).unwrap();
                     if let Some(id) = entry.decision_id {
                         decisions.push((id, entry.entry_hash));
                     }
@@ -603,7 +604,7 @@ mod tests {
         assert_eq!(ids, ["dec-1", "dec-2", "dec-3"]);
         assert_eq!(decisions[0].1, hash);
         ledger.shutdown().await.unwrap();
-        let report = crate::ledger::verify_dir(&dir.path().join("ledger"), None).unwrap();
+        let report = lexecon_ledger::verify_dir(&dir.path().join("ledger"), None).unwrap();
         assert!(report.is_ok(), "{report:?}");
     }
 
@@ -616,7 +617,7 @@ mod tests {
         let (writer, _) = ledger_config(&config("{dir: audit, durability: sync}")).unwrap();
         let writer = writer.unwrap();
         assert_eq!(writer.dir, PathBuf::from("/var/lib/lexecon/audit"));
-        assert_eq!(writer.durability, crate::ledger::Durability::Sync);
+        assert_eq!(writer.durability, lexecon_ledger::Durability::Sync);
     }
 
     #[test]

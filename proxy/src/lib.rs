@@ -4,16 +4,11 @@
 //! only wires I/O around it.
 
 pub mod api;
-pub mod classify;
 pub mod cli;
-pub mod decide;
 pub mod demo;
-mod dirlock;
+pub mod enforce;
 pub mod engine;
 pub mod identity;
-pub mod json;
-pub mod ledger;
 pub mod limit;
 pub mod run;
 pub mod server;
-pub mod token;

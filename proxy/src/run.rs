@@ -11,8 +11,8 @@ use anyhow::Context;
 use lexecon_config::file::{Config, LogFormat};
 
 use crate::engine::Engine;
-use crate::ledger::EventType;
 use crate::server::{ProxyState, ServeOptions};
+use lexecon_ledger::EventType;
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]

@@ -6,10 +6,10 @@
 
 use serde::Serialize;
 
-use crate::api::approvals::ApprovalError;
 use crate::api::responses::raw_json_response;
 use crate::api::router::RouteError;
 use crate::api::validate::{FieldError, RequestError};
+use lexecon_approvals::ApprovalError;
 
 /// Why the API answers with an error instead of a result.
 #[derive(Debug, thiserror::Error)]

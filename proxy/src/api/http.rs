@@ -29,12 +29,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use lexecon_config::file::{Config, RateLimitConfig};
-use lexecon_domains::{DomainConfig, Verdict};
+use lexecon_domains::DomainConfig;
 use lexecon_policy_cache::{Decision, DecisionInput};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::approvals::{ApprovalConfig, Approver, RequestDigest};
 use crate::api::error::ApiError;
 use crate::api::openapi;
 use crate::api::responses::{
@@ -46,12 +45,13 @@ use crate::api::validate::{
     domain_not_supported, parse_approval_comment, parse_decision_request, parse_legacy_decide,
     FieldError, RequestError,
 };
-use crate::decide::{Decide, DecideFailure};
+use crate::enforce::{self, Binding, Decided, EnforceError};
 use crate::engine::Engine;
 use crate::identity::Actor;
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
 use crate::server::state::Snapshot;
-use crate::token::Issued;
+use lexecon_approvals::{ApprovalConfig, Approver};
+use lexecon_token::Issued;
 
 /// The header a caller names the capability token's audience with.
 pub const AUDIENCE_HEADER: &str = "x-lexecon-audience";
@@ -430,9 +430,8 @@ impl DecisionApi {
         }
     }
 
-    /// Decides, applies or creates an approval for an escalation, records the decision and mints
-    /// the token of a permit. An approval is bound to `POST path` and the decided call (domain,
-    /// actor, action, resource, context); the digest is only computed for an escalation.
+    /// Runs the enforcement pipeline ([`enforce::decide`], then record and mint): an approval is
+    /// bound to `POST path` and the decided call (domain, actor, action, resource, context).
     async fn decide(
         &self,
         input: DecisionInput,
@@ -441,39 +440,17 @@ impl DecisionApi {
         audience: &str,
     ) -> Result<Outcome, ApiError> {
         let domain = input.domain.clone();
-        let (decided, context) = self.engine.decide_keeping_context(input);
-        let mut decision = decided.map_err(|f| failure_to_api(f, &domain))?;
-        let mut approval_id = None;
-        if decision.decision == Verdict::Escalate {
-            let digest = RequestDigest::of_decision(
-                "POST",
-                path,
-                &DecisionInput {
-                    request_id: None,
-                    domain: decision.domain.clone(),
-                    actor: decision.actor.clone(),
-                    action: decision.action.clone(),
-                    resource: decision.resource.clone(),
-                    context: context.clone(),
-                    at: None,
-                },
-            );
-            match approval {
-                Some(id) => {
-                    decision = self
-                        .engine
-                        .redeem(decision, id, digest)
-                        .await
-                        .map_err(|f| failure_to_api(f, &domain))?;
-                }
-                None => match self.engine.escalated(&decision, digest).await {
-                    Ok(id) => approval_id = id,
-                    Err(e) => {
-                        tracing::warn!(decision_id = %decision.decision_id, error = %e, "escalation without an approval: the approval store refused it");
-                    }
-                },
-            }
-        }
+        let binding = Binding::Call {
+            method: "POST",
+            path,
+        };
+        let Decided {
+            decision,
+            context,
+            approval_id,
+        } = enforce::decide(&*self.engine, input, approval, binding)
+            .await
+            .map_err(|f| failure_to_api(f, &domain))?;
         let recorded = self
             .engine
             .record_decision(&decision, &context, Some(audience))
@@ -605,7 +582,7 @@ fn audience(headers: &http::HeaderMap) -> Result<&str, ApiError> {
 
 /// Maps an engine failure to the API's error: 404 domain, 503 ledger, 422 for a request the
 /// domain rejects (unknown actor or action type), 500 otherwise.
-fn failure_to_api(f: DecideFailure, domain: &str) -> ApiError {
+fn failure_to_api(f: EnforceError, domain: &str) -> ApiError {
     match f.status {
         404 => domain_not_supported(domain).into(),
         503 => ApiError::Unavailable { reason: f.message },
@@ -737,7 +714,7 @@ mod tests {
             (500, http::StatusCode::INTERNAL_SERVER_ERROR),
         ];
         for (status, expected) in cases {
-            let e = failure_to_api(DecideFailure::new(status, "x"), "finance");
+            let e = failure_to_api(EnforceError::new(status, "x"), "finance");
             assert_eq!(e.status(), expected, "{status}");
         }
     }

@@ -14,7 +14,6 @@ pub fn response() -> http::Response<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::approvals::{ApprovalConfig, ApprovalStore, Approver, RequestDigest};
     use crate::api::error::ApiError;
     use crate::api::responses::tests::{decision, token};
     use crate::api::responses::{
@@ -23,6 +22,7 @@ mod tests {
     };
     use crate::api::router::{route, ROUTES};
     use crate::api::validate::{parse_decision_request, parse_legacy_decide};
+    use lexecon_approvals::{ApprovalConfig, ApprovalStore, Approver, RequestDigest};
     use lexecon_domains::{DomainConfig, Verdict};
     use serde_json::{json, Value};
 

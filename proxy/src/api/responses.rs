@@ -11,10 +11,10 @@ use lexecon_domains::{ComplianceMapping, DomainConfig, PolicyTemplate, Verdict};
 use lexecon_policy_cache::Decision;
 use serde::{Deserialize, Serialize};
 
-use crate::api::approvals::Approval;
 use crate::api::validate::LegacyDecideRequest;
-use crate::json;
-use crate::ledger::entry::push_compliance;
+use lexecon_approvals::Approval;
+use lexecon_ledger::entry::push_compliance;
+use lexecon_ledger::json;
 
 /// A capability token minted for a permitted decision, as the token minter hands it over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl<'a> DecisionResponse<'a> {
 }
 
 impl DecisionResponse<'_> {
-    /// The JSON body, written by hand ([`crate::json`]; every decision answer goes through here):
+    /// The JSON body, written by hand ([`lexecon_ledger::json`]; every decision answer goes through here):
     /// the same bytes as the derived `Serialize` (tested).
     pub fn to_json(&self) -> Vec<u8> {
         let optional = |out: &mut Vec<u8>, key: &str, value: Option<&str>| match value {

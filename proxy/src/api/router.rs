@@ -9,7 +9,7 @@
 //! The literal segments `approvals` and `domains` under `/api/v1/` take precedence over a domain of
 //! that name, so `/api/v1/approvals/{id}` is always an approval.
 
-use crate::api::approvals::ApprovalStatus;
+use lexecon_approvals::ApprovalStatus;
 
 /// One endpoint of the API listener, with its path parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,13 +257,7 @@ pub fn is_valid_domain(domain: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
 }
 
-/// 1..=64 of `[A-Za-z0-9_-]`: the shape of every approval id the store mints.
-pub fn is_valid_approval_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+pub use lexecon_approvals::is_valid_approval_id;
 
 fn check_approval_id(id: &str) -> Result<(), RouteError> {
     if is_valid_approval_id(id) {

@@ -16,8 +16,8 @@ use pingora::protocols::http::ServerSession;
 use crate::api::error::ApiError;
 use crate::api::http::{ApiRequest, DecisionApi};
 use crate::api::validate::{check_body_len, FieldError, RequestError, MAX_BODY_BYTES};
-use crate::ledger::LedgerHandle;
 use crate::server::state::ProxyState;
+use lexecon_ledger::LedgerHandle;
 
 /// The admin app.
 pub struct Admin {

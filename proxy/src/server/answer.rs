@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use lexecon_config::classifier::DenialStyle;
 
-use crate::classify::mcp::{self, DenialInfo};
-use crate::classify::Classified;
+use lexecon_classify::mcp::{self, DenialInfo};
+use lexecon_classify::Classified;
 
 /// An answer ready to write: status, body, and whether it is JSON-RPC.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +130,7 @@ pub fn blocked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::ClassifiedItem;
+    use lexecon_classify::ClassifiedItem;
     use lexecon_policy_cache::Explanation;
 
     fn decision(verdict: Verdict) -> Decision {

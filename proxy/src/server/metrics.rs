@@ -9,7 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::ledger::LedgerStats;
+use lexecon_ledger::LedgerStats;
 
 /// What happened to one request, as counted in `lexecon_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //!
 //! [`serve`] runs it until a Unix signal (SIGTERM graceful, SIGINT fast) and is what `lexecon
 //! serve` calls; [`ServerHandle::start`] runs it on a thread for tests and embedding and stops it on
-//! [`ServerHandle::shutdown`]. Nothing here decides: decisions come from the [`Decide`] given in
+//! [`ServerHandle::shutdown`]. Nothing here decides: decisions come from the [`DecisionPoint`] given in
 //! [`ServeOptions`].
 
 pub mod admin;
@@ -29,8 +29,8 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::decide::Decide;
 use crate::demo::DemoUpstream;
+use crate::enforce::DecisionPoint;
 use crate::identity::JwksRefresher;
 
 pub use proxy::{LexeconProxy, DECISION_ID_HEADER, REQUEST_ID_HEADER};
@@ -65,7 +65,7 @@ pub enum SetupError {
 #[derive(Clone)]
 pub struct ServeOptions {
     /// The decision engine as the proxy listener sees it.
-    pub decider: Arc<dyn Decide>,
+    pub decider: Arc<dyn DecisionPoint>,
     /// The full engine, when there is one: the admin listener serves the decision API, the
     /// approvals and the JWKS from it.
     pub engine: Option<Arc<crate::engine::Engine>>,
@@ -73,7 +73,7 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// Options for a proxy deciding with `decider` and no decision API.
-    pub fn new(decider: Arc<dyn Decide>) -> Self {
+    pub fn new(decider: Arc<dyn DecisionPoint>) -> Self {
         Self {
             decider,
             engine: None,

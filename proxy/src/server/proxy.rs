@@ -22,8 +22,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::api::approvals::RequestDigest;
-use crate::classify::{self, RequestParts};
+use crate::enforce::{self, Binding, Decided};
 use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
@@ -31,11 +30,12 @@ use crate::server::routes::Route;
 use crate::server::state::{ProxyState, Snapshot};
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
+use lexecon_classify::{self as classify, RequestParts};
 
 /// The request header that carries the decision id(s) to the upstream.
 pub const DECISION_ID_HEADER: &str = "x-lexecon-decision-id";
 /// The header carrying the capability token of a permitted request to the upstream.
-pub const CAPABILITY_HEADER: &str = crate::token::CAPABILITY_HEADER;
+pub const CAPABILITY_HEADER: &str = lexecon_token::CAPABILITY_HEADER;
 
 /// The request header a retried request redeems a human approval with.
 pub const APPROVAL_HEADER: &str = "x-lexecon-approval";
@@ -89,7 +89,7 @@ enum Checked {
     /// Every call was permitted; the decision ids, comma-separated, and the decisions to record.
     Permit {
         ids: Option<String>,
-        made: Vec<Made>,
+        made: Vec<Decided>,
     },
     /// Not forwarded: the answer, the decision id when a decision was made, and the decisions
     /// made up to and including the blocking one (all are recorded).
@@ -97,31 +97,34 @@ enum Checked {
         outcome: Outcome,
         answer: Answer,
         decision_id: Option<String>,
-        made: Vec<Made>,
+        made: Vec<Decided>,
     },
 }
 
-/// A decision and the context it was taken on (the ledger stores the context's digest).
-struct Made {
-    decision: lexecon_policy_cache::Decision,
-    context: serde_json::Map<String, serde_json::Value>,
+/// Whether [`record`] mints a capability token for the route's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mint {
+    /// A permitted request whose headers have not gone upstream yet: the token can go with them.
+    Token,
+    /// Blocked, or the headers went upstream before the decision: no token to carry.
+    None,
 }
 
-/// Records every decision made for a request in the ledger; for a permitted request of exactly one
+/// Records every decision made for a request in the ledger; with [`Mint::Token`] and exactly one
 /// call, mints the capability token for the route's upstream. A recording failure (ledger queue
 /// full under `fail_closed`) blocks the request with the failure's status (fail closed).
-/// The decisions are given away ([`Decide::record_owned`]): the proxy names no ledger entry, so
-/// the engine may build them off the request thread.
+/// The decisions are given away ([`crate::enforce::DecisionPoint::record_owned`]): the proxy names no ledger
+/// entry, so the engine may build them off the request thread.
 async fn record(
     snap: &Snapshot,
     route: &Route,
-    made: Vec<Made>,
-    permitted: bool,
+    made: Vec<Decided>,
+    mint: Mint,
 ) -> std::result::Result<Option<String>, Answer> {
     let mut token = None;
     let single = made.len() == 1;
     for m in made {
-        let audience = (permitted && single).then_some(route.upstream.name.as_str());
+        let audience = (mint == Mint::Token && single).then_some(route.upstream.name.as_str());
         // Kept for the refusal only; the decision itself goes to the recorder.
         let request_id = m.decision.request_id.clone();
         match snap
@@ -300,7 +303,7 @@ impl ProxyHttp for LexeconProxy {
                 let contexts = made.iter().map(|m| &m.context);
                 let tools_list =
                     ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
-                match record(&snap, route, made, true).await {
+                match record(&snap, route, made, Mint::Token).await {
                     Ok(token) => {
                         ctx.tools_list = tools_list;
                         ctx.decision_ids = ids;
@@ -320,7 +323,7 @@ impl ProxyHttp for LexeconProxy {
                 decision_id,
                 made,
             } => {
-                let answer = match record(&snap, route, made, false).await {
+                let answer = match record(&snap, route, made, Mint::None).await {
                     Ok(_) => answer,
                     Err(failure) => failure,
                 };
@@ -393,7 +396,7 @@ impl ProxyHttp for LexeconProxy {
                     }
                     _ => None,
                 };
-                if let Err(answer) = record(snap, route, made, false).await {
+                if let Err(answer) = record(snap, route, made, Mint::None).await {
                     ctx.outcome = Outcome::DecideError;
                     let status = answer.status;
                     ctx.pending = Some((answer, None));
@@ -413,7 +416,7 @@ impl ProxyHttp for LexeconProxy {
                 decision_id,
                 made,
             } => {
-                let answer = match record(snap, route, made, false).await {
+                let answer = match record(snap, route, made, Mint::None).await {
                     Ok(_) => answer,
                     Err(failure) => failure,
                 };
@@ -673,6 +676,8 @@ async fn check(
     }
     let mut ids: Option<String> = None;
     let mut made = Vec::with_capacity(classified.items.len());
+    let binding = approval_binding(route, req, body);
+    let approval = approval_header(req);
     for (i, item) in classified.items.iter().enumerate() {
         // INVARIANT: identity claims win over request-derived context: an MCP tool's arguments are
         // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
@@ -687,77 +692,8 @@ async fn check(
             context,
             at: None,
         };
-        // The context comes back (as the decision saw it) for the ledger entry and the approval
-        // digest, so it is not cloned for them.
-        let (decided, context) = snap.decider.decide_keeping_context(input);
-        match decided {
-            Ok(d) if d.decision == Verdict::Permit => {
-                match ids.as_mut() {
-                    Some(s) => {
-                        s.push(',');
-                        s.push_str(&d.decision_id);
-                    }
-                    None => ids = Some(d.decision_id.clone()),
-                }
-                made.push(Made {
-                    decision: d,
-                    context,
-                });
-            }
-            Ok(mut d) => {
-                let mut approval_id = None;
-                if d.decision == Verdict::Escalate {
-                    let digest = approval_digest(route, req, body, &d, &context);
-                    match approval_header(req) {
-                        Some(id) => match snap.decider.redeem(d.clone(), id, digest).await {
-                            Ok(redeemed) => d = redeemed,
-                            Err(failure) => {
-                                tracing::warn!(route = %route.name, error = %failure, "approval could not be redeemed; request blocked");
-                            }
-                        },
-                        None => match snap.decider.escalated(&d, digest).await {
-                            Ok(id) => approval_id = id,
-                            Err(failure) => {
-                                tracing::warn!(route = %route.name, error = %failure, "escalation without an approval: the approval store refused it");
-                            }
-                        },
-                    }
-                    if d.decision == Verdict::Permit {
-                        match ids.as_mut() {
-                            Some(s) => {
-                                s.push(',');
-                                s.push_str(&d.decision_id);
-                            }
-                            None => ids = Some(d.decision_id.clone()),
-                        }
-                        made.push(Made {
-                            decision: d,
-                            context,
-                        });
-                        continue;
-                    }
-                }
-                let outcome = if d.decision == Verdict::Escalate {
-                    Outcome::Escalate
-                } else {
-                    Outcome::Deny
-                };
-                let answer = match approval_id.as_deref() {
-                    Some(id) => escalation_answer(&d, &classified, i, route, id),
-                    None => answer::blocked(&d, &classified, i, route.mcp_denial),
-                };
-                let decision_id = Some(d.decision_id.clone());
-                made.push(Made {
-                    decision: d,
-                    context,
-                });
-                return Checked::Block {
-                    outcome,
-                    answer,
-                    decision_id,
-                    made,
-                };
-            }
+        let decided = match enforce::decide(&*snap.decider, input, approval, binding).await {
+            Ok(decided) => decided,
             Err(failure) => {
                 tracing::warn!(route = %route.name, error = %failure, "decision failed; request blocked");
                 let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
@@ -773,38 +709,62 @@ async fn check(
                     made,
                 };
             }
+        };
+        if decided.is_permit() {
+            let id = &decided.decision.decision_id;
+            match ids.as_mut() {
+                Some(s) => {
+                    s.push(',');
+                    s.push_str(id);
+                }
+                None => ids = Some(id.clone()),
+            }
+            made.push(decided);
+            continue;
         }
+        let d = &decided.decision;
+        let outcome = if d.decision == Verdict::Escalate {
+            Outcome::Escalate
+        } else {
+            Outcome::Deny
+        };
+        let answer = match decided.approval_id.as_deref() {
+            Some(id) => escalation_answer(d, &classified, i, route, id),
+            None => answer::blocked(d, &classified, i, route.mcp_denial),
+        };
+        let decision_id = Some(d.decision_id.clone());
+        made.push(decided);
+        return Checked::Block {
+            outcome,
+            answer,
+            decision_id,
+            made,
+        };
     }
     Checked::Permit { ids, made }
 }
 
-/// The digest an approval binds the request to. Plain routes: method, path with query, and body.
-/// MCP routes: method, path and the decided call (domain, actor, action, resource, context) —
-/// the JSON-RPC id in an MCP body changes with every retry, the call itself must not.
-fn approval_digest(
+/// What an approval of this request is bound to: on MCP routes the decided call (the JSON-RPC id
+/// changes with every retry), elsewhere the request as sent (method, path with query, body).
+fn approval_binding<'a>(
     route: &Route,
-    req: &RequestHeader,
-    body: Option<&[u8]>,
-    d: &lexecon_policy_cache::Decision,
-    context: &serde_json::Map<String, serde_json::Value>,
-) -> RequestDigest {
+    req: &'a RequestHeader,
+    body: Option<&'a [u8]>,
+) -> Binding<'a> {
     if route.mcp_denial.is_some() {
-        let call = DecisionInput {
-            request_id: None,
-            domain: d.domain.clone(),
-            actor: d.actor.clone(),
-            action: d.action.clone(),
-            resource: d.resource.clone(),
-            context: context.clone(),
-            at: None,
-        };
-        RequestDigest::of_decision(req.method.as_str(), req.uri.path(), &call)
+        Binding::Call {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+        }
     } else {
-        let path = req
-            .uri
-            .path_and_query()
-            .map_or_else(|| req.uri.path(), |p| p.as_str());
-        RequestDigest::of_http(req.method.as_str(), path, body.unwrap_or_default())
+        Binding::Http {
+            method: req.method.as_str(),
+            path_and_query: req
+                .uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path(), |p| p.as_str()),
+            body: body.unwrap_or_default(),
+        }
     }
 }
 

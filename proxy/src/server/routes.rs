@@ -58,7 +58,7 @@ impl Route {
             methods,
             domain: config.domain.clone(),
             classifier: config.classifier.clone(),
-            needs_body: crate::classify::needs_body(&config.classifier),
+            needs_body: lexecon_classify::needs_body(&config.classifier),
             mcp_denial: match &config.classifier {
                 ClassifierConfig::Mcp(mcp) => Some(mcp.denial),
                 _ => None,

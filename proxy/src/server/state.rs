@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use lexecon_config::file::{Config, EnforceMode, JwksSource, Unmatched, DEFAULT_UPSTREAM};
 
-use crate::decide::Decide;
+use crate::enforce::DecisionPoint;
 use crate::identity::{Identity, JwtVerifier, KeySet};
 use crate::limit::DEFAULT_MAX_KEYS;
 use crate::server::metrics::Metrics;
@@ -24,7 +24,7 @@ pub struct Snapshot {
     pub unmatched: Unmatched,
     pub default_upstream: Option<Arc<Upstream>>,
     pub identity: Identity,
-    pub decider: Arc<dyn Decide>,
+    pub decider: Arc<dyn DecisionPoint>,
     pub mode: EnforceMode,
 }
 
@@ -41,7 +41,7 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Builds a snapshot from a validated configuration. Blocking (DNS, JWKS file or URL): call at
     /// start-up or on reload, never on the request path.
-    pub fn build(config: &Config, decider: Arc<dyn Decide>) -> Result<Snapshot, SetupError> {
+    pub fn build(config: &Config, decider: Arc<dyn DecisionPoint>) -> Result<Snapshot, SetupError> {
         config.validate()?;
         let mut upstreams = BTreeMap::new();
         for (name, up) in &config.upstreams {
@@ -119,7 +119,11 @@ impl ProxyState {
 
     /// The hot-swap hook: builds a snapshot from `config` and `decider` and swaps it in. On error
     /// the old snapshot stays in force and the error says why.
-    pub fn reload(&self, config: &Config, decider: Arc<dyn Decide>) -> Result<(), SetupError> {
+    pub fn reload(
+        &self,
+        config: &Config,
+        decider: Arc<dyn DecisionPoint>,
+    ) -> Result<(), SetupError> {
         let snapshot = Snapshot::build(config, decider)?;
         self.swap(snapshot);
         tracing::info!(routes = config.routes.len(), "configuration swapped");

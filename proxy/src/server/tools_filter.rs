@@ -24,11 +24,11 @@ use lexecon_policy_cache::DecisionInput;
 use pingora::http::ResponseHeader;
 use serde_json::{Map, Value};
 
-use crate::classify::mcp;
 use crate::identity::Actor;
 use crate::server::answer::{self, Refusal};
 use crate::server::routes::Route;
 use crate::server::state::Snapshot;
+use lexecon_classify::mcp;
 
 /// The most a filtered JSON body (or one SSE event) may hold.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -426,18 +426,18 @@ fn normalize_lone_cr(events: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{Decide, DecideFailure};
+    use crate::enforce::{DecisionPoint, EnforceError};
     use lexecon_policy_cache::{Decision, Explanation};
 
     /// Denies `axn_delete_data`, fails for `axn_broken`, escalates `axn_send_message`, permits
     /// the rest.
     struct Rules;
 
-    impl Decide for Rules {
-        fn decide(&self, input: DecisionInput) -> Result<Decision, DecideFailure> {
+    impl DecisionPoint for Rules {
+        fn decide(&self, input: DecisionInput) -> Result<Decision, EnforceError> {
             let verdict = match input.action.as_str() {
                 "axn_delete_data" => Verdict::Deny,
-                "axn_broken" => return Err(DecideFailure::new(500, "broken")),
+                "axn_broken" => return Err(EnforceError::new(500, "broken")),
                 "axn_send_message" => Verdict::Escalate,
                 _ => Verdict::Permit,
             };
