@@ -29,7 +29,7 @@ use lexecon_domains::DomainId;
 use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, Located};
-use crate::policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
+use crate::policy::{Condition, Effect, Mode, Op, PolicyDocument, RequestField, Rule, TemplateUse};
 use crate::policy_load::json_kind;
 
 /// Whether a parsed document is in the 1.x format: `terms` or `relations`, and no `rules`.
@@ -497,9 +497,7 @@ fn condition(c: &Value) -> Result<Condition, String> {
     if !field_ok {
         return Err(show(c));
     }
-    let field = if crate::policy_validate::FIELD_ROOTS[..9].contains(&field)
-        || field.starts_with("context.")
-    {
+    let field = if RequestField::from_path(field).is_some() || field.starts_with("context.") {
         field.to_string()
     } else {
         format!("context.{field}")

@@ -63,8 +63,8 @@ pub enum Op {
     Matches,
 }
 
-/// One condition: `field` is a dotted path into the request (`context.order_value`, `actor`,
-/// `actor.type`, `actor.instance`, `action`, `resource`, `resource.type`, `resource.instance`).
+/// One condition: `field` is a dotted path into the request, one of [`ConditionField`]
+/// (`context.order_value`, `actor`, `actor.type`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
@@ -73,6 +73,90 @@ pub struct Condition {
     /// Required by every operator but `exists` (where it may be `true`/`false`, default `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
+}
+
+/// A part of the request a condition reads by a fixed name. With `context.<key>[.<key>…]` these are
+/// the only condition fields; validation, the 1.x conversion and the compiler in
+/// `lexecon-policy-cache` all take the list from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestField {
+    Actor,
+    ActorType,
+    ActorInstance,
+    Action,
+    ActionType,
+    ActionInstance,
+    Resource,
+    ResourceType,
+    ResourceInstance,
+    Domain,
+}
+
+impl RequestField {
+    /// Every request field, in the order error messages list them.
+    pub const ALL: [RequestField; 10] = [
+        RequestField::Actor,
+        RequestField::ActorType,
+        RequestField::ActorInstance,
+        RequestField::Action,
+        RequestField::ActionType,
+        RequestField::ActionInstance,
+        RequestField::Resource,
+        RequestField::ResourceType,
+        RequestField::ResourceInstance,
+        RequestField::Domain,
+    ];
+
+    /// The field as written in a condition (`actor.type`).
+    pub fn path(self) -> &'static str {
+        match self {
+            RequestField::Actor => "actor",
+            RequestField::ActorType => "actor.type",
+            RequestField::ActorInstance => "actor.instance",
+            RequestField::Action => "action",
+            RequestField::ActionType => "action.type",
+            RequestField::ActionInstance => "action.instance",
+            RequestField::Resource => "resource",
+            RequestField::ResourceType => "resource.type",
+            RequestField::ResourceInstance => "resource.instance",
+            RequestField::Domain => "domain",
+        }
+    }
+
+    /// The request field written `path`, if it is one.
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.path() == path)
+    }
+}
+
+/// What a condition's `field` names: a [`RequestField`] or a key path into the request context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionField<'a> {
+    Request(RequestField),
+    /// `context.order.value` as `order.value`: one or more non-empty keys joined by `.`.
+    Context(&'a str),
+}
+
+impl<'a> ConditionField<'a> {
+    /// The field `path` names, or `None` for an unknown field (see [`ConditionField::unknown`]).
+    pub fn parse(path: &'a str) -> Option<Self> {
+        if let Some(keys) = path.strip_prefix("context.") {
+            return keys
+                .split('.')
+                .all(|key| !key.is_empty())
+                .then_some(ConditionField::Context(keys));
+        }
+        RequestField::from_path(path).map(ConditionField::Request)
+    }
+
+    /// The reason an unknown field `path` is rejected, listing the fields there are.
+    pub fn unknown(path: &str) -> String {
+        let fields: Vec<&str> = RequestField::ALL.iter().map(|f| f.path()).collect();
+        format!(
+            "unknown field {path:?}: expected one of {}, context.<key>[.<key>…]",
+            fields.join(", ")
+        )
+    }
 }
 
 /// One rule. `actor`, `action` and `resource` are globs over the full reference (`act_trading_algo:*`);
@@ -182,7 +266,39 @@ impl Op {
 
 #[cfg(test)]
 mod tests {
+    use super::{ConditionField, RequestField};
     use crate::policy_load::parse_policy;
+
+    #[test]
+    fn every_request_field_parses_from_its_path_and_context_paths_need_keys() {
+        for f in RequestField::ALL {
+            assert_eq!(
+                ConditionField::parse(f.path()),
+                Some(ConditionField::Request(f))
+            );
+        }
+        assert_eq!(
+            ConditionField::parse("context.order.value"),
+            Some(ConditionField::Context("order.value"))
+        );
+        for bad in [
+            "context.",
+            "context.a..b",
+            "context.a.",
+            "context",
+            "ctx.a",
+            "actor.kind",
+            "",
+        ] {
+            assert_eq!(ConditionField::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            ConditionField::unknown("x"),
+            "unknown field \"x\": expected one of actor, actor.type, actor.instance, action, \
+             action.type, action.instance, resource, resource.type, resource.instance, domain, \
+             context.<key>[.<key>…]"
+        );
+    }
 
     #[test]
     fn condition_fields_lists_each_field_once() {

@@ -12,25 +12,11 @@ use lexecon_domains::DomainConfig;
 use serde_json::Value;
 
 use crate::error::{ConfigError, Located};
-use crate::policy::{Condition, Op, PolicyDocument, Rule, TemplateUse};
+use crate::policy::{Condition, ConditionField, Op, PolicyDocument, Rule, TemplateUse};
 use crate::policy_load::json_kind;
 
 /// The most memory one compiled `matches` regex may use; larger ones are rejected at load.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
-/// Condition fields other than `context.<key>` that a rule may read.
-pub const FIELD_ROOTS: [&str; 10] = [
-    "actor",
-    "actor.type",
-    "actor.instance",
-    "action",
-    "action.type",
-    "resource",
-    "resource.type",
-    "resource.instance",
-    "domain",
-    "context.<key>",
-];
 
 /// Validates `doc` and returns every problem found, or `Ok(())`.
 ///
@@ -250,15 +236,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn check_condition(v: &mut Validator<'_>, at: &str, cond: &Condition) {
-    if !field_is_known(&cond.field) {
-        v.push(
-            format!("{at}.field"),
-            format!(
-                "unknown field {:?}: expected one of {}",
-                cond.field,
-                FIELD_ROOTS.join(", ")
-            ),
-        );
+    if ConditionField::parse(&cond.field).is_none() {
+        v.push(format!("{at}.field"), ConditionField::unknown(&cond.field));
     }
     let value_path = format!("{at}.value");
     let op = cond.op.as_str();
@@ -300,13 +279,6 @@ fn check_condition(v: &mut Validator<'_>, at: &str, cond: &Condition) {
             format!("matches needs a regex string, found {}", json_kind(other)),
         ),
     }
-}
-
-fn field_is_known(field: &str) -> bool {
-    if let Some(key) = field.strip_prefix("context.") {
-        return !key.is_empty() && key.split('.').all(|seg| !seg.is_empty());
-    }
-    FIELD_ROOTS[..9].contains(&field)
 }
 
 fn check_templates(v: &mut Validator<'_>, uses: &[TemplateUse], domain: Option<&DomainConfig>) {
@@ -569,10 +541,16 @@ rules:
     #[test]
     fn context_field_needs_a_key() {
         for bad in ["context.", "context", "context..x", "actor.kind", "Actor"] {
-            assert!(!field_is_known(bad), "{bad} should be unknown");
+            assert!(
+                ConditionField::parse(bad).is_none(),
+                "{bad} should be unknown"
+            );
         }
         for good in ["context.x", "context.a.b", "domain", "action.type"] {
-            assert!(field_is_known(good), "{good} should be known");
+            assert!(
+                ConditionField::parse(good).is_some(),
+                "{good} should be known"
+            );
         }
     }
 }

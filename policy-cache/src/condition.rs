@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use lexecon_config::policy::{ConditionField, RequestField};
 use lexecon_config::{Condition, Op};
 use lexecon_domains::{EntityRef, Request};
 use regex::Regex;
@@ -33,30 +34,25 @@ pub(crate) enum Field {
 }
 
 impl Field {
+    /// The field `path` names; the list of fields is `lexecon_config`'s [`ConditionField`].
     pub(crate) fn parse(path: &str) -> Result<Self, String> {
-        Ok(match path {
-            "domain" => Field::Domain,
-            "actor" => Field::Actor,
-            "actor.type" => Field::ActorType,
-            "actor.instance" => Field::ActorInstance,
-            "action" => Field::Action,
-            "action.type" => Field::ActionType,
-            "action.instance" => Field::ActionInstance,
-            "resource" => Field::Resource,
-            "resource.type" => Field::ResourceType,
-            "resource.instance" => Field::ResourceInstance,
-            other => match other.strip_prefix("context.") {
-                Some(rest) if !rest.is_empty() && rest.split('.').all(|s| !s.is_empty()) => {
-                    Field::Context(rest.split('.').map(str::to_owned).collect())
-                }
-                _ => {
-                    return Err(format!(
-                        "unknown field {other:?}: expected context.<name>[.<name>…], domain, actor, \
-                         actor.type, actor.instance, action, action.type, action.instance, resource, \
-                         resource.type or resource.instance"
-                    ))
-                }
+        Ok(match ConditionField::parse(path) {
+            Some(ConditionField::Request(field)) => match field {
+                RequestField::Domain => Field::Domain,
+                RequestField::Actor => Field::Actor,
+                RequestField::ActorType => Field::ActorType,
+                RequestField::ActorInstance => Field::ActorInstance,
+                RequestField::Action => Field::Action,
+                RequestField::ActionType => Field::ActionType,
+                RequestField::ActionInstance => Field::ActionInstance,
+                RequestField::Resource => Field::Resource,
+                RequestField::ResourceType => Field::ResourceType,
+                RequestField::ResourceInstance => Field::ResourceInstance,
             },
+            Some(ConditionField::Context(keys)) => {
+                Field::Context(keys.split('.').map(str::to_owned).collect())
+            }
+            None => return Err(ConditionField::unknown(path)),
         })
     }
 }
