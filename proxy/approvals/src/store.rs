@@ -1,0 +1,422 @@
+//! The persisted store of approvals: every state change is written atomically to `approvals.json`
+//! (temp file, fsync, rename, fsync of the directory) before it is acknowledged, and rolled back
+//! when it cannot be. Blocking file I/O: async callers use [`ApprovalStore::run_blocking`]. Never
+//! reads a clock (`now` is passed in) and never decides anything but an approval's own state.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use lexecon_domains::Verdict;
+use lexecon_policy_cache::Decision;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Approval, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalEventKind, ApprovalStatus,
+    Approver, RequestDigest, APPROVER_ROLE, STORE_FILE,
+};
+
+const STORE_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct StoreFileRef<'a> {
+    version: u32,
+    approvals: Vec<&'a Approval>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    version: u32,
+    approvals: Vec<Approval>,
+}
+
+/// The approvals of one node, persisted in its data directory. Share it as `Arc<ApprovalStore>`.
+#[derive(Debug)]
+pub struct ApprovalStore {
+    path: PathBuf,
+    ttl: SignedDuration,
+    retention: SignedDuration,
+    max_pending: usize,
+    approvals: Mutex<BTreeMap<String, Approval>>,
+}
+
+impl ApprovalStore {
+    /// Opens (creating if needed) the store in `data_dir`, reloading `approvals.json` if present.
+    /// A file that cannot be read or parsed is an error, never silently an empty store.
+    pub fn open(data_dir: &Path, config: ApprovalConfig) -> Result<Self, ApprovalError> {
+        let to_signed = |d: Duration, name: &str| {
+            SignedDuration::try_from(d).map_err(|e| ApprovalError::InvalidConfig {
+                reason: format!("{name} {d:?} is out of range: {e}"),
+            })
+        };
+        let ttl = to_signed(config.ttl, "ttl")?;
+        if ttl.is_zero() {
+            return Err(ApprovalError::InvalidConfig {
+                reason: "ttl must be greater than zero".into(),
+            });
+        }
+        let retention = to_signed(config.retention, "retention")?;
+        let path = data_dir.join(STORE_FILE);
+        fs::create_dir_all(data_dir).map_err(|e| io_error(data_dir, e))?;
+        let approvals = match fs::read(&path) {
+            Ok(bytes) => {
+                let file: StoreFile =
+                    serde_json::from_slice(&bytes).map_err(|e| ApprovalError::Corrupt {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                if file.version != STORE_VERSION {
+                    return Err(ApprovalError::Corrupt {
+                        path: path.display().to_string(),
+                        message: format!(
+                            "version {} is not supported (expected {STORE_VERSION})",
+                            file.version
+                        ),
+                    });
+                }
+                file.approvals
+                    .into_iter()
+                    .map(|a| (a.id.clone(), a))
+                    .collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        Ok(Self {
+            path,
+            ttl,
+            retention,
+            max_pending: config.max_pending,
+            approvals: Mutex::new(approvals),
+        })
+    }
+
+    /// The file the store persists to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates a pending approval for an escalated `decision` of the request with `digest`.
+    pub fn create(
+        &self,
+        decision: &Decision,
+        digest: RequestDigest,
+        now: Timestamp,
+    ) -> Result<(Approval, ApprovalEvent), ApprovalError> {
+        if decision.decision != Verdict::Escalate {
+            return Err(ApprovalError::NotEscalated {
+                decision_id: decision.decision_id.clone(),
+                verdict: decision.decision.as_str(),
+            });
+        }
+        let expires = now
+            .checked_add(self.ttl)
+            .map_err(|e| ApprovalError::InvalidConfig {
+                reason: format!("ttl pushes the expiry past the supported range: {e}"),
+            })?;
+        self.mutate(now, |map| {
+            let pending = map
+                .values()
+                .filter(|a| a.status_at(now) == ApprovalStatus::Pending)
+                .count();
+            if pending >= self.max_pending {
+                return Err(ApprovalError::TooManyPending {
+                    limit: self.max_pending,
+                });
+            }
+            let approval = Approval {
+                id: format!("apr_{}", uuid::Uuid::new_v4().simple()),
+                domain: decision.domain.clone(),
+                actor: decision.actor.clone(),
+                action: decision.action.clone(),
+                resource: decision.resource.clone(),
+                reason: decision.reasoning.to_string(),
+                rule_id: decision.rule_id.to_string(),
+                decision_id: decision.decision_id.clone(),
+                request_digest: digest,
+                created: now,
+                expires,
+                status: ApprovalStatus::Pending,
+                decided_by: None,
+                decided_at: None,
+                comment: None,
+                consumed_at: None,
+            };
+            let event = ApprovalEvent::new(ApprovalEventKind::Created, &approval, None, now);
+            map.insert(approval.id.clone(), approval.clone());
+            Ok((approval, event))
+        })
+    }
+
+    /// The approval `id` as of `now`.
+    pub fn get(&self, id: &str, now: Timestamp) -> Result<Approval, ApprovalError> {
+        self.lock()
+            .get(id)
+            .map(|a| a.view(now))
+            .ok_or_else(|| ApprovalError::NotFound { id: id.to_owned() })
+    }
+
+    /// All approvals (or those with `status` as of `now`), oldest first.
+    pub fn list(&self, status: Option<ApprovalStatus>, now: Timestamp) -> Vec<Approval> {
+        let mut out: Vec<Approval> = self
+            .lock()
+            .values()
+            .map(|a| a.view(now))
+            .filter(|a| status.is_none_or(|s| a.status == s))
+            .collect();
+        out.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Approves a pending approval. The approver must carry the `approver` role and must not be the
+    /// approval's actor (neither its full reference nor its instance part).
+    pub fn approve(
+        &self,
+        id: &str,
+        approver: Approver<'_>,
+        comment: Option<String>,
+        now: Timestamp,
+    ) -> Result<(Approval, ApprovalEvent), ApprovalError> {
+        self.decide(id, approver, comment, now, ApprovalStatus::Approved)
+    }
+
+    /// Denies a pending approval; same rules as [`ApprovalStore::approve`].
+    pub fn deny(
+        &self,
+        id: &str,
+        approver: Approver<'_>,
+        comment: Option<String>,
+        now: Timestamp,
+    ) -> Result<(Approval, ApprovalEvent), ApprovalError> {
+        self.decide(id, approver, comment, now, ApprovalStatus::Denied)
+    }
+
+    fn decide(
+        &self,
+        id: &str,
+        approver: Approver<'_>,
+        comment: Option<String>,
+        now: Timestamp,
+        to: ApprovalStatus,
+    ) -> Result<(Approval, ApprovalEvent), ApprovalError> {
+        if !approver.roles.iter().any(|r| r == APPROVER_ROLE) {
+            return Err(ApprovalError::NotApprover {
+                approver: approver.id.to_owned(),
+            });
+        }
+        self.mutate(now, |map| {
+            let a = map
+                .get_mut(id)
+                .ok_or_else(|| ApprovalError::NotFound { id: id.to_owned() })?;
+            if is_same_principal(approver.id, &a.actor) {
+                return Err(ApprovalError::SelfApproval {
+                    id: id.to_owned(),
+                    approver: approver.id.to_owned(),
+                    actor: a.actor.clone(),
+                });
+            }
+            let status = a.status_at(now);
+            if status != ApprovalStatus::Pending {
+                return Err(ApprovalError::NotPending {
+                    id: id.to_owned(),
+                    status,
+                });
+            }
+            a.status = to;
+            a.decided_by = Some(approver.id.to_owned());
+            a.decided_at = Some(now);
+            a.comment = comment;
+            let kind = if to == ApprovalStatus::Approved {
+                ApprovalEventKind::Approved
+            } else {
+                ApprovalEventKind::Denied
+            };
+            Ok((
+                a.clone(),
+                ApprovalEvent::new(kind, a, Some(approver.id), now),
+            ))
+        })
+    }
+
+    /// Redeems an approved approval for the retried request: only for the same actor, action,
+    /// resource and request digest, before expiry, and only once. Every other case is an error
+    /// whose message is the reason to deny the retry.
+    pub fn consume(
+        &self,
+        id: &str,
+        actor: &str,
+        action: &str,
+        resource: Option<&str>,
+        digest: &RequestDigest,
+        now: Timestamp,
+    ) -> Result<ApprovalEvent, ApprovalError> {
+        self.mutate(now, |map| {
+            let a = map
+                .get_mut(id)
+                .ok_or_else(|| ApprovalError::NotFound { id: id.to_owned() })?;
+            let mismatch = |field| ApprovalError::Mismatch {
+                id: id.to_owned(),
+                field,
+            };
+            if a.actor != actor {
+                return Err(mismatch("actor"));
+            }
+            if a.action != action {
+                return Err(mismatch("action"));
+            }
+            if a.resource.as_deref() != resource {
+                return Err(mismatch("resource"));
+            }
+            if a.request_digest != *digest {
+                return Err(mismatch("request (its method, path or body differ)"));
+            }
+            match a.status_at(now) {
+                ApprovalStatus::Approved => {}
+                ApprovalStatus::Pending => {
+                    return Err(ApprovalError::StillPending { id: id.to_owned() })
+                }
+                ApprovalStatus::Denied => {
+                    return Err(ApprovalError::WasDenied {
+                        id: id.to_owned(),
+                        by: a.decided_by.clone().unwrap_or_default(),
+                        comment: a.comment.clone(),
+                    })
+                }
+                ApprovalStatus::Consumed => {
+                    return Err(ApprovalError::AlreadyConsumed {
+                        id: id.to_owned(),
+                        at: a.consumed_at.unwrap_or(a.created),
+                    })
+                }
+                ApprovalStatus::Expired => {
+                    return Err(ApprovalError::Expired {
+                        id: id.to_owned(),
+                        expired_at: a.expires,
+                    })
+                }
+            }
+            a.status = ApprovalStatus::Consumed;
+            a.consumed_at = Some(now);
+            Ok(ApprovalEvent::new(
+                ApprovalEventKind::Consumed,
+                a,
+                Some(actor),
+                now,
+            ))
+        })
+    }
+
+    /// Marks every pending or approved approval past its expiry as expired (persisted), returning
+    /// one `expired` event each. Call it periodically; reads report expiry even before it runs.
+    pub fn expire_due(&self, now: Timestamp) -> Result<Vec<ApprovalEvent>, ApprovalError> {
+        self.mutate(now, |map| {
+            let mut events = Vec::new();
+            for a in map.values_mut() {
+                if matches!(a.status, ApprovalStatus::Pending | ApprovalStatus::Approved)
+                    && a.status_at(now) == ApprovalStatus::Expired
+                {
+                    a.status = ApprovalStatus::Expired;
+                    events.push(ApprovalEvent::new(
+                        ApprovalEventKind::Expired,
+                        a,
+                        None,
+                        a.expires,
+                    ));
+                }
+            }
+            Ok(events)
+        })
+    }
+
+    /// Runs `f` on a blocking thread: use it from async code for the calls that write to disk.
+    pub async fn run_blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApprovalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ApprovalStore) -> Result<T, ApprovalError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApprovalError::Internal {
+                reason: e.to_string(),
+            })?
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Approval>> {
+        // No code path panics while holding the lock; if one ever did, the map is still whole.
+        self.approvals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `f`, drops finished approvals past retention, persists; restores the previous state
+    /// if `f` fails or the write fails.
+    fn mutate<T>(
+        &self,
+        now: Timestamp,
+        f: impl FnOnce(&mut BTreeMap<String, Approval>) -> Result<T, ApprovalError>,
+    ) -> Result<T, ApprovalError> {
+        let mut map = self.lock();
+        let before = map.clone();
+        let result = f(&mut map).and_then(|out| {
+            let retention = self.retention;
+            map.retain(|_, a| {
+                let finished = a.status_at(now) != ApprovalStatus::Pending
+                    && a.status_at(now) != ApprovalStatus::Approved;
+                !finished || a.expires.checked_add(retention).is_ok_and(|t| t > now)
+            });
+            self.persist(&map)?;
+            Ok(out)
+        });
+        if result.is_err() {
+            *map = before;
+        }
+        result
+    }
+
+    fn persist(&self, map: &BTreeMap<String, Approval>) -> Result<(), ApprovalError> {
+        let file = StoreFileRef {
+            version: STORE_VERSION,
+            approvals: map.values().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| ApprovalError::Io {
+            path: self.path.display().to_string(),
+            message: format!("serialization failed: {e}"),
+        })?;
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            #[cfg(unix)]
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| io_error(&tmp, e))
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ApprovalError {
+    ApprovalError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Whether `principal` (a JWT subject) is the approval's `actor`: the same reference, or the
+/// instance part of `type:instance`.
+fn is_same_principal(principal: &str, actor: &str) -> bool {
+    principal == actor
+        || actor
+            .split_once(':')
+            .is_some_and(|(_, inst)| inst == principal)
+}
