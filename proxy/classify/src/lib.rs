@@ -74,7 +74,7 @@ pub fn needs_body(config: &ClassifierConfig) -> bool {
 /// Classifies one request. `body` is `Some` when [`needs_body`] said so.
 ///
 /// ```
-/// use lexecon::classify::{classify, needs_body, RequestParts};
+/// use lexecon_classify::{classify, needs_body, RequestParts};
 /// use lexecon_config::classifier::ClassifierConfig;
 ///
 /// let config: ClassifierConfig =
