@@ -23,7 +23,7 @@ use lexecon_domains::DomainId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::to_canonical_bytes;
+use crate::canonical::write_serialize;
 
 /// How a policy decides when no rule matches, and whether it enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -207,10 +207,14 @@ impl PolicyDocument {
     /// The canonical bytes of this document: its JSON form with keys sorted and no whitespace. Stable
     /// across source formats: the same document read from YAML or JSON gives the same bytes.
     pub fn canonical_json(&self) -> Vec<u8> {
-        // INVARIANT: a PolicyDocument serializes to a JSON value without error (all map keys are
-        // strings, no custom serializer can fail); `Null` is unreachable and would still hash stably.
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        to_canonical_bytes(&value)
+        let mut out = Vec::with_capacity(256 + 256 * self.rules.len());
+        // INVARIANT: a PolicyDocument serializes to JSON without error (all map keys are strings, no
+        // custom serializer can fail); `null` is unreachable and would still hash stably.
+        if write_serialize(self, &mut out).is_err() {
+            out.clear();
+            out.extend_from_slice(b"null");
+        }
+        out
     }
 
     /// Lower-case hex sha256 of [`PolicyDocument::canonical_json`]: the `policy_version_hash` every

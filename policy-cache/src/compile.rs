@@ -9,7 +9,6 @@ use std::collections::{BTreeSet, HashMap};
 use lexecon_config::{Effect, Mode, PolicyDocument, Rule};
 use lexecon_domains::{ComplianceTable, DomainPlugin, TypeIndex, Verdict};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::condition::{CompiledCondition, Field};
 use crate::decision::{RuleId, SharedStr};
@@ -374,19 +373,10 @@ fn default_decider(
 }
 
 /// Hex sha256 of the canonical JSON of `doc` (object keys sorted, no whitespace), whatever the
-/// document's source format or key order.
+/// document's source format or key order: [`PolicyDocument::policy_version_hash`], the one
+/// definition. Kept as a function of this crate for its callers; it does not fail.
 pub fn policy_version_hash(doc: &PolicyDocument) -> Result<String, PolicyError> {
-    let mut canonical = Vec::with_capacity(64 * 1024);
-    if crate::canonical::write(doc, &mut canonical).is_err() {
-        // A shape the streaming writer does not handle: take the `Value` path (same bytes).
-        let value = serde_json::to_value(doc).map_err(|e| PolicyError::Unhashable {
-            policy: doc.id.clone(),
-            reason: e.to_string(),
-        })?;
-        canonical.clear();
-        lexecon_config::canonical::write_value(&value, &mut canonical);
-    }
-    Ok(hex::encode(Sha256::digest(&canonical)))
+    Ok(doc.policy_version_hash())
 }
 
 #[cfg(test)]
@@ -452,14 +442,13 @@ rules:
 
     #[test]
     fn version_hash_is_sha256_of_serde_json_value_bytes() {
+        use sha2::{Digest, Sha256};
         let doc = yaml_policy(
             "id: p\ndomain: trading\nmode: permissive\ntemplates: [{name: order_cap, params: {max: 5.25, desk: \"fx\"}}]\nrules:\n  - {id: r, effect: forbid, actor: \"act_*\", when: [{field: context.a, op: in, value: [1, \"é\\\"x\", {k: null}]}], reason: \"line\\nbreak\"}\n",
         );
         let expected = serde_json::to_vec(&serde_json::to_value(&doc).unwrap()).unwrap();
-        let mut ours = Vec::new();
-        lexecon_config::canonical::write_value(&serde_json::to_value(&doc).unwrap(), &mut ours);
         assert_eq!(
-            String::from_utf8(ours).unwrap(),
+            String::from_utf8(doc.canonical_json()).unwrap(),
             String::from_utf8(expected.clone()).unwrap()
         );
         assert_eq!(

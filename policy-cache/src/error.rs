@@ -56,9 +56,6 @@ pub enum PolicyError {
         first: String,
         second: String,
     },
-    /// The document could not be turned into canonical JSON for its version hash.
-    #[error("policy {policy:?} cannot be serialised for hashing: {reason}")]
-    Unhashable { policy: String, reason: String },
     /// Several problems, every one listed.
     #[error("{}", ErrorList(.0))]
     Many(Vec<PolicyError>),

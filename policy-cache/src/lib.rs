@@ -3,7 +3,6 @@
 //! service that runs the whole pipeline. No network, no disk, no async runtime; nothing here may
 //! block a request thread or fail open.
 
-mod canonical;
 mod condition;
 mod pattern;
 mod template;
