@@ -14,7 +14,8 @@ use crate::ident::DomainId;
 use crate::model::{
     ActionCategory, ActorCategory, DomainConfig, PolicyTemplate, Sensitivity, TemplateParam,
 };
-use crate::plugin::{number_param, DomainPlugin, Finding, FindingEffect, Verdict};
+use crate::outcome::{Finding, FindingEffect, Verdict};
+use crate::plugin::{number_param, DomainPlugin};
 use crate::request::Request;
 
 /// Template name: deny whatever no rule permits.

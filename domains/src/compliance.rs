@@ -12,9 +12,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::model::{ComplianceFramework, ControlRef, DomainConfig, EvidencedWhen};
-use crate::plugin::{
-    ComplianceMapping, ComplianceOutcome, ComplianceStatus, DomainPlugin, Verdict,
-};
+use crate::outcome::{ComplianceMapping, ComplianceOutcome, ComplianceStatus, Verdict};
+use crate::plugin::DomainPlugin;
 
 use EvidencedWhen::{Always, Blocked, Oversight};
 
@@ -339,7 +338,7 @@ impl ComplianceTable {
 mod tests {
     use super::*;
     use crate::ident::DomainId;
-    use crate::plugin::{DecisionOutcome, Finding, FindingEffect};
+    use crate::outcome::{DecisionOutcome, Finding, FindingEffect};
 
     fn config(frameworks: &[&str]) -> DomainConfig {
         DomainConfig {

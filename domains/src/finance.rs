@@ -26,7 +26,8 @@ use crate::ident::DomainId;
 use crate::model::{
     ActionCategory, ActorCategory, DomainConfig, PolicyTemplate, Sensitivity, TemplateParam,
 };
-use crate::plugin::{number_param, DecisionOutcome, DomainPlugin, Finding, FindingEffect, Verdict};
+use crate::outcome::{DecisionOutcome, Finding, FindingEffect, Verdict};
+use crate::plugin::{number_param, DomainPlugin};
 use crate::request::Request;
 pub use crate::settings::{FinanceSettings, VenueSettings};
 

@@ -15,7 +15,8 @@ use crate::ident::DomainId;
 use crate::model::{
     ActionCategory, ActorCategory, DomainConfig, PolicyTemplate, Sensitivity, TemplateParam,
 };
-use crate::plugin::{DomainPlugin, Finding, FindingEffect};
+use crate::outcome::{Finding, FindingEffect};
+use crate::plugin::DomainPlugin;
 use crate::request::Request;
 
 pub use crate::settings::HealthcareSettings;

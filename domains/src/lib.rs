@@ -30,6 +30,7 @@ pub mod compliance;
 pub mod error;
 pub mod ident;
 pub mod model;
+pub mod outcome;
 pub mod packs;
 pub mod placeholder;
 pub mod plugin;
@@ -51,10 +52,11 @@ pub use model::{
     DomainConfig, EvidencedWhen, PolicyTemplate, ResourceType, RiskLevel, RiskModel, Sensitivity,
     TemplateParam,
 };
-pub use plugin::{
-    ComplianceMapping, ComplianceOutcome, ComplianceStatus, DecisionOutcome, DomainPlugin, Finding,
+pub use outcome::{
+    ComplianceMapping, ComplianceOutcome, ComplianceStatus, DecisionOutcome, Finding,
     FindingEffect, Verdict,
 };
+pub use plugin::DomainPlugin;
 pub use registry::is_builtin_domain_name;
 pub use registry::{DomainRegistry, ResolvedTypes, TypeIndex};
 pub use request::Request;

@@ -191,7 +191,7 @@ pub struct PolicyTemplate {
     /// When set, the policy's no-match default becomes this verdict whatever its mode
     /// (`deny_by_default` sets `deny`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<crate::plugin::Verdict>,
+    pub fallback: Option<crate::outcome::Verdict>,
 }
 
 /// Everything a domain declares about itself.

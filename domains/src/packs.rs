@@ -17,8 +17,9 @@ use crate::model::{
     ActionType, ActorType, ComplianceFramework, DomainConfig, PolicyTemplate, ResourceType,
     RiskModel,
 };
+use crate::outcome::{ComplianceMapping, ComplianceOutcome};
 use crate::placeholder::{self, Piece};
-use crate::plugin::{ComplianceMapping, ComplianceOutcome, DomainPlugin};
+use crate::plugin::DomainPlugin;
 
 /// The built-in packs: (source name, YAML).
 pub const BUILTIN_PACKS: &[(&str, &str)] = &[
@@ -448,7 +449,7 @@ policy_templates:
 
     #[test]
     fn pack_compliance_maps_inline_controls_by_outcome() {
-        use crate::plugin::{ComplianceStatus, Verdict};
+        use crate::outcome::{ComplianceStatus, Verdict};
         let p = PackPlugin::from_yaml("logistics.yaml", MINIMAL).unwrap();
         let outcome = |verdict| ComplianceOutcome {
             verdict,
