@@ -30,6 +30,9 @@ pub enum EventType {
     LedgerRecovered,
     /// A signed checkpoint over the chain head.
     Checkpoint,
+    /// A request refused before any policy decision (it could not be classified, or the caller's
+    /// SMART scopes do not grant it): a deny by the enforcement point itself.
+    RequestRefused,
 }
 
 impl EventType {
@@ -42,6 +45,7 @@ impl EventType {
             EventType::SystemShutdown => "system_shutdown",
             EventType::LedgerRecovered => "ledger_recovered",
             EventType::Checkpoint => "checkpoint",
+            EventType::RequestRefused => "request_refused",
         }
     }
 }
