@@ -25,5 +25,5 @@ pub use compile::{policy_version_hash, CompiledPolicy, TemplateCheck};
 pub use decision::{Decision, DecisionInput, Explanation, RuleId, SharedStr};
 pub use error::{DecideError, PolicyError};
 pub use evaluate::{Decider, EvalOutcome};
-pub use service::{new_uuid_v7, uuid_v7, DecisionObserver, DecisionService, ServiceConfig};
+pub use service::{new_uuid_v7, uuid_v7, DecisionService, ServiceConfig};
 pub use store::{PolicyStore, Snapshot};

@@ -18,12 +18,7 @@ use crate::compile::CompiledPolicy;
 use crate::decision::{Decision, DecisionInput, Explanation, SharedStr};
 use crate::error::DecideError;
 use crate::evaluate::Evaluation;
-use crate::store::PolicyStore;
-
-/// Receives every decision after it is made (the ledger implements this). Must not block.
-pub trait DecisionObserver: Send + Sync {
-    fn observe(&self, decision: &Decision);
-}
+use crate::store::{PolicyStore, Snapshot};
 
 /// Tuning of the decision service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +41,12 @@ pub struct DecisionService {
     cache: Option<DecisionCache>,
     /// The snapshot version the cache was last used with; a change drops the older entries.
     cache_version: AtomicU64,
-    observers: Vec<Arc<dyn DecisionObserver>>,
 }
 
 impl std::fmt::Debug for DecisionService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecisionService")
             .field("cache", &self.cache.is_some())
-            .field("observers", &self.observers.len())
             .finish_non_exhaustive()
     }
 }
@@ -155,14 +148,7 @@ impl DecisionService {
             store,
             cache: (config.cache_capacity > 0).then(|| DecisionCache::new(config.cache_capacity)),
             cache_version: AtomicU64::new(0),
-            observers: Vec::new(),
         }
-    }
-
-    /// Adds an observer called after every decision, in registration order.
-    pub fn with_observer(mut self, observer: Arc<dyn DecisionObserver>) -> Self {
-        self.observers.push(observer);
-        self
     }
 
     pub fn store(&self) -> &Arc<PolicyStore> {
@@ -185,6 +171,21 @@ impl DecisionService {
         Result<Decision, DecideError>,
         serde_json::Map<String, serde_json::Value>,
     ) {
+        // INVARIANT: one snapshot for the whole decision.
+        self.decide_on(&self.store.load(), input)
+    }
+
+    /// [`DecisionService::decide_keeping_context`] on a snapshot the caller loaded: a request of
+    /// several calls (an MCP batch) decides them all on the one snapshot it loaded first, so a
+    /// reload in between never splits it across policy versions.
+    pub fn decide_on(
+        &self,
+        snapshot: &Snapshot,
+        input: DecisionInput,
+    ) -> (
+        Result<Decision, DecideError>,
+        serde_json::Map<String, serde_json::Value>,
+    ) {
         let DecisionInput {
             request_id,
             domain,
@@ -194,8 +195,6 @@ impl DecisionService {
             context,
             at,
         } = input;
-        // INVARIANT: one snapshot for the whole decision.
-        let snapshot = self.store.load();
         let Some(plugin) = snapshot.registry.get(&domain) else {
             return (Err(DecideError::UnknownDomain { domain }), context);
         };
@@ -361,9 +360,6 @@ impl DecisionService {
             },
             timestamp: request.time,
         };
-        for observer in &self.observers {
-            observer.observe(&decision);
-        }
         (decision, context)
     }
 }
@@ -376,7 +372,6 @@ mod tests {
     use lexecon_domains::{ComplianceStatus, DomainRegistry};
     use serde_json::{json, Value};
     use std::sync::atomic::Ordering;
-    use std::sync::Mutex;
 
     const ALGO: &str = "act_trading_algo:momentum_v3";
     const ORDER: &str = "axn_place_order";
@@ -910,21 +905,27 @@ rules:
         assert_eq!(d.rule_id, "stop");
     }
 
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
-
-    impl DecisionObserver for Recorder {
-        fn observe(&self, decision: &Decision) {
-            self.0.lock().unwrap().push(decision.decision_id.clone());
-        }
-    }
-
     #[test]
-    fn observers_see_every_decision() {
-        let rec = Arc::new(Recorder::default());
-        let svc = service(DESK).with_observer(rec.clone());
-        let a = svc.decide(input(ALGO, ORDER, AAPL, json!({}))).unwrap();
-        let b = svc.decide(input(ALGO, ORDER, AAPL, json!({}))).unwrap();
-        assert_eq!(*rec.0.lock().unwrap(), [a.decision_id, b.decision_id]);
+    fn a_pinned_snapshot_decides_even_after_a_reload() {
+        let p = plugin();
+        let svc = service_with(Arc::clone(&p), DESK, 1000);
+        let pinned = svc.store().load_full();
+        svc.store()
+            .rebuild(
+                registry_with(p),
+                vec![yaml_policy(
+                    "id: lockdown\ndomain: trading\nrules: [{id: stop, effect: forbid}]\n",
+                )],
+            )
+            .unwrap();
+        let (on_pinned, _) = svc.decide_on(
+            &pinned,
+            input(ALGO, ORDER, AAPL, json!({"order_value": 10})),
+        );
+        assert_eq!(on_pinned.unwrap().decision, Verdict::Permit);
+        let fresh = svc
+            .decide(input(ALGO, ORDER, AAPL, json!({"order_value": 10})))
+            .unwrap();
+        assert_eq!(fresh.decision, Verdict::Deny);
     }
 }
