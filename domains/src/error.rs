@@ -25,6 +25,13 @@ pub enum DomainError {
     InvalidPack { source_name: String, reason: String },
     #[error("domain settings {field}: {reason}")]
     InvalidSettings { field: String, reason: String },
+    /// A built-in domain's embedded catalogue (e.g. `finance.yaml`) is malformed; its unit tests
+    /// guarantee this never reaches a user.
+    #[error("built-in catalogue of domain {domain}: {reason}")]
+    InvalidCatalogue {
+        domain: &'static str,
+        reason: String,
+    },
     /// A template string names a parameter the template does not declare. `path` is where the string
     /// sits inside the substituted value (`.when[0].value`, empty for the value itself); the message
     /// leaves it out so the caller can locate it in its own terms.

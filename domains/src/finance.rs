@@ -20,12 +20,9 @@ use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
-use crate::build::{action, actor, http_request_action, resource, risk_model};
+use crate::build::http_request_action;
 use crate::error::DomainError;
-use crate::ident::DomainId;
-use crate::model::{
-    ActionCategory, ActorCategory, DomainConfig, PolicyTemplate, Sensitivity, TemplateParam,
-};
+use crate::model::DomainConfig;
 use crate::outcome::{DecisionOutcome, Finding, FindingEffect, Verdict};
 use crate::plugin::{number_param, DomainPlugin};
 use crate::request::Request;
@@ -473,244 +470,300 @@ fn amount(v: f64) -> String {
     }
 }
 
+/// The finance catalogue (types, frameworks, risk models, templates) as data; [`config`] parses it
+/// and adds what the settings decide.
+const CATALOGUE: &str = include_str!("finance.yaml");
+
+/// The domain's configuration: [`CATALOGUE`], plus `axn_place_order`'s `max_order_value`, the
+/// generic `axn_http_request` action and the constraints, from `settings`.
 fn config(settings: &FinanceSettings) -> Result<DomainConfig, DomainError> {
-    use ActionCategory as A;
-    use ActorCategory as C;
-    use Sensitivity as S;
-    let mut algo = actor(
-        "act_trading_algo",
-        C::Ai,
-        "Trading Algorithm",
-        "Automated trading system",
-    );
-    algo.metadata
-        .insert("requires_risk_checks".into(), json!(true));
-    let mut place = action(
-        PLACE_ORDER,
-        A::Execute,
-        "Place Order",
-        "Execute trading order",
-        3,
-        false,
-    )?;
+    let invalid = |reason: String| DomainError::InvalidCatalogue {
+        domain: "finance",
+        reason,
+    };
+    // INVARIANT: the embedded catalogue parses (`catalogue_is_pinned` builds it); an error here is
+    // still returned, not a panic.
+    let mut config: DomainConfig =
+        serde_norway::from_str(CATALOGUE).map_err(|e| invalid(format!("finance.yaml: {e}")))?;
+    let place = config
+        .action_types
+        .iter_mut()
+        .find(|t| t.type_id == PLACE_ORDER)
+        .ok_or_else(|| invalid(format!("finance.yaml declares no {PLACE_ORDER}")))?;
     place
         .metadata
         .insert("max_order_value".into(), json!(settings.max_order_value));
-    Ok(DomainConfig {
-        domain: DomainId::new("finance")?,
-        display_name: "Financial Services Governance".into(),
-        description: "Governance for algorithmic trading, risk management and financial automation"
-            .into(),
-        actor_types: vec![
-            algo,
-            actor(
-                "act_human_trader",
-                C::Human,
-                "Human Trader",
-                "Trader entering orders manually",
-            ),
-            actor(
-                "act_portfolio_manager",
-                C::Human,
-                "Portfolio Manager",
-                "Human portfolio manager",
-            ),
-            actor(
-                "act_risk_system",
-                C::System,
-                "Risk Management System",
-                "Automated risk monitoring",
-            ),
-            actor(
-                "act_compliance_officer",
-                C::Human,
-                "Compliance Officer",
-                "Reviews and approves escalated orders",
-            ),
-            actor(
-                "act_robo_advisor",
-                C::Ai,
-                "Robo-Advisor",
-                "Automated investment advice and rebalancing for clients",
-            ),
-            actor(
-                "act_oms",
-                C::System,
-                "Order Management System",
-                "Routes orders to venues",
-            ),
-        ],
-        action_types: vec![
-            place,
-            action(
-                "axn_cancel_order",
-                A::Delete,
-                "Cancel Order",
-                "Cancel pending order",
-                2,
-                false,
-            )?,
-            action(
-                "axn_modify_order",
-                A::Write,
-                "Modify Order",
-                "Change price or quantity of a pending order",
-                3,
-                false,
-            )?,
-            action(
-                "axn_rebalance_portfolio",
-                A::Execute,
-                "Rebalance Portfolio",
-                "Rebalance asset allocation",
-                4,
-                true,
-            )?,
-            action(
-                "axn_transfer_funds",
-                A::Transmit,
-                "Transfer Funds",
-                "Move cash between accounts",
-                4,
-                false,
-            )?,
-            action(
-                "axn_view_positions",
-                A::Read,
-                "View Positions",
-                "Read holdings and exposures",
-                1,
-                false,
-            )?,
-            action(
-                "axn_read_market_data",
-                A::Read,
-                "Read Market Data",
-                "Read quotes and trades",
-                1,
-                false,
-            )?,
-            action(
-                "axn_override_risk_limit",
-                A::Write,
-                "Override Risk Limit",
-                "Raise or bypass a pre-trade risk limit",
-                5,
-                true,
-            )?,
-            http_request_action()?,
-        ],
-        resource_types: vec![
-            resource(
-                "res_security",
-                "financial_instrument",
-                "Security",
-                "Stock, bond or other security",
-                S::Confidential,
-            ),
-            resource(
-                "res_account",
-                "financial_account",
-                "Trading Account",
-                "Customer trading account",
-                S::Secret,
-            ),
-            resource(
-                "res_portfolio",
-                "financial_account",
-                "Portfolio",
-                "A managed portfolio or fund",
-                S::Confidential,
-            ),
-            resource(
-                "res_order",
-                "order",
-                "Order",
-                "A pending or working order",
-                S::Confidential,
-            ),
-            resource(
-                "res_market_data",
-                "data",
-                "Market Data",
-                "Quotes, trades and reference data",
-                S::Internal,
-            ),
-            resource(
-                "res_risk_limit",
-                "control",
-                "Risk Limit",
-                "A pre-trade or credit limit",
-                S::Internal,
-            ),
-        ],
-        compliance_frameworks: vec![
-            "MIFID_II".into(),
-            "SEC_RULE_613".into(),
-            "SEC_15C3_5".into(),
-            "DODD_FRANK".into(),
-            "BASEL_III".into(),
-            "SOC2".into(),
-        ],
-        risk_models: vec![
-            risk_model("market_risk", "Loss from price moves", &[("exposure", 1.0)]),
-            risk_model("credit_risk", "Counterparty default", &[("counterparty_rating", 1.0)]),
-            risk_model(
-                "operational_risk",
-                "Errors in people, processes and systems",
-                &[("automation", 0.5), ("order_size", 0.5)],
-            ),
-            risk_model("liquidity_risk", "Positions too large to exit", &[("adv_share", 1.0)]),
-            risk_model(
-                "flash_crash_prevention",
-                "Runaway notional from algorithms",
-                &[("notional_per_minute", 1.0)],
-            ),
-        ],
-        policy_templates: vec![
-            PolicyTemplate {
-                name: PREVENT_FLASH_CRASH.into(),
-                description: "Deny an order that would push an actor's permitted notional in the rolling last 60 s above the maximum".into(),
-                params: BTreeMap::from([(
-                    "max_notional_per_minute".to_string(),
-                    TemplateParam {
-                        description: "Most notional one actor may trade per rolling minute".into(),
-                        default: json!(10_000_000),
-                    },
-                )]),
-                rules: vec![],
-                fallback: None,
-            },
-            PolicyTemplate {
-                name: POSITION_LIMITS.into(),
-                description: "Deny an order after which (position_value + order_value) / portfolio_value exceeds the limit".into(),
-                params: BTreeMap::from([(
-                    "max_position_pct".to_string(),
-                    TemplateParam {
-                        description: "Largest position as a percentage of the portfolio".into(),
-                        default: json!(5.0),
-                    },
-                )]),
-                rules: vec![],
-                fallback: None,
-            },
-        ],
-        constraints: BTreeMap::from([
-            ("max_order_value".to_string(), json!(settings.max_order_value)),
-            ("default_venue".to_string(), json!(settings.default_venue)),
-            (
-                "venues".to_string(),
-                json!(settings.venues.keys().collect::<Vec<_>>()),
-            ),
-        ]),
-        metadata: BTreeMap::new(),
-    })
+    config.action_types.push(http_request_action()?);
+    config.constraints = BTreeMap::from([
+        (
+            "max_order_value".to_string(),
+            json!(settings.max_order_value),
+        ),
+        ("default_venue".to_string(), json!(settings.default_venue)),
+        (
+            "venues".to_string(),
+            json!(settings.venues.keys().collect::<Vec<_>>()),
+        ),
+    ]);
+    Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::EntityRef;
+    use crate::build::{action, actor, resource, risk_model};
+    use crate::ident::{DomainId, EntityRef};
+    use crate::model::{ActionCategory, ActorCategory, PolicyTemplate, Sensitivity, TemplateParam};
+
+    /// The catalogue as Rust built it before it moved to finance.yaml (transitional: the YAML must
+    /// give exactly this).
+    fn config_before_yaml(settings: &FinanceSettings) -> Result<DomainConfig, DomainError> {
+        use ActionCategory as A;
+        use ActorCategory as C;
+        use Sensitivity as S;
+        let mut algo = actor(
+            "act_trading_algo",
+            C::Ai,
+            "Trading Algorithm",
+            "Automated trading system",
+        );
+        algo.metadata
+            .insert("requires_risk_checks".into(), json!(true));
+        let mut place = action(
+            PLACE_ORDER,
+            A::Execute,
+            "Place Order",
+            "Execute trading order",
+            3,
+            false,
+        )?;
+        place
+            .metadata
+            .insert("max_order_value".into(), json!(settings.max_order_value));
+        Ok(DomainConfig {
+            domain: DomainId::new("finance")?,
+            display_name: "Financial Services Governance".into(),
+            description: "Governance for algorithmic trading, risk management and financial automation"
+                .into(),
+            actor_types: vec![
+                algo,
+                actor(
+                    "act_human_trader",
+                    C::Human,
+                    "Human Trader",
+                    "Trader entering orders manually",
+                ),
+                actor(
+                    "act_portfolio_manager",
+                    C::Human,
+                    "Portfolio Manager",
+                    "Human portfolio manager",
+                ),
+                actor(
+                    "act_risk_system",
+                    C::System,
+                    "Risk Management System",
+                    "Automated risk monitoring",
+                ),
+                actor(
+                    "act_compliance_officer",
+                    C::Human,
+                    "Compliance Officer",
+                    "Reviews and approves escalated orders",
+                ),
+                actor(
+                    "act_robo_advisor",
+                    C::Ai,
+                    "Robo-Advisor",
+                    "Automated investment advice and rebalancing for clients",
+                ),
+                actor(
+                    "act_oms",
+                    C::System,
+                    "Order Management System",
+                    "Routes orders to venues",
+                ),
+            ],
+            action_types: vec![
+                place,
+                action(
+                    "axn_cancel_order",
+                    A::Delete,
+                    "Cancel Order",
+                    "Cancel pending order",
+                    2,
+                    false,
+                )?,
+                action(
+                    "axn_modify_order",
+                    A::Write,
+                    "Modify Order",
+                    "Change price or quantity of a pending order",
+                    3,
+                    false,
+                )?,
+                action(
+                    "axn_rebalance_portfolio",
+                    A::Execute,
+                    "Rebalance Portfolio",
+                    "Rebalance asset allocation",
+                    4,
+                    true,
+                )?,
+                action(
+                    "axn_transfer_funds",
+                    A::Transmit,
+                    "Transfer Funds",
+                    "Move cash between accounts",
+                    4,
+                    false,
+                )?,
+                action(
+                    "axn_view_positions",
+                    A::Read,
+                    "View Positions",
+                    "Read holdings and exposures",
+                    1,
+                    false,
+                )?,
+                action(
+                    "axn_read_market_data",
+                    A::Read,
+                    "Read Market Data",
+                    "Read quotes and trades",
+                    1,
+                    false,
+                )?,
+                action(
+                    "axn_override_risk_limit",
+                    A::Write,
+                    "Override Risk Limit",
+                    "Raise or bypass a pre-trade risk limit",
+                    5,
+                    true,
+                )?,
+                http_request_action()?,
+            ],
+            resource_types: vec![
+                resource(
+                    "res_security",
+                    "financial_instrument",
+                    "Security",
+                    "Stock, bond or other security",
+                    S::Confidential,
+                ),
+                resource(
+                    "res_account",
+                    "financial_account",
+                    "Trading Account",
+                    "Customer trading account",
+                    S::Secret,
+                ),
+                resource(
+                    "res_portfolio",
+                    "financial_account",
+                    "Portfolio",
+                    "A managed portfolio or fund",
+                    S::Confidential,
+                ),
+                resource(
+                    "res_order",
+                    "order",
+                    "Order",
+                    "A pending or working order",
+                    S::Confidential,
+                ),
+                resource(
+                    "res_market_data",
+                    "data",
+                    "Market Data",
+                    "Quotes, trades and reference data",
+                    S::Internal,
+                ),
+                resource(
+                    "res_risk_limit",
+                    "control",
+                    "Risk Limit",
+                    "A pre-trade or credit limit",
+                    S::Internal,
+                ),
+            ],
+            compliance_frameworks: vec![
+                "MIFID_II".into(),
+                "SEC_RULE_613".into(),
+                "SEC_15C3_5".into(),
+                "DODD_FRANK".into(),
+                "BASEL_III".into(),
+                "SOC2".into(),
+            ],
+            risk_models: vec![
+                risk_model("market_risk", "Loss from price moves", &[("exposure", 1.0)]),
+                risk_model("credit_risk", "Counterparty default", &[("counterparty_rating", 1.0)]),
+                risk_model(
+                    "operational_risk",
+                    "Errors in people, processes and systems",
+                    &[("automation", 0.5), ("order_size", 0.5)],
+                ),
+                risk_model("liquidity_risk", "Positions too large to exit", &[("adv_share", 1.0)]),
+                risk_model(
+                    "flash_crash_prevention",
+                    "Runaway notional from algorithms",
+                    &[("notional_per_minute", 1.0)],
+                ),
+            ],
+            policy_templates: vec![
+                PolicyTemplate {
+                    name: PREVENT_FLASH_CRASH.into(),
+                    description: "Deny an order that would push an actor's permitted notional in the rolling last 60 s above the maximum".into(),
+                    params: BTreeMap::from([(
+                        "max_notional_per_minute".to_string(),
+                        TemplateParam {
+                            description: "Most notional one actor may trade per rolling minute".into(),
+                            default: json!(10_000_000),
+                        },
+                    )]),
+                    rules: vec![],
+                    fallback: None,
+                },
+                PolicyTemplate {
+                    name: POSITION_LIMITS.into(),
+                    description: "Deny an order after which (position_value + order_value) / portfolio_value exceeds the limit".into(),
+                    params: BTreeMap::from([(
+                        "max_position_pct".to_string(),
+                        TemplateParam {
+                            description: "Largest position as a percentage of the portfolio".into(),
+                            default: json!(5.0),
+                        },
+                    )]),
+                    rules: vec![],
+                    fallback: None,
+                },
+            ],
+            constraints: BTreeMap::from([
+                ("max_order_value".to_string(), json!(settings.max_order_value)),
+                ("default_venue".to_string(), json!(settings.default_venue)),
+                (
+                    "venues".to_string(),
+                    json!(settings.venues.keys().collect::<Vec<_>>()),
+                ),
+            ]),
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn yaml_catalogue_equals_the_rust_built_one() {
+        let custom = FinanceSettings {
+            max_order_value: 1_234.5,
+            ..FinanceSettings::default()
+        };
+        for settings in [FinanceSettings::default(), custom] {
+            assert_eq!(
+                config(&settings).unwrap(),
+                config_before_yaml(&settings).unwrap()
+            );
+        }
+    }
 
     fn plugin() -> FinancePlugin {
         FinancePlugin::new(FinanceSettings::default()).unwrap()
