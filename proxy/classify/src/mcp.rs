@@ -5,7 +5,7 @@
 //! Classification always reads the body. The headers are a routing hint: when present they must
 //! agree with the body or the request is rejected ([`ClassifyError::HeaderMismatch`]) — nothing is
 //! ever authorized on a header alone. The answers live in submodules and are re-exported here:
-//! `answer` (denials in JSON-RPC: [`denial_body`], [`denial_answer`]) and `tools_list`
+//! `denial` (denials in JSON-RPC: [`denial_body`], [`denial_answer`]) and `tools_list`
 //! ([`filter_tools_list`]). All are pure functions from data to bytes; nothing here does I/O or
 //! decides.
 
@@ -17,10 +17,10 @@ use serde_json::{Map, Value};
 
 use super::{Classified, ClassifiedItem, ClassifyError, RequestParts};
 
-mod answer;
+mod denial;
 mod tools_list;
 
-pub use answer::{
+pub use denial::{
     denial_answer, denial_answer_at, denial_body, denial_text, DenialInfo, NOT_EXECUTED_CODE,
     POLICY_DENIED_CODE,
 };
