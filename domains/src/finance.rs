@@ -1,11 +1,13 @@
 //! The `finance` domain (feature `finance`): algorithmic and human trading under MiFID II, SEC 15c3-5
 //! and the CAT.
 //!
-//! Owns the seed's finance types, order-value enrichment, the order-value limit (escalate), the
-//! venue's regular trading session (deny outside it, evaluated in the venue's time zone from the
-//! request time — never the local clock), and the templates `prevent_flash_crash` (a per-actor rolling
-//! 60 s notional window with bounded memory) and `position_limits`. It does no I/O and never blocks:
-//! the window's per-actor mutex is held only for a few arithmetic operations.
+//! Owns the seed's finance types (as data: `finance.yaml`, embedded and parsed when the plugin is
+//! built; only the settings-dependent parts are added in Rust), order-value enrichment, the
+//! order-value limit (escalate), the venue's regular trading session (deny outside it, evaluated in
+//! the venue's time zone from the request time — never the local clock), and the templates
+//! `prevent_flash_crash` (a per-actor rolling 60 s notional window with bounded memory) and
+//! `position_limits`. It does no I/O and never blocks: the window's per-actor mutex is held only for
+//! a few arithmetic operations.
 //!
 //! The window is checked in [`DomainPlugin::check_template`] and filled in
 //! [`DomainPlugin::on_decision`]; two orders of one actor decided concurrently may both see the window
@@ -511,258 +513,144 @@ fn config(settings: &FinanceSettings) -> Result<DomainConfig, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{action, actor, resource, risk_model};
     use crate::ident::{DomainId, EntityRef};
-    use crate::model::{ActionCategory, ActorCategory, PolicyTemplate, Sensitivity, TemplateParam};
+    use crate::model::{ActionCategory, ActorCategory, Sensitivity};
 
-    /// The catalogue as Rust built it before it moved to finance.yaml (transitional: the YAML must
-    /// give exactly this).
-    fn config_before_yaml(settings: &FinanceSettings) -> Result<DomainConfig, DomainError> {
-        use ActionCategory as A;
-        use ActorCategory as C;
-        use Sensitivity as S;
-        let mut algo = actor(
-            "act_trading_algo",
-            C::Ai,
-            "Trading Algorithm",
-            "Automated trading system",
-        );
-        algo.metadata
-            .insert("requires_risk_checks".into(), json!(true));
-        let mut place = action(
-            PLACE_ORDER,
-            A::Execute,
-            "Place Order",
-            "Execute trading order",
-            3,
-            false,
-        )?;
-        place
-            .metadata
-            .insert("max_order_value".into(), json!(settings.max_order_value));
-        Ok(DomainConfig {
-            domain: DomainId::new("finance")?,
-            display_name: "Financial Services Governance".into(),
-            description: "Governance for algorithmic trading, risk management and financial automation"
-                .into(),
-            actor_types: vec![
-                algo,
-                actor(
-                    "act_human_trader",
-                    C::Human,
-                    "Human Trader",
-                    "Trader entering orders manually",
-                ),
-                actor(
-                    "act_portfolio_manager",
-                    C::Human,
-                    "Portfolio Manager",
-                    "Human portfolio manager",
-                ),
-                actor(
-                    "act_risk_system",
-                    C::System,
-                    "Risk Management System",
-                    "Automated risk monitoring",
-                ),
-                actor(
-                    "act_compliance_officer",
-                    C::Human,
-                    "Compliance Officer",
-                    "Reviews and approves escalated orders",
-                ),
-                actor(
-                    "act_robo_advisor",
-                    C::Ai,
-                    "Robo-Advisor",
-                    "Automated investment advice and rebalancing for clients",
-                ),
-                actor(
-                    "act_oms",
-                    C::System,
-                    "Order Management System",
-                    "Routes orders to venues",
-                ),
-            ],
-            action_types: vec![
-                place,
-                action(
-                    "axn_cancel_order",
-                    A::Delete,
-                    "Cancel Order",
-                    "Cancel pending order",
-                    2,
-                    false,
-                )?,
-                action(
-                    "axn_modify_order",
-                    A::Write,
-                    "Modify Order",
-                    "Change price or quantity of a pending order",
-                    3,
-                    false,
-                )?,
-                action(
-                    "axn_rebalance_portfolio",
-                    A::Execute,
-                    "Rebalance Portfolio",
-                    "Rebalance asset allocation",
-                    4,
-                    true,
-                )?,
-                action(
-                    "axn_transfer_funds",
-                    A::Transmit,
-                    "Transfer Funds",
-                    "Move cash between accounts",
-                    4,
-                    false,
-                )?,
-                action(
-                    "axn_view_positions",
-                    A::Read,
-                    "View Positions",
-                    "Read holdings and exposures",
-                    1,
-                    false,
-                )?,
-                action(
-                    "axn_read_market_data",
-                    A::Read,
-                    "Read Market Data",
-                    "Read quotes and trades",
-                    1,
-                    false,
-                )?,
-                action(
-                    "axn_override_risk_limit",
-                    A::Write,
-                    "Override Risk Limit",
-                    "Raise or bypass a pre-trade risk limit",
-                    5,
-                    true,
-                )?,
-                http_request_action()?,
-            ],
-            resource_types: vec![
-                resource(
-                    "res_security",
-                    "financial_instrument",
-                    "Security",
-                    "Stock, bond or other security",
-                    S::Confidential,
-                ),
-                resource(
-                    "res_account",
-                    "financial_account",
-                    "Trading Account",
-                    "Customer trading account",
-                    S::Secret,
-                ),
-                resource(
-                    "res_portfolio",
-                    "financial_account",
-                    "Portfolio",
-                    "A managed portfolio or fund",
-                    S::Confidential,
-                ),
-                resource(
-                    "res_order",
-                    "order",
-                    "Order",
-                    "A pending or working order",
-                    S::Confidential,
-                ),
-                resource(
-                    "res_market_data",
-                    "data",
-                    "Market Data",
-                    "Quotes, trades and reference data",
-                    S::Internal,
-                ),
-                resource(
-                    "res_risk_limit",
-                    "control",
-                    "Risk Limit",
-                    "A pre-trade or credit limit",
-                    S::Internal,
-                ),
-            ],
-            compliance_frameworks: vec![
-                "MIFID_II".into(),
-                "SEC_RULE_613".into(),
-                "SEC_15C3_5".into(),
-                "DODD_FRANK".into(),
-                "BASEL_III".into(),
-                "SOC2".into(),
-            ],
-            risk_models: vec![
-                risk_model("market_risk", "Loss from price moves", &[("exposure", 1.0)]),
-                risk_model("credit_risk", "Counterparty default", &[("counterparty_rating", 1.0)]),
-                risk_model(
-                    "operational_risk",
-                    "Errors in people, processes and systems",
-                    &[("automation", 0.5), ("order_size", 0.5)],
-                ),
-                risk_model("liquidity_risk", "Positions too large to exit", &[("adv_share", 1.0)]),
-                risk_model(
-                    "flash_crash_prevention",
-                    "Runaway notional from algorithms",
-                    &[("notional_per_minute", 1.0)],
-                ),
-            ],
-            policy_templates: vec![
-                PolicyTemplate {
-                    name: PREVENT_FLASH_CRASH.into(),
-                    description: "Deny an order that would push an actor's permitted notional in the rolling last 60 s above the maximum".into(),
-                    params: BTreeMap::from([(
-                        "max_notional_per_minute".to_string(),
-                        TemplateParam {
-                            description: "Most notional one actor may trade per rolling minute".into(),
-                            default: json!(10_000_000),
-                        },
-                    )]),
-                    rules: vec![],
-                    fallback: None,
-                },
-                PolicyTemplate {
-                    name: POSITION_LIMITS.into(),
-                    description: "Deny an order after which (position_value + order_value) / portfolio_value exceeds the limit".into(),
-                    params: BTreeMap::from([(
-                        "max_position_pct".to_string(),
-                        TemplateParam {
-                            description: "Largest position as a percentage of the portfolio".into(),
-                            default: json!(5.0),
-                        },
-                    )]),
-                    rules: vec![],
-                    fallback: None,
-                },
-            ],
-            constraints: BTreeMap::from([
-                ("max_order_value".to_string(), json!(settings.max_order_value)),
-                ("default_venue".to_string(), json!(settings.default_venue)),
+    /// Every type of the catalogue with its risk level and approval flag (actions), category
+    /// (actors) or sensitivity (resources), as the Rust table had them before they moved to
+    /// finance.yaml (commit 6a2386f compared the whole `DomainConfig` with that table).
+    #[test]
+    fn catalogue_is_pinned() {
+        let c = plugin().config().clone();
+        let actions: Vec<(&str, ActionCategory, u8, bool)> = c
+            .action_types
+            .iter()
+            .map(|t| {
                 (
-                    "venues".to_string(),
-                    json!(settings.venues.keys().collect::<Vec<_>>()),
+                    t.type_id.as_str(),
+                    t.category,
+                    t.risk_level.get(),
+                    t.requires_human_approval,
+                )
+            })
+            .collect();
+        use ActionCategory as A;
+        assert_eq!(
+            actions,
+            [
+                ("axn_place_order", A::Execute, 3, false),
+                ("axn_cancel_order", A::Delete, 2, false),
+                ("axn_modify_order", A::Write, 3, false),
+                ("axn_rebalance_portfolio", A::Execute, 4, true),
+                ("axn_transfer_funds", A::Transmit, 4, false),
+                ("axn_view_positions", A::Read, 1, false),
+                ("axn_read_market_data", A::Read, 1, false),
+                ("axn_override_risk_limit", A::Write, 5, true),
+                ("axn_http_request", A::Execute, 2, false),
+            ]
+        );
+        let actors: Vec<(&str, ActorCategory)> = c
+            .actor_types
+            .iter()
+            .map(|t| (t.type_id.as_str(), t.category))
+            .collect();
+        use ActorCategory as C;
+        assert_eq!(
+            actors,
+            [
+                ("act_trading_algo", C::Ai),
+                ("act_human_trader", C::Human),
+                ("act_portfolio_manager", C::Human),
+                ("act_risk_system", C::System),
+                ("act_compliance_officer", C::Human),
+                ("act_robo_advisor", C::Ai),
+                ("act_oms", C::System),
+            ]
+        );
+        let resources: Vec<(&str, &str, Sensitivity)> = c
+            .resource_types
+            .iter()
+            .map(|t| (t.type_id.as_str(), t.category.as_str(), t.sensitivity))
+            .collect();
+        use Sensitivity as S;
+        assert_eq!(
+            resources,
+            [
+                ("res_security", "financial_instrument", S::Confidential),
+                ("res_account", "financial_account", S::Secret),
+                ("res_portfolio", "financial_account", S::Confidential),
+                ("res_order", "order", S::Confidential),
+                ("res_market_data", "data", S::Internal),
+                ("res_risk_limit", "control", S::Internal),
+            ]
+        );
+        assert_eq!(
+            c.compliance_frameworks,
+            [
+                "MIFID_II",
+                "SEC_RULE_613",
+                "SEC_15C3_5",
+                "DODD_FRANK",
+                "BASEL_III",
+                "SOC2"
+            ]
+        );
+        let templates: Vec<(&str, Vec<(&str, &Value)>)> = c
+            .policy_templates
+            .iter()
+            .map(|t| {
+                let params = t
+                    .params
+                    .iter()
+                    .map(|(k, p)| (k.as_str(), &p.default))
+                    .collect();
+                (t.name.as_str(), params)
+            })
+            .collect();
+        assert_eq!(
+            templates,
+            [
+                (
+                    PREVENT_FLASH_CRASH,
+                    vec![("max_notional_per_minute", &json!(10_000_000))]
                 ),
-            ]),
-            metadata: BTreeMap::new(),
-        })
+                (POSITION_LIMITS, vec![("max_position_pct", &json!(5.0))]),
+            ]
+        );
+        assert!(c.policy_templates.iter().all(|t| t.rules.is_empty()));
+        let risk_models: Vec<&str> = c.risk_models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            risk_models,
+            [
+                "market_risk",
+                "credit_risk",
+                "operational_risk",
+                "liquidity_risk",
+                "flash_crash_prevention"
+            ]
+        );
+        assert_eq!(
+            c.actor_types[0].metadata.get("requires_risk_checks"),
+            Some(&json!(true))
+        );
+        assert_eq!(c.display_name, "Financial Services Governance");
     }
 
     #[test]
-    fn yaml_catalogue_equals_the_rust_built_one() {
-        let custom = FinanceSettings {
+    fn settings_reach_the_place_order_metadata_and_the_constraints() {
+        let p = FinancePlugin::new(FinanceSettings {
             max_order_value: 1_234.5,
             ..FinanceSettings::default()
-        };
-        for settings in [FinanceSettings::default(), custom] {
-            assert_eq!(
-                config(&settings).unwrap(),
-                config_before_yaml(&settings).unwrap()
-            );
-        }
+        })
+        .unwrap();
+        let place = p.config().action_type(PLACE_ORDER).unwrap();
+        assert_eq!(place.metadata.get("max_order_value"), Some(&json!(1_234.5)));
+        assert_eq!(p.config().constraints["max_order_value"], json!(1_234.5));
+        assert_eq!(p.config().constraints["default_venue"], json!("XNYS"));
+        assert_eq!(
+            p.config().constraints["venues"],
+            json!(["XLON", "XNAS", "XNYS"])
+        );
     }
 
     fn plugin() -> FinancePlugin {
