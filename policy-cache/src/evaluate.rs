@@ -18,7 +18,7 @@ const FIRST_MATCHES: usize = 32;
 
 /// What decided the policy's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decider {
+pub enum DecidedBy {
     /// The rule at this position of the compiled policy.
     Rule(u32),
     /// The policy's mode default (or a template's fallback).
@@ -29,7 +29,7 @@ pub enum Decider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalOutcome {
     pub verdict: Verdict,
-    pub decider: Decider,
+    pub decider: DecidedBy,
     /// Positions of every matched rule, in document order.
     pub matched: Vec<u32>,
 }
@@ -39,7 +39,7 @@ pub struct EvalOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
     pub verdict: Verdict,
-    pub decider: Decider,
+    pub decider: DecidedBy,
     /// Ids of every matched rule, in document order.
     pub matched_rules: Arc<[RuleId]>,
     /// The deciding rule's id, or the default's (`default:strict`).
@@ -118,10 +118,10 @@ impl CompiledPolicy {
             slot.get_or_insert(pos);
         }
         let (verdict, decider) = match (forbid, escalate, permit) {
-            (Some(p), _, _) => (Verdict::Deny, Decider::Rule(p)),
-            (None, Some(p), _) => (Verdict::Escalate, Decider::Rule(p)),
-            (None, None, Some(p)) => (Verdict::Permit, Decider::Rule(p)),
-            (None, None, None) => (self.default_verdict(), Decider::Default),
+            (Some(p), _, _) => (Verdict::Deny, DecidedBy::Rule(p)),
+            (None, Some(p), _) => (Verdict::Escalate, DecidedBy::Rule(p)),
+            (None, None, Some(p)) => (Verdict::Permit, DecidedBy::Rule(p)),
+            (None, None, None) => (self.default_verdict(), DecidedBy::Default),
         };
         EvalOutcome {
             verdict,
@@ -140,24 +140,24 @@ impl CompiledPolicy {
     }
 
     /// The deciding rule's id (`default:<mode>`, `default:template:<name>` for a fallback), shared.
-    pub fn decider_id(&self, decider: Decider) -> SharedStr {
+    pub fn decider_id(&self, decider: DecidedBy) -> SharedStr {
         match decider {
-            Decider::Rule(pos) => self
+            DecidedBy::Rule(pos) => self
                 .rules
                 .get(pos as usize)
                 .map_or_else(|| SharedStr::from(format!("rule#{pos}")), |r| r.id.clone()),
-            Decider::Default => self.default_id.clone(),
+            DecidedBy::Default => self.default_id.clone(),
         }
     }
 
     /// The human-readable reason of the deciding rule or default, shared.
-    pub fn decider_reason(&self, decider: Decider) -> SharedStr {
+    pub fn decider_reason(&self, decider: DecidedBy) -> SharedStr {
         match decider {
-            Decider::Rule(pos) => self.rules.get(pos as usize).map_or_else(
+            DecidedBy::Rule(pos) => self.rules.get(pos as usize).map_or_else(
                 || SharedStr::from(format!("rule #{pos} matched")),
                 |r| r.reason.clone(),
             ),
-            Decider::Default => self.default_reason.clone(),
+            DecidedBy::Default => self.default_reason.clone(),
         }
     }
 
@@ -307,7 +307,7 @@ rules:
         let out = strict.evaluate(&order(json!({})));
         assert_eq!(
             (out.verdict, out.decider),
-            (Verdict::Deny, Decider::Default)
+            (Verdict::Deny, DecidedBy::Default)
         );
         assert_eq!(strict.decider_id(out.decider), "default:strict");
         assert!(strict.decider_reason(out.decider).contains("strict"));

@@ -24,6 +24,6 @@ pub use cache::DecisionCache;
 pub use compile::{policy_version_hash, CompiledPolicy, TemplateCheck};
 pub use decision::{Decision, DecisionInput, Explanation, RuleId, SharedStr};
 pub use error::{DecideError, PolicyError};
-pub use evaluate::{Decider, EvalOutcome};
+pub use evaluate::{DecidedBy, EvalOutcome};
 pub use service::{new_uuid_v7, uuid_v7, DecisionService, ServiceConfig};
 pub use store::{PolicyStore, Snapshot};

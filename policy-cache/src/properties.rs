@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::cache::CacheKey;
 use crate::compile::CompiledPolicy;
-use crate::evaluate::Decider;
+use crate::evaluate::DecidedBy;
 use crate::service::{DecisionService, ServiceConfig};
 use crate::store::{PolicyStore, Snapshot};
 use crate::testing::{input, plugin, registry_with, request};
@@ -174,7 +174,7 @@ proptest! {
         let p = compile(&d);
         let out = p.evaluate(&r);
         prop_assert_eq!(out.verdict, Verdict::Deny);
-        let Decider::Rule(pos) = out.decider else { panic!("a rule must decide") };
+        let DecidedBy::Rule(pos) = out.decider else { panic!("a rule must decide") };
         prop_assert_eq!(p.rules[pos as usize].effect, Effect::Forbid);
 
         // The whole pipeline agrees (the test plugin raises no finding for this context).
