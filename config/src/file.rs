@@ -15,8 +15,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use lexecon_domains::DomainSettings;
+
 use crate::classifier::ClassifierConfig;
 use crate::error::{ConfigError, Located};
+use crate::sections::{
+    domain_settings_problem, null_as_default, ApiSettings, LedgerSection, TokenSettings,
+};
 
 /// The whole sidecar configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,18 +56,18 @@ pub struct Config {
     /// Data-only domain packs added by the user.
     #[serde(default)]
     pub domain_packs: Vec<PathBuf>,
-    /// Per-domain settings (schema owned by the domains).
+    /// Settings of the built-in domain plugins (their schema and checks are `lexecon-domains'`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub domain_settings: DomainSettings,
+    /// The audit ledger: `off`, or the writer's settings and redaction rules.
     #[serde(default)]
-    pub domain_settings: serde_json::Value,
-    /// Ledger settings (schema owned by the ledger).
-    #[serde(default)]
-    pub ledger: serde_json::Value,
-    /// Capability-token settings (schema owned by the token minter).
-    #[serde(default)]
-    pub tokens: serde_json::Value,
-    /// Decision API and approval settings (schema owned by the API: `rate_limit`, `approvals`).
-    #[serde(default)]
-    pub api: serde_json::Value,
+    pub ledger: LedgerSection,
+    /// Capability tokens.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tokens: TokenSettings,
+    /// The decision API and its approvals.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub api: ApiSettings,
     #[serde(default)]
     pub telemetry: Telemetry,
     /// The file this configuration came from (for error messages); not part of the document.
@@ -559,12 +564,13 @@ pub const DEFAULT_UPSTREAM: &str = "default";
 impl Config {
     /// Parses and validates a YAML (or JSON) document; `file` names it in errors.
     pub fn from_yaml(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let mut config: Config = serde_norway::from_str(text).map_err(|e| {
-            ConfigError::Invalid(vec![Located {
-                file: file.to_string(),
-                path: String::new(),
-                reason: e.to_string(),
-            }])
+        let document = serde_norway::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(document).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let reason = e.into_inner().to_string();
+            let reason = without_yaml_path(&path, &reason).to_owned();
+            ConfigError::Invalid(vec![Located::new(file, path, reason)])
         })?;
         config.source = file.to_string();
         config.validate()?;
@@ -810,6 +816,7 @@ impl Config {
                 err("policies".into(), "a domain name must not be empty".into());
             }
         }
+        self.validate_sections(&mut err);
         for (i, route) in self.routes.iter().enumerate() {
             errors.extend(
                 route
@@ -825,10 +832,44 @@ impl Config {
         }
     }
 
+    /// The subsystem sections' own checks (`ledger`, `tokens`, `api`, `domain_settings`).
+    fn validate_sections(&self, err: &mut impl FnMut(String, String)) {
+        if let Some((path, reason)) = domain_settings_problem(&self.domain_settings) {
+            err(path, reason);
+        }
+        if let Some(ledger) = self.ledger.settings() {
+            for p in ledger.problems() {
+                err(p.field.to_owned(), p.reason);
+            }
+        }
+        for p in self.tokens.problems() {
+            err(p.field.to_owned(), p.reason);
+        }
+        for (path, reason) in self.api.problems() {
+            err(path, reason);
+        }
+    }
+
     /// The upstream a route sends to (validated to exist).
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.get(name)
     }
+}
+
+/// A YAML error's message without the path the YAML reader puts in front of it (the mapping that
+/// holds the bad value): the error is located by `path` already.
+fn without_yaml_path<'a>(path: &str, message: &'a str) -> &'a str {
+    let mut end = path.len();
+    while end > 0 {
+        if let Some(rest) = message
+            .strip_prefix(&path[..end])
+            .and_then(|r| r.strip_prefix(": "))
+        {
+            return rest;
+        }
+        end = path[..end].rfind(['.', '[']).unwrap_or(0);
+    }
+    message
 }
 
 /// Checks `host:port` (host a name, IPv4, or `[IPv6]`).

@@ -29,6 +29,7 @@ pub mod classifier;
 pub mod error;
 pub mod file;
 pub mod policy;
+pub mod sections;
 
 pub mod bundle;
 pub mod canonical;
@@ -41,6 +42,7 @@ pub mod template;
 pub use error::{ConfigError, Located};
 pub use file::Config;
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
+pub use sections::{ApiSettings, ApprovalSettings, LedgerSection, LedgerSettings, TokenSettings};
 
 pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};
 pub use policy_load::{load_policy_file, parse_policy, policy_from_value};

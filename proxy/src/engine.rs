@@ -9,37 +9,71 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lexecon_config::file::Config;
-use lexecon_config::PolicyDocument;
-use lexecon_domains::{DomainRegistry, DomainSettings, Verdict};
+use lexecon_config::sections::{ApiSettings, ApprovalSettings, LedgerSection};
+use lexecon_config::{ConfigError, Located, PolicyDocument};
+use lexecon_domains::{DomainError, DomainRegistry, Verdict};
 use lexecon_policy_cache::{
-    DecideError, Decision, DecisionInput, DecisionService, PolicyStore, ServiceConfig, Snapshot,
+    DecideError, Decision, DecisionInput, DecisionService, PolicyError, PolicyStore, ServiceConfig,
+    Snapshot,
 };
 use serde_json::{Map, Value};
 
-use crate::api::http::ApiSettings;
 use crate::enforce::{DecisionPoint, EnforceError, Recorded};
-use lexecon_approvals::{redeem, ApprovalEvent, ApprovalStore, Redemption, RequestDigest};
-use lexecon_ledger::{
-    CheckpointSigner, EntryBody, EntryDraft, EventType, LedgerConfig, LedgerHandle, LedgerWriter,
-    RedactionConfig,
+use lexecon_approvals::{
+    redeem, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalStore, Redemption, RequestDigest,
 };
-use lexecon_token::{Issued, KeyRing, TokenConfig, TokenMinter};
+use lexecon_ledger::{
+    CheckpointSigner, EntryBody, EntryDraft, EventType, LedgerConfig, LedgerError, LedgerHandle,
+    LedgerWriter, RedactionConfig,
+};
+use lexecon_token::{Issued, KeyError, KeyRing, TokenError, TokenMinter};
 
-/// Why the engine could not be built or reloaded. Each names the file or section at fault.
+/// Why the engine could not be built or reloaded. The message names the step; its source says
+/// what was wrong (`lexecon serve` prints both on one line: `cannot start the audit ledger: …`).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("domains: {0}")]
-    Domains(String),
-    #[error("{0}")]
-    Policy(String),
-    #[error("ledger: {0}")]
-    Ledger(String),
-    #[error("tokens: {0}")]
-    Tokens(String),
-    #[error("approvals: {0}")]
-    Approvals(String),
-    #[error("data directory: {0}")]
-    DataDir(String),
+    #[error("cannot create the data directory {}", dir.display())]
+    CreateDataDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {} is in use by another lexecon (lock {}); stop it or choose another data_dir", dir.display(), lock.display())]
+    DataDirInUse { dir: PathBuf, lock: PathBuf },
+    #[error("cannot lock the data directory {}", path.display())]
+    LockDataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The built-in plugins refused their `domain_settings`.
+    #[error("the domain plugins do not start")]
+    Domains(#[source] DomainError),
+    #[error("cannot read domain pack {}", path.display())]
+    ReadPack {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("domain pack {} is not loaded", path.display())]
+    Pack {
+        path: PathBuf,
+        #[source]
+        source: DomainError,
+    },
+    /// Every problem of every policy file (and of `policies` naming an unknown domain).
+    #[error("the policies do not load")]
+    Policies(#[source] ConfigError),
+    #[error("the policies do not compile")]
+    Compile(#[from] PolicyError),
+    #[error("cannot load the signing keys")]
+    Keys(#[from] KeyError),
+    #[error("cannot start the token minter")]
+    Tokens(#[from] TokenError),
+    #[error("cannot start the audit ledger")]
+    Ledger(#[from] LedgerError),
+    #[error("cannot open the approval store")]
+    Approvals(#[from] ApprovalError),
 }
 
 /// The decision engine of one running `lexecon`.
@@ -68,16 +102,17 @@ impl std::fmt::Debug for Engine {
 /// Creates and locks the data directory: a second `lexecon` on it would share its approvals and keys
 /// (and, with the ledger on, fail on the ledger's own lock a moment later).
 fn lock_data_dir(dir: &Path, wait: std::time::Duration) -> Result<std::fs::File, EngineError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| EngineError::DataDir(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::CreateDataDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     lexecon_ledger::dirlock::lock(dir, wait).map_err(|e| match e {
-        lexecon_ledger::dirlock::LockError::InUse { lock } => EngineError::DataDir(format!(
-            "{} is in use by another lexecon (lock {}); stop it or choose another data_dir",
-            dir.display(),
-            lock.display()
-        )),
+        lexecon_ledger::dirlock::LockError::InUse { lock } => EngineError::DataDirInUse {
+            dir: dir.to_path_buf(),
+            lock,
+        },
         lexecon_ledger::dirlock::LockError::Io { path, source } => {
-            EngineError::DataDir(format!("cannot lock {}: {source}", path.display()))
+            EngineError::LockDataDir { path, source }
         }
     })
 }
@@ -86,94 +121,72 @@ fn lock_data_dir(dir: &Path, wait: std::time::Duration) -> Result<std::fs::File,
 pub fn load_policies(
     config: &Config,
 ) -> Result<(DomainRegistry, Vec<PolicyDocument>), EngineError> {
-    let settings: DomainSettings = if config.domain_settings.is_null() {
-        DomainSettings::default()
-    } else {
-        serde_json::from_value(config.domain_settings.clone())
-            .map_err(|e| EngineError::Domains(format!("{}: domain_settings: {e}", config.source)))?
-    };
-    let mut registry = DomainRegistry::with_settings(&settings)
-        .map_err(|e| EngineError::Domains(e.to_string()))?;
+    let mut registry =
+        DomainRegistry::with_settings(&config.domain_settings).map_err(EngineError::Domains)?;
     for pack in &config.domain_packs {
-        let text = std::fs::read_to_string(pack).map_err(|e| {
-            EngineError::Domains(format!("cannot read domain pack {}: {e}", pack.display()))
+        let text = std::fs::read_to_string(pack).map_err(|source| EngineError::ReadPack {
+            path: pack.clone(),
+            source,
         })?;
         registry
             .register_pack_yaml(&pack.display().to_string(), &text)
-            .map_err(|e| EngineError::Domains(e.to_string()))?;
+            .map_err(|source| EngineError::Pack {
+                path: pack.clone(),
+                source,
+            })?;
     }
     let mut docs = Vec::with_capacity(config.policies.len());
     let mut errors = Vec::new();
     for (domain, path) in &config.policies {
         let Some(plugin) = registry.get(domain) else {
-            errors.push(format!(
-                "{}: policies.{domain}: no such domain",
-                config.source
+            errors.push(Located::new(
+                &config.source,
+                format!("policies.{domain}"),
+                "no such domain",
             ));
             continue;
         };
         match lexecon_config::load_policy_file(path, Some(plugin.config())) {
             Ok(doc) => docs.push(doc),
-            Err(e) => errors.push(e.to_string()),
+            Err(ConfigError::Invalid(located)) => errors.extend(located),
+            Err(ConfigError::Io { file, source }) => {
+                errors.push(Located::new(file, "", format!("cannot read: {source}")))
+            }
+            Err(other) => errors.push(Located::new(
+                path.display().to_string(),
+                "",
+                other.to_string(),
+            )),
         }
     }
     if errors.is_empty() {
         Ok((registry, docs))
     } else {
-        Err(EngineError::Policy(errors.join("\n")))
+        Err(EngineError::Policies(ConfigError::Invalid(errors)))
     }
 }
 
-/// The ledger section: writer settings, plus `redact: {domain: {field: keep|mask|hash}}` naming the
-/// context fields an entry may carry besides the context digest.
-fn ledger_config(config: &Config) -> Result<(Option<LedgerConfig>, RedactionConfig), EngineError> {
-    let default_dir = config.data_dir.join("ledger");
-    let mut value = match &config.ledger {
-        Value::Null => {
-            return Ok((
-                Some(LedgerConfig::new(default_dir)),
-                RedactionConfig::default(),
-            ))
-        }
-        Value::Bool(false) => return Ok((None, RedactionConfig::default())),
-        Value::String(s) if s == "off" => return Ok((None, RedactionConfig::default())),
-        Value::Object(m) => m.clone(),
-        other => {
-            return Err(EngineError::Ledger(format!(
-                "expected a mapping or `off`, found {other}"
-            )))
-        }
-    };
-    let dir = match value.get("dir").and_then(Value::as_str) {
-        Some(d) => resolve(&config.data_dir, Path::new(d)),
-        None => default_dir,
-    };
-    value.insert("dir".into(), Value::String(dir.display().to_string()));
-    let redaction = match value.remove("redact") {
-        None => RedactionConfig::default(),
-        Some(domains) => serde_json::from_value(serde_json::json!({ "domains": domains }))
-            .map_err(|e| EngineError::Ledger(format!("{}: ledger.redact: {e}", config.source)))?,
-    };
-    let writer = serde_json::from_value(Value::Object(value))
-        .map_err(|e| EngineError::Ledger(format!("{}: ledger: {e}", config.source)))?;
-    Ok((Some(writer), redaction))
+/// The writer's settings of the `ledger:` section (`None`: off), with the directory resolved
+/// against `data_dir`, and the redaction rules of its `redact`.
+fn ledger_config(config: &Config) -> (Option<LedgerConfig>, RedactionConfig) {
+    match &config.ledger {
+        LedgerSection::Off => (None, RedactionConfig::default()),
+        LedgerSection::On(settings) => (
+            Some(LedgerConfig::from_settings(
+                settings.resolved_dir(&config.data_dir),
+                settings,
+            )),
+            RedactionConfig::from_settings(settings),
+        ),
+    }
 }
 
-fn token_config(config: &Config) -> Result<TokenConfig, EngineError> {
-    let value = if config.tokens.is_null() {
-        Value::Object(Map::new())
-    } else {
-        config.tokens.clone()
-    };
-    serde_json::from_value(value)
-        .map_err(|e| EngineError::Tokens(format!("{}: tokens: {e}", config.source)))
-}
-
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_relative() {
-        base.join(p)
-    } else {
-        p.to_path_buf()
+/// The approval store's settings of `api.approvals`.
+fn approval_config(settings: &ApprovalSettings) -> ApprovalConfig {
+    ApprovalConfig {
+        ttl: settings.ttl,
+        retention: settings.retention,
+        max_pending: settings.max_pending,
     }
 }
 
@@ -183,31 +196,23 @@ impl Engine {
     pub fn from_config(config: &Config) -> Result<Engine, EngineError> {
         let data_dir_lock = lock_data_dir(&config.data_dir, lexecon_ledger::dirlock::WAIT)?;
         let (registry, docs) = load_policies(config)?;
-        let snapshot =
-            Snapshot::build(registry, docs).map_err(|e| EngineError::Policy(e.to_string()))?;
+        let snapshot = Snapshot::build(registry, docs)?;
         let store = Arc::new(PolicyStore::new(snapshot));
         let service = DecisionService::new(store, ServiceConfig::default());
 
-        let tokens = token_config(config)?;
-        let keys = Arc::new(
-            KeyRing::from_config(&tokens.keys, &config.data_dir)
-                .map_err(|e| EngineError::Tokens(e.to_string()))?,
-        );
-        let minter = TokenMinter::new(keys.clone(), &tokens)
-            .map_err(|e| EngineError::Tokens(e.to_string()))?;
+        let keys = Arc::new(KeyRing::from_config(&config.tokens.keys, &config.data_dir)?);
+        let minter = TokenMinter::new(keys.clone(), &config.tokens)?;
 
-        let (ledger_settings, redaction) = ledger_config(config)?;
+        let (ledger_settings, redaction) = ledger_config(config);
         let ledger = match ledger_settings {
-            Some(lc) => Some(
-                LedgerWriter::start(lc, Some(CheckpointSigner::of(&keys)))
-                    .map_err(|e| EngineError::Ledger(e.to_string()))?,
-            ),
+            Some(lc) => Some(LedgerWriter::start(lc, Some(CheckpointSigner::of(&keys)))?),
             None => None,
         };
-        let api = ApiSettings::from_config(config).map_err(EngineError::Approvals)?;
-        let approvals =
-            ApprovalStore::open(&config.data_dir.join("approvals"), api.approval_config())
-                .map_err(|e| EngineError::Approvals(e.to_string()))?;
+        let api = config.api.clone();
+        let approvals = ApprovalStore::open(
+            &config.data_dir.join("approvals"),
+            approval_config(&api.approvals),
+        )?;
         Ok(Engine {
             service,
             ledger,
@@ -225,10 +230,7 @@ impl Engine {
     /// On any error the policies in force stay, and the error lists every problem.
     pub fn reload_policies(&self, config: &Config) -> Result<u64, EngineError> {
         let (registry, docs) = load_policies(config)?;
-        self.service
-            .store()
-            .rebuild(registry, docs)
-            .map_err(|e| EngineError::Policy(e.to_string()))
+        Ok(self.service.store().rebuild(registry, docs)?)
     }
 
     pub fn service(&self) -> &DecisionService {
@@ -515,8 +517,8 @@ mod tests {
         let text = format!("data_dir: {}\nledger: off\n", dir.path().display());
         let engine = Engine::from_config(&Config::from_yaml("t.yaml", &text).unwrap()).unwrap();
         match lock_data_dir(dir.path(), std::time::Duration::ZERO) {
-            Err(EngineError::DataDir(reason)) => {
-                assert!(reason.contains("in use by another lexecon"), "{reason}")
+            Err(e @ EngineError::DataDirInUse { .. }) => {
+                assert!(e.to_string().contains("in use by another lexecon"), "{e}")
             }
             other => panic!("a second engine must be refused, got {other:?}"),
         }
@@ -610,11 +612,11 @@ mod tests {
 
     #[test]
     fn ledger_section_defaults_to_data_dir_and_can_be_turned_off() {
-        let (writer, _) =
-            ledger_config(&Config::from_yaml("t.yaml", "data_dir: /d\n").unwrap()).unwrap();
-        assert_eq!(writer.unwrap().dir, PathBuf::from("/d/ledger"));
-        assert!(ledger_config(&config("off")).unwrap().0.is_none());
-        let (writer, _) = ledger_config(&config("{dir: audit, durability: sync}")).unwrap();
+        let (writer, _) = ledger_config(&Config::from_yaml("t.yaml", "data_dir: /d\n").unwrap());
+        assert_eq!(writer.unwrap(), LedgerConfig::new("/d/ledger"));
+        assert!(ledger_config(&config("off")).0.is_none());
+        assert!(ledger_config(&config("false")).0.is_none());
+        let (writer, _) = ledger_config(&config("{dir: audit, durability: sync}"));
         let writer = writer.unwrap();
         assert_eq!(writer.dir, PathBuf::from("/var/lib/lexecon/audit"));
         assert_eq!(writer.durability, lexecon_ledger::Durability::Sync);
@@ -624,8 +626,7 @@ mod tests {
     fn ledger_redaction_keeps_only_the_named_fields() {
         let (_, redaction) = ledger_config(&config(
             "{redact: {healthcare: {purpose_of_use: keep, patient_id: hash}}}",
-        ))
-        .unwrap();
+        ));
         let context =
             serde_json::json!({"purpose_of_use": "TREAT", "patient_id": "p-1", "notes": "secret"});
         let kept = redaction
@@ -641,9 +642,38 @@ mod tests {
 
     #[test]
     fn unknown_ledger_settings_are_rejected_naming_the_section() {
-        let err = ledger_config(&config("{durabilty: sync}")).unwrap_err();
-        assert!(err.to_string().contains("ledger"), "{err}");
-        assert!(err.to_string().contains("durabilty"), "{err}");
+        let text = "data_dir: /d\nledger: {durabilty: sync}\n";
+        let err = Config::from_yaml("test.yaml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.yaml: ledger.durabilty: "), "{err}");
+        assert!(err.contains("unknown field `durabilty`"), "{err}");
+    }
+
+    #[test]
+    fn the_approval_store_gets_the_configurations_defaults() {
+        assert_eq!(
+            approval_config(&ApprovalSettings::default()),
+            ApprovalConfig::default()
+        );
+    }
+
+    #[test]
+    fn a_start_up_failure_names_the_step_and_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "data_dir: {}\npolicies: {{ai: missing.yaml, nowhere: x.yaml}}\n",
+            dir.path().display()
+        );
+        let err = Engine::from_config(&Config::from_yaml("t.yaml", &text).unwrap()).unwrap_err();
+        assert!(matches!(err, EngineError::Policies(_)), "{err:?}");
+        let line = format!("{:#}", anyhow::Error::from(err));
+        assert!(line.starts_with("the policies do not load: "), "{line}");
+        assert!(line.contains("missing.yaml: cannot read: "), "{line}");
+        assert!(
+            line.contains("t.yaml: policies.nowhere: no such domain"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -652,10 +682,10 @@ mod tests {
         let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
         let end = start + doc[start..].find("```").unwrap();
         let config = Config::from_yaml("docs/configuration.md", &doc[start..end]).unwrap();
-        let (writer, redaction) = ledger_config(&config).unwrap();
+        let (writer, redaction) = ledger_config(&config);
         assert!(writer.is_some());
         assert!(!redaction.domains.is_empty());
-        token_config(&config).unwrap();
-        crate::api::http::ApiSettings::from_config(&config).unwrap();
+        assert_eq!(config.tokens.mode, lexecon_token::MintMode::Reuse);
+        assert_eq!(config.api.approvals.max_pending, 10_000);
     }
 }

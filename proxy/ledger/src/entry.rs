@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
+use lexecon_config::sections::LedgerSettings;
 use lexecon_domains::{ComplianceMapping, Verdict};
 use lexecon_policy_cache::Decision;
 
@@ -479,18 +480,8 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     hex
 }
 
-/// How one context field may appear in a ledger entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FieldRule {
-    /// Written as is.
-    Keep,
-    /// Strings keep their last 4 characters (if longer than 8), the rest becomes `*`; other values
-    /// become `"****"`.
-    Mask,
-    /// Written as `sha256:<hex>` of the value's canonical JSON (links entries without revealing it).
-    Hash,
-}
+/// How one context field may appear in a ledger entry (`keep`, `mask`, `hash`; the configuration's).
+pub use lexecon_config::sections::FieldRule;
 
 /// Which context fields a domain may record besides the digest. Keys are field paths, with or without
 /// a leading `context.`, dots descending into objects (`context.patient.id`). The kept fields appear in
@@ -503,6 +494,13 @@ pub struct RedactionConfig {
 }
 
 impl RedactionConfig {
+    /// The rules of `ledger.redact` ([`LedgerSettings::redact`]).
+    pub fn from_settings(settings: &LedgerSettings) -> Self {
+        RedactionConfig {
+            domains: settings.redact.clone(),
+        }
+    }
+
     /// The redacted context for `domain`, or `None` when no configured field is present.
     pub fn apply(&self, domain: &str, context: &Map<String, Value>) -> Option<Map<String, Value>> {
         let rules = self.domains.get(domain)?;

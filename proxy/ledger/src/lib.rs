@@ -15,27 +15,31 @@
 //! previous `seq` (64 zeros for seq 1). A `checkpoint` entry carries an Ed25519 signature over
 //! [`checkpoint_message`] (its seq and the chain head it follows) and the signing key's id.
 
+pub mod config;
 pub mod dirlock;
 pub mod entry;
 pub mod export;
+pub mod handle;
 mod head;
 pub mod json;
+mod recovery;
 mod segment;
+pub mod signer;
 pub mod verify;
 pub mod writer;
 
 use std::path::PathBuf;
 
+pub use config::{Durability, LedgerConfig, WhenFull};
 pub use entry::{
     checkpoint_message, EntryBody, EntryDraft, EventType, FieldRule, LedgerEntry, RedactionConfig,
     GENESIS_HASH,
 };
 pub use export::{export, tail, ExportFormat};
+pub use handle::{Appended, LedgerHandle, LedgerStats, PauseGuard};
+pub use signer::CheckpointSigner;
 pub use verify::{verify_dir, VerifyFailure, VerifyReason, VerifyReport};
-pub use writer::{
-    Appended, CheckpointSigner, Durability, LedgerConfig, LedgerHandle, LedgerStats, LedgerWriter,
-    PauseGuard, WhenFull,
-};
+pub use writer::LedgerWriter;
 
 /// Everything that can go wrong in the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +53,13 @@ pub enum LedgerError {
     /// The writer hit an I/O error and stopped; the entry was not recorded.
     #[error("ledger writer failed: {reason}")]
     WriterFailed { reason: String },
-    #[error("ledger I/O error: {op} {path}: {source}")]
+    /// The I/O error is part of the message and not a `source()`: a caller printing the chain
+    /// (`lexecon serve`: `{:#}`) would show it twice.
+    #[error("ledger I/O error: {op} {}: {error}", .path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The existing ledger does not verify; the writer refuses to extend a broken chain.
     #[error("ledger {path} is corrupt at seq {seq}: {reason}; run `lexecon ledger verify` and investigate before restarting")]
@@ -76,11 +81,11 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         LedgerError::Io {
             op,
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -21,482 +21,31 @@
 //! Durability, precisely: in `async` mode `append` returns once the entry is queued; it is written
 //! within `linger` and fsynced within `flush_interval` after that. A killed process loses the entries
 //! still queued (at most the last `linger`), an OS crash those of the last `flush_interval` +
-//! `linger`. In `sync` mode `append` returns only after `fdatasync`.
+//!
+//! This file is the thread: [`LedgerWriter::start`] and the loop of named steps (take a batch, place
+//! its lines in seq order, sign checkpoints, commit, answer flushes and pauses, linger). The request
+//! side is [`crate::handle`], opening and recovering a directory [`crate::recovery`], the settings
+//! [`crate::config`].
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey};
-use lexecon_policy_cache::Decision;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::entry::{
-    checkpoint_message, split_hash, write_body_line, EntryBody, EntryDraft, EventType, LedgerEntry,
-    RedactionConfig, GENESIS_HASH,
-};
+use super::config::{Durability, LedgerConfig};
+use super::entry::{checkpoint_message, write_body_line, EntryBody, EntryDraft, EventType};
+use super::handle::{claim_body, AckResult, DecisionEntry, LedgerHandle, Msg, Shared};
 use super::head::{ChainHead, Claimed};
-use super::segment::{list_segments, segment_path, SegmentBytes};
-use super::verify::ChainCursor;
+use super::recovery::{create_segment, lock_dir, recover};
+use super::segment::segment_path;
+use super::signer::CheckpointSigner;
 use super::LedgerError;
-
-/// When `append` returns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Durability {
-    /// After the entry is queued; it is written within microseconds and fsynced within
-    /// `flush_interval`.
-    #[default]
-    Async,
-    /// After the entry is fsynced.
-    Sync,
-}
-
-/// What `append` does when the queue is full.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// Wait for room (back-pressure on the request).
-    #[default]
-    Block,
-    /// Return [`LedgerError::QueueFull`] at once; the caller denies with 503.
-    FailClosed,
-}
-
-/// The `ledger:` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedgerConfig {
-    /// Directory of the segment files (created if missing).
-    pub dir: PathBuf,
-    #[serde(default)]
-    pub durability: Durability,
-    /// `async` mode: the longest time written entries stay without `fdatasync`.
-    #[serde(default = "default_flush_interval", with = "humantime_serde")]
-    pub flush_interval: Duration,
-    /// Capacity of the queue between the request path and the writer.
-    #[serde(default = "default_queue")]
-    pub queue: usize,
-    #[serde(default)]
-    pub when_full: WhenFull,
-    /// A signed checkpoint once this many entries follow the previous one (0: never by count). The
-    /// checkpoint signs the chain head as claimed when the writer reaches that count, so it also
-    /// covers the entries still queued at that moment: intervals are this many entries plus what is
-    /// in flight (measured: ~108 with 50 at 25,000 appends/s), never fewer.
-    #[serde(default = "default_checkpoint_every")]
-    pub checkpoint_every: u64,
-    /// A signed checkpoint at least this often while entries arrive (0s: never by time).
-    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
-    /// A new segment starts once the current one reaches this size.
-    #[serde(default = "default_segment_max_bytes")]
-    pub segment_max_bytes: u64,
-    /// Most entries written per batch (per `write` call).
-    #[serde(default = "default_batch_max")]
-    pub batch_max: usize,
-    /// `async` mode: after writing a batch, the writer waits this long before it takes the next
-    /// one, so that a busy request path hands entries over without waking the writer thread for
-    /// each (0s: take entries as they arrive). A caller that waits for its entry's receipt cuts
-    /// the wait short. Unset: 1 ms, or `flush_interval` when that is shorter (see [`Self::linger`]).
-    #[serde(default, with = "humantime_serde::option")]
-    pub linger: Option<Duration>,
-}
-
-fn default_flush_interval() -> Duration {
-    Duration::from_millis(5)
-}
-fn default_queue() -> usize {
-    65_536
-}
-fn default_checkpoint_every() -> u64 {
-    1000
-}
-fn default_checkpoint_interval() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_segment_max_bytes() -> u64 {
-    64 * 1024 * 1024
-}
-fn default_batch_max() -> usize {
-    4096
-}
-/// The linger when none is configured (capped at `flush_interval`).
-const DEFAULT_LINGER: Duration = Duration::from_millis(1);
-
-impl LedgerConfig {
-    /// Defaults for everything but the directory.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        LedgerConfig {
-            dir: dir.into(),
-            durability: Durability::default(),
-            flush_interval: default_flush_interval(),
-            queue: default_queue(),
-            when_full: WhenFull::default(),
-            checkpoint_every: default_checkpoint_every(),
-            checkpoint_interval: default_checkpoint_interval(),
-            segment_max_bytes: default_segment_max_bytes(),
-            batch_max: default_batch_max(),
-            linger: None,
-        }
-    }
-
-    /// The linger in force: the configured one, else 1 ms capped at `flush_interval`.
-    pub fn linger(&self) -> Duration {
-        self.linger
-            .unwrap_or_else(|| DEFAULT_LINGER.min(self.flush_interval))
-    }
-
-    pub fn validate(&self) -> Result<(), LedgerError> {
-        if self.queue == 0 {
-            return Err(LedgerError::InvalidConfig {
-                field: "ledger.queue",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        if self.queue > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(LedgerError::InvalidConfig {
-                field: "ledger.queue",
-                reason: format!("must be at most {}", tokio::sync::Semaphore::MAX_PERMITS),
-            });
-        }
-        if self.batch_max == 0 {
-            return Err(LedgerError::InvalidConfig {
-                field: "ledger.batch_max",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        if let Some(linger) = self.linger.filter(|l| *l > self.flush_interval) {
-            // The crash bound of `async` is flush_interval + linger; keep the linger the smaller part.
-            return Err(LedgerError::InvalidConfig {
-                field: "ledger.linger",
-                reason: format!(
-                    "{} is above flush_interval ({})",
-                    humantime::format_duration(linger),
-                    humantime::format_duration(self.flush_interval)
-                ),
-            });
-        }
-        if self.segment_max_bytes < 4096 {
-            return Err(LedgerError::InvalidConfig {
-                field: "ledger.segment_max_bytes",
-                reason: format!("{} is below the minimum of 4096", self.segment_max_bytes),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// The key that signs checkpoints, with its id (see [`lexecon_keys::key_id`]).
-#[derive(Clone)]
-pub struct CheckpointSigner {
-    key_id: String,
-    key: SigningKey,
-}
-
-impl CheckpointSigner {
-    pub fn new(key: SigningKey) -> Self {
-        CheckpointSigner {
-            key_id: lexecon_keys::key_id(&key.verifying_key()),
-            key,
-        }
-    }
-
-    /// The key that signs new tokens signs checkpoints too: one key, one id, one JWKS.
-    pub fn of(keys: &lexecon_keys::KeyRing) -> Self {
-        Self::new(keys.signer().signing_key().clone())
-    }
-
-    pub fn key_id(&self) -> &str {
-        &self.key_id
-    }
-}
-
-impl std::fmt::Debug for CheckpointSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointSigner")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where an entry landed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    pub seq: u64,
-    pub entry_hash: String,
-}
-
-/// A `sync` caller's acknowledgement: its entry is durable, or why it never will be.
-type AckResult = Result<(), String>;
-
-async fn resolve(rx: oneshot::Receiver<AckResult>) -> Result<(), LedgerError> {
-    match rx.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
-        Err(_) => Err(LedgerError::WriterFailed {
-            reason: "the writer stopped before recording the entry".to_owned(),
-        }),
-    }
-}
-
-/// Counters for metrics, readable from any thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LedgerStats {
-    /// Entries waiting in the queue.
-    pub queue_depth: usize,
-    pub queue_capacity: usize,
-    /// Entries written since start (checkpoints included).
-    pub appended: u64,
-    /// Highest seq known to be fsynced.
-    pub durable_seq: u64,
-    /// Highest seq written.
-    pub head_seq: u64,
-    /// Time the oldest entry of the last batch spent between `append` and being written, in µs.
-    pub lag_micros: u64,
-    pub checkpoints: u64,
-    /// `write` calls (batches) since start: `appended / writes` is the mean batch.
-    pub writes: u64,
-    /// `fdatasync` calls since start.
-    pub syncs: u64,
-    /// The writer stopped after an I/O error; appends fail.
-    pub failed: bool,
-}
-
-#[derive(Debug, Default)]
-struct Shared {
-    appended: AtomicU64,
-    durable_seq: AtomicU64,
-    head_seq: AtomicU64,
-    lag_micros: AtomicU64,
-    checkpoints: AtomicU64,
-    writes: AtomicU64,
-    syncs: AtomicU64,
-    failed: AtomicBool,
-}
-
-enum Msg {
-    /// A claimed line (`seq` and its bytes); `ack` only in `sync` mode.
-    Append {
-        seq: u64,
-        line: Vec<u8>,
-        ack: Option<oneshot::Sender<AckResult>>,
-        enqueued: Instant,
-    },
-    /// A decision whose entry the writer serializes and claims itself: the caller needed no hash,
-    /// so the request thread neither builds, hashes nor drops the entry. `ack` only in `sync` mode.
-    Decision {
-        entry: Box<DecisionEntry>,
-        ack: Option<oneshot::Sender<AckResult>>,
-        enqueued: Instant,
-    },
-    Tick,
-    Flush(oneshot::Sender<Result<(), String>>),
-    Pause {
-        ack: oneshot::Sender<()>,
-        resume: std::sync::mpsc::Receiver<()>,
-    },
-    Shutdown(oneshot::Sender<Result<(), String>>),
-}
-
-/// What [`LedgerHandle::append_decision`] hands to the writer.
-struct DecisionEntry {
-    decision: Decision,
-    context: Map<String, Value>,
-    redaction: Arc<RedactionConfig>,
-}
-
-/// The request path's side of the ledger. Clone it freely.
-#[derive(Clone, Debug)]
-pub struct LedgerHandle {
-    tx: mpsc::Sender<Msg>,
-    /// The writer thread: unparked by flush, pause and shutdown, so its linger never delays them.
-    writer: std::thread::Thread,
-    chain: Arc<ChainHead>,
-    shared: Arc<Shared>,
-    durability: Durability,
-    when_full: WhenFull,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Msg::Append { .. } => "Append",
-            Msg::Decision { .. } => "Decision",
-            Msg::Tick => "Tick",
-            Msg::Flush(_) => "Flush",
-            Msg::Pause { .. } => "Pause",
-            Msg::Shutdown(_) => "Shutdown",
-        })
-    }
-}
-
-impl LedgerHandle {
-    /// Records `draft`: returns its seq and entry hash once queued (`async`) or fsynced (`sync`).
-    /// A full queue waits (`block`) or fails at once with [`LedgerError::QueueFull`]
-    /// (`fail_closed`).
-    pub async fn append(&self, draft: EntryDraft) -> Result<Appended, LedgerError> {
-        self.append_body(EntryBody::of_draft(&draft)?).await
-    }
-
-    /// [`Self::append`] of an entry already serialized on the caller's thread (see [`EntryBody`]).
-    pub async fn append_body(&self, body: EntryBody) -> Result<Appended, LedgerError> {
-        // Room first: a claimed place must always reach the writer, or the chain would have a gap.
-        let permit = self.room().await?;
-        // INVARIANT: nothing between the claim and `send` can fail or yield.
-        let Claimed {
-            seq,
-            line,
-            entry_hash,
-        } = claim_body(&self.chain, &body);
-        let (ack, rx) = self.ack_channel();
-        permit.send(Msg::Append {
-            seq,
-            line,
-            ack,
-            enqueued: Instant::now(),
-        });
-        if let Some(rx) = rx {
-            resolve(rx).await?;
-        }
-        Ok(Appended { seq, entry_hash })
-    }
-
-    /// Records the `decision` entry of `decision` taken on `context` (see [`EntryBody::of_decision`])
-    /// without learning its seq or hash: the writer thread serializes it, claims its place in the
-    /// chain and drops it, so the caller only queues it. For callers that name no entry (a proxied
-    /// request whose capability token is reused or not needed); [`Self::append_body`] when the
-    /// answer must carry the hash. Same queue, durability and `when_full` behaviour as
-    /// [`Self::append`]: `async` returns once queued, `sync` once fsynced.
-    pub async fn append_decision(
-        &self,
-        decision: Decision,
-        context: Map<String, Value>,
-        redaction: Arc<RedactionConfig>,
-    ) -> Result<(), LedgerError> {
-        let permit = self.room().await?;
-        let (ack, rx) = self.ack_channel();
-        permit.send(Msg::Decision {
-            entry: Box::new(DecisionEntry {
-                decision,
-                context,
-                redaction,
-            }),
-            ack,
-            enqueued: Instant::now(),
-        });
-        if let Some(rx) = rx {
-            resolve(rx).await?;
-        }
-        Ok(())
-    }
-
-    /// The writer's acknowledgement of one entry: only `sync` callers wait for it.
-    fn ack_channel(
-        &self,
-    ) -> (
-        Option<oneshot::Sender<AckResult>>,
-        Option<oneshot::Receiver<AckResult>>,
-    ) {
-        match self.durability {
-            Durability::Async => (None, None),
-            Durability::Sync => {
-                let (ack, rx) = oneshot::channel();
-                (Some(ack), Some(rx))
-            }
-        }
-    }
-
-    /// One place in the queue: waits for it (`block`) or fails at once (`fail_closed`).
-    async fn room(&self) -> Result<mpsc::Permit<'_, Msg>, LedgerError> {
-        if self.shared.failed.load(Ordering::Relaxed) {
-            return Err(LedgerError::WriterFailed {
-                reason: "the ledger writer stopped after an error".to_owned(),
-            });
-        }
-        match self.when_full {
-            WhenFull::Block => self.tx.reserve().await.map_err(|_| LedgerError::Closed),
-            WhenFull::FailClosed => self.tx.try_reserve().map_err(|e| match e {
-                mpsc::error::TrySendError::Full(()) => LedgerError::QueueFull {
-                    capacity: self.tx.max_capacity(),
-                },
-                mpsc::error::TrySendError::Closed(()) => LedgerError::Closed,
-            }),
-        }
-    }
-
-    /// Waits until everything queued before this call is written and fsynced.
-    pub async fn flush(&self) -> Result<(), LedgerError> {
-        let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(ack))
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        self.writer.unpark();
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
-            Err(_) => Err(LedgerError::Closed),
-        }
-    }
-
-    /// Makes everything queued so far durable, then holds the writer until the guard is dropped (for
-    /// a consistent copy of the directory). Appends queue up meanwhile, up to the queue capacity.
-    pub async fn pause(&self) -> Result<PauseGuard, LedgerError> {
-        let (ack, rx) = oneshot::channel();
-        let (resume_tx, resume) = std::sync::mpsc::channel();
-        self.tx
-            .send(Msg::Pause { ack, resume })
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        self.writer.unpark();
-        rx.await.map_err(|_| LedgerError::Closed)?;
-        Ok(PauseGuard { _resume: resume_tx })
-    }
-
-    /// Stops accepting entries, writes everything queued, a final checkpoint, fsyncs, and stops the
-    /// writer. Other handles' later appends fail with [`LedgerError::Closed`].
-    pub async fn shutdown(&self) -> Result<(), LedgerError> {
-        let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Shutdown(ack))
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        self.writer.unpark();
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
-            Err(_) => Err(LedgerError::Closed),
-        }
-    }
-
-    pub fn stats(&self) -> LedgerStats {
-        LedgerStats {
-            queue_depth: self.tx.max_capacity() - self.tx.capacity(),
-            queue_capacity: self.tx.max_capacity(),
-            appended: self.shared.appended.load(Ordering::Relaxed),
-            durable_seq: self.shared.durable_seq.load(Ordering::Relaxed),
-            head_seq: self.shared.head_seq.load(Ordering::Relaxed),
-            lag_micros: self.shared.lag_micros.load(Ordering::Relaxed),
-            checkpoints: self.shared.checkpoints.load(Ordering::Relaxed),
-            writes: self.shared.writes.load(Ordering::Relaxed),
-            syncs: self.shared.syncs.load(Ordering::Relaxed),
-            failed: self.shared.failed.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Holds the writer paused (see [`LedgerHandle::pause`]); dropping it resumes writing.
-#[derive(Debug)]
-pub struct PauseGuard {
-    _resume: std::sync::mpsc::Sender<()>,
-}
 
 /// Starts the ledger writer.
 #[derive(Debug)]
@@ -586,132 +135,6 @@ impl LedgerWriter {
     }
 }
 
-/// Takes the directory's writer lock (see [`crate::dirlock`]), released when the writer stops.
-fn lock_dir(dir: &Path, wait: Duration) -> Result<File, LedgerError> {
-    crate::dirlock::lock(dir, wait).map_err(|e| match e {
-        crate::dirlock::LockError::InUse { lock } => LedgerError::InUse {
-            dir: dir.to_path_buf(),
-            lock,
-        },
-        crate::dirlock::LockError::Io { path, source } => LedgerError::io("lock", &path, source),
-    })
-}
-
-struct Recovered {
-    path: PathBuf,
-    len: u64,
-    next_seq: u64,
-    head: String,
-    /// What was truncated, if anything.
-    torn: Option<String>,
-}
-
-fn recover(dir: &Path) -> Result<Recovered, LedgerError> {
-    let segments = list_segments(dir)?;
-    let Some(last) = segments.last() else {
-        let path = segment_path(dir, 1);
-        create_segment(dir, &path)?;
-        return Ok(Recovered {
-            path,
-            len: 0,
-            next_seq: 1,
-            head: GENESIS_HASH.to_owned(),
-            torn: None,
-        });
-    };
-    let bytes = SegmentBytes::read(&last.path)?;
-    let mut cursor = ChainCursor::new(None);
-    cursor.next_seq = last.first_seq;
-    let mut trust_first_link = false;
-    if segments.len() > 1 {
-        let prev = &segments[segments.len() - 2];
-        let prev_bytes = SegmentBytes::read(&prev.path)?;
-        let head = prev_bytes
-            .lines()
-            .last()
-            .and_then(split_hash)
-            .map(|(_, h)| String::from_utf8_lossy(h).into_owned());
-        match head {
-            Some(h) => cursor.head = h,
-            None => {
-                return Err(LedgerError::Corrupt {
-                    path: prev.path.clone(),
-                    seq: last.first_seq.saturating_sub(1),
-                    reason: "the previous segment has no readable final entry".to_owned(),
-                })
-            }
-        }
-    } else if last.first_seq != 1 {
-        // Older segments were archived: the first entry's link cannot be checked here.
-        trust_first_link = true;
-    }
-    for line in bytes.lines() {
-        if trust_first_link {
-            if let Ok(entry) = serde_json::from_slice::<LedgerEntry>(line) {
-                cursor.head = entry.previous_hash;
-            }
-            trust_first_link = false;
-        }
-        if let Err((reason, detail)) = cursor.check(line) {
-            return Err(LedgerError::Corrupt {
-                path: last.path.clone(),
-                seq: cursor.next_seq,
-                reason: format!("{reason:?}: {detail}"),
-            });
-        }
-    }
-    let mut torn = None;
-    if bytes.torn_len() > 0 {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&last.path)
-            .map_err(|e| LedgerError::io("open segment", &last.path, e))?;
-        file.set_len(bytes.complete_len as u64)
-            .map_err(|e| LedgerError::io("truncate torn line of", &last.path, e))?;
-        file.sync_all()
-            .map_err(|e| LedgerError::io("fsync", &last.path, e))?;
-        torn = Some(format!(
-            "truncated a torn final line of {} bytes at byte {} of {} (seq {} was never completed)",
-            bytes.torn_len(),
-            bytes.complete_len,
-            last.path.display(),
-            cursor.next_seq
-        ));
-    }
-    Ok(Recovered {
-        path: last.path.clone(),
-        len: bytes.complete_len as u64,
-        next_seq: cursor.next_seq,
-        head: cursor.head,
-        torn,
-    })
-}
-
-fn create_segment(dir: &Path, path: &Path) -> Result<File, LedgerError> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| LedgerError::io("create segment", path, e))?;
-    // The new file's directory entry must be durable too.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LedgerError::io("fsync directory", dir, e))?;
-    Ok(file)
-}
-
-/// Claims the next place in `chain` for `body` (see [`ChainHead`]).
-fn claim_body(chain: &ChainHead, body: &EntryBody) -> Claimed {
-    let claimed: Result<Claimed, std::convert::Infallible> = chain
-        .claim(body.len() + 192, |seq, previous_hash, out| {
-            Ok(write_body_line(seq, body, previous_hash, out))
-        });
-    match claimed {
-        Ok(c) => c,
-        Err(never) => match never {},
-    }
-}
-
 /// A claimed line waiting for the lines before it.
 struct Waiting {
     line: Vec<u8>,
@@ -748,7 +171,17 @@ struct Writer {
     last_sync: Instant,
 }
 
+/// Who waits for the writer: flushes and pauses wait for the lines claimed before them that are
+/// still on their way; shutdowns for everything queued.
+#[derive(Default)]
+struct Waiters {
+    flushes: Vec<oneshot::Sender<Result<(), String>>>,
+    pauses: Vec<(oneshot::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    shutdowns: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
 impl Writer {
+    /// The thread: runs the loop, and after a failure answers everyone waiting with the reason.
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         if let Err(err) = self.run_inner(&mut rx) {
             let reason = err.to_string();
@@ -786,50 +219,13 @@ impl Writer {
 
     fn run_inner(&mut self, rx: &mut mpsc::Receiver<Msg>) -> Result<(), LedgerError> {
         let mut batch = Vec::with_capacity(self.cfg.batch_max);
-        let mut shutdown_acks = Vec::new();
-        // Flushes and pauses wait for lines claimed before them that are still on their way.
-        let mut flush_acks = Vec::new();
-        let mut pauses = Vec::new();
+        let mut waiters = Waiters::default();
         // Only to wait for the queue with a timeout; this thread runs no other task on it.
         let timer = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .map_err(|e| LedgerError::io("start the writer's timer", PathBuf::new(), e))?;
-        loop {
-            let first = if self.dirty {
-                match rx.try_recv() {
-                    Ok(m) => m,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        // Idle with unsynced entries (`async`): take entries as they arrive until
-                        // `flush_interval` has passed since the last sync, then sync. Syncing at every
-                        // idle moment cost an fdatasync every few requests at moderate load (about
-                        // 900/s measured with benches/load.sh).
-                        let wait = self
-                            .cfg
-                            .flush_interval
-                            .saturating_sub(self.last_sync.elapsed());
-                        if wait.is_zero() {
-                            self.commit(true)?;
-                            continue;
-                        }
-                        match timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await })
-                        {
-                            Ok(Some(m)) => m,
-                            Ok(None) => break,
-                            Err(_elapsed) => {
-                                self.commit(true)?;
-                                continue;
-                            }
-                        }
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            } else {
-                match rx.blocking_recv() {
-                    Some(m) => m,
-                    None => break,
-                }
-            };
+        while let Some(first) = self.next_message(rx, &timer)? {
             batch.push(first);
             while batch.len() < self.cfg.batch_max {
                 match rx.try_recv() {
@@ -837,74 +233,154 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut linger = self.cfg.durability == Durability::Async
-                && !self.cfg.linger().is_zero()
-                && batch
-                    .iter()
-                    .any(|m| matches!(m, Msg::Append { .. } | Msg::Decision { .. }));
+            let mut linger = self.lingers_after(&batch);
             for msg in batch.drain(..) {
-                match msg {
-                    Msg::Decision {
-                        entry,
-                        ack,
-                        enqueued,
-                    } => {
-                        self.oldest_enqueued.get_or_insert(enqueued);
-                        self.accept_decision(*entry, ack)?;
-                    }
-                    Msg::Append {
-                        seq,
-                        line,
-                        ack,
-                        enqueued,
-                    } => {
-                        self.oldest_enqueued.get_or_insert(enqueued);
-                        self.accept(seq, line, ack)?;
-                    }
-                    Msg::Tick => {
-                        if !self.cfg.checkpoint_interval.is_zero()
-                            && self.uncovered() > 0
-                            && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval
-                        {
-                            self.push_checkpoint()?;
-                        }
-                    }
-                    Msg::Flush(ack) => flush_acks.push(ack),
-                    Msg::Pause { ack, resume } => pauses.push((ack, resume)),
-                    Msg::Shutdown(ack) => {
-                        // Take what is already queued (and what holds room in the queue), accept
-                        // nothing new.
-                        rx.close();
-                        shutdown_acks.push(ack);
-                    }
-                }
+                self.take(msg, rx, &mut waiters)?;
             }
-            let sync_now = self.cfg.durability == Durability::Sync
-                || self.last_sync.elapsed() >= self.cfg.flush_interval;
-            self.commit(sync_now)?;
+            self.commit(self.sync_due())?;
             if self.out_of_order.is_empty() {
-                if !flush_acks.is_empty() || !pauses.is_empty() {
-                    self.commit(true)?;
-                }
-                for ack in flush_acks.drain(..) {
-                    let _ = ack.send(Ok(()));
-                }
-                for (ack, resume) in pauses.drain(..) {
-                    let _ = ack.send(());
-                    // Returns when the guard is dropped.
-                    let _ = resume.recv();
-                }
+                self.answer_flushes_and_pauses(&mut waiters)?;
             } else {
                 // A line claimed earlier is on its way: take it as soon as it arrives.
                 linger = false;
             }
-            if linger && shutdown_acks.is_empty() && flush_acks.is_empty() {
+            if linger && waiters.shutdowns.is_empty() && waiters.flushes.is_empty() {
                 // Let entries gather: senders meanwhile only queue (the receiver is not waiting,
                 // so nothing wakes this thread), instead of a thread wake-up per entry. A flush, a
                 // pause or a shutdown unparks it at once.
                 std::thread::park_timeout(self.cfg.linger());
             }
         }
+        self.finish(waiters)
+    }
+
+    /// The next message, waiting for one; `None` once the queue is closed and empty. While written
+    /// entries are unsynced (`async`) it waits at most until `flush_interval` has passed since the
+    /// last sync, and syncs then.
+    fn next_message(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        timer: &tokio::runtime::Runtime,
+    ) -> Result<Option<Msg>, LedgerError> {
+        loop {
+            if !self.dirty {
+                return Ok(rx.blocking_recv());
+            }
+            match rx.try_recv() {
+                Ok(m) => return Ok(Some(m)),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(None),
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            // Idle with unsynced entries (`async`): take entries as they arrive until
+            // `flush_interval` has passed since the last sync, then sync. Syncing at every idle
+            // moment cost an fdatasync every few requests at moderate load (about 900/s measured
+            // with benches/load.sh).
+            let wait = self
+                .cfg
+                .flush_interval
+                .saturating_sub(self.last_sync.elapsed());
+            if wait.is_zero() {
+                self.commit(true)?;
+                continue;
+            }
+            match timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                Ok(received) => return Ok(received),
+                Err(_elapsed) => self.commit(true)?,
+            }
+        }
+    }
+
+    /// `async` with a linger, and the batch brought entries: wait before taking the next one.
+    fn lingers_after(&self, batch: &[Msg]) -> bool {
+        self.cfg.durability == Durability::Async
+            && !self.cfg.linger().is_zero()
+            && batch
+                .iter()
+                .any(|m| matches!(m, Msg::Append { .. } | Msg::Decision { .. }))
+    }
+
+    /// Takes one message of a batch: places a line, signs a checkpoint that is due, or notes who
+    /// waits for what.
+    fn take(
+        &mut self,
+        msg: Msg,
+        rx: &mut mpsc::Receiver<Msg>,
+        waiters: &mut Waiters,
+    ) -> Result<(), LedgerError> {
+        match msg {
+            Msg::Decision {
+                entry,
+                ack,
+                enqueued,
+            } => {
+                self.oldest_enqueued.get_or_insert(enqueued);
+                self.accept_decision(*entry, ack)
+            }
+            Msg::Append {
+                seq,
+                line,
+                ack,
+                enqueued,
+            } => {
+                self.oldest_enqueued.get_or_insert(enqueued);
+                self.accept(seq, line, ack)
+            }
+            Msg::Tick => self.checkpoint_if_due(),
+            Msg::Flush(ack) => {
+                waiters.flushes.push(ack);
+                Ok(())
+            }
+            Msg::Pause { ack, resume } => {
+                waiters.pauses.push((ack, resume));
+                Ok(())
+            }
+            Msg::Shutdown(ack) => {
+                // Take what is already queued (and what holds room in the queue), accept nothing
+                // new.
+                rx.close();
+                waiters.shutdowns.push(ack);
+                Ok(())
+            }
+        }
+    }
+
+    /// A time-based checkpoint, once `checkpoint_interval` has passed with entries uncovered.
+    fn checkpoint_if_due(&mut self) -> Result<(), LedgerError> {
+        if !self.cfg.checkpoint_interval.is_zero()
+            && self.uncovered() > 0
+            && self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval
+        {
+            self.push_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Whether this commit fsyncs: always in `sync` mode, else once `flush_interval` has passed.
+    fn sync_due(&self) -> bool {
+        self.cfg.durability == Durability::Sync
+            || self.last_sync.elapsed() >= self.cfg.flush_interval
+    }
+
+    /// With no claimed line missing: makes everything durable for the flushes and pauses waiting,
+    /// answers them, and holds each pause until its guard is dropped.
+    fn answer_flushes_and_pauses(&mut self, waiters: &mut Waiters) -> Result<(), LedgerError> {
+        if !waiters.flushes.is_empty() || !waiters.pauses.is_empty() {
+            self.commit(true)?;
+        }
+        for ack in waiters.flushes.drain(..) {
+            let _ = ack.send(Ok(()));
+        }
+        for (ack, resume) in waiters.pauses.drain(..) {
+            let _ = ack.send(());
+            // Returns when the guard is dropped.
+            let _ = resume.recv();
+        }
+        Ok(())
+    }
+
+    /// The queue is closed and empty: writes a final checkpoint, fsyncs, releases the directory and
+    /// answers everyone still waiting.
+    fn finish(&mut self, waiters: Waiters) -> Result<(), LedgerError> {
         // The queue is closed and empty, and every reserved slot was used: no claimed line can
         // still arrive.
         if let Some((&seq, _)) = self.out_of_order.first_key_value() {
@@ -932,20 +408,18 @@ impl Writer {
                 self.out_of_order.len()
             ))
         };
-        for ack in flush_acks {
+        for ack in waiters.flushes {
             let _ = ack.send(result.clone());
         }
-        for (ack, _resume) in pauses {
+        for (ack, _resume) in waiters.pauses {
             let _ = ack.send(());
         }
-        for ack in shutdown_acks {
+        for ack in waiters.shutdowns {
             let _ = ack.send(result.clone());
         }
         Ok(())
     }
 
-    /// Takes a claimed line: written now if it is the next in seq order (with every waiting line it
-    /// lets through), else kept until the lines before it arrive.
     /// Serializes a handed-over decision, claims its place and takes its line. Its strings are
     /// dropped here, off the request thread.
     fn accept_decision(
@@ -969,6 +443,8 @@ impl Writer {
         self.accept(claimed.seq, claimed.line, ack)
     }
 
+    /// Takes a claimed line: written now if it is the next in seq order (with every waiting line it
+    /// lets through), else kept until the lines before it arrive.
     fn accept(
         &mut self,
         seq: u64,
@@ -1055,14 +531,14 @@ impl Writer {
             return Ok(None);
         };
         let claimed = self.chain.claim(1024, |seq, head, out| {
-            let signature = signer.key.sign(&checkpoint_message(seq, head));
+            let signature = signer.sign(&checkpoint_message(seq, head));
             let draft = EntryDraft::event(
                 EventType::Checkpoint,
                 format!("signed chain head after seq {}", seq - 1),
             );
             let signature =
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes());
-            let body = EntryBody::of_checkpoint(&draft, &signer.key_id, &signature)?;
+            let body = EntryBody::of_checkpoint(&draft, signer.key_id(), &signature)?;
             Ok::<_, LedgerError>(write_body_line(seq, &body, head, out))
         })?;
         self.checkpoint_seq = claimed.seq;
@@ -1127,7 +603,9 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify_dir;
+    use crate::{verify_dir, LedgerEntry};
+    use std::path::Path;
+    use std::time::Duration;
 
     fn event(reason: &str) -> EntryBody {
         EntryBody::of_draft(&EntryDraft::event(EventType::Approval, reason)).unwrap()

@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lexecon_config::LedgerSettings;
 use lexecon_domains::{ComplianceMapping, ComplianceStatus, Verdict};
 use lexecon_keys::KeyRing;
 use lexecon_ledger::{
@@ -614,14 +615,17 @@ fn invalid_ledger_config_is_rejected_with_the_field() {
         Err(LedgerError::InvalidConfig { field, .. }) => assert_eq!(field, "ledger.queue"),
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
-    let parsed: LedgerConfig = serde_norway::from_str(
+    let settings: LedgerSettings = serde_norway::from_str(
         "{dir: ledger, durability: sync, flush_interval: 2ms, queue: 1024, when_full: fail_closed, checkpoint_every: 500}",
     )
     .unwrap();
+    let parsed = LedgerConfig::from_settings(dir.path().join("ledger"), &settings);
     assert_eq!(parsed.durability, Durability::Sync);
     assert_eq!(parsed.when_full, WhenFull::FailClosed);
     assert_eq!(parsed.flush_interval, Duration::from_millis(2));
-    assert!(serde_norway::from_str::<LedgerConfig>("{dir: l, queue_size: 3}").is_err());
+    assert_eq!(parsed.queue, 1024);
+    assert_eq!(parsed.checkpoint_every, 500);
+    assert!(serde_norway::from_str::<LedgerSettings>("{dir: l, queue_size: 3}").is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,6 +738,25 @@ async fn lingering_writer_writes_unwaited_entries_by_itself() {
 }
 
 #[test]
+fn a_new_config_has_the_configuration_files_defaults() {
+    let settings = LedgerSettings::default();
+    assert_eq!(
+        LedgerConfig::new("/d/ledger"),
+        LedgerConfig::from_settings("/d/ledger", &settings)
+    );
+    let config = LedgerConfig::new("l");
+    assert_eq!(config.durability, Durability::Async);
+    assert_eq!(config.flush_interval, Duration::from_millis(5));
+    assert_eq!(config.queue, 65_536);
+    assert_eq!(config.when_full, WhenFull::Block);
+    assert_eq!(config.checkpoint_every, 1000);
+    assert_eq!(config.checkpoint_interval, Duration::from_secs(10));
+    assert_eq!(config.segment_max_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.batch_max, 4096);
+    assert_eq!(config.linger, None);
+}
+
+#[test]
 fn a_linger_longer_than_the_flush_interval_is_rejected() {
     let mut config = LedgerConfig::new("ledger");
     config.flush_interval = Duration::from_millis(5);
@@ -754,8 +777,9 @@ fn the_default_linger_never_exceeds_a_short_flush_interval() {
     config.flush_interval = Duration::from_micros(500);
     config.validate().unwrap();
     assert_eq!(config.linger(), Duration::from_micros(500));
-    let parsed: LedgerConfig =
+    let settings: LedgerSettings =
         serde_norway::from_str("{dir: l, flush_interval: 200us, linger: 100us}").unwrap();
+    let parsed = LedgerConfig::from_settings("l", &settings);
     parsed.validate().unwrap();
     assert_eq!(parsed.linger(), Duration::from_micros(100));
 }

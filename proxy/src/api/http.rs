@@ -25,13 +25,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
-use lexecon_config::file::{Config, RateLimitConfig};
 use lexecon_domains::DomainConfig;
 use lexecon_policy_cache::{Decision, DecisionInput};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::error::ApiError;
@@ -50,8 +47,11 @@ use crate::engine::Engine;
 use crate::identity::Actor;
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
 use crate::server::state::Snapshot;
-use lexecon_approvals::{ApprovalConfig, Approver};
+use lexecon_approvals::Approver;
 use lexecon_token::Issued;
+
+/// The approval-expiry service moved to [`crate::api::expiry`]; these paths stay for its callers.
+pub use crate::api::expiry::{expire_approvals, ApprovalExpiry, EXPIRY_INTERVAL};
 
 /// The header a caller names the capability token's audience with.
 pub const AUDIENCE_HEADER: &str = "x-lexecon-audience";
@@ -61,66 +61,6 @@ pub const DEFAULT_AUDIENCE: &str = "lexecon-api";
 pub const DECIDER_ROLE: &str = "decider";
 /// The identity context key a caller's roles are read from.
 pub const ROLES_KEY: &str = "roles";
-
-/// The `api:` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSettings {
-    /// Per-caller rate limit of the authenticated endpoints (`{per_actor: "100/s", burst: 200}`);
-    /// none by default.
-    #[serde(default)]
-    pub rate_limit: Option<RateLimitConfig>,
-    #[serde(default)]
-    pub approvals: ApprovalSettings,
-    /// Roles granted by actor id, in addition to the JWT's `roles` claim: lets trusted-header
-    /// callers (loopback only) hold roles, e.g. `{"act_human_user:alice": [approver]}`.
-    #[serde(default)]
-    pub roles: BTreeMap<String, Vec<String>>,
-}
-
-/// `api.approvals`: how long approvals live and how many may be pending.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApprovalSettings {
-    /// How long an escalation may be approved and retried (default 15m).
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-    /// How long finished approvals stay listable (default 24h).
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    /// Most approvals pending at once (default 10000).
-    pub max_pending: usize,
-}
-
-impl Default for ApprovalSettings {
-    fn default() -> Self {
-        let d = ApprovalConfig::default();
-        Self {
-            ttl: d.ttl,
-            retention: d.retention,
-            max_pending: d.max_pending,
-        }
-    }
-}
-
-impl ApiSettings {
-    /// Reads `config.api` (absent: defaults). The error names the file and the field.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
-        if config.api.is_null() {
-            return Ok(Self::default());
-        }
-        serde_json::from_value(config.api.clone())
-            .map_err(|e| format!("{}: api: {e}", config.source))
-    }
-
-    pub fn approval_config(&self) -> ApprovalConfig {
-        ApprovalConfig {
-            ttl: self.approvals.ttl,
-            retention: self.approvals.retention,
-            max_pending: self.approvals.max_pending,
-        }
-    }
-}
 
 /// One request as the listener read it.
 #[derive(Debug, Clone, Copy)]
@@ -613,60 +553,6 @@ fn issued(token: Issued) -> Result<IssuedToken, ApiError> {
     })
 }
 
-/// Expires due approvals (persisted) and records one ledger entry each; returns how many.
-pub async fn expire_approvals(engine: &Engine) -> usize {
-    let events = match engine
-        .approvals()
-        .run_blocking(|s| s.expire_due(Timestamp::now()))
-        .await
-    {
-        Ok(events) => events,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot expire approvals");
-            return 0;
-        }
-    };
-    for event in &events {
-        if let Err(e) = engine.record_approval(event).await {
-            tracing::warn!(approval = %event.approval_id, error = %e, "approval expiry not recorded");
-        }
-    }
-    events.len()
-}
-
-/// How often [`ApprovalExpiry`] looks for approvals past their expiry.
-pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A background service of the server: every [`EXPIRY_INTERVAL`], marks approvals past their
-/// expiry as expired and records each in the ledger. Reads report expiry even between runs; this
-/// makes it durable and audited.
-#[derive(Debug)]
-pub struct ApprovalExpiry {
-    engine: Arc<Engine>,
-}
-
-impl ApprovalExpiry {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
-    }
-}
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for ApprovalExpiry {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(EXPIRY_INTERVAL) => {}
-            }
-            let n = expire_approvals(&self.engine).await;
-            if n > 0 {
-                tracing::info!(expired = n, "approvals expired");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,19 +603,6 @@ mod tests {
             let e = failure_to_api(EnforceError::new(status, "x"), "finance");
             assert_eq!(e.status(), expected, "{status}");
         }
-    }
-
-    #[test]
-    fn api_settings_parse_durations_and_reject_unknown_fields() {
-        let s: ApiSettings = serde_json::from_value(json!({
-            "rate_limit": {"per_actor": "5/s"},
-            "approvals": {"ttl": "2s"}
-        }))
-        .unwrap();
-        assert_eq!(s.approvals.ttl, Duration::from_secs(2));
-        assert_eq!(s.approvals.max_pending, 10_000);
-        assert_eq!(s.rate_limit.unwrap().per_actor.count, 5);
-        assert!(serde_json::from_value::<ApiSettings>(json!({"rate": 1})).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! [`lexecon_approvals::ApprovalStore::run_blocking`].
 
 pub mod error;
+pub mod expiry;
 pub mod http;
 pub mod openapi;
 pub mod responses;

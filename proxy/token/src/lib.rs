@@ -10,7 +10,7 @@ pub mod mint;
 pub mod verify;
 
 pub use lexecon_keys::{KeyError, KeyRing};
-pub use mint::{Claims, Issued, MintMode, TokenConfig, TokenMinter};
+pub use mint::{Claims, Issued, MintMode, TokenConfig, TokenMinter, TokenSettings};
 pub use verify::{parse_jwks, verify_token, LEEWAY_SECS};
 
 /// The request header the proxy forwards the capability token in.

@@ -8,7 +8,6 @@
 //! anything but a permit.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use ed25519_dalek::Signer as _;
@@ -22,80 +21,21 @@ use lexecon_keys::KeyRing;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Whether a permit always gets a fresh token.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MintMode {
-    /// A new token (new `jti`, `dec`, `led`) for every permit.
-    PerRequest,
-    /// The same token for the same actor, action, resource, policy and audience while more than half
-    /// its life remains. Its `dec` and `led` name the decision that first minted it.
-    #[default]
-    Reuse,
-}
+/// The `tokens:` section, as the minter takes it (the schema, defaults and checks are the
+/// configuration's: [`lexecon_config::sections::tokens`]).
+pub use lexecon_config::sections::{MintMode, TokenSettings};
+/// The name the minter's settings had before the schema moved to `lexecon-config`.
+pub type TokenConfig = TokenSettings;
 
-/// The `tokens:` section of the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Token lifetime (whole seconds, at least 2 s).
-    #[serde(default = "default_ttl", with = "humantime_serde")]
-    pub ttl: Duration,
-    #[serde(default = "default_issuer")]
-    pub issuer: String,
-    /// PKCS#8 PEM private keys, the first signs; empty: generate one in the data directory.
-    #[serde(default)]
-    pub keys: Vec<std::path::PathBuf>,
-    #[serde(default)]
-    pub mode: MintMode,
-    /// Most tokens kept for reuse.
-    #[serde(default = "default_reuse_capacity")]
-    pub reuse_capacity: u64,
-}
-
-fn default_ttl() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_issuer() -> String {
-    "lexecon".to_owned()
-}
-fn default_reuse_capacity() -> u64 {
-    100_000
-}
-
-impl Default for TokenConfig {
-    fn default() -> Self {
-        TokenConfig {
-            ttl: default_ttl(),
-            issuer: default_issuer(),
-            keys: Vec::new(),
-            mode: MintMode::default(),
-            reuse_capacity: default_reuse_capacity(),
-        }
-    }
-}
-
-impl TokenConfig {
-    pub fn validate(&self) -> Result<(), TokenError> {
-        if self.ttl < Duration::from_secs(2) {
-            return Err(TokenError::InvalidConfig {
-                field: "tokens.ttl",
-                reason: format!("{:?} is below the minimum of 2s", self.ttl),
-            });
-        }
-        if self.ttl > Duration::from_secs(24 * 3600) {
-            return Err(TokenError::InvalidConfig {
-                field: "tokens.ttl",
-                reason: format!("{:?} is above the maximum of 24h", self.ttl),
-            });
-        }
-        if self.issuer.is_empty() {
-            return Err(TokenError::InvalidConfig {
-                field: "tokens.issuer",
-                reason: "must not be empty".to_owned(),
-            });
-        }
-        Ok(())
+/// The configuration's check ([`TokenSettings::problems`]) for settings built by hand; the first
+/// problem, if any.
+pub fn validate(config: &TokenSettings) -> Result<(), TokenError> {
+    match config.problems().into_iter().next() {
+        None => Ok(()),
+        Some(p) => Err(TokenError::InvalidConfig {
+            field: p.field,
+            reason: p.reason,
+        }),
     }
 }
 
@@ -146,8 +86,8 @@ pub struct TokenMinter {
 }
 
 impl TokenMinter {
-    pub fn new(keys: Arc<KeyRing>, config: &TokenConfig) -> Result<Self, TokenError> {
-        config.validate()?;
+    pub fn new(keys: Arc<KeyRing>, config: &TokenSettings) -> Result<Self, TokenError> {
+        validate(config)?;
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         let cache = (config.mode == MintMode::Reuse).then(|| {
             moka::sync::Cache::builder()

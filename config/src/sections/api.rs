@@ -1,0 +1,83 @@
+//! The `api:` section: the decision API's per-caller rate limit, the approvals' lifetimes and the
+//! roles granted by actor id. Owns the defaults and the checks; the API handler and the approval
+//! store read these values and never re-parse the section.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::file::RateLimitConfig;
+
+/// The `api:` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Per-caller rate limit of the authenticated endpoints (`{per_actor: "100/s", burst: 200}`);
+    /// none by default.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+    /// Roles granted by actor id, in addition to the JWT's `roles` claim: lets trusted-header
+    /// callers (loopback only) hold roles, e.g. `{"act_human_user:alice": [approver]}`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+/// `api.approvals`: how long approvals live and how many may be pending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSettings {
+    /// How long an escalation may be approved and retried (default 15m).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long finished approvals stay listable (default 24h).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Most approvals pending at once (default 10000).
+    pub max_pending: usize,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(15 * 60),
+            retention: Duration::from_secs(24 * 60 * 60),
+            max_pending: 10_000,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Every problem of the section as `(path, reason)`, in document order.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.rate_limit.is_some_and(|rl| rl.burst == Some(0)) {
+            problems.push((
+                "api.rate_limit.burst".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.approvals.ttl.is_zero() {
+            problems.push(("api.approvals.ttl".to_owned(), "must be above 0".to_owned()));
+        }
+        for (actor, roles) in &self.roles {
+            if actor.trim().is_empty() {
+                problems.push((
+                    "api.roles".to_owned(),
+                    "an actor id must not be empty".to_owned(),
+                ));
+            }
+            for (i, role) in roles.iter().enumerate() {
+                if role.trim().is_empty() {
+                    problems.push((
+                        format!("api.roles.{actor}[{i}]"),
+                        "must not be empty".to_owned(),
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}

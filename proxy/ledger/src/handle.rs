@@ -1,0 +1,307 @@
+//! The request path's side of the ledger: [`LedgerHandle`] (cheap to clone) serializes an entry or
+//! takes a decision, reserves room in the writer's bounded queue, claims the entry's place in the
+//! chain itself ([`ChainHead`], lock-free) and enqueues the finished line; flush, pause, shutdown
+//! and stats talk to the writer thread through the same queue.
+//!
+//! It never waits for the writer nor the disk unless `durability: sync` was chosen, and it never
+//! claims a place in the chain before it holds room in the queue (a claimed line must always
+//! reach the writer, or the chain would have a gap).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lexecon_policy_cache::Decision;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::{Durability, WhenFull};
+use super::entry::{write_body_line, EntryBody, EntryDraft, RedactionConfig};
+use super::head::{ChainHead, Claimed};
+use super::LedgerError;
+
+/// Where an entry landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub entry_hash: String,
+}
+
+/// A `sync` caller's acknowledgement: its entry is durable, or why it never will be.
+pub(crate) type AckResult = Result<(), String>;
+
+async fn resolve(rx: oneshot::Receiver<AckResult>) -> Result<(), LedgerError> {
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
+        Err(_) => Err(LedgerError::WriterFailed {
+            reason: "the writer stopped before recording the entry".to_owned(),
+        }),
+    }
+}
+
+/// Counters for metrics, readable from any thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerStats {
+    /// Entries waiting in the queue.
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    /// Entries written since start (checkpoints included).
+    pub appended: u64,
+    /// Highest seq known to be fsynced.
+    pub durable_seq: u64,
+    /// Highest seq written.
+    pub head_seq: u64,
+    /// Time the oldest entry of the last batch spent between `append` and being written, in µs.
+    pub lag_micros: u64,
+    pub checkpoints: u64,
+    /// `write` calls (batches) since start: `appended / writes` is the mean batch.
+    pub writes: u64,
+    /// `fdatasync` calls since start.
+    pub syncs: u64,
+    /// The writer stopped after an I/O error; appends fail.
+    pub failed: bool,
+}
+
+/// What the writer thread reports to every handle.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) appended: AtomicU64,
+    pub(crate) durable_seq: AtomicU64,
+    pub(crate) head_seq: AtomicU64,
+    pub(crate) lag_micros: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) failed: AtomicBool,
+}
+
+/// One message from a handle to the writer thread.
+pub(crate) enum Msg {
+    /// A claimed line (`seq` and its bytes); `ack` only in `sync` mode.
+    Append {
+        seq: u64,
+        line: Vec<u8>,
+        ack: Option<oneshot::Sender<AckResult>>,
+        enqueued: Instant,
+    },
+    /// A decision whose entry the writer serializes and claims itself: the caller needed no hash,
+    /// so the request thread neither builds, hashes nor drops the entry. `ack` only in `sync` mode.
+    Decision {
+        entry: Box<DecisionEntry>,
+        ack: Option<oneshot::Sender<AckResult>>,
+        enqueued: Instant,
+    },
+    Tick,
+    Flush(oneshot::Sender<Result<(), String>>),
+    Pause {
+        ack: oneshot::Sender<()>,
+        resume: std::sync::mpsc::Receiver<()>,
+    },
+    Shutdown(oneshot::Sender<Result<(), String>>),
+}
+
+/// What [`LedgerHandle::append_decision`] hands to the writer.
+pub(crate) struct DecisionEntry {
+    pub(crate) decision: Decision,
+    pub(crate) context: Map<String, Value>,
+    pub(crate) redaction: Arc<RedactionConfig>,
+}
+
+/// The request path's side of the ledger. Clone it freely.
+#[derive(Clone, Debug)]
+pub struct LedgerHandle {
+    pub(crate) tx: mpsc::Sender<Msg>,
+    /// The writer thread: unparked by flush, pause and shutdown, so its linger never delays them.
+    pub(crate) writer: std::thread::Thread,
+    pub(crate) chain: Arc<ChainHead>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) durability: Durability,
+    pub(crate) when_full: WhenFull,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Append { .. } => "Append",
+            Msg::Decision { .. } => "Decision",
+            Msg::Tick => "Tick",
+            Msg::Flush(_) => "Flush",
+            Msg::Pause { .. } => "Pause",
+            Msg::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+impl LedgerHandle {
+    /// Records `draft`: returns its seq and entry hash once queued (`async`) or fsynced (`sync`).
+    /// A full queue waits (`block`) or fails at once with [`LedgerError::QueueFull`]
+    /// (`fail_closed`).
+    pub async fn append(&self, draft: EntryDraft) -> Result<Appended, LedgerError> {
+        self.append_body(EntryBody::of_draft(&draft)?).await
+    }
+
+    /// [`Self::append`] of an entry already serialized on the caller's thread (see [`EntryBody`]).
+    pub async fn append_body(&self, body: EntryBody) -> Result<Appended, LedgerError> {
+        // Room first: a claimed place must always reach the writer, or the chain would have a gap.
+        let permit = self.room().await?;
+        // INVARIANT: nothing between the claim and `send` can fail or yield.
+        let Claimed {
+            seq,
+            line,
+            entry_hash,
+        } = claim_body(&self.chain, &body);
+        let (ack, rx) = self.ack_channel();
+        permit.send(Msg::Append {
+            seq,
+            line,
+            ack,
+            enqueued: Instant::now(),
+        });
+        if let Some(rx) = rx {
+            resolve(rx).await?;
+        }
+        Ok(Appended { seq, entry_hash })
+    }
+
+    /// Records the `decision` entry of `decision` taken on `context` (see [`EntryBody::of_decision`])
+    /// without learning its seq or hash: the writer thread serializes it, claims its place in the
+    /// chain and drops it, so the caller only queues it. For callers that name no entry (a proxied
+    /// request whose capability token is reused or not needed); [`Self::append_body`] when the
+    /// answer must carry the hash. Same queue, durability and `when_full` behaviour as
+    /// [`Self::append`]: `async` returns once queued, `sync` once fsynced.
+    pub async fn append_decision(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        redaction: Arc<RedactionConfig>,
+    ) -> Result<(), LedgerError> {
+        let permit = self.room().await?;
+        let (ack, rx) = self.ack_channel();
+        permit.send(Msg::Decision {
+            entry: Box::new(DecisionEntry {
+                decision,
+                context,
+                redaction,
+            }),
+            ack,
+            enqueued: Instant::now(),
+        });
+        if let Some(rx) = rx {
+            resolve(rx).await?;
+        }
+        Ok(())
+    }
+
+    /// The writer's acknowledgement of one entry: only `sync` callers wait for it.
+    fn ack_channel(
+        &self,
+    ) -> (
+        Option<oneshot::Sender<AckResult>>,
+        Option<oneshot::Receiver<AckResult>>,
+    ) {
+        match self.durability {
+            Durability::Async => (None, None),
+            Durability::Sync => {
+                let (ack, rx) = oneshot::channel();
+                (Some(ack), Some(rx))
+            }
+        }
+    }
+
+    /// One place in the queue: waits for it (`block`) or fails at once (`fail_closed`).
+    async fn room(&self) -> Result<mpsc::Permit<'_, Msg>, LedgerError> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(LedgerError::WriterFailed {
+                reason: "the ledger writer stopped after an error".to_owned(),
+            });
+        }
+        match self.when_full {
+            WhenFull::Block => self.tx.reserve().await.map_err(|_| LedgerError::Closed),
+            WhenFull::FailClosed => self.tx.try_reserve().map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => LedgerError::QueueFull {
+                    capacity: self.tx.max_capacity(),
+                },
+                mpsc::error::TrySendError::Closed(()) => LedgerError::Closed,
+            }),
+        }
+    }
+
+    /// Waits until everything queued before this call is written and fsynced.
+    pub async fn flush(&self) -> Result<(), LedgerError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(ack))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        self.writer.unpark();
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
+            Err(_) => Err(LedgerError::Closed),
+        }
+    }
+
+    /// Makes everything queued so far durable, then holds the writer until the guard is dropped (for
+    /// a consistent copy of the directory). Appends queue up meanwhile, up to the queue capacity.
+    pub async fn pause(&self) -> Result<PauseGuard, LedgerError> {
+        let (ack, rx) = oneshot::channel();
+        let (resume_tx, resume) = std::sync::mpsc::channel();
+        self.tx
+            .send(Msg::Pause { ack, resume })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        self.writer.unpark();
+        rx.await.map_err(|_| LedgerError::Closed)?;
+        Ok(PauseGuard { _resume: resume_tx })
+    }
+
+    /// Stops accepting entries, writes everything queued, a final checkpoint, fsyncs, and stops the
+    /// writer. Other handles' later appends fail with [`LedgerError::Closed`].
+    pub async fn shutdown(&self) -> Result<(), LedgerError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Shutdown(ack))
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        self.writer.unpark();
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
+            Err(_) => Err(LedgerError::Closed),
+        }
+    }
+
+    pub fn stats(&self) -> LedgerStats {
+        LedgerStats {
+            queue_depth: self.tx.max_capacity() - self.tx.capacity(),
+            queue_capacity: self.tx.max_capacity(),
+            appended: self.shared.appended.load(Ordering::Relaxed),
+            durable_seq: self.shared.durable_seq.load(Ordering::Relaxed),
+            head_seq: self.shared.head_seq.load(Ordering::Relaxed),
+            lag_micros: self.shared.lag_micros.load(Ordering::Relaxed),
+            checkpoints: self.shared.checkpoints.load(Ordering::Relaxed),
+            writes: self.shared.writes.load(Ordering::Relaxed),
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Holds the writer paused (see [`LedgerHandle::pause`]); dropping it resumes writing.
+#[derive(Debug)]
+pub struct PauseGuard {
+    pub(crate) _resume: std::sync::mpsc::Sender<()>,
+}
+
+/// Claims the next place in `chain` for `body` (see [`ChainHead`]).
+pub(crate) fn claim_body(chain: &ChainHead, body: &EntryBody) -> Claimed {
+    let claimed: Result<Claimed, std::convert::Infallible> = chain
+        .claim(body.len() + 192, |seq, previous_hash, out| {
+            Ok(write_body_line(seq, body, previous_hash, out))
+        });
+    match claimed {
+        Ok(c) => c,
+        Err(never) => match never {},
+    }
+}
