@@ -10,6 +10,8 @@
 //! tests put a rule table in its place). Nothing here decides on its own: it never permits anything
 //! the decision point did not permit, and a failure is never turned into a permit (fail closed).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use lexecon_approvals::{Call, RequestDigest};
 use lexecon_domains::Verdict;
@@ -41,6 +43,29 @@ pub trait DecisionPoint: Send + Sync + 'static {
     ) -> (Result<Decision, EnforceError>, Map<String, Value>) {
         let context = input.context.clone();
         (self.decide(input), context)
+    }
+
+    /// The policy snapshot in force, loaded once for a request that decides several calls (an MCP
+    /// batch): see [`Self::decide_pinned`]. The default pins nothing.
+    fn pin(&self) -> Pinned {
+        None
+    }
+
+    /// [`Self::decide_keeping_context`] on the snapshot [`Self::pin`] loaded for this request
+    /// (`None`: the one in force now). The default ignores the pin.
+    fn decide_pinned(
+        &self,
+        input: DecisionInput,
+        _pinned: &Pinned,
+    ) -> (Result<Decision, EnforceError>, Map<String, Value>) {
+        self.decide_keeping_context(input)
+    }
+
+    /// Records a request refused before any policy decision ([`Refused`]): the ledger promises
+    /// every enforcement decision, these included. An error blocks the answer as for any record
+    /// (the request is refused either way). The default records nothing.
+    async fn record_refusal(&self, _refused: &Refused<'_>) -> Result<(), EnforceError> {
+        Ok(())
     }
 
     /// Records `decision` (taken on `context`) and, when it permits and `audience` is given, mints
@@ -109,6 +134,24 @@ impl EnforceError {
     }
 }
 
+/// The policy snapshot a request's calls are all decided on (see [`DecisionPoint::pin`]).
+pub type Pinned = Option<Arc<lexecon_policy_cache::Snapshot>>;
+
+/// A request the enforcement point refused before any policy decision, as the ledger records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    pub request_id: &'a str,
+    pub domain: &'a str,
+    /// The caller, when it was identified.
+    pub actor: Option<&'a str>,
+    /// The classified call that was refused, when classification got that far.
+    pub action: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    /// What refused it: `classify` (the request could not be classified) or `smart_scope`.
+    pub by: &'static str,
+    pub reason: &'a str,
+}
+
 /// What an approval of an escalated call is bound to, so that only the very same request can redeem
 /// it.
 #[derive(Debug, Clone, Copy)]
@@ -169,11 +212,12 @@ impl Decided {
 /// the failure's status, as it would for a decision that failed.
 pub async fn decide(
     point: &dyn DecisionPoint,
+    pinned: &Pinned,
     input: DecisionInput,
     approval: Option<&str>,
     binding: Binding<'_>,
 ) -> Result<Decided, EnforceError> {
-    let (decided, context) = point.decide_keeping_context(input);
+    let (decided, context) = point.decide_pinned(input, pinned);
     let mut decision = decided?;
     let mut approval_id = None;
     if decision.decision == Verdict::Escalate {

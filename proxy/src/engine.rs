@@ -18,7 +18,7 @@ use lexecon_policy_cache::{
 };
 use serde_json::{Map, Value};
 
-use crate::enforce::{DecisionPoint, EnforceError, Recorded};
+use crate::enforce::{DecisionPoint, EnforceError, Pinned, Recorded, Refused};
 use lexecon_approvals::{
     redeem, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalStore, Redemption, RequestDigest,
 };
@@ -440,6 +440,41 @@ impl DecisionPoint for Engine {
         (decided.map_err(|e| failure(&e)), context)
     }
 
+    fn pin(&self) -> Pinned {
+        Some(self.service.store().load_full())
+    }
+
+    fn decide_pinned(
+        &self,
+        input: DecisionInput,
+        pinned: &Pinned,
+    ) -> (Result<Decision, EnforceError>, Map<String, Value>) {
+        let Some(snapshot) = pinned else {
+            return self.decide_keeping_context(input);
+        };
+        let (decided, context) = self.service.decide_on(snapshot, input);
+        (decided.map_err(|e| failure(&e)), context)
+    }
+
+    async fn record_refusal(&self, refused: &Refused<'_>) -> Result<(), EnforceError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let mut draft = EntryDraft::event(EventType::RequestRefused, refused.reason);
+        draft.domain = Some(refused.domain.to_owned());
+        draft.request_id = Some(refused.request_id.to_owned());
+        draft.actor = refused.actor.map(str::to_owned);
+        draft.action = refused.action.map(str::to_owned);
+        draft.resource = refused.resource.map(str::to_owned);
+        draft.decision = Some(Verdict::Deny);
+        draft.rule_id = Some(format!("lexecon:{}", refused.by));
+        ledger
+            .append(draft)
+            .await
+            .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
+        Ok(())
+    }
+
     async fn record(
         &self,
         decision: &Decision,
@@ -550,6 +585,47 @@ mod tests {
             },
             timestamp: jiff::Timestamp::now(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_before_any_decision_is_a_request_refused_deny_in_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("data_dir: {}\n", dir.path().display());
+        let engine = Engine::from_config(&Config::from_yaml("t.yaml", &text).unwrap()).unwrap();
+        let refused = Refused {
+            request_id: "req-9",
+            domain: "healthcare",
+            actor: Some("act_clinician:lee"),
+            action: Some("axn_read_record"),
+            resource: Some("res_patient:123"),
+            by: "smart_scope",
+            reason: "the token's SMART scopes do not grant read on Patient/123",
+        };
+        engine.record_refusal(&refused).await.unwrap();
+        let ledger = engine.ledger().unwrap();
+        ledger.shutdown().await.unwrap();
+        let mut found = Vec::new();
+        for file in std::fs::read_dir(dir.path().join("ledger")).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                for line in std::fs::read_to_string(path).unwrap().lines() {
+                    let entry: lexecon_ledger::LedgerEntry = serde_json::from_str(line).unwrap();
+                    if entry.event_type == EventType::RequestRefused {
+                        found.push(entry);
+                    }
+                }
+            }
+        }
+        assert_eq!(found.len(), 1);
+        let e = &found[0];
+        assert_eq!(e.decision, Some(Verdict::Deny));
+        assert_eq!(e.rule_id.as_deref(), Some("lexecon:smart_scope"));
+        assert_eq!(e.request_id.as_deref(), Some("req-9"));
+        assert_eq!(e.actor.as_deref(), Some("act_clinician:lee"));
+        assert_eq!(e.resource.as_deref(), Some("res_patient:123"));
+        assert_eq!(e.reason.as_deref(), Some(refused.reason));
+        let report = lexecon_ledger::verify_dir(&dir.path().join("ledger"), None).unwrap();
+        assert!(report.is_ok(), "{report:?}");
     }
 
     #[tokio::test]

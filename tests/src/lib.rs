@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use lexecon::enforce::{DecisionPoint, EnforceError};
+use lexecon::enforce::{DecisionPoint, EnforceError, Refused};
 use lexecon::server::{ServeOptions, ServerHandle, SetupError};
 use lexecon_domains::Verdict;
 use lexecon_policy_cache::{Decision, DecisionInput, Explanation};
@@ -203,13 +203,16 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
 
 /// A rule table standing in for the decision engine in tests of the proxy plumbing: deny the
 /// actions in `deny`, escalate those in `escalate`, fail with 404 for domain `nowhere`, permit the
-/// rest. Records every input.
+/// rest. Records every input, and every refusal made before a decision as (by, reason).
+/// With `redeem_fails`, redeeming an approval fails as an unavailable approval store would (503).
 #[derive(Default)]
 pub struct RuleTable {
     pub deny: Vec<String>,
     pub escalate: Vec<String>,
     pub calls: AtomicUsize,
     pub seen: Mutex<Vec<DecisionInput>>,
+    pub refused: Mutex<Vec<(String, String)>>,
+    pub redeem_fails: bool,
 }
 
 impl RuleTable {
@@ -228,9 +231,35 @@ impl RuleTable {
     pub fn last(&self) -> Option<DecisionInput> {
         self.seen.lock().unwrap().last().cloned()
     }
+
+    /// The refusals recorded so far, as (by, reason).
+    pub fn refusals(&self) -> Vec<(String, String)> {
+        self.refused.lock().unwrap().clone()
+    }
 }
 
+#[async_trait::async_trait]
 impl DecisionPoint for RuleTable {
+    async fn record_refusal(&self, refused: &Refused<'_>) -> Result<(), EnforceError> {
+        self.refused
+            .lock()
+            .unwrap()
+            .push((refused.by.to_owned(), refused.reason.to_owned()));
+        Ok(())
+    }
+
+    async fn redeem(
+        &self,
+        decision: Decision,
+        _approval_id: &str,
+        _digest: lexecon_approvals::RequestDigest,
+    ) -> Result<Decision, EnforceError> {
+        if self.redeem_fails {
+            return Err(EnforceError::new(503, "approval store unavailable"));
+        }
+        Ok(decision)
+    }
+
     fn decide(&self, input: DecisionInput) -> Result<Decision, EnforceError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         self.seen.lock().unwrap().push(input.clone());

@@ -192,6 +192,40 @@ fn malformed_body_on_a_classified_route_gets_400_with_a_message() {
     assert!(!v["reason"].as_str().unwrap().is_empty());
     assert_eq!(rules.calls(), 0);
     assert!(upstream.requests().is_empty());
+    // No decision was made, and the refusal is still recorded, with its reason.
+    let refusals = rules.refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].0, "classify");
+    assert_eq!(refusals[0].1, v["reason"].as_str().unwrap());
+    server.shutdown();
+}
+
+#[test]
+fn a_retry_whose_approval_cannot_be_looked_up_is_refused_with_the_failure_status() {
+    let upstream = TestUpstream::start();
+    let rules = Arc::new(RuleTable {
+        escalate: vec!["axn_send_message".into()],
+        redeem_fails: true,
+        ..Default::default()
+    });
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    // Without an approval id the escalation answers 403 as usual…
+    let r = post(&url(&server, "/email"), &[AGENT], b"{}");
+    assert_eq!(r.status, 403);
+    // …and a retry with one the decision point cannot redeem fails closed with its status (the
+    // decision API answers the same), instead of posing as a fresh escalation.
+    let r = post(
+        &url(&server, "/email"),
+        &[AGENT, ("x-lexecon-approval", "apr-1")],
+        b"{}",
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.json()["reason"]
+        .as_str()
+        .unwrap()
+        .contains("approval store unavailable"));
+    assert!(upstream.requests().is_empty());
     server.shutdown();
 }
 

@@ -159,6 +159,11 @@ fn smart_scopes_in_the_token_limit_fhir_interactions_before_policy() {
         .as_str()
         .unwrap()
         .contains("SMART scopes"));
+    assert_eq!(rules.calls(), 0, "refused before any policy decision");
+    let refusals = rules.refusals();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].0, "smart_scope");
+    assert_eq!(refusals[0].1, r.json()["reason"].as_str().unwrap());
 
     // patient/ scopes reach only the token's launch patient.
     let own_patient = bearer("patient/Patient.rs", Some("p-9"));

@@ -388,7 +388,7 @@ impl DecisionApi {
             decision,
             context,
             approval_id,
-        } = enforce::decide(&*self.engine, input, approval, binding)
+        } = enforce::decide(&*self.engine, &None, input, approval, binding)
             .await
             .map_err(|f| failure_to_api(f, &domain))?;
         let recorded = self

@@ -16,6 +16,8 @@ use lexecon_config::classifier::DenialStyle;
 use lexecon_classify::mcp::{self, DenialInfo};
 use lexecon_classify::Classified;
 
+use crate::server::proxy::APPROVAL_HEADER;
+
 /// An answer ready to write: status, body, and whether it is JSON-RPC.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -89,17 +91,26 @@ pub fn refusal(kind: Refusal, reason: &str, request_id: &str, domain: Option<&st
 /// The answer to a request one of whose calls was not permitted. `blocking` is the index in
 /// `classified.items` of the call that was denied or escalated. MCP routes (`mcp_denial` is their
 /// denial style) answer in JSON-RPC with HTTP 200 so the client hands the reason to the model;
-/// everything else gets the JSON 403.
+/// everything else gets the JSON 403. An escalation that created approval `approval_id` names it:
+/// in the reason (with the header to retry with) and, in the JSON 403, as `approval_id`.
 pub fn blocked(
     decision: &Decision,
     classified: &Classified,
     blocking: usize,
     mcp_denial: Option<DenialStyle>,
+    approval_id: Option<&str>,
 ) -> Answer {
+    let reason = match approval_id {
+        Some(id) => std::borrow::Cow::Owned(format!(
+            "{} (approval {id}: once a human approves it, retry the same request with header {APPROVAL_HEADER}: {id})",
+            decision.reasoning
+        )),
+        None => std::borrow::Cow::Borrowed(&*decision.reasoning),
+    };
     if let Some(style) = mcp_denial {
         let info = DenialInfo {
             decision: decision.decision.as_str(),
-            reason: &decision.reasoning,
+            reason: &reason,
             rule_id: Some(&decision.rule_id),
             decision_id: &decision.decision_id,
         };
@@ -112,7 +123,7 @@ pub fn blocked(
     }
     let mut body = json!({
         "decision": decision.decision.as_str(),
-        "reason": decision.reasoning,
+        "reason": reason,
         "rule_id": decision.rule_id,
         "decision_id": decision.decision_id,
         "request_id": decision.request_id,
@@ -120,6 +131,9 @@ pub fn blocked(
     });
     if decision.decision == Verdict::Escalate || decision.requires_human_approval {
         body["approval_required"] = Value::Bool(true);
+    }
+    if let Some(id) = approval_id {
+        body["approval_id"] = Value::from(id);
     }
     Answer {
         status: 403,
@@ -180,7 +194,7 @@ mod tests {
             items: vec![item(None, None)],
             batch: false,
         };
-        let a = blocked(&decision(Verdict::Deny), &c, 0, None);
+        let a = blocked(&decision(Verdict::Deny), &c, 0, None, None);
         assert_eq!(a.status, 403);
         let v = parse(&a);
         assert_eq!(v["decision"], "deny");
@@ -197,9 +211,45 @@ mod tests {
             items: vec![item(None, None)],
             batch: false,
         };
-        let v = parse(&blocked(&decision(Verdict::Escalate), &c, 0, None));
+        let v = parse(&blocked(&decision(Verdict::Escalate), &c, 0, None, None));
         assert_eq!(v["decision"], "escalate");
         assert_eq!(v["approval_required"], true);
+    }
+
+    #[test]
+    fn an_escalation_names_its_approval_in_the_reason_and_the_body() {
+        let c = Classified {
+            items: vec![item(None, None)],
+            batch: false,
+        };
+        let v = parse(&blocked(
+            &decision(Verdict::Escalate),
+            &c,
+            0,
+            None,
+            Some("apr-1"),
+        ));
+        assert_eq!(v["approval_id"], "apr-1");
+        assert_eq!(v["approval_required"], true);
+        let reason = v["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("(approval apr-1: once a human approves it, retry the same request with header x-lexecon-approval: apr-1)"),
+            "{reason}"
+        );
+        let mcp = Classified {
+            items: vec![item(Some("tools/call"), Some(json!(3)))],
+            batch: false,
+        };
+        let v = parse(&blocked(
+            &decision(Verdict::Escalate),
+            &mcp,
+            0,
+            Some(DenialStyle::ToolError),
+            Some("apr-1"),
+        ));
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("x-lexecon-approval: apr-1"), "{text}");
+        assert!(v.get("approval_id").is_none());
     }
 
     #[test]
@@ -213,6 +263,7 @@ mod tests {
             &c,
             0,
             Some(DenialStyle::ToolError),
+            None,
         );
         assert_eq!(a.status, 200);
         let v = parse(&a);
@@ -239,6 +290,7 @@ mod tests {
             &c,
             1,
             Some(DenialStyle::ToolError),
+            None,
         ));
         let arr = v.as_array().unwrap();
         assert_eq!(arr.len(), 2);

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod answer;
+mod check;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -15,22 +15,19 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use lexecon_config::file::Unmatched;
-use lexecon_domains::Verdict;
-use lexecon_policy_cache::DecisionInput;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::enforce::{self, Binding, Decided};
 use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
+use crate::server::check::{caller_request_id, check, new_request_id, record, Checked, Mint};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxyState, Snapshot};
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
-use lexecon_classify::{self as classify, RequestParts};
 
 /// The request header that carries the decision id(s) to the upstream.
 pub const DECISION_ID_HEADER: &str = "x-lexecon-decision-id";
@@ -82,73 +79,6 @@ struct Deferred {
     actor: Arc<Actor>,
     buf: BytesMut,
     limit: u64,
-}
-
-/// The outcome of classifying and deciding one request.
-enum Checked {
-    /// Every call was permitted; the decision ids, comma-separated, and the decisions to record.
-    Permit {
-        ids: Option<String>,
-        made: Vec<Decided>,
-    },
-    /// Not forwarded: the answer, the decision id when a decision was made, and the decisions
-    /// made up to and including the blocking one (all are recorded).
-    Block {
-        outcome: Outcome,
-        answer: Answer,
-        decision_id: Option<String>,
-        made: Vec<Decided>,
-    },
-}
-
-/// Whether [`record`] mints a capability token for the route's upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mint {
-    /// A permitted request whose headers have not gone upstream yet: the token can go with them.
-    Token,
-    /// Blocked, or the headers went upstream before the decision: no token to carry.
-    None,
-}
-
-/// Records every decision made for a request in the ledger; with [`Mint::Token`] and exactly one
-/// call, mints the capability token for the route's upstream. A recording failure (ledger queue
-/// full under `fail_closed`) blocks the request with the failure's status (fail closed).
-/// The decisions are given away ([`crate::enforce::DecisionPoint::record_owned`]): the proxy names no ledger
-/// entry, so the engine may build them off the request thread.
-async fn record(
-    snap: &Snapshot,
-    route: &Route,
-    made: Vec<Decided>,
-    mint: Mint,
-) -> std::result::Result<Option<String>, Answer> {
-    let mut token = None;
-    let single = made.len() == 1;
-    for m in made {
-        let audience = (mint == Mint::Token && single).then_some(route.upstream.name.as_str());
-        // Kept for the refusal only; the decision itself goes to the recorder.
-        let request_id = m.decision.request_id.clone();
-        match snap
-            .decider
-            .record_owned(m.decision, m.context, audience)
-            .await
-        {
-            Ok(recorded) => {
-                if let Some(issued) = recorded.capability_token {
-                    token = Some(issued.token);
-                }
-            }
-            Err(failure) => {
-                tracing::error!(route = %route.name, error = %failure, "decision could not be recorded; request blocked");
-                return Err(answer::refusal(
-                    Refusal::DecideFailed(failure.status),
-                    &failure.message,
-                    &request_id,
-                    Some(&route.domain),
-                ));
-            }
-        }
-    }
-    Ok(token)
 }
 
 impl RequestCtx {
@@ -637,175 +567,6 @@ impl ProxyHttp for LexeconProxy {
     }
 }
 
-/// Classifies the request and decides every call; all must permit. Builds an answer only when
-/// the request is blocked. An escalated call creates a pending human approval (its id goes into
-/// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once.
-async fn check(
-    snap: &Snapshot,
-    route: &Route,
-    actor: &Actor,
-    req: &RequestHeader,
-    body: Option<&[u8]>,
-) -> Checked {
-    let parts = RequestParts {
-        method: req.method.as_str(),
-        path: req.uri.path(),
-        query: req.uri.query(),
-        headers: &req.headers,
-    };
-    let caller_request_id = caller_request_id(req);
-    let classified = match classify::classify(&route.classifier, &parts, body) {
-        Ok(c) => c,
-        Err(e) => {
-            let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
-            return Checked::Block {
-                outcome: Outcome::BadRequest,
-                answer: answer::refusal(
-                    Refusal::BadRequest,
-                    &e.to_string(),
-                    &rid,
-                    Some(&route.domain),
-                ),
-                decision_id: None,
-                made: Vec::new(),
-            };
-        }
-    };
-    if let Some(refused) = smart_scope_refusal(route, actor, &classified, caller_request_id) {
-        return refused;
-    }
-    let mut ids: Option<String> = None;
-    let mut made = Vec::with_capacity(classified.items.len());
-    let binding = approval_binding(route, req, body);
-    let approval = approval_header(req);
-    for (i, item) in classified.items.iter().enumerate() {
-        // INVARIANT: identity claims win over request-derived context: an MCP tool's arguments are
-        // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
-        let mut context = item.context.clone();
-        context.extend(actor.context.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let input = DecisionInput {
-            request_id: caller_request_id.map(str::to_string),
-            domain: route.domain.clone(),
-            actor: actor.id.to_string(),
-            action: item.action.clone(),
-            resource: item.resource.clone(),
-            context,
-            at: None,
-        };
-        let decided = match enforce::decide(&*snap.decider, input, approval, binding).await {
-            Ok(decided) => decided,
-            Err(failure) => {
-                tracing::warn!(route = %route.name, error = %failure, "decision failed; request blocked");
-                let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
-                return Checked::Block {
-                    outcome: Outcome::DecideError,
-                    answer: answer::refusal(
-                        Refusal::DecideFailed(failure.status),
-                        &failure.message,
-                        &rid,
-                        Some(&route.domain),
-                    ),
-                    decision_id: None,
-                    made,
-                };
-            }
-        };
-        if decided.is_permit() {
-            let id = &decided.decision.decision_id;
-            match ids.as_mut() {
-                Some(s) => {
-                    s.push(',');
-                    s.push_str(id);
-                }
-                None => ids = Some(id.clone()),
-            }
-            made.push(decided);
-            continue;
-        }
-        let d = &decided.decision;
-        let outcome = if d.decision == Verdict::Escalate {
-            Outcome::Escalate
-        } else {
-            Outcome::Deny
-        };
-        let answer = match decided.approval_id.as_deref() {
-            Some(id) => escalation_answer(d, &classified, i, route, id),
-            None => answer::blocked(d, &classified, i, route.mcp_denial),
-        };
-        let decision_id = Some(d.decision_id.clone());
-        made.push(decided);
-        return Checked::Block {
-            outcome,
-            answer,
-            decision_id,
-            made,
-        };
-    }
-    Checked::Permit { ids, made }
-}
-
-/// What an approval of this request is bound to: on MCP routes the decided call (the JSON-RPC id
-/// changes with every retry), elsewhere the request as sent (method, path with query, body).
-fn approval_binding<'a>(
-    route: &Route,
-    req: &'a RequestHeader,
-    body: Option<&'a [u8]>,
-) -> Binding<'a> {
-    if route.mcp_denial.is_some() {
-        Binding::Call {
-            method: req.method.as_str(),
-            path: req.uri.path(),
-        }
-    } else {
-        Binding::Http {
-            method: req.method.as_str(),
-            path_and_query: req
-                .uri
-                .path_and_query()
-                .map_or_else(|| req.uri.path(), |p| p.as_str()),
-            body: body.unwrap_or_default(),
-        }
-    }
-}
-
-/// The approval id a retried request carries, if any.
-fn approval_header(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(APPROVAL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// The answer to an escalation that created approval `id`: the plain 403 JSON gains
-/// `approval_id`; an MCP denial names the approval and the retry header in its reason.
-fn escalation_answer(
-    d: &lexecon_policy_cache::Decision,
-    classified: &classify::Classified,
-    blocking: usize,
-    route: &Route,
-    id: &str,
-) -> Answer {
-    let mut named = d.clone();
-    named.reasoning = format!(
-        "{} (approval {id}: once a human approves it, retry the same request with header {APPROVAL_HEADER}: {id})",
-        d.reasoning
-    )
-    .into();
-    let mut a = answer::blocked(&named, classified, blocking, route.mcp_denial);
-    if route.mcp_denial.is_none() {
-        if let Ok(serde_json::Value::Object(mut body)) =
-            serde_json::from_slice::<serde_json::Value>(&a.body)
-        {
-            body.insert("approval_id".into(), serde_json::Value::from(id));
-            if let Ok(bytes) = serde_json::to_vec(&body) {
-                a.body = Bytes::from(bytes);
-            }
-        }
-    }
-    a
-}
-
 /// Answers 413 and closes the connection (the rest of the body is not read).
 async fn too_large(session: &mut Session, ctx: &mut RequestCtx, route: &Route) -> Result<bool> {
     ctx.outcome = Outcome::TooLarge;
@@ -847,13 +608,6 @@ async fn write_continue_if_expected(session: &mut Session) -> Result<()> {
     Ok(())
 }
 
-fn caller_request_id(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-}
-
 fn is_connect_error(e: &ErrorType) -> bool {
     matches!(
         e,
@@ -863,10 +617,6 @@ fn is_connect_error(e: &ErrorType) -> bool {
             | ErrorType::ConnectError
             | ErrorType::SocketError
     )
-}
-
-fn new_request_id() -> String {
-    lexecon_policy_cache::uuid_v7(jiff::Timestamp::now())
 }
 
 /// The caller's `x-request-id`, or a new one (only called when an answer is sent).
@@ -934,49 +684,4 @@ async fn write_answer(
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(a.body), true).await?;
     Ok(())
-}
-
-/// On FHIR routes, an actor whose token carries SMART scopes (the `scope` claim mapped into the
-/// context with `claims_to_context: {scope: scope}`) may only perform the interactions those scopes
-/// grant; `patient/` scopes reach only the token's launch patient (`patient` claim mapped to
-/// `launch_patient`). Checked before any policy decision; actors without scopes are left to policy.
-fn smart_scope_refusal(
-    route: &Route,
-    actor: &Actor,
-    classified: &classify::Classified,
-    caller_request_id: Option<&str>,
-) -> Option<Checked> {
-    if !matches!(
-        route.classifier,
-        lexecon_config::classifier::ClassifierConfig::Fhir(_)
-    ) {
-        return None;
-    }
-    let scopes: Vec<&str> = actor
-        .context
-        .get("scope")?
-        .as_str()?
-        .split_whitespace()
-        .collect();
-    let launch_patient = actor.context.get("launch_patient").and_then(|v| v.as_str());
-    let denied = classified
-        .items
-        .iter()
-        .find(|item| !classify::fhir::scope_permits_item(&scopes, item, launch_patient))?;
-    let what = format!(
-        "the token's SMART scopes do not grant {} on {}",
-        denied
-            .context
-            .get("interaction")
-            .and_then(|v| v.as_str())
-            .unwrap_or("this interaction"),
-        denied.resource.as_deref().unwrap_or("this resource"),
-    );
-    let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
-    Some(Checked::Block {
-        outcome: Outcome::Deny,
-        answer: answer::refusal(Refusal::InsufficientScope, &what, &rid, Some(&route.domain)),
-        decision_id: None,
-        made: Vec::new(),
-    })
 }

@@ -1,0 +1,335 @@
+//! One proxied request's enforcement, once it is routed and its caller identified: classify it
+//! into calls, refuse what the route's SMART scopes do not grant, run the enforcement pipeline
+//! ([`crate::enforce::decide`]) for every call on one pinned policy snapshot (all must permit), and
+//! record every decision (and every refusal) before the answer or the forward. Builds an answer only
+//! for a blocked request. Never forwards anything itself and never permits what the decision point
+//! did not.
+
+use lexecon_classify::{self as classify, RequestParts};
+use lexecon_domains::Verdict;
+use lexecon_policy_cache::DecisionInput;
+use pingora::http::RequestHeader;
+
+use crate::enforce::{self, Binding, Decided, EnforceError, Refused};
+use crate::identity::Actor;
+use crate::server::answer::{self, Answer, Refusal};
+use crate::server::metrics::Outcome;
+use crate::server::proxy::{APPROVAL_HEADER, REQUEST_ID_HEADER};
+use crate::server::routes::Route;
+use crate::server::state::Snapshot;
+
+/// The outcome of classifying and deciding one request.
+pub(super) enum Checked {
+    /// Every call was permitted; the decision ids, comma-separated, and the decisions to record.
+    Permit {
+        ids: Option<String>,
+        made: Vec<Decided>,
+    },
+    /// Not forwarded: the answer, the decision id when a decision was made, and the decisions
+    /// made up to and including the blocking one (all are recorded).
+    Block {
+        outcome: Outcome,
+        answer: Answer,
+        decision_id: Option<String>,
+        made: Vec<Decided>,
+    },
+}
+
+/// Whether [`record`] mints a capability token for the route's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mint {
+    /// A permitted request whose headers have not gone upstream yet: the token can go with them.
+    Token,
+    /// Blocked, or the headers went upstream before the decision: no token to carry.
+    None,
+}
+
+/// Records every decision made for a request in the ledger; with [`Mint::Token`] and exactly one
+/// call, mints the capability token for the route's upstream. A recording failure (ledger queue
+/// full under `fail_closed`) blocks the request with the failure's status (fail closed).
+/// The decisions are given away ([`crate::enforce::DecisionPoint::record_owned`]): the proxy names no ledger
+/// entry, so the engine may build them off the request thread.
+pub(super) async fn record(
+    snap: &Snapshot,
+    route: &Route,
+    made: Vec<Decided>,
+    mint: Mint,
+) -> std::result::Result<Option<String>, Answer> {
+    let mut token = None;
+    let single = made.len() == 1;
+    for m in made {
+        let audience = (mint == Mint::Token && single).then_some(route.upstream.name.as_str());
+        // Kept for the refusal only; the decision itself goes to the recorder.
+        let request_id = m.decision.request_id.clone();
+        match snap
+            .decider
+            .record_owned(m.decision, m.context, audience)
+            .await
+        {
+            Ok(recorded) => {
+                if let Some(issued) = recorded.capability_token {
+                    token = Some(issued.token);
+                }
+            }
+            Err(failure) => return Err(unrecorded(route, &failure, &request_id)),
+        }
+    }
+    Ok(token)
+}
+
+/// The answer when a decision or refusal could not be recorded (ledger queue full under
+/// `fail_closed`, writer stopped): the request is blocked with the failure's status.
+fn unrecorded(route: &Route, failure: &EnforceError, request_id: &str) -> Answer {
+    tracing::error!(route = %route.name, error = %failure, "decision could not be recorded; request blocked");
+    answer::refusal(
+        Refusal::DecideFailed(failure.status),
+        &failure.message,
+        request_id,
+        Some(&route.domain),
+    )
+}
+
+/// Records a refusal made before any policy decision, and answers it with `refusal` (or, when it
+/// cannot be recorded, with the recording failure).
+async fn refuse(
+    snap: &Snapshot,
+    route: &Route,
+    refused: Refused<'_>,
+    refusal: Refusal,
+    outcome: Outcome,
+) -> Checked {
+    let answer = match snap.decider.record_refusal(&refused).await {
+        Ok(()) => answer::refusal(
+            refusal,
+            refused.reason,
+            refused.request_id,
+            Some(&route.domain),
+        ),
+        Err(failure) => unrecorded(route, &failure, refused.request_id),
+    };
+    Checked::Block {
+        outcome,
+        answer,
+        decision_id: None,
+        made: Vec::new(),
+    }
+}
+
+/// Classifies the request and decides every call; all must permit. Builds an answer only when
+/// the request is blocked. An escalated call creates a pending human approval (its id goes into
+/// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once.
+pub(super) async fn check(
+    snap: &Snapshot,
+    route: &Route,
+    actor: &Actor,
+    req: &RequestHeader,
+    body: Option<&[u8]>,
+) -> Checked {
+    let parts = RequestParts {
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        headers: &req.headers,
+    };
+    let caller_request_id = caller_request_id(req);
+    let classified = match classify::classify(&route.classifier, &parts, body) {
+        Ok(c) => c,
+        Err(e) => {
+            let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+            let reason = e.to_string();
+            let refused = Refused {
+                request_id: &rid,
+                domain: &route.domain,
+                actor: Some(&actor.id),
+                action: None,
+                resource: None,
+                by: "classify",
+                reason: &reason,
+            };
+            return refuse(
+                snap,
+                route,
+                refused,
+                Refusal::BadRequest,
+                Outcome::BadRequest,
+            )
+            .await;
+        }
+    };
+    if let Some((denied, reason)) = smart_scope_denial(route, actor, &classified) {
+        let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+        let refused = Refused {
+            request_id: &rid,
+            domain: &route.domain,
+            actor: Some(&actor.id),
+            action: Some(&denied.action),
+            resource: denied.resource.as_deref(),
+            by: "smart_scope",
+            reason: &reason,
+        };
+        return refuse(
+            snap,
+            route,
+            refused,
+            Refusal::InsufficientScope,
+            Outcome::Deny,
+        )
+        .await;
+    }
+    // INVARIANT: every call of the request is decided on this one policy snapshot.
+    let pinned = snap.decider.pin();
+    let mut ids: Option<String> = None;
+    let mut made = Vec::with_capacity(classified.items.len());
+    let binding = approval_binding(route, req, body);
+    let approval = approval_header(req);
+    for (i, item) in classified.items.iter().enumerate() {
+        // INVARIANT: identity claims win over request-derived context: an MCP tool's arguments are
+        // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
+        let mut context = item.context.clone();
+        context.extend(actor.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let input = DecisionInput {
+            request_id: caller_request_id.map(str::to_string),
+            domain: route.domain.clone(),
+            actor: actor.id.to_string(),
+            action: item.action.clone(),
+            resource: item.resource.clone(),
+            context,
+            at: None,
+        };
+        let decided = match enforce::decide(&*snap.decider, &pinned, input, approval, binding).await
+        {
+            Ok(decided) => decided,
+            Err(failure) => {
+                tracing::warn!(route = %route.name, error = %failure, "decision failed; request blocked");
+                let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+                return Checked::Block {
+                    outcome: Outcome::DecideError,
+                    answer: answer::refusal(
+                        Refusal::DecideFailed(failure.status),
+                        &failure.message,
+                        &rid,
+                        Some(&route.domain),
+                    ),
+                    decision_id: None,
+                    made,
+                };
+            }
+        };
+        if decided.is_permit() {
+            let id = &decided.decision.decision_id;
+            match ids.as_mut() {
+                Some(s) => {
+                    s.push(',');
+                    s.push_str(id);
+                }
+                None => ids = Some(id.clone()),
+            }
+            made.push(decided);
+            continue;
+        }
+        let d = &decided.decision;
+        let outcome = if d.decision == Verdict::Escalate {
+            Outcome::Escalate
+        } else {
+            Outcome::Deny
+        };
+        let answer = answer::blocked(
+            d,
+            &classified,
+            i,
+            route.mcp_denial,
+            decided.approval_id.as_deref(),
+        );
+        let decision_id = Some(d.decision_id.clone());
+        made.push(decided);
+        return Checked::Block {
+            outcome,
+            answer,
+            decision_id,
+            made,
+        };
+    }
+    Checked::Permit { ids, made }
+}
+
+/// What an approval of this request is bound to: on MCP routes the decided call (the JSON-RPC id
+/// changes with every retry), elsewhere the request as sent (method, path with query, body).
+fn approval_binding<'a>(
+    route: &Route,
+    req: &'a RequestHeader,
+    body: Option<&'a [u8]>,
+) -> Binding<'a> {
+    if route.mcp_denial.is_some() {
+        Binding::Call {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+        }
+    } else {
+        Binding::Http {
+            method: req.method.as_str(),
+            path_and_query: req
+                .uri
+                .path_and_query()
+                .map_or_else(|| req.uri.path(), |p| p.as_str()),
+            body: body.unwrap_or_default(),
+        }
+    }
+}
+
+/// The approval id a retried request carries, if any.
+fn approval_header(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(APPROVAL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+pub(super) fn caller_request_id(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+pub(super) fn new_request_id() -> String {
+    lexecon_policy_cache::uuid_v7(jiff::Timestamp::now())
+}
+
+/// On FHIR routes, an actor whose token carries SMART scopes (the `scope` claim mapped into the
+/// context with `claims_to_context: {scope: scope}`) may only perform the interactions those scopes
+/// grant; `patient/` scopes reach only the token's launch patient (`patient` claim mapped to
+/// `launch_patient`). Checked before any policy decision; actors without scopes are left to policy.
+fn smart_scope_denial<'c>(
+    route: &Route,
+    actor: &Actor,
+    classified: &'c classify::Classified,
+) -> Option<(&'c classify::ClassifiedItem, String)> {
+    if !matches!(
+        route.classifier,
+        lexecon_config::classifier::ClassifierConfig::Fhir(_)
+    ) {
+        return None;
+    }
+    let scopes: Vec<&str> = actor
+        .context
+        .get("scope")?
+        .as_str()?
+        .split_whitespace()
+        .collect();
+    let launch_patient = actor.context.get("launch_patient").and_then(|v| v.as_str());
+    let denied = classified
+        .items
+        .iter()
+        .find(|item| !classify::fhir::scope_permits_item(&scopes, item, launch_patient))?;
+    let what = format!(
+        "the token's SMART scopes do not grant {} on {}",
+        denied
+            .context
+            .get("interaction")
+            .and_then(|v| v.as_str())
+            .unwrap_or("this interaction"),
+        denied.resource.as_deref().unwrap_or("this resource"),
+    );
+    Some((denied, what))
+}
