@@ -29,13 +29,14 @@ fn entry(i: u64) -> EntryDraft {
     d
 }
 
-/// Not a test of its own: the body of the child process the crash tests spawn. Does nothing unless
-/// the parent set `LEXECON_TEST_LEDGER_CHILD_DIR`.
+/// Not a test of its own: the body of the child process the crash tests spawn (ignored, so a plain
+/// test run never runs it; the parent runs it with `--ignored`). Fails without the parent's
+/// `LEXECON_TEST_LEDGER_CHILD_DIR` instead of passing vacuously.
 #[test]
+#[ignore = "the child process of the crash tests: they run it with --ignored"]
 fn child_process_writer_loop() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
-        return;
-    };
+    let dir = std::env::var(CHILD_DIR)
+        .unwrap_or_else(|_| panic!("{CHILD_DIR} is not set: run by the crash tests only"));
     let mut config = LedgerConfig::new(&dir);
     config.durability = match std::env::var(CHILD_MODE).as_deref() {
         Ok("sync") => Durability::Sync,
@@ -83,6 +84,7 @@ fn crash_and_recover(mode: &str) {
         .args([
             "child_process_writer_loop",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
