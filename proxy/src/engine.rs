@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lexecon_config::file::Config;
-use lexecon_config::sections::{ApiSettings, ApprovalSettings, LedgerSection};
+use lexecon_config::sections::{ApiSettings, LedgerSection};
 use lexecon_config::{ConfigError, Located, PolicyDocument};
 use lexecon_domains::{DomainError, DomainRegistry, Verdict};
 use lexecon_policy_cache::{
@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::enforce::{DecisionPoint, EnforceError, Pinned, Recorded, Refused};
 use lexecon_approvals::{
-    redeem, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalStore, Redemption, RequestDigest,
+    redeem, ApprovalError, ApprovalEvent, ApprovalStore, Redemption, RequestDigest,
 };
 use lexecon_ledger::{
     CheckpointSigner, EntryBody, EntryDraft, EventType, LedgerConfig, LedgerError, LedgerHandle,
@@ -181,15 +181,6 @@ fn ledger_config(config: &Config) -> (Option<LedgerConfig>, RedactionConfig) {
     }
 }
 
-/// The approval store's settings of `api.approvals`.
-fn approval_config(settings: &ApprovalSettings) -> ApprovalConfig {
-    ApprovalConfig {
-        ttl: settings.ttl,
-        retention: settings.retention,
-        max_pending: settings.max_pending,
-    }
-}
-
 impl Engine {
     /// Builds the engine: domains, policies, ledger writer (recovering its tail), keys (generated
     /// into the data directory at first start) and approvals. Blocking: call at start-up.
@@ -209,10 +200,8 @@ impl Engine {
             None => None,
         };
         let api = config.api.clone();
-        let approvals = ApprovalStore::open(
-            &config.data_dir.join("approvals"),
-            approval_config(&api.approvals),
-        )?;
+        let approvals =
+            ApprovalStore::open(&config.data_dir.join("approvals"), api.approvals.clone())?;
         Ok(Engine {
             service,
             ledger,
@@ -724,14 +713,6 @@ mod tests {
             .to_string();
         assert!(err.starts_with("test.yaml: ledger.durabilty: "), "{err}");
         assert!(err.contains("unknown field `durabilty`"), "{err}");
-    }
-
-    #[test]
-    fn the_approval_store_gets_the_configurations_defaults() {
-        assert_eq!(
-            approval_config(&ApprovalSettings::default()),
-            ApprovalConfig::default()
-        );
     }
 
     #[test]

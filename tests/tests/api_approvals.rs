@@ -241,7 +241,7 @@ fn expired_approval_refuses_the_retry() {
         .build()
         .unwrap();
     let expired = rt.block_on(async {
-        let n = lexecon::api::http::expire_approvals(&h.engine).await;
+        let n = lexecon::api::expiry::expire_approvals(&h.engine).await;
         h.engine.ledger().unwrap().flush().await.unwrap();
         n
     });
@@ -301,7 +301,7 @@ fn pending_approvals_survive_a_restart() {
     let store = h.dir.path().join("data").join("approvals");
     let reopened = lexecon_approvals::ApprovalStore::open(
         &store,
-        lexecon_approvals::ApprovalConfig::default(),
+        lexecon_approvals::ApprovalSettings::default(),
     )
     .unwrap();
     let approval = reopened.get(&id, jiff::Timestamp::now()).unwrap();

@@ -23,9 +23,10 @@ mod store;
 
 pub use digest::{Call, RequestDigest};
 pub use error::ApprovalError;
+/// The store's settings are the configuration's `api.approvals` section (one owner of the defaults).
+pub use lexecon_config::sections::ApprovalSettings;
 pub use model::{
-    is_valid_approval_id, Approval, ApprovalConfig, ApprovalEvent, ApprovalEventKind,
-    ApprovalStatus, Approver,
+    is_valid_approval_id, Approval, ApprovalEvent, ApprovalEventKind, ApprovalStatus, Approver,
 };
 pub use redeem::{redeem, Redemption};
 pub use store::ApprovalStore;

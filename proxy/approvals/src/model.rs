@@ -2,7 +2,6 @@
 //! the ledger, who approves, and the store's settings. Plain data; no I/O, no clock.
 
 use std::fmt;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -173,26 +172,4 @@ impl ApprovalEvent {
 pub struct Approver<'a> {
     pub id: &'a str,
     pub roles: &'a [String],
-}
-
-/// Settings of the approval store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApprovalConfig {
-    /// How long an approval may be approved and used after the escalation (default 15 minutes).
-    pub ttl: Duration,
-    /// How long finished (denied, consumed, expired) approvals stay listable after their expiry
-    /// before they are dropped from the store (default 24 hours).
-    pub retention: Duration,
-    /// Most approvals pending at once; escalations beyond fail closed (default 10,000).
-    pub max_pending: usize,
-}
-
-impl Default for ApprovalConfig {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(15 * 60),
-            retention: Duration::from_secs(24 * 60 * 60),
-            max_pending: 10_000,
-        }
-    }
 }

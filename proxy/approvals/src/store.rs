@@ -16,7 +16,7 @@ use lexecon_policy_cache::Decision;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Approval, ApprovalConfig, ApprovalError, ApprovalEvent, ApprovalEventKind, ApprovalStatus,
+    Approval, ApprovalError, ApprovalEvent, ApprovalEventKind, ApprovalSettings, ApprovalStatus,
     Approver, RequestDigest, APPROVER_ROLE, STORE_FILE,
 };
 
@@ -48,7 +48,7 @@ pub struct ApprovalStore {
 impl ApprovalStore {
     /// Opens (creating if needed) the store in `data_dir`, reloading `approvals.json` if present.
     /// A file that cannot be read or parsed is an error, never silently an empty store.
-    pub fn open(data_dir: &Path, config: ApprovalConfig) -> Result<Self, ApprovalError> {
+    pub fn open(data_dir: &Path, config: ApprovalSettings) -> Result<Self, ApprovalError> {
         let to_signed = |d: Duration, name: &str| {
             SignedDuration::try_from(d).map_err(|e| ApprovalError::InvalidConfig {
                 reason: format!("{name} {d:?} is out of range: {e}"),

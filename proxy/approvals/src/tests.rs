@@ -63,7 +63,7 @@ fn roles() -> Vec<String> {
 }
 
 fn open(dir: &Path) -> ApprovalStore {
-    ApprovalStore::open(dir, ApprovalConfig::default()).unwrap()
+    ApprovalStore::open(dir, ApprovalSettings::default()).unwrap()
 }
 
 /// A store with one approval created at T0 and approved by alice at T0+60s.
@@ -477,7 +477,7 @@ fn corrupt_store_file_is_an_error_naming_the_file() {
         b"{\"version\":1,\"approvals\":[{]}",
     )
     .unwrap();
-    let err = ApprovalStore::open(dir.path(), ApprovalConfig::default()).unwrap_err();
+    let err = ApprovalStore::open(dir.path(), ApprovalSettings::default()).unwrap_err();
     assert!(matches!(err, ApprovalError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("approvals.json"), "{err}");
     fs::write(
@@ -485,7 +485,7 @@ fn corrupt_store_file_is_an_error_naming_the_file() {
         b"{\"version\":9,\"approvals\":[]}",
     )
     .unwrap();
-    let err = ApprovalStore::open(dir.path(), ApprovalConfig::default()).unwrap_err();
+    let err = ApprovalStore::open(dir.path(), ApprovalSettings::default()).unwrap_err();
     assert!(err.to_string().contains("version 9"), "{err}");
 }
 
@@ -510,9 +510,9 @@ fn expire_due_marks_overdue_approvals_and_reports_each_once() {
 #[test]
 fn finished_approvals_are_dropped_after_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ApprovalConfig {
+    let config = ApprovalSettings {
         retention: Duration::from_secs(60),
-        ..ApprovalConfig::default()
+        ..ApprovalSettings::default()
     };
     let store = ApprovalStore::open(dir.path(), config).unwrap();
     let (old, _) = store.create(&escalated(), digest(), at(0)).unwrap();
@@ -529,9 +529,9 @@ fn finished_approvals_are_dropped_after_retention() {
 #[test]
 fn pending_approvals_are_capped() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ApprovalConfig {
+    let config = ApprovalSettings {
         max_pending: 2,
-        ..ApprovalConfig::default()
+        ..ApprovalSettings::default()
     };
     let store = ApprovalStore::open(dir.path(), config).unwrap();
     store.create(&escalated(), digest(), at(0)).unwrap();

@@ -50,9 +50,6 @@ use crate::server::state::Snapshot;
 use lexecon_approvals::Approver;
 use lexecon_token::Issued;
 
-/// The approval-expiry service moved to [`crate::api::expiry`]; these paths stay for its callers.
-pub use crate::api::expiry::{expire_approvals, ApprovalExpiry, EXPIRY_INTERVAL};
-
 /// The header a caller names the capability token's audience with.
 pub const AUDIENCE_HEADER: &str = "x-lexecon-audience";
 /// The audience of tokens minted by the API when the caller names none.

@@ -22,7 +22,7 @@ mod tests {
     };
     use crate::api::router::{route, ROUTES};
     use crate::api::validate::{parse_decision_request, parse_legacy_decide};
-    use lexecon_approvals::{ApprovalConfig, ApprovalStore, Approver, RequestDigest};
+    use lexecon_approvals::{ApprovalSettings, ApprovalStore, Approver, RequestDigest};
     use lexecon_domains::{DomainConfig, Verdict};
     use serde_json::{json, Value};
 
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn approvals_validate_in_every_state() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ApprovalStore::open(dir.path(), ApprovalConfig::default()).unwrap();
+        let store = ApprovalStore::open(dir.path(), ApprovalSettings::default()).unwrap();
         let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
         let digest = RequestDigest::of_http("POST", "/orders", b"{}");
         let roles = vec!["approver".to_owned()];

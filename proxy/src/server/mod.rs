@@ -162,7 +162,7 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
     if let Some(engine) = &opts.engine {
         server.add_service(background_service(
             "approval expiry",
-            crate::api::http::ApprovalExpiry::new(engine.clone()),
+            crate::api::expiry::ApprovalExpiry::new(engine.clone()),
         ));
     }
     let has_api = opts.engine.is_some();
