@@ -27,8 +27,8 @@ use lexecon_config::PolicyDocument;
 use lexecon_domains::{DomainConfig, DomainPlugin, DomainRegistry, Request};
 use lexecon_policy_cache::cache::CacheKey;
 use lexecon_policy_cache::{
-    CompiledPolicy, DecisionCache, DecisionInput, DecisionService, PolicyStore, ServiceConfig,
-    Snapshot,
+    CompiledPolicy, DecisionCache, DecisionInput, DecisionService, PolicySnapshot, PolicyStore,
+    ServiceConfig,
 };
 use serde_json::{json, Value};
 
@@ -195,7 +195,7 @@ fn service(n: usize, cache_capacity: u64) -> DecisionService {
     let p = plugin();
     let mut registry = DomainRegistry::empty();
     registry.register(p).expect("register");
-    let snapshot = Snapshot::build(registry, vec![policy(n)]).expect("policy compiles");
+    let snapshot = PolicySnapshot::build(registry, vec![policy(n)]).expect("policy compiles");
     DecisionService::new(
         Arc::new(PolicyStore::new(snapshot)),
         ServiceConfig { cache_capacity },

@@ -26,4 +26,4 @@ pub use decision::{Decision, DecisionInput, Explanation, RuleId, SharedStr};
 pub use error::{DecideError, PolicyError};
 pub use evaluate::{DecidedBy, EvalOutcome};
 pub use service::{new_uuid_v7, uuid_v7, DecisionService, ServiceConfig};
-pub use store::{PolicyStore, Snapshot};
+pub use store::{PolicySnapshot, PolicyStore};

@@ -14,7 +14,7 @@ use crate::cache::CacheKey;
 use crate::compile::CompiledPolicy;
 use crate::evaluate::DecidedBy;
 use crate::service::{DecisionService, ServiceConfig};
-use crate::store::{PolicyStore, Snapshot};
+use crate::store::{PolicySnapshot, PolicyStore};
 use crate::testing::{input, plugin, registry_with, request};
 
 const ACTORS: &[&str] = &[
@@ -179,7 +179,7 @@ proptest! {
 
         // The whole pipeline agrees (the test plugin raises no finding for this context).
         let svc = DecisionService::new(
-            Arc::new(PolicyStore::new(Snapshot::build(registry_with(plugin()), vec![d]).unwrap())),
+            Arc::new(PolicyStore::new(PolicySnapshot::build(registry_with(plugin()), vec![d]).unwrap())),
             ServiceConfig { cache_capacity: 16 },
         );
         let i = input(
@@ -250,7 +250,7 @@ proptest! {
         let d = doc(mode, rules);
         let service = |cache_capacity| DecisionService::new(
             Arc::new(PolicyStore::new(
-                Snapshot::build(registry_with(plugin()), vec![d.clone()]).unwrap(),
+                PolicySnapshot::build(registry_with(plugin()), vec![d.clone()]).unwrap(),
             )),
             ServiceConfig { cache_capacity },
         );

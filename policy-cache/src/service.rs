@@ -18,7 +18,7 @@ use crate::compile::CompiledPolicy;
 use crate::decision::{Decision, DecisionInput, Explanation, SharedStr};
 use crate::error::DecideError;
 use crate::evaluate::Evaluation;
-use crate::store::{PolicyStore, Snapshot};
+use crate::store::{PolicySnapshot, PolicyStore};
 
 /// Tuning of the decision service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl DecisionService {
     /// reload in between never splits it across policy versions.
     pub fn decide_on(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &PolicySnapshot,
         input: DecisionInput,
     ) -> (
         Result<Decision, DecideError>,
@@ -367,7 +367,7 @@ impl DecisionService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Snapshot;
+    use crate::store::PolicySnapshot;
     use crate::testing::{input, plugin, registry_with, yaml_policy, TestPlugin};
     use lexecon_domains::{ComplianceStatus, DomainRegistry};
     use serde_json::{json, Value};
@@ -399,7 +399,7 @@ rules:
 "#;
 
     fn service_with(p: Arc<TestPlugin>, yaml: &str, cache: u64) -> DecisionService {
-        let snap = Snapshot::build(registry_with(p), vec![yaml_policy(yaml)]).unwrap();
+        let snap = PolicySnapshot::build(registry_with(p), vec![yaml_policy(yaml)]).unwrap();
         DecisionService::new(
             Arc::new(PolicyStore::new(snap)),
             ServiceConfig {
@@ -528,7 +528,9 @@ rules:
 
         let mut reg = DomainRegistry::empty();
         reg.register(plugin()).unwrap();
-        let store = Arc::new(PolicyStore::new(Snapshot::build(reg, vec![]).unwrap()));
+        let store = Arc::new(PolicyStore::new(
+            PolicySnapshot::build(reg, vec![]).unwrap(),
+        ));
         let svc = DecisionService::new(store, ServiceConfig::default());
         let err = svc.decide(input(ALGO, ORDER, AAPL, json!({}))).unwrap_err();
         assert!(matches!(err, DecideError::NoPolicy { .. }), "{err}");

@@ -1,4 +1,4 @@
-//! The [`PolicyStore`]: the current [`Snapshot`] (domain plugins + compiled policies) behind
+//! The [`PolicyStore`]: the current [`PolicySnapshot`] (domain plugins + compiled policies) behind
 //! `arc-swap`. A snapshot is built and validated completely before it is published, and published in
 //! one atomic step; readers take one lock-free load per request and never block, even while a new
 //! snapshot is being built. Writers are serialised so versions strictly increase.
@@ -15,7 +15,7 @@ use crate::error::PolicyError;
 
 /// Everything a decision needs, immutable once published.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub struct PolicySnapshot {
     /// Assigned by [`PolicyStore`]: strictly increasing across swaps (0 before publication).
     pub version: u64,
     pub registry: DomainRegistry,
@@ -23,7 +23,7 @@ pub struct Snapshot {
     pub policies: HashMap<String, Arc<CompiledPolicy>, foldhash::fast::RandomState>,
 }
 
-impl Snapshot {
+impl PolicySnapshot {
     /// Compiles every document against its domain's plugin. Each domain may have one policy; a
     /// document whose domain has no plugin is an error. All errors are collected.
     pub fn build(registry: DomainRegistry, docs: Vec<PolicyDocument>) -> Result<Self, PolicyError> {
@@ -74,14 +74,14 @@ impl Snapshot {
 /// The published snapshot. Share it as `Arc<PolicyStore>`.
 #[derive(Debug)]
 pub struct PolicyStore {
-    current: ArcSwap<Snapshot>,
+    current: ArcSwap<PolicySnapshot>,
     /// Serialises writers only; readers never touch it.
     writer: Mutex<()>,
 }
 
 impl PolicyStore {
     /// A store publishing `initial` as version 1.
-    pub fn new(mut initial: Snapshot) -> Self {
+    pub fn new(mut initial: PolicySnapshot) -> Self {
         initial.version = 1;
         Self {
             current: ArcSwap::from_pointee(initial),
@@ -90,17 +90,17 @@ impl PolicyStore {
     }
 
     /// The current snapshot: lock-free, wait-free for readers. Hold the guard for one decision only.
-    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+    pub fn load(&self) -> Guard<Arc<PolicySnapshot>> {
         self.current.load()
     }
 
     /// The current snapshot as an owned `Arc` (for holding longer than one decision).
-    pub fn load_full(&self) -> Arc<Snapshot> {
+    pub fn load_full(&self) -> Arc<PolicySnapshot> {
         self.current.load_full()
     }
 
     /// Publishes a fully built snapshot in one step and returns its version (previous + 1).
-    pub fn replace(&self, mut next: Snapshot) -> u64 {
+    pub fn replace(&self, mut next: PolicySnapshot) -> u64 {
         // A poisoned writer lock only means another writer panicked; the snapshot itself is intact.
         let _writer = self
             .writer
@@ -119,7 +119,7 @@ impl PolicyStore {
         registry: DomainRegistry,
         docs: Vec<PolicyDocument>,
     ) -> Result<u64, PolicyError> {
-        let next = Snapshot::build(registry, docs)?;
+        let next = PolicySnapshot::build(registry, docs)?;
         Ok(self.replace(next))
     }
 }
@@ -136,7 +136,7 @@ mod tests {
             yaml_policy("id: b\ndomain: trading\n"),
             yaml_policy("id: c\ndomain: nowhere\n"),
         ];
-        let err = Snapshot::build(registry_with(plugin()), docs).unwrap_err();
+        let err = PolicySnapshot::build(registry_with(plugin()), docs).unwrap_err();
         let all = err.errors();
         assert_eq!(all.len(), 2, "{err}");
         assert!(matches!(all[0], PolicyError::InvalidRule { policy, .. } if policy == "a"));
@@ -149,7 +149,7 @@ mod tests {
             yaml_policy("id: a\ndomain: trading\n"),
             yaml_policy("id: b\ndomain: trading\n"),
         ];
-        let err = Snapshot::build(registry_with(plugin()), docs).unwrap_err();
+        let err = PolicySnapshot::build(registry_with(plugin()), docs).unwrap_err();
         assert!(
             matches!(&err, PolicyError::DuplicatePolicy { first, second, .. } if first == "a" && second == "b"),
             "{err}"
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn replace_publishes_with_strictly_increasing_versions() {
         let registry = registry_with(plugin());
-        let first = Snapshot::build(
+        let first = PolicySnapshot::build(
             registry.clone(),
             vec![yaml_policy("id: a\ndomain: trading\n")],
         )
@@ -179,14 +179,17 @@ mod tests {
         assert_eq!(now.policy("trading").unwrap().id(), "b");
         // A reader holding the old snapshot keeps a consistent view.
         assert_eq!(held.policy("trading").unwrap().id(), "a");
-        assert_eq!(store.replace(Snapshot::build(registry, vec![]).unwrap()), 3);
+        assert_eq!(
+            store.replace(PolicySnapshot::build(registry, vec![]).unwrap()),
+            3
+        );
     }
 
     #[test]
     fn rebuild_with_a_bad_policy_keeps_the_old_snapshot() {
         let registry = registry_with(plugin());
         let store = PolicyStore::new(
-            Snapshot::build(
+            PolicySnapshot::build(
                 registry.clone(),
                 vec![yaml_policy("id: good\ndomain: trading\n")],
             )
@@ -211,7 +214,7 @@ mod concurrency_tests {
         let registry = registry_with(plugin());
         let doc = |id: &str| yaml_policy(&format!("id: {id}\ndomain: trading\n"));
         let store = Arc::new(PolicyStore::new(
-            Snapshot::build(registry.clone(), vec![doc("v1")]).unwrap(),
+            PolicySnapshot::build(registry.clone(), vec![doc("v1")]).unwrap(),
         ));
         let done = Arc::new(AtomicBool::new(false));
         let readers: Vec<_> = (0..2)
@@ -233,7 +236,8 @@ mod concurrency_tests {
             })
             .collect();
         for v in 2..=50 {
-            let next = Snapshot::build(registry.clone(), vec![doc(&format!("v{v}"))]).unwrap();
+            let next =
+                PolicySnapshot::build(registry.clone(), vec![doc(&format!("v{v}"))]).unwrap();
             assert_eq!(store.replace(next), v);
         }
         done.store(true, Ordering::Relaxed);

@@ -135,7 +135,7 @@ impl EnforceError {
 }
 
 /// The policy snapshot a request's calls are all decided on (see [`DecisionPoint::pin`]).
-pub type Pinned = Option<Arc<lexecon_policy_cache::Snapshot>>;
+pub type Pinned = Option<Arc<lexecon_policy_cache::PolicySnapshot>>;
 
 /// A request the enforcement point refused before any policy decision, as the ledger records it.
 #[derive(Debug, Clone, Copy)]

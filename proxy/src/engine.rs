@@ -13,8 +13,8 @@ use lexecon_config::sections::{ApiSettings, LedgerSection};
 use lexecon_config::{ConfigError, Located, PolicyDocument};
 use lexecon_domains::{DomainError, DomainRegistry, Verdict};
 use lexecon_policy_cache::{
-    DecideError, Decision, DecisionInput, DecisionService, PolicyError, PolicyStore, ServiceConfig,
-    Snapshot,
+    DecideError, Decision, DecisionInput, DecisionService, PolicyError, PolicySnapshot,
+    PolicyStore, ServiceConfig,
 };
 use serde_json::{Map, Value};
 
@@ -187,7 +187,7 @@ impl Engine {
     pub fn from_config(config: &Config) -> Result<Engine, EngineError> {
         let data_dir_lock = lock_data_dir(&config.data_dir, lexecon_ledger::dirlock::WAIT)?;
         let (registry, docs) = load_policies(config)?;
-        let snapshot = Snapshot::build(registry, docs)?;
+        let snapshot = PolicySnapshot::build(registry, docs)?;
         let store = Arc::new(PolicyStore::new(snapshot));
         let service = DecisionService::new(store, ServiceConfig::default());
 
@@ -227,7 +227,7 @@ impl Engine {
     }
 
     /// The domain registry of the snapshot in force.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
         self.service.store().load_full()
     }
 

@@ -6,7 +6,7 @@ use lexecon_tests as support;
 
 use std::path::{Path, PathBuf};
 
-use lexecon::server::Snapshot;
+use lexecon::server::ProxySnapshot;
 use lexecon_config::Config;
 use support::{free_addr, post, RuleTable};
 
@@ -31,7 +31,7 @@ fn check(config: &Config) {
             serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(doc.domain.as_str(), domain.as_str());
     }
-    Snapshot::build(config, RuleTable::new(&[], &[])).unwrap_or_else(|e| panic!("{e}"));
+    ProxySnapshot::build(config, RuleTable::new(&[], &[])).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

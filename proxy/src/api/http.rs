@@ -46,7 +46,7 @@ use crate::enforce::{self, Binding, Decided, EnforceError};
 use crate::engine::Engine;
 use crate::identity::Actor;
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
-use crate::server::state::Snapshot;
+use crate::server::state::ProxySnapshot;
 use lexecon_approvals::Approver;
 use lexecon_token::Issued;
 
@@ -128,7 +128,11 @@ impl DecisionApi {
     }
 
     /// Answers one request. `proxy` is the proxy's snapshot in force (identity, upstreams).
-    pub async fn handle(&self, req: ApiRequest<'_>, proxy: &Snapshot) -> http::Response<Vec<u8>> {
+    pub async fn handle(
+        &self,
+        req: ApiRequest<'_>,
+        proxy: &ProxySnapshot,
+    ) -> http::Response<Vec<u8>> {
         match self.dispatch(req, proxy).await {
             Ok(response) => response,
             Err(e) => {
@@ -143,7 +147,7 @@ impl DecisionApi {
     async fn dispatch(
         &self,
         req: ApiRequest<'_>,
-        proxy: &Snapshot,
+        proxy: &ProxySnapshot,
     ) -> Result<http::Response<Vec<u8>>, ApiError> {
         let endpoint = route(req.method, req.path)?;
         match endpoint {
@@ -289,7 +293,11 @@ impl DecisionApi {
 
     /// The caller of `req` with its roles (the JWT's `roles` plus `api.roles` for its id); 401
     /// when it has no identity.
-    fn authenticate(&self, req: &ApiRequest<'_>, proxy: &Snapshot) -> Result<Caller, ApiError> {
+    fn authenticate(
+        &self,
+        req: &ApiRequest<'_>,
+        proxy: &ProxySnapshot,
+    ) -> Result<Caller, ApiError> {
         let actor = proxy
             .identity
             .identify(req.headers, req.peer)
@@ -408,7 +416,7 @@ impl DecisionApi {
     /// `GET /health`: 200 when every check passes, 503 when no policy is loaded or the ledger
     /// writer failed or its queue is full. Open upstream breakers are reported, not failed: the
     /// decision API still works without them.
-    fn health(&self, proxy: &Snapshot) -> http::Response<Vec<u8>> {
+    fn health(&self, proxy: &ProxySnapshot) -> http::Response<Vec<u8>> {
         let snap = self.engine.snapshot();
         let loaded = snap.policies.len();
         let policy_ok = loaded > 0;

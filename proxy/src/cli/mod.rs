@@ -320,7 +320,7 @@ fn decide(args: &DecideArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
                 .map_err(|e| anyhow!("--at {at:?}: expected an RFC 3339 time: {e}"))?,
         );
     }
-    let snapshot = lexecon_policy_cache::Snapshot::build(registry, vec![doc])?;
+    let snapshot = lexecon_policy_cache::PolicySnapshot::build(registry, vec![doc])?;
     let store = std::sync::Arc::new(lexecon_policy_cache::PolicyStore::new(snapshot));
     let service = lexecon_policy_cache::DecisionService::new(
         store,

@@ -16,7 +16,7 @@ use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
 use crate::server::proxy::{APPROVAL_HEADER, REQUEST_ID_HEADER};
 use crate::server::routes::Route;
-use crate::server::state::Snapshot;
+use crate::server::state::ProxySnapshot;
 
 /// The outcome of classifying and deciding one request.
 pub(super) enum Checked {
@@ -50,7 +50,7 @@ pub(super) enum Mint {
 /// The decisions are given away ([`crate::enforce::DecisionPoint::record_owned`]): the proxy names no ledger
 /// entry, so the engine may build them off the request thread.
 pub(super) async fn record(
-    snap: &Snapshot,
+    snap: &ProxySnapshot,
     route: &Route,
     made: Vec<Decided>,
     mint: Mint,
@@ -92,7 +92,7 @@ fn unrecorded(route: &Route, failure: &EnforceError, request_id: &str) -> Answer
 /// Records a refusal made before any policy decision, and answers it with `refusal` (or, when it
 /// cannot be recorded, with the recording failure).
 async fn refuse(
-    snap: &Snapshot,
+    snap: &ProxySnapshot,
     route: &Route,
     refused: Refused<'_>,
     refusal: Refusal,
@@ -119,7 +119,7 @@ async fn refuse(
 /// the request is blocked. An escalated call creates a pending human approval (its id goes into
 /// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once.
 pub(super) async fn check(
-    snap: &Snapshot,
+    snap: &ProxySnapshot,
     route: &Route,
     actor: &Actor,
     req: &RequestHeader,

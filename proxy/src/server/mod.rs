@@ -35,7 +35,7 @@ use crate::enforce::DecisionPoint;
 use crate::identity::JwksRefresher;
 
 pub use proxy::{LexeconProxy, DECISION_ID_HEADER, REQUEST_ID_HEADER};
-pub use state::{ProxyState, Snapshot};
+pub use state::{ProxySnapshot, ProxyState};
 
 /// Why the server could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +130,7 @@ fn listeners(config: &Config) -> Vec<(SocketAddr, &'static str)> {
 
 /// Builds the pingora server and the shared state.
 fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>), SetupError> {
-    let snapshot = Snapshot::build(config, opts.decider)?;
+    let snapshot = ProxySnapshot::build(config, opts.decider)?;
     let state = Arc::new(ProxyState::new(snapshot)?);
 
     let conf = ServerConf {

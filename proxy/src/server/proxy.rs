@@ -25,7 +25,7 @@ use crate::server::answer::{self, Answer, Refusal};
 use crate::server::check::{caller_request_id, check, new_request_id, record, Checked, Mint};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
-use crate::server::state::{ProxyState, Snapshot};
+use crate::server::state::{ProxySnapshot, ProxyState};
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
 
@@ -57,7 +57,7 @@ impl LexeconProxy {
 /// Per-request state shared across the phases.
 pub struct RequestCtx {
     start: Instant,
-    snapshot: Option<Arc<Snapshot>>,
+    snapshot: Option<Arc<ProxySnapshot>>,
     route: Option<usize>,
     upstream: Option<Arc<Upstream>>,
     decision_ids: Option<String>,
@@ -82,7 +82,7 @@ struct Deferred {
 }
 
 impl RequestCtx {
-    fn route<'a>(&self, snap: &'a Snapshot) -> Option<&'a Route> {
+    fn route<'a>(&self, snap: &'a ProxySnapshot) -> Option<&'a Route> {
         self.route.and_then(|i| snap.routes.routes.get(i))
     }
 }

@@ -1,4 +1,4 @@
-//! The running configuration as one immutable [`Snapshot`] (routes, upstreams, identity, decider),
+//! The running configuration as one immutable [`ProxySnapshot`] (routes, upstreams, identity, decider),
 //! swapped atomically through `arc-swap`: a request loads it once and finishes on it, whatever is
 //! swapped in meanwhile. [`ProxyState::reload`] is the hot-swap hook: build, then swap; a
 //! configuration that does not build leaves the old snapshot in place.
@@ -18,7 +18,7 @@ use crate::server::upstream::Upstream;
 use crate::server::SetupError;
 
 /// Everything one request needs, fixed for its lifetime.
-pub struct Snapshot {
+pub struct ProxySnapshot {
     pub routes: RouteTable,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub unmatched: Unmatched,
@@ -28,9 +28,9 @@ pub struct Snapshot {
     pub mode: EnforceMode,
 }
 
-impl std::fmt::Debug for Snapshot {
+impl std::fmt::Debug for ProxySnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
+        f.debug_struct("ProxySnapshot")
             .field("routes", &self.routes)
             .field("unmatched", &self.unmatched)
             .field("mode", &self.mode)
@@ -38,10 +38,13 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
-impl Snapshot {
+impl ProxySnapshot {
     /// Builds a snapshot from a validated configuration. Blocking (DNS, JWKS file or URL): call at
     /// start-up or on reload, never on the request path.
-    pub fn build(config: &Config, decider: Arc<dyn DecisionPoint>) -> Result<Snapshot, SetupError> {
+    pub fn build(
+        config: &Config,
+        decider: Arc<dyn DecisionPoint>,
+    ) -> Result<ProxySnapshot, SetupError> {
         config.validate()?;
         let mut upstreams = BTreeMap::new();
         for (name, up) in &config.upstreams {
@@ -66,7 +69,7 @@ impl Snapshot {
             None => None,
         };
         let identity = Identity::new(&config.identity, jwt).map_err(SetupError::Identity)?;
-        Ok(Snapshot {
+        Ok(ProxySnapshot {
             routes: RouteTable { routes },
             default_upstream: upstreams.get(DEFAULT_UPSTREAM).cloned(),
             upstreams,
@@ -95,12 +98,12 @@ fn load_verifier(jwt: &lexecon_config::file::JwtConfig) -> Result<JwtVerifier, S
 
 /// The shared state of a running proxy: the current snapshot and the metrics.
 pub struct ProxyState {
-    current: ArcSwap<Snapshot>,
+    current: ArcSwap<ProxySnapshot>,
     pub metrics: Metrics,
 }
 
 impl ProxyState {
-    pub fn new(snapshot: Snapshot) -> Result<Self, SetupError> {
+    pub fn new(snapshot: ProxySnapshot) -> Result<Self, SetupError> {
         Ok(Self {
             current: ArcSwap::from_pointee(snapshot),
             metrics: Metrics::new().map_err(|e| SetupError::Metrics(e.to_string()))?,
@@ -108,12 +111,12 @@ impl ProxyState {
     }
 
     /// The snapshot in force now (one atomic load).
-    pub fn load(&self) -> Arc<Snapshot> {
+    pub fn load(&self) -> Arc<ProxySnapshot> {
         self.current.load_full()
     }
 
     /// Replaces the snapshot; requests in flight finish on the one they loaded.
-    pub fn swap(&self, snapshot: Snapshot) {
+    pub fn swap(&self, snapshot: ProxySnapshot) {
         self.current.store(Arc::new(snapshot));
     }
 
@@ -124,7 +127,7 @@ impl ProxyState {
         config: &Config,
         decider: Arc<dyn DecisionPoint>,
     ) -> Result<(), SetupError> {
-        let snapshot = Snapshot::build(config, decider)?;
+        let snapshot = ProxySnapshot::build(config, decider)?;
         self.swap(snapshot);
         tracing::info!(routes = config.routes.len(), "configuration swapped");
         Ok(())

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::identity::Actor;
 use crate::server::answer::{self, Refusal};
 use crate::server::routes::Route;
-use crate::server::state::Snapshot;
+use crate::server::state::ProxySnapshot;
 use lexecon_classify::mcp;
 
 /// The most a filtered JSON body (or one SSE event) may hold.
@@ -55,7 +55,7 @@ enum Mode {
 /// The filtering state of one response.
 pub struct ToolsFilter {
     /// The snapshot the request was decided on, and its route.
-    snap: Arc<Snapshot>,
+    snap: Arc<ProxySnapshot>,
     route: usize,
     actor: Arc<Actor>,
     /// The listing call's context (identity claims included), the base of each tool's context.
@@ -83,7 +83,7 @@ impl ToolsFilter {
     /// route filters `tools/list` and one of the permitted calls (`contexts`, one per call) is a
     /// `tools/list`. `None` (stream untouched) otherwise. `body` is the request body.
     pub fn for_request<'c>(
-        snap: &Arc<Snapshot>,
+        snap: &Arc<ProxySnapshot>,
         route: usize,
         actor: &Arc<Actor>,
         mut contexts: impl Iterator<Item = &'c Map<String, Value>>,
@@ -483,7 +483,7 @@ routes:
     upstream: tools
 "#;
         let config = lexecon_config::Config::from_yaml("t.yaml", yaml).unwrap();
-        let snap = Arc::new(Snapshot::build(&config, Arc::new(Rules)).unwrap());
+        let snap = Arc::new(ProxySnapshot::build(&config, Arc::new(Rules)).unwrap());
         let actor = Arc::new(Actor {
             id: Arc::from("act_ai_agent:t"),
             context: Map::new(),
