@@ -47,11 +47,10 @@ pub enum ConfigError {
     /// Every problem found in one or more documents, in document order.
     #[error("{}", display_all(.0))]
     Invalid(Vec<Located>),
-    #[error("cannot read {file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message and not a `source()`: a caller printing the chain
+    /// (`lexecon`'s `{:#}`) would show it twice.
+    #[error("cannot read {file}: {error}")]
+    Io { file: String, error: std::io::Error },
     /// `lexecon policy load --template NAME` (or a bundle) named a template the domain does not have.
     #[error("unknown template {name:?} in domain {domain} (available: {})", available.join(", "))]
     UnknownTemplate {

@@ -580,9 +580,9 @@ impl Config {
     /// Reads, parses and validates a file, and resolves its relative paths against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             file: file.clone(),
-            source,
+            error,
         })?;
         let mut config = Config::from_yaml(&file, &text)?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));

@@ -64,9 +64,9 @@ pub fn load_policy_file(
     expected_domain: Option<&DomainConfig>,
 ) -> Result<PolicyDocument, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         file: file.clone(),
-        source,
+        error,
     })?;
     let doc = parse_policy(&file, &text)?;
     validate_policy(&file, &doc, expected_domain)?;

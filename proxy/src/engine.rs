@@ -149,8 +149,8 @@ pub fn load_policies(
         match lexecon_config::load_policy_file(path, Some(plugin.config())) {
             Ok(doc) => docs.push(doc),
             Err(ConfigError::Invalid(located)) => errors.extend(located),
-            Err(ConfigError::Io { file, source }) => {
-                errors.push(Located::new(file, "", format!("cannot read: {source}")))
+            Err(ConfigError::Io { file, error }) => {
+                errors.push(Located::new(file, "", format!("cannot read: {error}")))
             }
             Err(other) => errors.push(Located::new(
                 path.display().to_string(),

@@ -21,12 +21,13 @@ pub enum KeyError {
     NoKeys,
     #[error("key file {path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
-    #[error("I/O error: {op} {path}: {source}")]
+    /// The I/O error is part of the message and not a `source()`: a caller printing the chain
+    /// would show it twice.
+    #[error("I/O error: {op} {}: {error}", .path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -132,10 +133,10 @@ impl KeyRing {
         if path.exists() {
             return Self::from_keys([read_signing_key(&path)?]);
         }
-        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+        std::fs::create_dir_all(dir).map_err(|error| KeyError::Io {
             op: "create directory",
             path: dir.to_owned(),
-            source,
+            error,
         })?;
         let key = generate_key_file(&path)?;
         tracing::info!(target: "lexecon::keys", path = %path.display(), kid = %key_id(&key.verifying_key()), "generated token signing key");
@@ -195,10 +196,10 @@ pub fn generate_key_file(path: &Path) -> Result<SigningKey, KeyError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let io = |op, source| KeyError::Io {
+    let io = |op, error| KeyError::Io {
         op,
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut file = options.open(path).map_err(|e| io("create key file", e))?;
     file.write_all(pem.as_bytes())
@@ -215,19 +216,19 @@ pub fn write_public_key_file(path: &Path, key: &VerifyingKey) -> Result<(), KeyE
             path: path.to_owned(),
             reason: format!("cannot encode public key: {e}"),
         })?;
-    std::fs::write(path, pem).map_err(|source| KeyError::Io {
+    std::fs::write(path, pem).map_err(|error| KeyError::Io {
         op: "write public key file",
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
 /// Reads a PKCS#8 PEM Ed25519 private key. Warns when group or others may read the file.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+    let pem = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         op: "read key file",
         path: path.to_owned(),
-        source,
+        error,
     })?;
     #[cfg(unix)]
     if let Ok(meta) = std::fs::metadata(path) {
@@ -246,10 +247,10 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
 /// Reads an Ed25519 public key from a PEM file (`PUBLIC KEY`, or a `PRIVATE KEY` whose public half is
 /// taken) or a JWKS JSON file (its only OKP key).
 pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         op: "read key file",
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let bad = |reason: String| KeyError::KeyFile {
         path: path.to_owned(),
