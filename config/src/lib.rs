@@ -27,6 +27,7 @@
 
 pub mod classifier;
 pub mod error;
+pub mod examples;
 pub mod file;
 pub mod policy;
 pub mod sections;

@@ -395,13 +395,7 @@ fn init(args: &InitArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
 /// The starter policy: the shipped example for ai, finance and healthcare; for other domains, the
 /// domain's first template instantiated with its defaults.
 fn starter_policy(config: &DomainConfig) -> anyhow::Result<String> {
-    let example = match config.domain.as_str() {
-        "ai" => Some(include_str!("../../../config/examples/ai.yaml")),
-        "finance" => Some(include_str!("../../../config/examples/finance.yaml")),
-        "healthcare" => Some(include_str!("../../../config/examples/healthcare.yaml")),
-        _ => None,
-    };
-    if let Some(text) = example {
+    if let Some(text) = lexecon_config::examples::example_policy(config.domain.as_str()) {
         return Ok(text.to_string());
     }
     let template = config

@@ -11,24 +11,20 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 /// The demo configuration, as shipped in `deploy/demo.yaml`.
-pub const DEMO_CONFIG: &str = include_str!("../../../deploy/demo.yaml");
+pub const DEMO_CONFIG: &str = include_str!("demo.yaml");
 
 /// The demo's policy documents, embedded: `(domain, path in demo.yaml, text)`.
 pub const DEMO_POLICIES: [(&str, &str, &str); 3] = [
-    (
-        "ai",
-        "policies/ai.yaml",
-        include_str!("../../../deploy/policies/ai.yaml"),
-    ),
+    ("ai", "policies/ai.yaml", include_str!("policies/ai.yaml")),
     (
         "finance",
         "policies/finance.yaml",
-        include_str!("../../../deploy/policies/finance.yaml"),
+        include_str!("policies/finance.yaml"),
     ),
     (
         "healthcare",
         "policies/healthcare.yaml",
-        include_str!("../../../deploy/policies/healthcare.yaml"),
+        include_str!("policies/healthcare.yaml"),
     ),
 ];
 
