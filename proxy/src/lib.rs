@@ -8,6 +8,7 @@ pub mod cli;
 pub mod demo;
 pub mod enforce;
 pub mod engine;
+pub mod headers;
 pub mod identity;
 pub mod limit;
 pub mod run;

@@ -44,20 +44,27 @@ use crate::api::validate::{
 };
 use crate::enforce::{self, Binding, Decided, EnforceError};
 use crate::engine::Engine;
-use crate::identity::Actor;
+use crate::headers::AUDIENCE_HEADER;
+use crate::identity::{Actor, Identity};
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
-use crate::server::state::ProxySnapshot;
 use lexecon_approvals::Approver;
 use lexecon_token::Issued;
 
-/// The header a caller names the capability token's audience with.
-pub const AUDIENCE_HEADER: &str = "x-lexecon-audience";
 /// The audience of tokens minted by the API when the caller names none.
 pub const DEFAULT_AUDIENCE: &str = "lexecon-api";
 /// The role that lets a caller ask for decisions on behalf of another actor.
 pub const DECIDER_ROLE: &str = "decider";
 /// The identity context key a caller's roles are read from.
 pub const ROLES_KEY: &str = "roles";
+
+/// The proxy's running configuration as the decision API reads it: who callers are (the same
+/// identity settings as the proxy's) and which upstream circuit breakers are open (`/health`). The
+/// server's snapshot implements it, so this module never depends on the server.
+pub trait ProxyView: Send + Sync {
+    fn identity(&self) -> &Identity;
+    /// Every upstream by name, with whether its circuit breaker is open.
+    fn breakers(&self) -> Vec<(&str, bool)>;
+}
 
 /// One request as the listener read it.
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +138,7 @@ impl DecisionApi {
     pub async fn handle(
         &self,
         req: ApiRequest<'_>,
-        proxy: &ProxySnapshot,
+        proxy: &dyn ProxyView,
     ) -> http::Response<Vec<u8>> {
         match self.dispatch(req, proxy).await {
             Ok(response) => response,
@@ -147,7 +154,7 @@ impl DecisionApi {
     async fn dispatch(
         &self,
         req: ApiRequest<'_>,
-        proxy: &ProxySnapshot,
+        proxy: &dyn ProxyView,
     ) -> Result<http::Response<Vec<u8>>, ApiError> {
         let endpoint = route(req.method, req.path)?;
         match endpoint {
@@ -296,10 +303,10 @@ impl DecisionApi {
     fn authenticate(
         &self,
         req: &ApiRequest<'_>,
-        proxy: &ProxySnapshot,
+        proxy: &dyn ProxyView,
     ) -> Result<Caller, ApiError> {
         let actor = proxy
-            .identity
+            .identity()
             .identify(req.headers, req.peer)
             .map_err(|e| ApiError::Unauthorized {
                 reason: e.to_string(),
@@ -416,7 +423,7 @@ impl DecisionApi {
     /// `GET /health`: 200 when every check passes, 503 when no policy is loaded or the ledger
     /// writer failed or its queue is full. Open upstream breakers are reported, not failed: the
     /// decision API still works without them.
-    fn health(&self, proxy: &ProxySnapshot) -> http::Response<Vec<u8>> {
+    fn health(&self, proxy: &dyn ProxyView) -> http::Response<Vec<u8>> {
         let snap = self.engine.snapshot();
         let loaded = snap.policies.len();
         let policy_ok = loaded > 0;
@@ -455,15 +462,11 @@ impl DecisionApi {
             }
         };
         let breakers: Map<String, Value> = proxy
-            .upstreams
-            .iter()
-            .map(|(name, up)| {
-                let state = if up.breaker.is_open() {
-                    "open"
-                } else {
-                    "closed"
-                };
-                (name.clone(), Value::from(state))
+            .breakers()
+            .into_iter()
+            .map(|(name, open)| {
+                let state = if open { "open" } else { "closed" };
+                (name.to_owned(), Value::from(state))
             })
             .collect();
         let any_open = breakers.values().any(|v| v == "open");

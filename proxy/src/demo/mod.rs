@@ -260,7 +260,7 @@ impl ServeHttp for DemoUpstream {
         let req = session.req_header();
         let decision_id = req
             .headers
-            .get(crate::server::DECISION_ID_HEADER)
+            .get(crate::headers::DECISION_ID_HEADER)
             .and_then(|v| v.to_str().ok());
         let (status, answer) = self.handle(&req.method, req.uri.path(), decision_id, &body);
         response(status, answer)

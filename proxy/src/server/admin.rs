@@ -130,7 +130,7 @@ impl ServeHttp for Admin {
             peer,
             body: &body,
         };
-        api.handle(request, &snapshot).await
+        api.handle(request, &*snapshot).await
     }
 }
 

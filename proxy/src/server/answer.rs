@@ -16,7 +16,7 @@ use lexecon_config::classifier::DenialStyle;
 use lexecon_classify::mcp::{self, DenialInfo};
 use lexecon_classify::Classified;
 
-use crate::server::proxy::APPROVAL_HEADER;
+use crate::headers::APPROVAL_HEADER;
 
 /// An answer ready to write: status, body, and whether it is JSON-RPC.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,10 +11,10 @@ use lexecon_policy_cache::DecisionInput;
 use pingora::http::RequestHeader;
 
 use crate::enforce::{self, Binding, Decided, EnforceError, Refused};
+use crate::headers::{APPROVAL_HEADER, REQUEST_ID_HEADER};
 use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
-use crate::server::proxy::{APPROVAL_HEADER, REQUEST_ID_HEADER};
 use crate::server::routes::Route;
 use crate::server::state::ProxySnapshot;
 

@@ -34,7 +34,8 @@ use crate::demo::DemoUpstream;
 use crate::enforce::DecisionPoint;
 use crate::identity::JwksRefresher;
 
-pub use proxy::{LexeconProxy, DECISION_ID_HEADER, REQUEST_ID_HEADER};
+pub use crate::headers::{DECISION_ID_HEADER, REQUEST_ID_HEADER};
+pub use proxy::LexeconProxy;
 pub use state::{ProxySnapshot, ProxyState};
 
 /// Why the server could not be set up.

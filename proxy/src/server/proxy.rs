@@ -20,6 +20,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::headers::{APPROVAL_HEADER, CAPABILITY_HEADER, DECISION_ID_HEADER};
 use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::check::{caller_request_id, check, new_request_id, record, Checked, Mint};
@@ -28,17 +29,6 @@ use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
-
-/// The request header that carries the decision id(s) to the upstream.
-pub const DECISION_ID_HEADER: &str = "x-lexecon-decision-id";
-/// The header carrying the capability token of a permitted request to the upstream.
-pub const CAPABILITY_HEADER: &str = lexecon_token::CAPABILITY_HEADER;
-
-/// The request header a retried request redeems a human approval with.
-pub const APPROVAL_HEADER: &str = "x-lexecon-approval";
-
-/// The request header a caller may set to correlate its request with the decision.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The longest body drained before an early answer to keep the connection alive.
 const DRAIN_LIMIT: usize = 64 * 1024;

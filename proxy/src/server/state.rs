@@ -38,6 +38,19 @@ impl std::fmt::Debug for ProxySnapshot {
     }
 }
 
+impl crate::api::http::ProxyView for ProxySnapshot {
+    fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn breakers(&self) -> Vec<(&str, bool)> {
+        self.upstreams
+            .iter()
+            .map(|(name, up)| (name.as_str(), up.breaker.is_open()))
+            .collect()
+    }
+}
+
 impl ProxySnapshot {
     /// Builds a snapshot from a validated configuration. Blocking (DNS, JWKS file or URL): call at
     /// start-up or on reload, never on the request path.
