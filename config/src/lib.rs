@@ -46,6 +46,6 @@ pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse}
 pub use sections::{ApiSettings, ApprovalSettings, LedgerSection, LedgerSettings, TokenSettings};
 
 pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};
-pub use policy_load::{load_policy_file, parse_policy, policy_from_value};
+pub use policy_load::{json_type_name, load_policy_file, parse_policy, policy_from_value};
 pub use policy_validate::{policy_errors, validate_policy};
 pub use template::instantiate_template;

@@ -81,7 +81,20 @@ pub(crate) fn invalid(
     ConfigError::Invalid(vec![Located::new(file, path, reason)])
 }
 
-/// A short name for a JSON value's kind, for error messages.
+/// A JSON value's kind in JSON's words ("an array", "an object"), for errors about JSON bodies
+/// (the decision API, MCP messages); [`json_kind`] words it for YAML documents.
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A short name for a JSON value's kind, for error messages about YAML documents.
 pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "nothing (null)",

@@ -275,11 +275,7 @@ pub(super) fn classify(
     parts: &RequestParts<'_>,
     body: Option<&[u8]>,
 ) -> Result<Classified, ClassifyError> {
-    let (path, query_in_path) = match parts.path.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (parts.path, None),
-    };
-    let query = parts.query.or(query_in_path).filter(|q| !q.is_empty());
+    let (path, query) = parts.path_and_query();
     let no_operation = || ClassifyError::NoOperation {
         method: parts.method.to_string(),
         path: path.to_string(),

@@ -22,6 +22,18 @@ pub struct RequestParts<'a> {
     pub headers: &'a http::HeaderMap,
 }
 
+impl<'a> RequestParts<'a> {
+    /// The path without a query, and the query (`query`, else one carried in `path`); an empty
+    /// query is none.
+    pub fn path_and_query(&self) -> (&'a str, Option<&'a str>) {
+        let (path, query_in_path) = match self.path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.path, None),
+        };
+        (path, self.query.or(query_in_path).filter(|q| !q.is_empty()))
+    }
+}
+
 /// One decidable call. A plain HTTP request yields one; an MCP JSON-RPC batch yields one per element.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassifiedItem {

@@ -188,17 +188,6 @@ fn protocol_resource(config: &McpClassifier) -> String {
     format!("{}:mcp", config.resource_type)
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn classify_message(
     config: &McpClassifier,
     mut message: Value,
@@ -212,7 +201,7 @@ fn classify_message(
     let Value::Object(object) = &message else {
         return Err(ClassifyError::Malformed(format!(
             "expected a JSON-RPC 2.0 object, got {}",
-            type_name(&message)
+            lexecon_config::json_type_name(&message)
         )));
     };
     match object.get("jsonrpc") {
@@ -234,7 +223,7 @@ fn classify_message(
         Some(other) => {
             return Err(ClassifyError::Malformed(format!(
                 "\"id\" must be a string or a number, got {}",
-                type_name(other)
+                lexecon_config::json_type_name(other)
             )))
         }
     };
@@ -244,7 +233,7 @@ fn classify_message(
         Some(other) => {
             return Err(ClassifyError::Malformed(format!(
                 "\"params\" must be an object, got {}",
-                type_name(other)
+                lexecon_config::json_type_name(other)
             )))
         }
     };
@@ -350,7 +339,7 @@ fn classify_message(
             Some(other) => {
                 return Err(ClassifyError::Malformed(format!(
                     "params.arguments of tools/call must be an object, got {}",
-                    type_name(&other)
+                    lexecon_config::json_type_name(&other)
                 )))
             }
         };

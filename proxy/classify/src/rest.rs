@@ -15,10 +15,7 @@ pub(super) fn classify(
     parts: &RequestParts<'_>,
     body: Option<&[u8]>,
 ) -> Result<Classified, ClassifyError> {
-    let (path, query_in_path) = match parts.path.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (parts.path, None),
-    };
+    let (path, query) = parts.path_and_query();
     let matched = config.operations.iter().find_map(|op| {
         if op.method != parts.method {
             return None;
@@ -43,7 +40,7 @@ pub(super) fn classify(
     let request = Request {
         template: Some(template),
         path_values: &path_values,
-        query: parts.query.or(query_in_path),
+        query,
         headers: parts.headers,
         body: parsed_body.as_ref(),
     };

@@ -229,9 +229,18 @@ impl LedgerHandle {
 
     /// Waits until everything queued before this call is written and fsynced.
     pub async fn flush(&self) -> Result<(), LedgerError> {
+        self.ask(Msg::Flush).await
+    }
+
+    /// Sends `msg` (built around its acknowledgement channel), wakes the writer and waits for the
+    /// answer: the writer's failure, or `Closed` when it is gone.
+    async fn ask(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Msg,
+    ) -> Result<(), LedgerError> {
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Flush(ack))
+            .send(msg(ack))
             .await
             .map_err(|_| LedgerError::Closed)?;
         self.writer.unpark();
@@ -259,17 +268,7 @@ impl LedgerHandle {
     /// Stops accepting entries, writes everything queued, a final checkpoint, fsyncs, and stops the
     /// writer. Other handles' later appends fail with [`LedgerError::Closed`].
     pub async fn shutdown(&self) -> Result<(), LedgerError> {
-        let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Shutdown(ack))
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        self.writer.unpark();
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(LedgerError::WriterFailed { reason }),
-            Err(_) => Err(LedgerError::Closed),
-        }
+        self.ask(Msg::Shutdown).await
     }
 
     pub fn stats(&self) -> LedgerStats {

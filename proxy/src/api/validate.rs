@@ -312,7 +312,7 @@ pub fn parse_legacy_decide(body: &[u8]) -> Result<LegacyDecideRequest, RequestEr
                 "risk_level",
                 format!(
                     "expected an integer from 1 to 5, found {}",
-                    type_name(&other)
+                    lexecon_config::json_type_name(&other)
                 ),
             );
             1
@@ -430,7 +430,10 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
         Ok(other) => Err(RequestError::InvalidFields {
             fields: vec![FieldError {
                 field: "body".into(),
-                reason: format!("expected a JSON object, found {}", type_name(&other)),
+                reason: format!(
+                    "expected a JSON object, found {}",
+                    lexecon_config::json_type_name(&other)
+                ),
             }],
         }),
         Err(e) => Err(RequestError::Syntax {
@@ -447,17 +450,6 @@ fn syntax_message(e: &serde_json::Error) -> String {
     match full.rfind(" at line ") {
         Some(i) => full[..i].to_owned(),
         None => full,
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -482,7 +474,10 @@ fn take_string(
         Some(other) => {
             errs.push(
                 key,
-                format!("expected a string, found {}", type_name(&other)),
+                format!(
+                    "expected a string, found {}",
+                    lexecon_config::json_type_name(&other)
+                ),
             );
             None
         }
@@ -602,7 +597,10 @@ fn take_context(map: &mut Map<String, Value>, key: &str, errs: &mut Errors) -> M
         Some(other) => {
             errs.push(
                 key,
-                format!("expected an object, found {}", type_name(&other)),
+                format!(
+                    "expected an object, found {}",
+                    lexecon_config::json_type_name(&other)
+                ),
             );
             Map::new()
         }
@@ -664,7 +662,10 @@ fn take_data_classes(map: &mut Map<String, Value>, errs: &mut Errors) -> Vec<Str
                     ),
                     other => errs.push(
                         format!("data_classes[{i}]"),
-                        format!("expected a string, found {}", type_name(&other)),
+                        format!(
+                            "expected a string, found {}",
+                            lexecon_config::json_type_name(&other)
+                        ),
                     ),
                 }
             }
@@ -673,7 +674,10 @@ fn take_data_classes(map: &mut Map<String, Value>, errs: &mut Errors) -> Vec<Str
         Some(other) => {
             errs.push(
                 "data_classes",
-                format!("expected an array of strings, found {}", type_name(&other)),
+                format!(
+                    "expected an array of strings, found {}",
+                    lexecon_config::json_type_name(&other)
+                ),
             );
             Vec::new()
         }

@@ -175,37 +175,26 @@ mod tests {
         }
         handle.shutdown().await.unwrap();
         let segment = dir.path().join(format!("ledger-{:020}.jsonl", 1));
-        let mut out = Vec::new();
-        let ok = run(
-            LedgerCommand::Verify {
+        let verify = || {
+            let mut out = Vec::new();
+            let command = LedgerCommand::Verify {
                 dir: dir.path().to_owned(),
                 public_key: None,
                 json: false,
-            },
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(ok, 0);
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("entries checked: 6"));
+            };
+            let code = run(command, &mut out).unwrap();
+            (code, String::from_utf8(out).unwrap())
+        };
+        let (code, text) = verify();
+        assert_eq!(code, 0);
+        assert!(text.contains("entries checked: 6"), "{text}");
 
         let text = std::fs::read_to_string(&segment).unwrap();
         let mut lines: Vec<&str> = text.lines().collect();
         lines.remove(3);
         std::fs::write(&segment, lines.join("\n") + "\n").unwrap();
-        let mut out = Vec::new();
-        let code = run(
-            LedgerCommand::Verify {
-                dir: dir.path().to_owned(),
-                public_key: None,
-                json: false,
-            },
-            &mut out,
-        )
-        .unwrap();
+        let (code, text) = verify();
         assert_eq!(code, 1);
-        let text = String::from_utf8(out).unwrap();
         assert!(text.contains("FAILED at seq 4: gap"), "{text}");
 
         let mut out = Vec::new();

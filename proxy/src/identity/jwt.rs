@@ -72,15 +72,20 @@ fn to_algorithm(a: JwtAlgorithm) -> Algorithm {
     }
 }
 
+/// The algorithms `identity.jwt.algorithms` accepts.
+fn accepted_algorithms(config: &JwtConfig) -> Vec<Algorithm> {
+    config
+        .algorithms
+        .iter()
+        .copied()
+        .map(to_algorithm)
+        .collect()
+}
+
 impl JwtVerifier {
     /// A verifier with the given keys (see [`JwtVerifier::load`] to read them from the source).
     pub fn new(config: JwtConfig, keys: KeySet) -> Self {
-        let accepted: Vec<Algorithm> = config
-            .algorithms
-            .iter()
-            .copied()
-            .map(to_algorithm)
-            .collect();
+        let accepted = accepted_algorithms(&config);
         let validations = accepted
             .iter()
             .map(|alg| {
@@ -106,14 +111,8 @@ impl JwtVerifier {
 
     /// Reads the key set from the configured file or URL and builds the verifier.
     pub fn load(config: JwtConfig) -> Result<Self, String> {
-        let accepted: Vec<Algorithm> = config
-            .algorithms
-            .iter()
-            .copied()
-            .map(to_algorithm)
-            .collect();
         let text = jwks::load(&config.jwks_source(), JWKS_FETCH_TIMEOUT)?;
-        let keys = KeySet::parse(&text, &accepted)?;
+        let keys = KeySet::parse(&text, &accepted_algorithms(&config))?;
         Ok(Self::new(config, keys))
     }
 

@@ -77,6 +77,19 @@ pub(super) async fn record(
     Ok(token)
 }
 
+/// Records the decisions of a blocked request: its answer is `answer`, or the recording failure.
+pub(super) async fn record_blocked(
+    snap: &ProxySnapshot,
+    route: &Route,
+    made: Vec<Decided>,
+    answer: Answer,
+) -> Answer {
+    match record(snap, route, made, Mint::None).await {
+        Ok(_) => answer,
+        Err(failure) => failure,
+    }
+}
+
 /// The answer when a decision or refusal could not be recorded (ledger queue full under
 /// `fail_closed`, writer stopped): the request is blocked with the failure's status.
 fn unrecorded(route: &Route, failure: &EnforceError, request_id: &str) -> Answer {

@@ -23,7 +23,9 @@ use pingora::{ErrorSource, ErrorType};
 use crate::headers::{APPROVAL_HEADER, CAPABILITY_HEADER, DECISION_ID_HEADER};
 use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
-use crate::server::check::{caller_request_id, check, new_request_id, record, Checked, Mint};
+use crate::server::check::{
+    caller_request_id, check, new_request_id, record, record_blocked, Checked, Mint,
+};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
@@ -243,10 +245,7 @@ impl ProxyHttp for LexeconProxy {
                 decision_id,
                 made,
             } => {
-                let answer = match record(&snap, route, made, Mint::None).await {
-                    Ok(_) => answer,
-                    Err(failure) => failure,
-                };
+                let answer = record_blocked(&snap, route, made, answer).await;
                 ctx.outcome = outcome;
                 let id_header = decision_id.as_deref().map(|id| (DECISION_ID_HEADER, id));
                 let headers: &[(&'static str, &str)] = match &id_header {
@@ -283,16 +282,7 @@ impl ProxyHttp for LexeconProxy {
         }
         if deferred.buf.len() as u64 > deferred.limit {
             ctx.outcome = Outcome::TooLarge;
-            let reason = format!(
-                "request body above the route's limit of {} bytes",
-                deferred.limit
-            );
-            let a = answer::refusal(
-                Refusal::TooLarge,
-                &reason,
-                &request_id(session),
-                Some(&route.domain),
-            );
+            let a = too_large_answer(session, route, deferred.limit);
             ctx.pending = Some((a, None));
             ctx.deferred = None;
             return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
@@ -336,10 +326,7 @@ impl ProxyHttp for LexeconProxy {
                 decision_id,
                 made,
             } => {
-                let answer = match record(snap, route, made, Mint::None).await {
-                    Ok(_) => answer,
-                    Err(failure) => failure,
-                };
+                let answer = record_blocked(snap, route, made, answer).await;
                 ctx.outcome = outcome;
                 let status = answer.status;
                 ctx.pending = Some((answer, decision_id));
@@ -563,17 +550,19 @@ async fn too_large(session: &mut Session, ctx: &mut RequestCtx, route: &Route) -
     session.set_keepalive(None);
     // INVARIANT: a body read into the retry buffer is either declared at most `body_limit` long
     // or the route's whole limit fits the buffer, so the route's limit is the one exceeded.
-    let reason = format!(
-        "request body above the route's limit of {} bytes",
-        route.configured_body_limit
-    );
-    let a = answer::refusal(
+    let a = too_large_answer(session, route, route.configured_body_limit);
+    send(session, a, &[], false).await
+}
+
+/// The 413 answer naming the route's body limit.
+fn too_large_answer(session: &Session, route: &Route, limit: u64) -> Answer {
+    let reason = format!("request body above the route's limit of {limit} bytes");
+    answer::refusal(
         Refusal::TooLarge,
         &reason,
         &request_id(session),
         Some(&route.domain),
-    );
-    send(session, a, &[], false).await
+    )
 }
 
 fn content_length(session: &Session) -> Option<u64> {
