@@ -113,6 +113,11 @@ pub struct McpClassifier {
     /// Remove tools the actor may never call from `tools/list` results.
     #[serde(default)]
     pub filter_tools_list: bool,
+    /// Most calls in one JSON-RPC batch; 0 (the default) refuses batches: MCP dropped them in
+    /// protocol 2025-06-18, and a batch turns one request into many decisions. When on, every call
+    /// of a batch counts against the route's rate limit.
+    #[serde(default)]
+    pub batch_limit: usize,
 }
 
 impl Default for McpClassifier {
@@ -126,6 +131,7 @@ impl Default for McpClassifier {
             resource_type: default_mcp_resource_type(),
             denial: DenialStyle::default(),
             filter_tools_list: false,
+            batch_limit: 0,
         }
     }
 }

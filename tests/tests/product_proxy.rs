@@ -53,6 +53,7 @@ routes:
       kind: mcp
       tools: {{"delete_*": axn_delete_data, "send_*": axn_send_message, "read_*": axn_read_data, "search_*": axn_read_data}}
       filter_tools_list: true
+      batch_limit: 16
     upstream: tools
   - name: mcp-strict
     match: {{path_prefix: /strict/mcp, methods: [POST]}}
@@ -61,6 +62,7 @@ routes:
       kind: mcp
       tools: {{"delete_*": axn_delete_data, "send_*": axn_send_message, "read_*": axn_read_data, "search_*": axn_read_data}}
       denial: jsonrpc_error
+      batch_limit: 16
     upstream: tools
   - name: orders
     match: {{path_prefix: /v1/orders, methods: [POST]}}

@@ -163,6 +163,20 @@ pub(super) fn classify(
                     "empty JSON-RPC batch; send at least one request".into(),
                 ));
             }
+            if config.batch_limit == 0 {
+                return Err(ClassifyError::Malformed(
+                    "JSON-RPC batches are off on this route (MCP dropped them in protocol \
+                     2025-06-18): send one request per HTTP request"
+                        .into(),
+                ));
+            }
+            if elements.len() > config.batch_limit {
+                return Err(ClassifyError::Malformed(format!(
+                    "JSON-RPC batch of {} calls is above this route's batch_limit of {}",
+                    elements.len(),
+                    config.batch_limit
+                )));
+            }
             let items = elements
                 .into_iter()
                 .enumerate()

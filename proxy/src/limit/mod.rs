@@ -43,6 +43,8 @@ pub struct RouteLimiter {
     clock: DefaultClock,
     max_keys: usize,
     checks: AtomicU32,
+    /// The rate's period: how long a request that can never fit is told to wait.
+    period: std::time::Duration,
 }
 
 impl std::fmt::Debug for RouteLimiter {
@@ -69,6 +71,7 @@ impl RouteLimiter {
             clock: DefaultClock::default(),
             max_keys: max_keys.max(1),
             checks: AtomicU32::new(0),
+            period: rate.period(),
         }
     }
 
@@ -79,6 +82,24 @@ impl RouteLimiter {
             Ok(()) => Ok(()),
             Err(not_until) => Err(Limited {
                 retry_after: not_until.wait_time_from(self.clock.now()),
+            }),
+        }
+    }
+
+    /// Counts `n` more requests of `actor` at once (the further calls of a JSON-RPC batch, beyond
+    /// the one [`Self::check`] counted); `Err` when they do not all fit, and then none is counted.
+    /// More than the burst never fits (its retry-after is one replenish period).
+    pub fn check_n(&self, actor: &Arc<str>, n: u32) -> Result<(), Limited> {
+        let Some(n) = std::num::NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match self.limiter.check_key_n(actor, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            }),
+            Err(_insufficient) => Err(Limited {
+                retry_after: self.period,
             }),
         }
     }

@@ -189,6 +189,28 @@ pub(super) async fn check(
         )
         .await;
     }
+    // A batch's further calls count against the rate limit too: one request must not buy many
+    // decisions for the price of one.
+    if let (Some(limiter), Some(more)) = (&route.limiter, classified.items.len().checked_sub(1)) {
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        if let Err(limited) = limiter.check_n(&actor.id, more) {
+            let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+            let reason = format!(
+                "rate limit of route {} exceeded for {}: a batch of {} calls counts as {} requests; retry after {}s",
+                route.name,
+                actor.id,
+                more + 1,
+                more + 1,
+                limited.retry_after_secs()
+            );
+            return Checked::Block {
+                outcome: Outcome::RateLimited,
+                answer: answer::refusal(Refusal::RateLimited, &reason, &rid, Some(&route.domain)),
+                decision_id: None,
+                made: Vec::new(),
+            };
+        }
+    }
     // INVARIANT: every call of the request is decided on this one policy snapshot.
     let pinned = snap.decider.pin();
     let mut ids: Option<String> = None;

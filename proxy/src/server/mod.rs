@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod state;
+pub mod target;
 pub mod tools_filter;
 pub mod upstream;
 

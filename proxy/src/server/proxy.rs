@@ -29,6 +29,7 @@ use crate::server::check::{
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
+use crate::server::target;
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
 
@@ -112,11 +113,23 @@ impl ProxyHttp for LexeconProxy {
         ctx.snapshot = Some(snap.clone());
 
         let req = session.req_header();
-        let host = req
+        let host_header = req
             .headers
             .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host());
+            .and_then(|h| h.to_str().ok());
+        // INVARIANT: what is routed, classified and decided is the target the upstream receives;
+        // one an upstream could read differently is refused before routing (server/target.rs).
+        if let Err(e) = target::check(&req.method, &req.uri, host_header) {
+            ctx.outcome = Outcome::BadRequest;
+            let a = answer::refusal(
+                Refusal::BadRequest,
+                &e.to_string(),
+                &request_id(session),
+                None,
+            );
+            return send(session, a, &[], true).await;
+        }
+        let host = host_header.or_else(|| req.uri.host());
         let found = snap
             .routes
             .routes

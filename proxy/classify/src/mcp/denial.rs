@@ -203,7 +203,7 @@ pub fn denial_answer_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::tests::{agent_config, headers, run, STATELESS_SEARCH};
+    use crate::mcp::tests::{agent_config, batching_config, headers, run, STATELESS_SEARCH};
 
     const DENY: DenialInfo<'static> = DenialInfo {
         decision: "deny",
@@ -273,7 +273,7 @@ mod tests {
 
     fn batch_of_two() -> Classified {
         run(
-            &agent_config(),
+            &batching_config(4),
             &http::HeaderMap::new(),
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}},
                 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{}}},

@@ -21,6 +21,14 @@ resource_from_argument: {"read_*": {argument: path, type: res_file}}
     )
 }
 
+/// [`agent_config`] with JSON-RPC batches of up to `limit` calls.
+pub(super) fn batching_config(limit: usize) -> McpClassifier {
+    McpClassifier {
+        batch_limit: limit,
+        ..agent_config()
+    }
+}
+
 pub(super) fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
     let mut map = http::HeaderMap::new();
     for (name, value) in pairs {
@@ -297,7 +305,7 @@ fn configured_method_globs_override_and_unknown_methods_are_not_reads() {
 #[test]
 fn batch_yields_one_item_per_element() {
     let out = run(
-            &agent_config(),
+            &batching_config(3),
             &http::HeaderMap::new(),
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{}}},
                 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"x"}}},
@@ -310,6 +318,34 @@ fn batch_yields_one_item_per_element() {
         actions,
         ["axn_execute_tool", "axn_delete_data", "axn_read_data"]
     );
+}
+
+#[test]
+fn batches_are_refused_unless_the_route_allows_them_and_then_up_to_its_limit() {
+    let h = http::HeaderMap::new();
+    let two =
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#;
+    match run(&agent_config(), &h, two) {
+        Err(ClassifyError::Malformed(m)) => assert!(m.contains("batches are off"), "{m}"),
+        other => panic!("a batch on a default route must be refused, got {other:?}"),
+    }
+    match run(&batching_config(1), &h, two) {
+        Err(ClassifyError::Malformed(m)) => {
+            assert!(
+                m.contains("batch of 2 calls is above this route's batch_limit of 1"),
+                "{m}"
+            )
+        }
+        other => panic!("got {other:?}"),
+    }
+    assert_eq!(run(&batching_config(2), &h, two).unwrap().items.len(), 2);
+    // A single request is not a batch, whatever the limit.
+    assert!(run(
+        &agent_config(),
+        &h,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+    )
+    .is_ok());
 }
 
 #[test]
@@ -347,7 +383,7 @@ fn malformed_messages_say_what_is_wrong() {
             "batch element 1",
         ),
     ] {
-        match run(&agent_config(), &h, body) {
+        match run(&batching_config(10), &h, body) {
             Err(ClassifyError::Malformed(message)) => {
                 assert!(message.contains(expected), "{body}: {message}")
             }
