@@ -211,8 +211,13 @@ pub(super) async fn check(
             };
         }
     }
-    // INVARIANT: every call of the request is decided on this one policy snapshot.
-    let pinned = snap.decider.pin();
+    // INVARIANT: every call of the request is decided on one policy snapshot. A single call loads
+    // the snapshot once anyway, so only a batch pins (no Arc clone per ordinary request).
+    let pinned = if classified.items.len() > 1 {
+        snap.decider.pin()
+    } else {
+        None
+    };
     let mut ids: Option<String> = None;
     let mut made = Vec::with_capacity(classified.items.len());
     let binding = approval_binding(route, req, body);
