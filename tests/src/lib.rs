@@ -65,11 +65,15 @@ impl Received {
 }
 
 /// A tiny HTTP/1.1 upstream on 127.0.0.1 that records every request and answers
-/// `200 {"upstream":"ok"}`, keeping connections alive.
+/// `200 {"upstream":"ok"}`, keeping connections alive. It notes each request line the moment
+/// the request's headers arrive ([`TestUpstream::heads`]), before it reads any body, so a test
+/// can tell "the upstream saw nothing" from "the upstream saw headers whose body never came".
 pub struct TestUpstream {
     pub addr: SocketAddr,
     pub answer: Arc<Vec<u8>>,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// `METHOD target` of every request whose headers arrived, complete or not.
+    pub heads: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -85,22 +89,29 @@ impl TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (rec, st, ans) = (received.clone(), stop.clone(), answer.clone());
+        let (rec, hd, st, ans) = (
+            received.clone(),
+            heads.clone(),
+            stop.clone(),
+            answer.clone(),
+        );
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (rec, ans) = (rec.clone(), ans.clone());
-                std::thread::spawn(move || serve_connection(conn, rec, ans));
+                let (rec, hd, ans) = (rec.clone(), hd.clone(), ans.clone());
+                std::thread::spawn(move || serve_connection(conn, rec, hd, ans));
             }
         });
         Self {
             addr,
             answer,
             received,
+            heads,
             stop,
             thread: Some(thread),
         }
@@ -108,6 +119,11 @@ impl TestUpstream {
 
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// `METHOD target` of every request whose headers reached the upstream, body read or not.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
     }
 }
 
@@ -121,7 +137,12 @@ impl Drop for TestUpstream {
     }
 }
 
-fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>, answer: Arc<Vec<u8>>) {
+fn serve_connection(
+    conn: TcpStream,
+    received: Arc<Mutex<Vec<Received>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+    answer: Arc<Vec<u8>>,
+) {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
     conn.set_nodelay(true).ok();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
@@ -148,6 +169,7 @@ fn serve_connection(conn: TcpStream, received: Arc<Mutex<Vec<Received>>>, answer
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
+        heads.lock().unwrap().push(format!("{method} {path}"));
         let len: usize = headers
             .iter()
             .find(|(k, _)| k == "content-length")

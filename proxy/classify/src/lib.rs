@@ -4,11 +4,13 @@
 //!
 //! One module per kind: [`mcp`] (JSON-RPC over Streamable HTTP, plus the MCP answer builders the
 //! server sends), `rest` (method + path template), [`fhir`] (FHIR interactions, plus SMART scope
-//! checks). `value` evaluates the configured value sources shared by REST and FHIR.
+//! checks). `value` evaluates the configured value sources shared by REST and FHIR. [`target`]
+//! checks the request target before any route or classifier reads it.
 
 pub mod fhir;
 pub mod mcp;
 mod rest;
+pub mod target;
 mod value;
 
 use lexecon_config::classifier::ClassifierConfig;

@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod state;
-pub mod target;
 pub mod tools_filter;
 pub mod upstream;
 

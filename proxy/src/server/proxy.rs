@@ -29,9 +29,9 @@ use crate::server::check::{
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
-use crate::server::target;
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
+use lexecon_classify::target;
 
 /// The longest body drained before an early answer to keep the connection alive.
 const DRAIN_LIMIT: usize = 64 * 1024;
