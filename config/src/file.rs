@@ -20,7 +20,8 @@ use lexecon_domains::DomainSettings;
 use crate::classifier::ClassifierConfig;
 use crate::error::{ConfigError, Located};
 use crate::sections::{
-    domain_settings_problem, null_as_default, ApiSettings, LedgerSection, TokenSettings,
+    domain_settings_problem, null_as_default, ApiSettings, LedgerSection, RequestLimits,
+    TokenSettings,
 };
 
 /// The whole sidecar configuration file.
@@ -68,6 +69,9 @@ pub struct Config {
     /// The decision API and its approvals.
     #[serde(default, deserialize_with = "null_as_default")]
     pub api: ApiSettings,
+    /// Request header and body-time limits the proxy enforces before routing.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limits: RequestLimits,
     #[serde(default)]
     pub telemetry: Telemetry,
     /// The file this configuration came from (for error messages); not part of the document.
@@ -799,6 +803,14 @@ impl Config {
                     format!("{at}.body_limit"),
                     "must be above 0 bytes (the default is 1MiB)".into(),
                 );
+            } else if route.body_limit.0 > crate::sections::limits::MAX_BODY_LIMIT {
+                err(
+                    format!("{at}.body_limit"),
+                    format!(
+                        "{} bytes is above the most a route may hold in memory until its decision (64MiB)",
+                        route.body_limit.0
+                    ),
+                );
             }
         }
 
@@ -847,6 +859,9 @@ impl Config {
         }
         for (path, reason) in self.api.problems() {
             err(path, reason);
+        }
+        for p in self.limits.problems() {
+            err(p.field.to_owned(), p.reason);
         }
     }
 
@@ -1070,7 +1085,12 @@ routes:
     domain: ai
     upstream: tools
     rate_limit: {per_actor: 5/s, burst: 0}
+  - name: huge
+    domain: ai
+    upstream: tools
+    body_limit: 65MiB
 unmatched: passthrough
+limits: {header_count: 1000}
 "#;
         let errors = invalid(text);
         let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
@@ -1085,6 +1105,8 @@ unmatched: passthrough
             "routes[1].match.path_prefix",
             "routes[1].match.methods[0]",
             "routes[1].rate_limit.burst",
+            "routes[2].body_limit",
+            "limits.header_count",
             "unmatched",
         ] {
             assert!(at.contains(&expected), "missing {expected} in {at:?}");

@@ -50,6 +50,17 @@ routes:
     domain: ai
     upstream: app
     mode: passthrough
+  - name: orders-rest
+    match: {{path_prefix: /v2/orders, methods: [POST]}}
+    domain: ai
+    classifier:
+      kind: rest
+      operations:
+        - {{method: POST, path: /v2/orders/quote, action: axn_read_data, context: {{note: body./note}}}}
+        - {{method: POST, path: /v2/orders, action: axn_delete_data, context: {{note: body./note}}}}
+    upstream: app
+    body_limit: 1MiB
+limits: {{body_timeout: 1s, header_count: 40, header_bytes: 8KiB}}
 "#
     )
 }
@@ -214,5 +225,376 @@ fn every_call_of_a_batch_counts_against_the_rate_limit() {
     );
     assert_eq!(rules.calls(), 3, "the refused batch was not decided");
     assert_eq!(upstream.requests().len(), 1);
+    server.shutdown();
+}
+
+/// Sends `request` and reads one answer; `(0, "")` when the connection closed without one.
+fn try_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    if conn.write_all(request).is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A JSON body of about `size` bytes whose `note` pads it.
+fn padded(size: usize) -> String {
+    format!(r#"{{"note":"{}"}}"#, "n".repeat(size))
+}
+
+/// `body` in chunks of `chunk` bytes.
+fn chunked(body: &str, chunk: usize) -> String {
+    let mut out = String::new();
+    for part in body.as_bytes().chunks(chunk) {
+        out.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            part.len(),
+            String::from_utf8_lossy(part)
+        ));
+    }
+    out.push_str("0\r\n\r\n");
+    out
+}
+
+fn chunked_request(target: &str, body: &str, chunk: usize) -> String {
+    format!(
+        "POST {target} HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{}",
+        chunked(body, chunk)
+    )
+}
+
+/// Requests whose body the route's classifier reads, of every size up to the limit and both
+/// framings: a denied one must reach the upstream not even as headers; a permitted one reaches it
+/// with exactly the bytes decided on.
+#[test]
+fn bodies_of_any_size_and_framing_are_decided_before_the_upstream_sees_a_byte() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&["axn_delete_data"], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let big = padded(200 * 1024);
+    let small = padded(10);
+    let denied: Vec<(&str, String)> = vec![
+        (
+            "small, content-length",
+            request("POST", "/v2/orders", "", &small),
+        ),
+        (
+            "200 KiB, content-length",
+            request("POST", "/v2/orders", "", &big),
+        ),
+        (
+            "200 KiB, chunked in 1000 chunks",
+            chunked_request("/v2/orders", &big, 205),
+        ),
+        (
+            "200 KiB, one chunk",
+            chunked_request("/v2/orders", &big, big.len()),
+        ),
+        ("small, chunked", chunked_request("/v2/orders", &small, 3)),
+    ];
+    for (name, req) in &denied {
+        let (status, body) = try_exchange(server.proxy_addr, req.as_bytes());
+        assert_eq!(status, 403, "{name}: {body}");
+        assert!(body.contains("axn_delete_data"), "{name}: {body}");
+    }
+    assert_eq!(
+        upstream.heads(),
+        Vec::<String>::new(),
+        "a denied request's headers reached the upstream"
+    );
+    let permitted: Vec<(&str, String, &String)> = vec![
+        (
+            "small, content-length",
+            request("POST", "/v2/orders/quote", "", &small),
+            &small,
+        ),
+        (
+            "200 KiB, content-length",
+            request("POST", "/v2/orders/quote", "", &big),
+            &big,
+        ),
+        (
+            "200 KiB, chunked",
+            chunked_request("/v2/orders/quote", &big, 4096),
+            &big,
+        ),
+        (
+            "small, chunked",
+            chunked_request("/v2/orders/quote", &small, 3),
+            &small,
+        ),
+    ];
+    for (i, (name, req, sent)) in permitted.iter().enumerate() {
+        let (status, body) = try_exchange(server.proxy_addr, req.as_bytes());
+        assert_eq!(status, 200, "{name}: {body}");
+        let got = upstream.requests();
+        assert_eq!(got.len(), i + 1, "{name}");
+        assert!(
+            got[i].body == sent.as_bytes(),
+            "{name}: the upstream got {} bytes, not the {} decided on",
+            got[i].body.len(),
+            sent.len()
+        );
+    }
+    server.shutdown();
+}
+
+/// `Expect: 100-continue` with a body above pingora's 64 KiB retry buffer: the proxy asks for the
+/// body, reads it, decides, and a denial still reaches the upstream not at all.
+#[test]
+fn expect_continue_with_a_large_body_is_decided_before_forwarding() {
+    use std::io::Write;
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&["axn_delete_data"], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let big = padded(100 * 1024);
+    for (target, expected) in [("/v2/orders", 403), ("/v2/orders/quote", 200)] {
+        let mut conn = TcpStream::connect(server.proxy_addr).unwrap();
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+             expect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+            big.len()
+        );
+        let (status, _) = exchange(&mut conn, &head);
+        assert_eq!(status, 100, "{target}");
+        conn.write_all(big.as_bytes()).unwrap();
+        let (status, body) = support::read_response(&mut conn);
+        assert_eq!(status, expected, "{target}: {body}");
+    }
+    assert_eq!(upstream.heads(), vec!["POST /v2/orders/quote".to_string()]);
+    assert_eq!(upstream.requests()[0].body, big.as_bytes());
+    assert_eq!(upstream.requests()[0].header("expect"), None);
+    server.shutdown();
+}
+
+/// A client that stops sending its body gets 408 once `limits.body_timeout` (1 s here) passes,
+/// and the upstream never hears of it.
+#[test]
+fn a_body_that_stops_arriving_gets_408_and_nothing_goes_upstream() {
+    use std::io::Write;
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let body = padded(1000);
+    let head = format!(
+        "POST /v2/orders/quote HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(&body.as_bytes()[..500]).unwrap();
+    let started = std::time::Instant::now();
+    let (status, answer) = support::read_response(&mut conn);
+    assert_eq!(status, 408, "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(upstream.heads().is_empty());
+    assert_eq!(rules.calls(), 0);
+    server.shutdown();
+}
+
+fn head_cases() -> Vec<Case> {
+    let many: String = (0..45).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let big = format!("x-big: {}\r\n", "v".repeat(9000));
+    let raw = |head: &str, body: &str| {
+        format!(
+            "POST /v2/orders/quote HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n{head}connection: close\r\n\r\n{body}"
+        )
+    };
+    let small = padded(10);
+    vec![
+        Case {
+            name: "two Content-Lengths that differ",
+            request: raw(
+                &format!("content-length: {}\r\ncontent-length: 3\r\n", small.len()),
+                &small,
+            ),
+            status: 400,
+        },
+        Case {
+            name: "a transfer coding other than chunked",
+            request: raw("transfer-encoding: gzip, chunked\r\n", &chunked(&small, 4)),
+            status: 400,
+        },
+        Case {
+            name: "obs-fold header",
+            request: raw(
+                &format!(
+                    "x-note: a\r\n folded\r\ncontent-length: {}\r\n",
+                    small.len()
+                ),
+                &small,
+            ),
+            status: 400,
+        },
+        Case {
+            name: "more header fields than limits.header_count",
+            request: raw(
+                &format!("{many}content-length: {}\r\n", small.len()),
+                &small,
+            ),
+            status: 431,
+        },
+        Case {
+            name: "a header block above limits.header_bytes",
+            request: raw(&format!("{big}content-length: {}\r\n", small.len()), &small),
+            status: 431,
+        },
+        Case {
+            name: "method override header",
+            request: request(
+                "POST",
+                "/v2/orders/quote",
+                "x-http-method-override: DELETE\r\n",
+                &small,
+            ),
+            status: 400,
+        },
+        Case {
+            name: "method override query parameter",
+            request: request("POST", "/v2/orders/quote?_method=DELETE", "", &small),
+            status: 400,
+        },
+        Case {
+            name: "protocol upgrade (h2c smuggling)",
+            request: raw(
+                &format!(
+                    "upgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\ncontent-length: {}\r\n",
+                    small.len()
+                ),
+                &small,
+            ),
+            status: 400,
+        },
+        Case {
+            name: "Connection nominating an end-to-end header",
+            request: request(
+                "POST",
+                "/v2/orders/quote",
+                "connection: x-agent-id\r\n",
+                &small,
+            ),
+            status: 400,
+        },
+    ]
+}
+
+#[test]
+fn framing_and_headers_an_upstream_could_read_differently_are_refused() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let mut failures = Vec::new();
+    for case in head_cases() {
+        let (status, body) = try_exchange(server.proxy_addr, case.request.as_bytes());
+        if status != case.status {
+            failures.push(format!(
+                "{}: got {status}, expected {} ({body})",
+                case.name, case.status
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(upstream.heads().is_empty(), "{:?}", upstream.heads());
+    assert_eq!(rules.calls(), 0, "refused before any decision");
+    server.shutdown();
+}
+
+/// Hop-by-hop headers are for the client's connection only: a permitted request reaches the
+/// upstream without them.
+#[test]
+fn hop_by_hop_headers_are_not_forwarded() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let small = padded(10);
+    let extra = "keep-alive: timeout=5\r\nproxy-authorization: Basic bWFsbG9yeTp4\r\n\
+                 proxy-connection: keep-alive\r\nte: trailers\r\n";
+    let (status, body) = try_exchange(
+        server.proxy_addr,
+        request("POST", "/v2/orders/quote", extra, &small).as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let got = &upstream.requests()[0];
+    for name in [
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+    ] {
+        assert_eq!(got.header(name), None, "{name} was forwarded");
+    }
+    assert_eq!(got.header("x-agent-id"), Some("act_ai_agent:mallory"));
+    server.shutdown();
+}
+
+/// `Transfer-Encoding: chunked` with a `Content-Length`: pingora drops the length (RFC 9112 §6.3)
+/// and closes the connection after the answer, so the chunked body is the one decided on and the
+/// only framing the upstream sees — no second parser can take the length instead.
+#[test]
+fn transfer_encoding_with_content_length_is_decided_and_forwarded_as_chunked_only() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&["axn_delete_data"], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let small = padded(10);
+    // The length covers only the first chunk line; a length-reading upstream would see garbage.
+    let raw = |target: &str| {
+        format!(
+            "POST {target} HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+             content-length: 3\r\ntransfer-encoding: chunked\r\n\r\n{}",
+            chunked(&small, 4)
+        )
+    };
+    let (status, body) = try_exchange(server.proxy_addr, raw("/v2/orders").as_bytes());
+    assert_eq!(status, 403, "{body}");
+    assert!(upstream.heads().is_empty());
+    let (status, body) = try_exchange(server.proxy_addr, raw("/v2/orders/quote").as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let got = &upstream.requests()[0];
+    assert_eq!(got.header("content-length"), None);
+    assert_eq!(got.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(got.body, small.as_bytes());
     server.shutdown();
 }

@@ -1,5 +1,5 @@
 //! The typed schemas of the subsystem sections of the configuration file — `ledger`, `tokens`,
-//! `api` and `domain_settings` — with their one set of defaults and their checks.
+//! `api`, `limits` and `domain_settings` — with their one set of defaults and their checks.
 //!
 //! The runtime types stay in their crates and are built from these (`lexecon_ledger::LedgerConfig::
 //! from_settings`, `lexecon_token::TokenMinter::new`, the approval store's `ApprovalConfig`); a
@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod ledger;
+pub mod limits;
 pub mod tokens;
 
 use lexecon_domains::{DomainError, DomainSettings};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use api::{ApiSettings, ApprovalSettings};
 pub use ledger::{Durability, FieldRule, LedgerSection, LedgerSettings, WhenFull};
+pub use limits::RequestLimits;
 pub use tokens::{MintMode, TokenSettings};
 
 /// One setting out of range: where it is in the configuration file (`ledger.queue`) and why.

@@ -5,9 +5,11 @@
 //! One module per kind: [`mcp`] (JSON-RPC over Streamable HTTP, plus the MCP answer builders the
 //! server sends), `rest` (method + path template), [`fhir`] (FHIR interactions, plus SMART scope
 //! checks). `value` evaluates the configured value sources shared by REST and FHIR. [`target`]
-//! checks the request target before any route or classifier reads it.
+//! checks the request target and [`head`] the framing and headers before any route or classifier
+//! reads them.
 
 pub mod fhir;
+pub mod head;
 pub mod mcp;
 mod rest;
 pub mod target;

@@ -31,6 +31,10 @@ pub enum Refusal {
     Unauthenticated,
     BadRequest,
     TooLarge,
+    /// The header block is above `limits.header_bytes` or `limits.header_count`.
+    HeadersTooLarge,
+    /// The body did not arrive within `limits.body_timeout`.
+    BodyTimeout,
     RateLimited,
     Unmatched,
     /// The actor's SMART scopes do not grant the FHIR interaction.
@@ -47,6 +51,8 @@ impl Refusal {
             Refusal::Unauthenticated => 401,
             Refusal::BadRequest => 400,
             Refusal::TooLarge => 413,
+            Refusal::HeadersTooLarge => 431,
+            Refusal::BodyTimeout => 408,
             Refusal::RateLimited => 429,
             Refusal::Unmatched => 403,
             Refusal::InsufficientScope => 403,
@@ -62,6 +68,8 @@ impl Refusal {
             Refusal::Unauthenticated => "unauthenticated",
             Refusal::BadRequest => "bad_request",
             Refusal::TooLarge => "payload_too_large",
+            Refusal::HeadersTooLarge => "request_header_fields_too_large",
+            Refusal::BodyTimeout => "request_timeout",
             Refusal::RateLimited => "rate_limited",
             Refusal::Unmatched => "no_route",
             Refusal::InsufficientScope => "insufficient_scope",

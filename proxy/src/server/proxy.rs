@@ -1,8 +1,10 @@
 //! The pingora [`ProxyHttp`] implementation: the request path of the sidecar.
 //!
-//! `request_filter` runs route → identify → limit → read body (only when the classifier needs it)
-//! → classify → decide every call; anything but a permit of every call is answered here and never
-//! reaches the upstream. `upstream_peer` picks the address (round robin, circuit breaker),
+//! `request_filter` runs target and head checks → route → identify → limit → read the whole body
+//! (only when the classifier needs it) → classify → decide every call; anything but a permit of
+//! every call is answered here and never reaches the upstream: the upstream is contacted only
+//! after a permit, and a body that was read is forwarded from the bytes decided on
+//! (`request_body_filter` emits them; proxy/vendor/README.md says how pingora lets it). `upstream_peer` picks the address (round robin, circuit breaker),
 //! `upstream_request_filter` adds `x-lexecon-decision-id` (and `response_filter` returns it to the
 //! client), `fail_to_proxy` answers upstream failures
 //! as JSON. On `filter_tools_list` routes the response to a permitted `tools/list` call goes
@@ -10,7 +12,7 @@
 //! Per request: one snapshot load, no lock, no string built that is not sent.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -21,7 +23,6 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::headers::{APPROVAL_HEADER, CAPABILITY_HEADER, DECISION_ID_HEADER};
-use crate::identity::Actor;
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::check::{
     caller_request_id, check, new_request_id, record, record_blocked, Checked, Mint,
@@ -31,7 +32,7 @@ use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
-use lexecon_classify::target;
+use lexecon_classify::{head, target};
 
 /// The longest body drained before an early answer to keep the connection alive.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -59,19 +60,10 @@ pub struct RequestCtx {
     outcome: Outcome,
     tries: usize,
     upstream_answered: bool,
-    /// A body too large for the retry buffer, held chunk by chunk until the end of the stream.
-    deferred: Option<Deferred>,
-    /// An answer decided in `request_body_filter`, written by `fail_to_proxy`.
-    pending: Option<(Answer, Option<String>)>,
+    /// The body read whole and decided on: exactly these bytes go upstream, on every attempt.
+    held: Option<Bytes>,
     /// The `tools/list` filter of the response (`filter_tools_list` routes only).
     tools_list: Option<Box<ToolsFilter>>,
-}
-
-/// The state of a request decided at the end of its body.
-struct Deferred {
-    actor: Arc<Actor>,
-    buf: BytesMut,
-    limit: u64,
 }
 
 impl RequestCtx {
@@ -84,6 +76,7 @@ impl RequestCtx {
 enum Body {
     Read(Bytes),
     TooLarge,
+    TimedOut,
 }
 
 #[async_trait]
@@ -101,8 +94,7 @@ impl ProxyHttp for LexeconProxy {
             outcome: Outcome::Unmatched,
             tries: 0,
             upstream_answered: false,
-            deferred: None,
-            pending: None,
+            held: None,
             tools_list: None,
         }
     }
@@ -128,6 +120,24 @@ impl ProxyHttp for LexeconProxy {
                 None,
             );
             return send(session, a, &[], true).await;
+        }
+        // INVARIANT: framing and headers an upstream could act on differently are refused here
+        // too (lexecon_classify::head), before any body is read.
+        let limits = head::HeadLimits {
+            bytes: snap.limits.header_bytes,
+            count: snap.limits.header_count,
+        };
+        if let Err(e) = head::check(&req.method, &req.headers, req.uri.query(), limits) {
+            let kind = if e.status() == 431 {
+                ctx.outcome = Outcome::TooLarge;
+                Refusal::HeadersTooLarge
+            } else {
+                ctx.outcome = Outcome::BadRequest;
+                Refusal::BadRequest
+            };
+            let a = answer::refusal(kind, &e.to_string(), &request_id(session), None);
+            session.set_keepalive(None);
+            return send(session, a, &[], false).await;
         }
         let host = host_header.or_else(|| req.uri.host());
         let found = snap
@@ -202,32 +212,30 @@ impl ProxyHttp for LexeconProxy {
             }
         }
 
-        // Read the body only when the classifier needs it.
+        // Read the whole body, only when the classifier needs it. INVARIANT: nothing goes upstream
+        // before the decision, whatever the body's size or framing.
         let body = if route.needs_body {
-            let declared = content_length(session);
-            if declared.is_some_and(|n| n > route.configured_body_limit) {
+            if content_length(session).is_some_and(|n| n > route.body_limit) {
                 return too_large(session, ctx, route).await;
             }
-            // INVARIANT: a request without a body is always decided here, before anything goes
-            // upstream: its headers alone make a complete request the upstream could answer.
-            let fits_retry_buffer = session.is_body_empty()
-                || declared.is_some_and(|n| n <= route.body_limit)
-                || route.configured_body_limit <= route.body_limit;
-            if !fits_retry_buffer {
-                // Above pingora's retry buffer (or of unknown length): forward the headers now,
-                // hold the body in `request_body_filter`, decide at its end.
-                write_continue_if_expected(session).await?;
-                ctx.deferred = Some(Deferred {
-                    actor,
-                    buf: BytesMut::new(),
-                    limit: route.configured_body_limit,
-                });
-                ctx.outcome = Outcome::Permit;
-                return Ok(false);
-            }
-            match read_body(session, route.body_limit).await? {
+            match read_body(session, route.body_limit, snap.limits.body_timeout).await? {
                 Body::Read(b) => Some(b),
                 Body::TooLarge => return too_large(session, ctx, route).await,
+                Body::TimedOut => {
+                    ctx.outcome = Outcome::BodyTimeout;
+                    session.set_keepalive(None);
+                    let reason = format!(
+                        "the request body did not arrive within {:?}",
+                        snap.limits.body_timeout
+                    );
+                    let a = answer::refusal(
+                        Refusal::BodyTimeout,
+                        &reason,
+                        &request_id(session),
+                        Some(&route.domain),
+                    );
+                    return send(session, a, &[], false).await;
+                }
             }
         } else {
             None
@@ -240,6 +248,7 @@ impl ProxyHttp for LexeconProxy {
                     ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
                 match record(&snap, route, made, Mint::Token).await {
                     Ok(token) => {
+                        ctx.held = body;
                         ctx.tools_list = tools_list;
                         ctx.decision_ids = ids;
                         ctx.capability = token;
@@ -272,83 +281,25 @@ impl ProxyHttp for LexeconProxy {
 
     async fn request_body_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.deferred.is_none() {
+        let Some(held) = &ctx.held else {
+            // A route whose classifier does not read the body: it streams as it comes, the
+            // decision having been made on the head alone.
             return Ok(());
-        }
-        let snap = ctx.snapshot.clone();
-        let route = snap.as_deref().and_then(|s| ctx.route(s));
-        let (Some(snap), Some(route), Some(deferred)) =
-            (snap.as_deref(), route, ctx.deferred.as_mut())
-        else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "request body without a route",
-            ));
         };
-        if let Some(chunk) = body.take() {
-            deferred.buf.extend_from_slice(&chunk);
-        }
-        if deferred.buf.len() as u64 > deferred.limit {
-            ctx.outcome = Outcome::TooLarge;
-            let a = too_large_answer(session, route, deferred.limit);
-            ctx.pending = Some((a, None));
-            ctx.deferred = None;
-            return Err(Error::explain(ErrorType::HTTPStatus(413), "body too large"));
-        }
-        if !end_of_stream {
-            // Hold the chunk; an empty chunk is not written upstream (`None` would end the body).
-            *body = Some(Bytes::new());
-            return Ok(());
-        }
-        let full = deferred.buf.split().freeze();
-        let actor = deferred.actor.clone();
-        ctx.deferred = None;
-        match check(snap, route, &actor, session.req_header(), Some(&full)).await {
-            Checked::Permit { ids, made } => {
-                // The headers (without a decision id or token) went upstream already; release
-                // the body. The client still gets the decision id on the response.
-                let tools_list = match (ctx.snapshot.clone(), ctx.route) {
-                    (Some(s), Some(i)) => {
-                        let contexts = made.iter().map(|m| &m.context);
-                        ToolsFilter::for_request(&s, i, &actor, contexts, Some(&full))
-                    }
-                    _ => None,
-                };
-                if let Err(answer) = record(snap, route, made, Mint::None).await {
-                    ctx.outcome = Outcome::DecideError;
-                    let status = answer.status;
-                    ctx.pending = Some((answer, None));
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(status),
-                        "decision could not be recorded",
-                    ));
-                }
-                ctx.tools_list = tools_list;
-                ctx.decision_ids = ids;
-                *body = Some(full);
-                Ok(())
-            }
-            Checked::Block {
-                outcome,
-                answer,
-                decision_id,
-                made,
-            } => {
-                let answer = record_blocked(snap, route, made, answer).await;
-                ctx.outcome = outcome;
-                let status = answer.status;
-                ctx.pending = Some((answer, decision_id));
-                Err(Error::explain(
-                    ErrorType::HTTPStatus(status),
-                    "request blocked after reading its body",
-                ))
-            }
-        }
+        // INVARIANT: the body was read to its end in `request_filter`, so pingora calls this once
+        // per upstream attempt, at the end of the body (with its retry-buffer copy, or nothing
+        // above 64 KiB): send exactly the bytes that were decided on, every attempt.
+        *body = Some(if end_of_stream {
+            held.clone()
+        } else {
+            Bytes::new()
+        });
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -380,6 +331,16 @@ impl ProxyHttp for LexeconProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_request.remove_header("expect");
+        // Hop-by-hop headers are for the client's connection only.
+        let hop_by_hop: Vec<http::HeaderName> = upstream_request
+            .headers
+            .keys()
+            .filter(|name| head::is_hop_by_hop(name))
+            .cloned()
+            .collect();
+        for name in &hop_by_hop {
+            upstream_request.remove_header(name);
+        }
         // A client may not forge a decision id.
         upstream_request.remove_header(DECISION_ID_HEADER);
         // Nor a capability token: only the one minted for this request goes upstream.
@@ -463,21 +424,6 @@ impl ProxyHttp for LexeconProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if let Some((a, decision_id)) = ctx.pending.take() {
-            let code = a.status;
-            let id_header = decision_id.as_deref().map(|id| (DECISION_ID_HEADER, id));
-            let headers: &[(&'static str, &str)] = match &id_header {
-                Some(h) => std::slice::from_ref(h),
-                None => &[],
-            };
-            if let Err(err) = write_answer(session, a, headers).await {
-                tracing::debug!(error = %err, "cannot write the answer");
-            }
-            return FailToProxy {
-                error_code: code,
-                can_reuse_downstream: false,
-            };
-        }
         let kind = match e.etype() {
             ErrorType::HTTPStatus(503) if ctx.outcome == Outcome::CircuitOpen => {
                 Some(Refusal::CircuitOpen)
@@ -561,21 +507,17 @@ impl ProxyHttp for LexeconProxy {
 async fn too_large(session: &mut Session, ctx: &mut RequestCtx, route: &Route) -> Result<bool> {
     ctx.outcome = Outcome::TooLarge;
     session.set_keepalive(None);
-    // INVARIANT: a body read into the retry buffer is either declared at most `body_limit` long
-    // or the route's whole limit fits the buffer, so the route's limit is the one exceeded.
-    let a = too_large_answer(session, route, route.configured_body_limit);
-    send(session, a, &[], false).await
-}
-
-/// The 413 answer naming the route's body limit.
-fn too_large_answer(session: &Session, route: &Route, limit: u64) -> Answer {
-    let reason = format!("request body above the route's limit of {limit} bytes");
-    answer::refusal(
+    let reason = format!(
+        "request body above the route's limit of {} bytes",
+        route.body_limit
+    );
+    let a = answer::refusal(
         Refusal::TooLarge,
         &reason,
         &request_id(session),
         Some(&route.domain),
-    )
+    );
+    send(session, a, &[], false).await
 }
 
 fn content_length(session: &Session) -> Option<u64> {
@@ -616,22 +558,36 @@ fn request_id(session: &Session) -> String {
     caller_request_id(session.req_header()).map_or_else(new_request_id, str::to_string)
 }
 
-/// Reads the request body into pingora's retry buffer (so a permitted request is re-sent
-/// byte-identical), refusing more than `limit` bytes.
-async fn read_body(session: &mut Session, limit: u64) -> Result<Body> {
+/// Reads the whole request body into Lexecon's own buffer, refusing more than `limit` bytes and a
+/// body not complete within `timeout` (a slow client cannot hold the request open). One chunk is
+/// kept as it came; several are joined once.
+async fn read_body(session: &mut Session, limit: u64, timeout: Duration) -> Result<Body> {
     write_continue_if_expected(session).await?;
-    session.enable_retry_buffering();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut chunks: Vec<Bytes> = Vec::new();
     let mut total: u64 = 0;
-    while let Some(chunk) = session.read_request_body().await? {
+    loop {
+        let Ok(read) = tokio::time::timeout_at(deadline, session.read_request_body()).await else {
+            return Ok(Body::TimedOut);
+        };
+        let Some(chunk) = read? else { break };
         total = total.saturating_add(chunk.len() as u64);
         if total > limit {
             return Ok(Body::TooLarge);
         }
+        chunks.push(chunk);
     }
-    if session.retry_buffer_truncated() {
-        return Ok(Body::TooLarge);
-    }
-    Ok(Body::Read(session.get_retry_buffer().unwrap_or_default()))
+    Ok(Body::Read(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut joined = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    }))
 }
 
 /// Writes an answer. `before_body`: the request body has not been read yet, so drain a small one

@@ -10,11 +10,6 @@ use lexecon_config::file::{EnforceMode, RouteConfig};
 use crate::limit::RouteLimiter;
 use crate::server::upstream::Upstream;
 
-/// The most body read before anything goes upstream: pingora's retry buffer holds 64 KiB, and a
-/// body above it cannot be re-sent after inspection. Larger bodies (up to the route's limit) are
-/// held in `request_body_filter` and decided at their end, after the headers went upstream.
-pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
-
 /// One route, ready for the request path.
 #[derive(Debug)]
 pub struct Route {
@@ -29,10 +24,8 @@ pub struct Route {
     pub mcp_denial: Option<lexecon_config::classifier::DenialStyle>,
     pub upstream: Arc<Upstream>,
     pub limiter: Option<RouteLimiter>,
-    /// The body read before forwarding: min(body_limit, [`RETRY_BUFFER_LIMIT`]).
+    /// The largest body read (whole, before the decision) on a route whose classifier reads it.
     pub body_limit: u64,
-    /// The configured body limit (reported in 413 answers).
-    pub configured_body_limit: u64,
     pub passthrough: bool,
 }
 
@@ -68,8 +61,7 @@ impl Route {
                 .rate_limit
                 .as_ref()
                 .map(|rl| RouteLimiter::new(rl, limiter_max_keys)),
-            body_limit: config.body_limit.bytes().min(RETRY_BUFFER_LIMIT),
-            configured_body_limit: config.body_limit.bytes(),
+            body_limit: config.body_limit.bytes(),
             passthrough: mode == EnforceMode::Passthrough,
         })
     }

@@ -26,6 +26,26 @@ pub struct ProxySnapshot {
     pub identity: Identity,
     pub decider: Arc<dyn DecisionPoint>,
     pub mode: EnforceMode,
+    /// Header block limits (431) and the body read deadline (408).
+    pub limits: Limits,
+}
+
+/// The request limits of `limits:`, in the units the request path compares.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_bytes: usize,
+    pub header_count: usize,
+    pub body_timeout: std::time::Duration,
+}
+
+impl Limits {
+    fn of(config: &lexecon_config::sections::RequestLimits) -> Self {
+        Self {
+            header_bytes: usize::try_from(config.header_bytes.bytes()).unwrap_or(usize::MAX),
+            header_count: config.header_count,
+            body_timeout: config.body_timeout,
+        }
+    }
 }
 
 impl std::fmt::Debug for ProxySnapshot {
@@ -90,6 +110,7 @@ impl ProxySnapshot {
             identity,
             decider,
             mode: config.mode,
+            limits: Limits::of(&config.limits),
         })
     }
 }

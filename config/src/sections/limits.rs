@@ -1,0 +1,123 @@
+//! The `limits:` section: how much of a request Lexecon accepts before it answers on its own —
+//! the request header block (`header_bytes`, `header_count`: 431 above either) and the time a
+//! client may take to send a body the proxy reads before deciding (`body_timeout`: 408). Owns
+//! the defaults and the checks, and the ceiling on a route's `body_limit` (a body a classifier
+//! reads is held in memory until the decision). Never runs on the request path itself: the proxy
+//! copies these numbers into its snapshot.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{show, SettingError};
+use crate::file::ByteSize;
+
+/// The largest `body_limit` a route may set: the body is held in memory until it is decided.
+pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+/// The largest header block a client may be allowed (pingora itself stops reading at 1 MiB).
+pub const MAX_HEADER_BYTES: u64 = 1024 * 1024;
+/// The most header fields a client may be allowed (pingora itself parses at most 256).
+pub const MAX_HEADER_COUNT: usize = 256;
+/// The longest `body_timeout`.
+pub const MAX_BODY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The `limits:` section of the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLimits {
+    /// The largest request header block (request line excluded): names, values and separators.
+    #[serde(default = "default_header_bytes")]
+    pub header_bytes: ByteSize,
+    /// The most header fields in one request.
+    #[serde(default = "default_header_count")]
+    pub header_count: usize,
+    /// The longest a client may take to send a body the proxy reads before deciding.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+}
+
+fn default_header_bytes() -> ByteSize {
+    ByteSize(32 * 1024)
+}
+fn default_header_count() -> usize {
+    100
+}
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            header_bytes: default_header_bytes(),
+            header_count: default_header_count(),
+            body_timeout: default_body_timeout(),
+        }
+    }
+}
+
+impl RequestLimits {
+    /// Every out-of-range setting.
+    pub fn problems(&self) -> Vec<SettingError> {
+        let mut problems = Vec::new();
+        let bytes = self.header_bytes.bytes();
+        if !(1024..=MAX_HEADER_BYTES).contains(&bytes) {
+            problems.push(SettingError::new(
+                "limits.header_bytes",
+                format!("{bytes} bytes is outside 1KiB..=1MiB"),
+            ));
+        }
+        if self.header_count == 0 || self.header_count > MAX_HEADER_COUNT {
+            problems.push(SettingError::new(
+                "limits.header_count",
+                format!(
+                    "{} is outside 1..={MAX_HEADER_COUNT} (pingora parses at most {MAX_HEADER_COUNT} headers)",
+                    self.header_count
+                ),
+            ));
+        }
+        if self.body_timeout.is_zero() || self.body_timeout > MAX_BODY_TIMEOUT {
+            problems.push(SettingError::new(
+                "limits.body_timeout",
+                format!(
+                    "{} is outside 1ms..={}",
+                    show(self.body_timeout),
+                    show(MAX_BODY_TIMEOUT)
+                ),
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_in_range_and_absent_fields_take_them() {
+        let limits: RequestLimits = serde_norway::from_str("header_count: 50").unwrap();
+        assert_eq!(limits.header_count, 50);
+        assert_eq!(limits.header_bytes, ByteSize(32 * 1024));
+        assert_eq!(limits.body_timeout, Duration::from_secs(10));
+        assert!(RequestLimits::default().problems().is_empty());
+    }
+
+    #[test]
+    fn out_of_range_settings_are_each_named() {
+        let limits: RequestLimits =
+            serde_norway::from_str("{header_bytes: 2MiB, header_count: 0, body_timeout: 0s}")
+                .unwrap();
+        let fields: Vec<_> = limits.problems().iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "limits.header_bytes",
+                "limits.header_count",
+                "limits.body_timeout"
+            ]
+        );
+    }
+}
