@@ -336,7 +336,10 @@ pub struct FhirClassifier {
     /// `<Type>.<interaction>` glob → action, first match wins, checked before the built-in
     /// defaults (`MedicationRequest.create` → `axn_prescribe_medication`, `*.delete` →
     /// `axn_delete_phi`, `*.create|update|patch` → `axn_update_phi`, anything else →
-    /// `axn_access_phi`). System-level interactions use the type `_system`.
+    /// `axn_access_phi`). System-level interactions use the type `_system`. Operations are keyed
+    /// `<Type>.$op` and matched only by globs containing `$`; known ones default to the action of
+    /// what they do (`$expunge` → `axn_delete_phi`, `$everything` → `axn_export_phi`), and an
+    /// operation neither mapped nor known is refused (docs/classifiers.md).
     #[serde(default)]
     pub actions: OrderedMap<Checked<Glob>, String>,
     /// Resource types in the patient compartment: their resource is `<phi_resource_type>:<Type>/<id>`.

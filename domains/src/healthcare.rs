@@ -27,6 +27,7 @@ const PHI_ACTIONS: &[&str] = &[
     "axn_share_phi",
     "axn_update_phi",
     "axn_delete_phi",
+    "axn_export_phi",
 ];
 
 /// Actions that need a responsible physician.
@@ -225,6 +226,14 @@ fn config(break_glass_reasons: &[String]) -> Result<DomainConfig, DomainError> {
                 A::Delete,
                 "Delete PHI",
                 "Delete a patient-compartment FHIR resource",
+                5,
+                true,
+            )?,
+            action(
+                "axn_export_phi",
+                A::Read,
+                "Export PHI in Bulk",
+                "Read PHI in bulk: a patient's whole record (FHIR $everything) or many patients' (FHIR $export)",
                 5,
                 true,
             )?,
@@ -492,6 +501,24 @@ mod tests {
             "axn_prescribe_medication",
             Some("res_prescription:rx1"),
             json!({"physician_id": "dr_house"}),
+        ));
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn bulk_phi_export_is_a_high_risk_read_that_needs_consent() {
+        let p = HealthcarePlugin::new().unwrap();
+        let export = p.config().action_type("axn_export_phi").unwrap();
+        assert_eq!(export.category, ActionCategory::Read);
+        assert_eq!(export.risk_level.get(), 5);
+        assert!(export.requires_human_approval);
+        let f = p.validate(&req("axn_export_phi", Some("res_fhir:_system"), json!({})));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].effect, FindingEffect::Deny, "bulk PHI needs consent");
+        let f = p.validate(&req(
+            "axn_export_phi",
+            Some("res_phi:Patient/1"),
+            json!({"patient_consent": true}),
         ));
         assert!(f.is_empty(), "{f:?}");
     }

@@ -6,6 +6,13 @@
 //! [`scope_grant`]) says whether a token's SMART scopes (v1 `patient/*.read`, v2
 //! `user/Observation.rs`) allow the interaction. Pure: no I/O, and the body is never read unless
 //! a configured context field needs it.
+//!
+//! Closed by default: path segments are percent-decoded before they are read (the upstream decodes
+//! them too, so `%24expunge` is `$expunge`); a `$operation` gets the action of what it does
+//! ([`OperationKind`]), and one Lexecon does not know is refused unless the route's `actions` map it
+//! with a glob that names operations (contains `$`).
+
+use std::borrow::Cow;
 
 use lexecon_config::classifier::{is_fhir_type, FhirClassifier};
 use serde_json::{Map, Value};
@@ -82,23 +89,112 @@ impl Interaction {
     }
 
     /// The SMART v2 permission letter the interaction needs (`c r u d s`); `None` when it needs
-    /// no scope (capabilities) or cannot be checked from the request line (batch).
+    /// no scope (capabilities), cannot be checked from the request line (batch), or depends on
+    /// the operation (see [`OperationKind`]; an operation Lexecon does not know needs full access).
     pub fn scope_letter(self) -> Option<char> {
         match self {
             Interaction::Create => Some('c'),
-            Interaction::Read
-            | Interaction::Vread
-            | Interaction::HistoryInstance
-            | Interaction::Operation => Some('r'),
+            Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => Some('r'),
             Interaction::Update | Interaction::Patch => Some('u'),
             Interaction::Delete => Some('d'),
             Interaction::SearchType
             | Interaction::SearchSystem
             | Interaction::HistoryType
             | Interaction::HistorySystem => Some('s'),
-            Interaction::Capabilities | Interaction::Batch => None,
+            Interaction::Capabilities | Interaction::Batch | Interaction::Operation => None,
         }
     }
+}
+
+/// What a FHIR `$operation` Lexecon knows by name does: it gives the operation's default action
+/// and the SMART permission it needs. Operations not listed here are refused unless the route maps
+/// them ([`ClassifyError::UnknownOperation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    /// Removes data for good (`$expunge`, `$purge`, `$purge-history`, `$bulk-delete`):
+    /// `axn_delete_phi`, SMART `d`.
+    Delete,
+    /// Changes stored data (`$merge`, `$meta-add`, `$meta-delete`, `$import`): `axn_update_phi`,
+    /// SMART `u`.
+    Write,
+    /// Reads many resources at once: a patient's whole compartment (`$everything`) or the server
+    /// (`$export`, `$export-poll-status`): `axn_export_phi`, SMART `rs` on every type (`*.rs`).
+    BulkRead,
+    /// Reads one resource's data or checks a resource against it (`$meta`, `$validate`):
+    /// `axn_access_phi`, SMART `r`.
+    Read,
+    /// Terminology on reference data (`$lookup`, `$translate`, `$expand`, `$validate-code`,
+    /// `$subsumes`): `axn_read_guideline`, SMART `r`.
+    Terminology,
+    /// Says what the server supports (`$versions`, `$capabilities`): `axn_read_metadata`, no scope.
+    ServerInfo,
+}
+
+/// The operations Lexecon knows, by their canonical (lower-case) name.
+const KNOWN_OPERATIONS: &[(&str, OperationKind)] = &[
+    ("$expunge", OperationKind::Delete),
+    ("$purge", OperationKind::Delete),
+    ("$purge-history", OperationKind::Delete),
+    ("$bulk-delete", OperationKind::Delete),
+    ("$merge", OperationKind::Write),
+    ("$meta-add", OperationKind::Write),
+    ("$meta-delete", OperationKind::Write),
+    ("$import", OperationKind::Write),
+    ("$everything", OperationKind::BulkRead),
+    ("$export", OperationKind::BulkRead),
+    ("$export-poll-status", OperationKind::BulkRead),
+    ("$meta", OperationKind::Read),
+    ("$validate", OperationKind::Read),
+    ("$lookup", OperationKind::Terminology),
+    ("$translate", OperationKind::Terminology),
+    ("$expand", OperationKind::Terminology),
+    ("$validate-code", OperationKind::Terminology),
+    ("$subsumes", OperationKind::Terminology),
+    ("$versions", OperationKind::ServerInfo),
+    ("$capabilities", OperationKind::ServerInfo),
+];
+
+impl OperationKind {
+    /// Every kind, for tests and catalogues.
+    pub const ALL: [OperationKind; 6] = [
+        OperationKind::Delete,
+        OperationKind::Write,
+        OperationKind::BulkRead,
+        OperationKind::Read,
+        OperationKind::Terminology,
+        OperationKind::ServerInfo,
+    ];
+
+    /// The kind and canonical name of a known operation. Names are compared ignoring ASCII case:
+    /// servers built on case-insensitive routers (ASP.NET) run `$EXPUNGE` as `$expunge`.
+    pub fn of(operation: &str) -> Option<(&'static str, OperationKind)> {
+        KNOWN_OPERATIONS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(operation))
+            .copied()
+    }
+
+    /// The healthcare action an operation of this kind gets when no configured glob maps it.
+    pub fn default_action(self) -> &'static str {
+        match self {
+            OperationKind::Delete => "axn_delete_phi",
+            OperationKind::Write => "axn_update_phi",
+            OperationKind::BulkRead => "axn_export_phi",
+            OperationKind::Read => "axn_access_phi",
+            OperationKind::Terminology => "axn_read_guideline",
+            OperationKind::ServerInfo => "axn_read_metadata",
+        }
+    }
+}
+
+/// True for an operation name: `$`, then 1-64 ASCII letters, digits, `-`, `_` and `.`.
+fn is_operation_name(name: &str) -> bool {
+    name.strip_prefix('$').is_some_and(|rest| {
+        (1..=64).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    })
 }
 
 /// The type used for system-level interactions in action globs (`_system.batch`).
@@ -132,32 +228,54 @@ fn check_id<'p>(id: &'p str, what: &str) -> Result<&'p str, ClassifyError> {
     }
 }
 
-/// The segments after the FHIR base, or `None` when the path is not under it.
-fn interaction_segments<'p>(config: &FhirClassifier, path: &'p str) -> Option<Vec<&'p str>> {
+/// The percent-decoded segments after the FHIR base, or `None` when the path is not under it.
+/// Decoded because the upstream decodes them: `Patient/%31` is `Patient/1` and `%24expunge` is
+/// `$expunge` to a FHIR server. (Encoded `/`, `\` and dot segments never get here: the request
+/// target check refuses them before routing.)
+fn interaction_segments<'p>(
+    config: &FhirClassifier,
+    path: &'p str,
+) -> Result<Option<Vec<Cow<'p, str>>>, ClassifyError> {
     let rest = match &config.base_path {
         Some(base) => {
             let base = base.strip_suffix('/').unwrap_or(base);
-            let rest = path.strip_prefix(base)?;
+            let Some(rest) = path.strip_prefix(base) else {
+                return Ok(None);
+            };
             if !(rest.is_empty() || rest.starts_with('/')) {
-                return None;
+                return Ok(None);
             }
             rest
         }
         None => path,
     };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| value::decode(s, false))
+        .collect::<Result<Vec<_>, _>>()?;
     if config.base_path.is_some() {
-        return Some(segments);
+        return Ok(Some(segments));
     }
     let start = segments
         .iter()
         .position(|s| {
             is_fhir_type(s)
                 || s.starts_with('$')
-                || matches!(*s, "metadata" | "_history" | "_search")
+                || matches!(s.as_ref(), "metadata" | "_history" | "_search")
         })
         .unwrap_or(segments.len());
-    Some(segments[start..].to_vec())
+    Ok(Some(segments.into_iter().skip(start).collect()))
+}
+
+fn check_operation(name: &str) -> Result<&str, ClassifyError> {
+    if is_operation_name(name) {
+        Ok(name)
+    } else {
+        Err(ClassifyError::Malformed(format!(
+            "{name:?} is not a FHIR operation name ('$', then 1-64 letters, digits, '-', '_' and '.')"
+        )))
+    }
 }
 
 fn parse<'p>(
@@ -174,13 +292,15 @@ fn parse<'p>(
         operation: None,
         compartment: None,
     };
-    let operation = |name: &'p str, resource_type, id| Parsed {
-        interaction: I::Operation,
-        resource_type,
-        id,
-        version_id: None,
-        operation: Some(name),
-        compartment: None,
+    let operation = |name: &'p str, resource_type, id| -> Result<Parsed<'p>, ClassifyError> {
+        Ok(Parsed {
+            interaction: I::Operation,
+            resource_type,
+            id,
+            version_id: None,
+            operation: Some(check_operation(name)?),
+            compartment: None,
+        })
     };
     let parsed = match (method, segments) {
         ("GET", []) if has_query => plain(I::SearchSystem, None, None),
@@ -188,7 +308,7 @@ fn parse<'p>(
         ("GET", ["metadata"]) => plain(I::Capabilities, None, None),
         ("GET", ["_history"]) => plain(I::HistorySystem, None, None),
         ("GET" | "POST", ["_search"]) => plain(I::SearchSystem, None, None),
-        ("GET" | "POST", [op]) if op.starts_with('$') => operation(op, None, None),
+        ("GET" | "POST", [op]) if op.starts_with('$') => operation(op, None, None)?,
         (_, [t, ..]) if !is_fhir_type(t) => return Ok(None),
         ("GET", [t]) => plain(I::SearchType, Some(*t), None),
         ("POST", [t]) => plain(I::Create, Some(*t), None),
@@ -198,7 +318,7 @@ fn parse<'p>(
         ("DELETE", [t]) if has_query => plain(I::Delete, Some(*t), None),
         ("GET" | "POST", [t, "_search"]) => plain(I::SearchType, Some(*t), None),
         ("GET", [t, "_history"]) => plain(I::HistoryType, Some(*t), None),
-        ("GET" | "POST", [t, op]) if op.starts_with('$') => operation(op, Some(*t), None),
+        ("GET" | "POST", [t, op]) if op.starts_with('$') => operation(op, Some(*t), None)?,
         ("GET", [t, id]) => plain(I::Read, Some(*t), Some(check_id(id, "id")?)),
         ("PUT", [t, id]) => plain(I::Update, Some(*t), Some(check_id(id, "id")?)),
         ("PATCH", [t, id]) => plain(I::Patch, Some(*t), Some(check_id(id, "id")?)),
@@ -207,7 +327,7 @@ fn parse<'p>(
             plain(I::HistoryInstance, Some(*t), Some(check_id(id, "id")?))
         }
         ("GET" | "POST", [t, id, op]) if op.starts_with('$') => {
-            operation(op, Some(*t), Some(check_id(id, "id")?))
+            operation(op, Some(*t), Some(check_id(id, "id")?))?
         }
         ("GET", [t, id, target]) if is_fhir_type(target) => Parsed {
             interaction: I::SearchType,
@@ -230,17 +350,55 @@ fn parse<'p>(
     Ok(Some(parsed))
 }
 
-/// The built-in action of an interaction, used when no configured glob matches.
-fn default_action(resource_type: &str, interaction: Interaction) -> &'static str {
+/// The built-in action of an interaction, used when no configured glob matches; `None` for an
+/// operation, whose action depends on which operation it is ([`OperationKind`]).
+fn default_action(resource_type: &str, interaction: Interaction) -> Option<&'static str> {
     use Interaction as I;
-    match interaction {
+    Some(match interaction {
         I::Create | I::Update | I::Patch if resource_type == "MedicationRequest" => {
             "axn_prescribe_medication"
         }
         I::Delete => "axn_delete_phi",
         I::Create | I::Update | I::Patch | I::Batch => "axn_update_phi",
         I::Capabilities => "axn_read_metadata",
+        I::Operation => return None,
         _ => "axn_access_phi",
+    })
+}
+
+/// The action of the request: the first configured glob that matches `<Type>.<interaction>` (or
+/// `<Type>.$op`), else the built-in default. An operation is matched only by globs that name
+/// operations (their text contains `$`), so a catch-all such as `Patient.*` written for the
+/// interactions never turns `$expunge` into a read; an operation no glob maps and Lexecon does not
+/// know is refused.
+fn action_of<'c>(
+    config: &'c FhirClassifier,
+    type_for_action: &str,
+    parsed: &Parsed<'_>,
+) -> Result<(&'c str, Option<OperationKind>), ClassifyError> {
+    let Some(operation) = parsed.operation else {
+        let key = format!("{type_for_action}.{}", parsed.interaction.code());
+        let action = match config.actions.first_match(&key) {
+            Some(action) => action.as_str(),
+            None => default_action(type_for_action, parsed.interaction).unwrap_or("axn_access_phi"),
+        };
+        return Ok((action, None));
+    };
+    let known = OperationKind::of(operation);
+    let name = known.map_or(operation, |(canonical, _)| canonical);
+    let key = format!("{type_for_action}.{name}");
+    let configured = config
+        .actions
+        .iter()
+        .find(|(glob, _)| glob.source().contains('$') && glob.is_match(&key))
+        .map(|(_, action)| action.as_str());
+    match (configured, known) {
+        (Some(action), kind) => Ok((action, kind.map(|(_, kind)| kind))),
+        (None, Some((_, kind))) => Ok((kind.default_action(), Some(kind))),
+        (None, None) => Err(ClassifyError::UnknownOperation {
+            operation: operation.to_string(),
+            key,
+        }),
     }
 }
 
@@ -280,20 +438,13 @@ pub(super) fn classify(
         method: parts.method.to_string(),
         path: path.to_string(),
     };
-    let segments = interaction_segments(config, path).ok_or_else(no_operation)?;
+    let segments = interaction_segments(config, path)?.ok_or_else(no_operation)?;
+    let segments: Vec<&str> = segments.iter().map(Cow::as_ref).collect();
     let parsed = parse(parts.method, &segments, query.is_some())?.ok_or_else(no_operation)?;
 
     let type_for_action = parsed.resource_type.unwrap_or(SYSTEM_TYPE);
-    let key = match parsed.operation {
-        Some(op) => format!("{type_for_action}.{op}"),
-        None => format!("{type_for_action}.{}", parsed.interaction.code()),
-    };
-    let action = config
-        .actions
-        .first_match(&key)
-        .map(String::as_str)
-        .unwrap_or_else(|| default_action(type_for_action, parsed.interaction))
-        .to_string();
+    let (action, operation_kind) = action_of(config, type_for_action, &parsed)?;
+    let action = action.to_string();
 
     let mut context = Map::new();
     context.insert("interaction".into(), Value::from(parsed.interaction.code()));
@@ -307,17 +458,16 @@ pub(super) fn classify(
         context.insert("version_id".into(), Value::from(vid));
     }
     if let Some(op) = parsed.operation {
-        context.insert("operation".into(), Value::from(op));
+        let canonical = OperationKind::of(op).map_or(op, |(name, _)| name);
+        context.insert("operation".into(), Value::from(canonical));
     }
     if let Some((t, id)) = parsed.compartment {
         context.insert("compartment".into(), Value::from(format!("{t}/{id}")));
     }
-    if let Some(letter) = parsed.interaction.scope_letter() {
-        let scope_type = parsed.resource_type.unwrap_or("*");
-        context.insert(
-            "smart_scope".into(),
-            Value::from(format!("{scope_type}.{letter}")),
-        );
+    if let Some(scope) =
+        smart::needed_scope(parsed.resource_type, parsed.interaction, operation_kind)
+    {
+        context.insert("smart_scope".into(), Value::from(scope));
     }
 
     let mut search = Map::new();

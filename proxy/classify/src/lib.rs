@@ -73,6 +73,11 @@ pub enum ClassifyError {
     },
     #[error("no operation matches {method} {path}")]
     NoOperation { method: String, path: String },
+    #[error(
+        "FHIR operation {operation} is not one Lexecon knows, so it cannot tell what it does; \
+         map it in the route's classifier actions (key {key:?}, e.g. \"*.{operation}\": <action>)"
+    )]
+    UnknownOperation { operation: String, key: String },
 }
 
 /// Whether the classifier needs the request body before deciding: always for MCP; for REST and

@@ -5,8 +5,77 @@
 
 use serde_json::Value;
 
-use super::{Interaction, SYSTEM_TYPE};
+use super::{Interaction, OperationKind, SYSTEM_TYPE};
 use crate::ClassifiedItem;
+
+/// The SMART permissions a request needs: letters as bits over `c r u d s`, and whether they
+/// must be granted for every type (a `*` scope) rather than the request's own type. `None` from
+/// [`need`]: no scope needed (capabilities, server information).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Need {
+    letters: u8,
+    every_type: bool,
+}
+
+/// What an interaction (and, for an operation, its kind) needs on `resource_type` (empty or
+/// `_system` at the system level, where only `*` scopes can grant). A batch and an operation
+/// Lexecon does not know need full access (`*.cruds`): what they touch is not in the request line.
+fn need(
+    resource_type: &str,
+    interaction: Interaction,
+    operation: Option<OperationKind>,
+) -> Option<Need> {
+    let system = resource_type.is_empty() || resource_type == SYSTEM_TYPE;
+    let on_type = |letters| Need {
+        letters,
+        every_type: system,
+    };
+    let everything = Need {
+        letters: ALL_LETTERS,
+        every_type: true,
+    };
+    if interaction == Interaction::Operation {
+        return match operation {
+            Some(OperationKind::Delete) => Some(on_type(LETTER_D)),
+            Some(OperationKind::Write) => Some(on_type(LETTER_U)),
+            Some(OperationKind::BulkRead) => Some(Need {
+                letters: LETTER_R | LETTER_S,
+                every_type: true,
+            }),
+            Some(OperationKind::Read | OperationKind::Terminology) => Some(on_type(LETTER_R)),
+            Some(OperationKind::ServerInfo) => None,
+            None => Some(everything),
+        };
+    }
+    match interaction.scope_letter() {
+        Some(letter) => Some(on_type(
+            "cruds"
+                .find(letter)
+                .map_or(ALL_LETTERS, |index| 1u8 << index),
+        )),
+        None if interaction == Interaction::Capabilities => None,
+        None => Some(everything),
+    }
+}
+
+/// The SMART v2 scope an interaction needs, as `context.smart_scope` shows it (`Observation.r`,
+/// `*.rs`, `*.cruds`); `None` when it needs none.
+pub(super) fn needed_scope(
+    resource_type: Option<&str>,
+    interaction: Interaction,
+    operation: Option<OperationKind>,
+) -> Option<String> {
+    let resource_type = resource_type.unwrap_or("");
+    let need = need(resource_type, interaction, operation)?;
+    let scope_type = if need.every_type { "*" } else { resource_type };
+    let letters: String = "cruds"
+        .chars()
+        .enumerate()
+        .filter(|(index, _)| need.letters & (1 << index) != 0)
+        .map(|(_, letter)| letter)
+        .collect();
+    Some(format!("{scope_type}.{letters}"))
+}
 
 /// The permissions one scope grants, as a bit set over `c r u d s`, and whether it is a
 /// `patient/` (launch-patient) scope.
@@ -78,27 +147,22 @@ pub enum ScopeGrant {
 /// the `patient/`, `user/` and `system/` contexts; other scopes (`openid`, `launch`) are ignored,
 /// and a space-separated `scope` claim may be passed as one string. Capabilities need no scope;
 /// a batch/transaction needs full access (`*.cruds`), since its entries are not visible in the
-/// request line.
+/// request line. So does [`Interaction::Operation`] here, where the operation is not known;
+/// [`scope_permits_item`] reads the operation's name and asks what its [`OperationKind`] needs.
 pub fn scope_grant(scopes: &[&str], resource_type: &str, interaction: Interaction) -> ScopeGrant {
-    let resource_type = if resource_type == SYSTEM_TYPE {
-        ""
-    } else {
-        resource_type
+    grant(
+        scopes,
+        resource_type,
+        need(resource_type, interaction, None),
+    )
+}
+
+fn grant(scopes: &[&str], resource_type: &str, need: Option<Need>) -> ScopeGrant {
+    let Some(need) = need else {
+        return ScopeGrant::Granted;
     };
-    let needed = match interaction.scope_letter() {
-        Some(letter) => match "cruds".find(letter) {
-            Some(index) => 1u8 << index,
-            None => return ScopeGrant::Denied,
-        },
-        None if interaction == Interaction::Capabilities => return ScopeGrant::Granted,
-        None => ALL_LETTERS,
-    };
-    // For a system-level interaction only wildcard scopes match.
-    let check_type = if resource_type.is_empty() || interaction == Interaction::Batch {
-        "*"
-    } else {
-        resource_type
-    };
+    let check_type = if need.every_type { "*" } else { resource_type };
+    let needed = need.letters;
     let (mut any, mut patient) = (0u8, 0u8);
     for scope in scopes.iter().flat_map(|s| s.split_ascii_whitespace()) {
         match scope_bits(scope, check_type) {
@@ -144,7 +208,17 @@ pub fn scope_permits_item(
         .get("resource_type")
         .and_then(Value::as_str)
         .unwrap_or("");
-    match scope_grant(scopes, resource_type, interaction) {
+    let operation = item
+        .context
+        .get("operation")
+        .and_then(Value::as_str)
+        .and_then(OperationKind::of)
+        .map(|(_, kind)| kind);
+    match grant(
+        scopes,
+        resource_type,
+        need(resource_type, interaction, operation),
+    ) {
         ScopeGrant::Granted => true,
         ScopeGrant::LaunchPatientOnly => {
             let patient = item.context.get("patient_id").and_then(Value::as_str);
@@ -265,6 +339,49 @@ mod tests {
                 Some(interaction)
             );
         }
+    }
+
+    #[test]
+    fn operations_need_the_scope_of_what_they_do() {
+        let expunge = run("POST", "/fhir/Patient/1/$expunge", None, &[]).unwrap();
+        assert!(!scope_permits_item(&["user/*.read"], &expunge, None));
+        assert!(!scope_permits_item(&["user/Patient.rs"], &expunge, None));
+        assert!(scope_permits_item(&["user/Patient.d"], &expunge, None));
+        let merge = run("POST", "/fhir/Patient/$merge", None, &[]).unwrap();
+        assert!(!scope_permits_item(&["user/Patient.r"], &merge, None));
+        assert!(scope_permits_item(&["user/Patient.u"], &merge, None));
+        let everything = run("GET", "/fhir/Patient/1/$everything", None, &[]).unwrap();
+        assert!(
+            !scope_permits_item(&["user/Patient.rs"], &everything, None),
+            "the whole compartment needs every type"
+        );
+        assert!(scope_permits_item(&["user/*.rs"], &everything, None));
+        assert!(scope_permits_item(
+            &["patient/*.rs"],
+            &everything,
+            Some("1")
+        ));
+        assert!(!scope_permits_item(
+            &["patient/*.rs"],
+            &everything,
+            Some("2")
+        ));
+        let export = run("GET", "/fhir/$export", None, &[]).unwrap();
+        assert!(!scope_permits_item(&["patient/*.rs"], &export, Some("1")));
+        assert!(scope_permits_item(&["system/*.rs"], &export, None));
+        let meta = run("GET", "/fhir/Patient/1/$meta", None, &[]).unwrap();
+        assert!(scope_permits_item(&["user/Patient.r"], &meta, None));
+        let versions = run("GET", "/fhir/$versions", None, &[]).unwrap();
+        assert!(scope_permits_item(&[], &versions, None));
+        assert_eq!(
+            scope_grant(&["user/Patient.r"], "Patient", Interaction::Operation),
+            ScopeGrant::Denied,
+            "an operation not known by name needs full access"
+        );
+        assert_eq!(
+            scope_grant(&["user/*.cruds"], "Patient", Interaction::Operation),
+            ScopeGrant::Granted
+        );
     }
 
     #[test]

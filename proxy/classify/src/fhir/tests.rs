@@ -52,13 +52,39 @@ fn every_default_fhir_action_is_declared_by_the_healthcare_domain() {
     let healthcare = registry.get("healthcare").unwrap().config();
     for interaction in Interaction::ALL {
         for resource_type in ["Patient", "MedicationRequest", "Observation"] {
-            let action = default_action(resource_type, interaction);
+            let Some(action) = default_action(resource_type, interaction) else {
+                assert_eq!(interaction, Interaction::Operation);
+                continue;
+            };
             assert!(
                 healthcare.action_type(action).is_some(),
                 "{action} ({resource_type} {interaction:?}) is not a healthcare action type"
             );
         }
     }
+    for kind in OperationKind::ALL {
+        let action = kind.default_action();
+        assert!(
+            healthcare.action_type(action).is_some(),
+            "{action} ({kind:?}) is not a healthcare action type"
+        );
+    }
+    for (name, kind) in KNOWN_OPERATIONS {
+        assert!(is_operation_name(name), "{name}");
+        assert_eq!(OperationKind::of(name), Some((*name, *kind)));
+    }
+}
+
+#[test]
+fn a_policy_can_name_the_bulk_export_action() {
+    let registry = lexecon_domains::DomainRegistry::builtin().unwrap();
+    let healthcare = registry.get("healthcare").unwrap().config();
+    let policy = lexecon_config::parse_policy(
+        "bulk.yaml",
+        "id: bulk\ndomain: healthcare\nrules:\n  - {id: no-bulk, effect: forbid, action: axn_export_phi, reason: no bulk export}\n",
+    )
+    .unwrap();
+    lexecon_config::validate_policy("bulk.yaml", &policy, Some(healthcare)).unwrap();
 }
 
 #[test]
@@ -208,7 +234,7 @@ fn each_interaction_is_recognised() {
             "/fhir/Patient/7/$everything",
             None,
             "operation",
-            "axn_access_phi",
+            "axn_export_phi",
         ),
         (
             "GET",
@@ -343,4 +369,297 @@ fn extra_context_sources_read_headers_and_body() {
     assert_eq!(item.context["medication"], json!("Amoxicillin"));
     assert_eq!(item.context["tenant"], json!("north"));
     assert!(config.uses_body());
+}
+
+/// One operation case: method, path, the action it must get, the canonical operation name and
+/// the SMART scope it needs.
+type OperationCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+#[test]
+fn known_operations_get_the_action_of_what_they_do_at_every_level() {
+    let cases: &[OperationCase] = &[
+        (
+            "POST",
+            "/fhir/Patient/123/$expunge",
+            "axn_delete_phi",
+            "$expunge",
+            Some("Patient.d"),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/$expunge",
+            "axn_delete_phi",
+            "$expunge",
+            Some("Patient.d"),
+        ),
+        (
+            "POST",
+            "/fhir/$expunge",
+            "axn_delete_phi",
+            "$expunge",
+            Some("*.d"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/123/$expunge",
+            "axn_delete_phi",
+            "$expunge",
+            Some("Patient.d"),
+        ),
+        (
+            "POST",
+            "/fhir/Observation/o1/$purge",
+            "axn_delete_phi",
+            "$purge",
+            Some("Observation.d"),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/$merge",
+            "axn_update_phi",
+            "$merge",
+            Some("Patient.u"),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/1/$meta-add",
+            "axn_update_phi",
+            "$meta-add",
+            Some("Patient.u"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/1/$everything",
+            "axn_export_phi",
+            "$everything",
+            Some("*.rs"),
+        ),
+        (
+            "POST",
+            "/fhir/Patient/$everything",
+            "axn_export_phi",
+            "$everything",
+            Some("*.rs"),
+        ),
+        (
+            "GET",
+            "/fhir/$export",
+            "axn_export_phi",
+            "$export",
+            Some("*.rs"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/$export",
+            "axn_export_phi",
+            "$export",
+            Some("*.rs"),
+        ),
+        (
+            "GET",
+            "/fhir/Patient/1/$meta",
+            "axn_access_phi",
+            "$meta",
+            Some("Patient.r"),
+        ),
+        (
+            "POST",
+            "/fhir/Observation/$validate",
+            "axn_access_phi",
+            "$validate",
+            Some("Observation.r"),
+        ),
+        (
+            "GET",
+            "/fhir/CodeSystem/$lookup",
+            "axn_read_guideline",
+            "$lookup",
+            Some("CodeSystem.r"),
+        ),
+        (
+            "POST",
+            "/fhir/ConceptMap/$translate",
+            "axn_read_guideline",
+            "$translate",
+            Some("ConceptMap.r"),
+        ),
+        (
+            "GET",
+            "/fhir/ValueSet/vs1/$expand",
+            "axn_read_guideline",
+            "$expand",
+            Some("ValueSet.r"),
+        ),
+        (
+            "GET",
+            "/fhir/ValueSet/$validate-code",
+            "axn_read_guideline",
+            "$validate-code",
+            Some("ValueSet.r"),
+        ),
+        (
+            "GET",
+            "/fhir/CodeSystem/$subsumes",
+            "axn_read_guideline",
+            "$subsumes",
+            Some("CodeSystem.r"),
+        ),
+        (
+            "GET",
+            "/fhir/$versions",
+            "axn_read_metadata",
+            "$versions",
+            None,
+        ),
+        (
+            "GET",
+            "/fhir/$capabilities",
+            "axn_read_metadata",
+            "$capabilities",
+            None,
+        ),
+    ];
+    for (method, path, action, operation, scope) in cases {
+        let item = run(method, path, None, &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert_eq!(item.action, *action, "{method} {path}");
+        assert_eq!(
+            item.context["interaction"],
+            json!("operation"),
+            "{method} {path}"
+        );
+        assert_eq!(
+            item.context["operation"],
+            json!(operation),
+            "{method} {path}"
+        );
+        assert_eq!(
+            item.context.get("smart_scope"),
+            scope.map(|s| json!(s)).as_ref(),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn case_trailing_slash_and_percent_encoding_do_not_disguise_an_operation() {
+    for path in [
+        "/fhir/Patient/123/$EXPUNGE",
+        "/fhir/Patient/123/$Expunge",
+        "/fhir/Patient/123/$expunge/",
+        "/fhir/Patient/123/%24expunge",
+        "/fhir/Patient/123/%24EXPUNGE",
+        "/fhir/Patient/123/$%65xpunge",
+        "/fhir/%50atient/%31%32%33/$expunge",
+    ] {
+        let item = run("POST", path, None, &[]).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(item.action, "axn_delete_phi", "{path}");
+        assert_eq!(item.context["operation"], json!("$expunge"), "{path}");
+        assert_eq!(
+            item.resource.as_deref(),
+            Some("res_phi:Patient/123"),
+            "{path}"
+        );
+    }
+    let config = fhir("kind: fhir");
+    let item = run_with(&config, "POST", "/ehr/r4/Patient/9/%24expunge", None, &[]).unwrap();
+    assert_eq!(
+        item.action, "axn_delete_phi",
+        "found without a base_path too"
+    );
+}
+
+#[test]
+fn unknown_operations_are_refused_naming_the_key_to_map() {
+    for (method, path, key) in [
+        ("POST", "/fhir/Patient/1/$reindex", "Patient.$reindex"),
+        ("GET", "/fhir/$diff", "_system.$diff"),
+        (
+            "POST",
+            "/fhir/Patient/$Everything-Else",
+            "Patient.$Everything-Else",
+        ),
+    ] {
+        match run(method, path, None, &[]) {
+            Err(err @ ClassifyError::UnknownOperation { .. }) => {
+                assert!(err.to_string().contains(&format!("{key:?}")), "{err}");
+                assert!(err.to_string().contains("actions"), "{err}");
+            }
+            other => panic!("{method} {path}: expected UnknownOperation, got {other:?}"),
+        }
+    }
+    for path in ["/fhir/Patient/1/$", "/fhir/Patient/1/$a%20b", "/fhir/$x!y"] {
+        assert!(
+            matches!(run("POST", path, None, &[]), Err(ClassifyError::Malformed(m)) if m.contains("not a FHIR operation name")),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_route_maps_operations_only_with_globs_that_name_operations() {
+    let config = fhir(
+        r#"
+kind: fhir
+base_path: /fhir
+actions:
+  "Patient.*": axn_read_guideline
+  "*.$reindex": axn_update_phi
+  "Patient.$merge": axn_share_phi
+"#,
+    );
+    let run = |path| run_with(&config, "POST", path, None, &[]);
+    assert_eq!(
+        run("/fhir/Patient/1/$reindex").unwrap().action,
+        "axn_update_phi"
+    );
+    assert_eq!(
+        run("/fhir/Patient/$merge").unwrap().action,
+        "axn_share_phi",
+        "a mapping wins over the built-in kind"
+    );
+    assert_eq!(
+        run("/fhir/Patient/1/$expunge").unwrap().action,
+        "axn_delete_phi",
+        "Patient.* is for interactions, never an operation"
+    );
+    assert!(matches!(
+        run("/fhir/Patient/1/$unknown"),
+        Err(ClassifyError::UnknownOperation { .. })
+    ));
+    assert_eq!(
+        run_with(&config, "GET", "/fhir/Patient/1", None, &[])
+            .unwrap()
+            .action,
+        "axn_read_guideline"
+    );
+    let upper = run("/fhir/Patient/$MERGE").unwrap();
+    assert_eq!(
+        upper.action, "axn_share_phi",
+        "the canonical name is looked up"
+    );
+    assert_eq!(
+        upper.context["smart_scope"],
+        json!("Patient.u"),
+        "a mapped known operation keeps its scope"
+    );
+    let unknown = run("/fhir/Patient/1/$reindex").unwrap();
+    assert_eq!(unknown.context["smart_scope"], json!("*.cruds"));
+}
+
+#[test]
+fn other_methods_on_an_operation_path_are_refused() {
+    for (method, path) in [
+        ("DELETE", "/fhir/Patient/1/$expunge"),
+        ("PUT", "/fhir/Patient/$expunge"),
+        ("PATCH", "/fhir/$expunge"),
+        ("POST", "/fhir/Patient/1/$expunge/x"),
+    ] {
+        assert!(run(method, path, None, &[]).is_err(), "{method} {path}");
+    }
 }
