@@ -10,7 +10,8 @@
 //! Closed by default: path segments are percent-decoded before they are read (the upstream decodes
 //! them too, so `%24expunge` is `$expunge`); a `$operation` gets the action of what it does
 //! ([`OperationKind`]), and one Lexecon does not know is refused unless the route's `actions` map it
-//! with a glob that names operations (contains `$`).
+//! with a glob that names operations (contains `$`); a search parameter the classifier reads
+//! (`patient`, `subject`, `_id`) sent twice is refused, since upstreams disagree on which copy counts.
 
 use std::borrow::Cow;
 
@@ -485,7 +486,7 @@ pub(super) fn classify(
         }
     }
 
-    let patient_id = patient_id(&parsed, &search);
+    let patient_id = patient_id(&parsed, &search)?;
     if let Some(patient) = &patient_id {
         context.insert("patient_id".into(), Value::from(patient.as_str()));
     }
@@ -554,31 +555,50 @@ pub(super) fn classify(
     })
 }
 
-/// The patient the request is about, when the request line or search says so.
-fn patient_id(parsed: &Parsed<'_>, search: &Map<String, Value>) -> Option<String> {
+/// The search parameters [`patient_id`] reads (and `_id` on `Patient`): each must appear once.
+const PATIENT_PARAMS: [&str; 3] = ["patient", "subject", "subject:Patient"];
+
+/// The patient the request is about, when the request line or search says so. A parameter it
+/// reads (`patient`, `subject`, `subject:Patient`, `_id`) sent twice is refused: FHIR ANDs the
+/// copies, but a server or gateway that keeps only the first or the last copy would serve another
+/// patient than the one decided.
+fn patient_id(
+    parsed: &Parsed<'_>,
+    search: &Map<String, Value>,
+) -> Result<Option<String>, ClassifyError> {
+    let id_param = (parsed.resource_type == Some("Patient")).then_some("_id");
+    for param in PATIENT_PARAMS.into_iter().chain(id_param) {
+        if let Some(Value::Array(_)) = search.get(param) {
+            return Err(ClassifyError::RepeatedParameter {
+                name: param.to_string(),
+            });
+        }
+    }
     if let Some(("Patient", id)) = parsed.compartment {
-        return Some(id.to_string());
+        return Ok(Some(id.to_string()));
     }
     if parsed.resource_type == Some("Patient") {
         if let Some(id) = parsed.id {
-            return Some(id.to_string());
+            return Ok(Some(id.to_string()));
         }
         if let Some(Value::String(id)) = search.get("_id") {
-            return Some(id.clone());
+            if is_fhir_id(id) {
+                return Ok(Some(id.clone()));
+            }
         }
     }
-    for param in ["patient", "subject", "subject:Patient"] {
+    for param in PATIENT_PARAMS {
         if let Some(Value::String(reference)) = search.get(param) {
             let id = reference.strip_prefix("Patient/").unwrap_or(reference);
             if param == "subject" && reference.contains('/') && !reference.starts_with("Patient/") {
                 continue;
             }
             if is_fhir_id(id) {
-                return Some(id.to_string());
+                return Ok(Some(id.to_string()));
             }
         }
     }
-    None
+    Ok(None)
 }
 
 fn resource(config: &FhirClassifier, parsed: &Parsed<'_>) -> String {

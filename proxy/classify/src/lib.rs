@@ -78,6 +78,11 @@ pub enum ClassifyError {
          map it in the route's classifier actions (key {key:?}, e.g. \"*.{operation}\": <action>)"
     )]
     UnknownOperation { operation: String, key: String },
+    #[error(
+        "query parameter {name:?} appears more than once; Lexecon reads it, and upstreams \
+         disagree on which copy counts (the first or the last): send it once"
+    )]
+    RepeatedParameter { name: String },
 }
 
 /// Whether the classifier needs the request body before deciding: always for MCP; for REST and

@@ -260,6 +260,37 @@ operations:
     }
 
     #[test]
+    fn a_query_parameter_a_source_reads_must_appear_once() {
+        let h = http::HeaderMap::new();
+        for query in [
+            "amount=1&reason=a&reason=b",
+            "reason=a&amount=1&reason=a",
+            "amount=1&reason=a&reas%6Fn=b",
+            "amount=1&amount=2",
+        ] {
+            let err = run("DELETE", "/v1/accounts/a1/orders/9", Some(query), &h, None).unwrap_err();
+            assert!(
+                matches!(&err, ClassifyError::RepeatedParameter { .. }),
+                "{query}: {err:?}"
+            );
+            assert!(err.to_string().contains("more than once"), "{err}");
+        }
+        let out = run(
+            "DELETE",
+            "/v1/accounts/a1/orders/9",
+            Some("reason=a&amount=2&other=1&other=2"),
+            &h,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            out.items[0].context["reason"],
+            json!("a"),
+            "parameters no source reads may repeat"
+        );
+    }
+
+    #[test]
     fn computed_division_by_zero_is_malformed() {
         let config: ClassifierConfig = serde_norway::from_str(
             "kind: rest\noperations: [{method: POST, path: /x, action: axn_x, context: {r: \"div(body./a, body./b)\"}}]",

@@ -1,6 +1,8 @@
 //! Evaluates the configured value sources of the REST and FHIR classifiers (`path.<param>`,
 //! `query.<name>`, `header.<name>`, `body./pointer`, numbers, and `add/sub/mul/div`) against one
 //! request. Pure: reads only what it is given, never allocates for sources it does not read.
+//!
+//! Closed by default: a query parameter a source reads must appear once.
 
 use std::borrow::Cow;
 
@@ -91,13 +93,21 @@ impl Request<'_> {
                 let Some(query) = self.query else {
                     return Ok(None);
                 };
+                // INVARIANT: a parameter a source reads appears at most once (after decoding
+                // its name): upstreams disagree on whether the first or the last copy counts.
+                let mut found = None;
                 for pair in query_pairs(query) {
                     let (key, value) = pair?;
                     if key == name.as_str() {
-                        return Ok(Some(Value::from(value.into_owned())));
+                        if found.is_some() {
+                            return Err(ClassifyError::RepeatedParameter {
+                                name: name.to_string(),
+                            });
+                        }
+                        found = Some(value);
                     }
                 }
-                Ok(None)
+                Ok(found.map(|value| Value::from(value.into_owned())))
             }
             ValueExpr::Header(name) => match self.headers.get(name.as_str()) {
                 Some(value) => value.to_str().map(|v| Some(Value::from(v))).map_err(|_| {

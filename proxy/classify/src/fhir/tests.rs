@@ -663,3 +663,61 @@ fn other_methods_on_an_operation_path_are_refused() {
         assert!(run(method, path, None, &[]).is_err(), "{method} {path}");
     }
 }
+
+#[test]
+fn a_patient_parameter_sent_twice_is_refused_and_others_may_repeat() {
+    for (path, query, name) in [
+        ("/fhir/Observation", "patient=1&patient=2", "patient"),
+        (
+            "/fhir/Observation",
+            "subject=Patient/1&code=a&subject=Patient/2",
+            "subject",
+        ),
+        (
+            "/fhir/Observation",
+            "subject:Patient=1&subject:Patient=1",
+            "subject:Patient",
+        ),
+        ("/fhir/Patient", "_id=1&_id=2", "_id"),
+        ("/fhir/Observation", "patient=1&pati%65nt=2", "patient"),
+        (
+            "/fhir/Patient/7/Observation",
+            "patient=1&patient=2",
+            "patient",
+        ),
+    ] {
+        match run("GET", path, Some(query), &[]) {
+            Err(err @ ClassifyError::RepeatedParameter { .. }) => {
+                assert!(err.to_string().contains(&format!("{name:?}")), "{err}");
+            }
+            other => panic!("{path}?{query}: expected RepeatedParameter, got {other:?}"),
+        }
+    }
+    let item = run(
+        "GET",
+        "/fhir/Observation",
+        Some("patient=7&code=a&code=b&date=ge2020&date=le2021&_id=x&_id=y"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(item.context["patient_id"], json!("7"));
+    assert_eq!(item.context["search_params"]["code"], json!(["a", "b"]));
+}
+
+#[test]
+fn a_context_query_source_refuses_its_parameter_sent_twice() {
+    let config = fhir("kind: fhir\nbase_path: /fhir\ncontext: {tenant: query.tenant}");
+    let once = run_with(
+        &config,
+        "GET",
+        "/fhir/Observation",
+        Some("tenant=a&code=1&code=2"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(once.context["tenant"], json!("a"));
+    assert!(matches!(
+        run_with(&config, "GET", "/fhir/Observation", Some("tenant=a&tenant=b"), &[]),
+        Err(ClassifyError::RepeatedParameter { name }) if name == "tenant"
+    ));
+}
