@@ -1,6 +1,9 @@
 //! Classifiers: turn one HTTP request (method, path, headers, and the body when the route needs it)
 //! into the actor-independent parts of a decision input — action, resource, context — per the route's
-//! [`ClassifierConfig`]. Pure functions: no I/O, no decisions.
+//! [`ClassifierConfig`]. Pure functions: no I/O, no decisions. They close by default: what an
+//! upstream could read differently (an unknown FHIR operation, a query parameter they read sent
+//! twice, a JSON key sent twice — `json` parses bodies strictly —, a look-alike MCP tool name) is
+//! refused, never guessed at (docs/classifiers.md, "Closed by default").
 //!
 //! One module per kind: [`mcp`] (JSON-RPC over Streamable HTTP, plus the MCP answer builders the
 //! server sends), `rest` (method + path template), [`fhir`] (FHIR interactions, plus SMART scope
@@ -10,6 +13,7 @@
 
 pub mod fhir;
 pub mod head;
+mod json;
 pub mod mcp;
 mod rest;
 pub mod target;
@@ -83,6 +87,15 @@ pub enum ClassifyError {
          disagree on which copy counts (the first or the last): send it once"
     )]
     RepeatedParameter { name: String },
+    #[error(
+        "the JSON body has the key {key:?} twice in one object (line {line}, column {column}); \
+         upstreams disagree on which copy counts (Python and Go take the last): send each key once"
+    )]
+    DuplicateKey {
+        key: String,
+        line: usize,
+        column: usize,
+    },
 }
 
 /// Whether the classifier needs the request body before deciding: always for MCP; for REST and

@@ -8,6 +8,9 @@
 //! `denial` (denials in JSON-RPC: [`denial_body`], [`denial_answer`]) and `tools_list`
 //! ([`filter_tools_list`]). All are pure functions from data to bytes; nothing here does I/O or
 //! decides.
+//!
+//! Closed by default: the body is parsed strictly (a key sent twice at any depth is refused, see
+//! `crate::json`).
 
 use std::borrow::Cow;
 
@@ -154,8 +157,8 @@ pub(super) fn classify(
             "empty body; expected a JSON-RPC 2.0 request".into(),
         ));
     }
-    let message: Value = serde_json::from_slice(body)
-        .map_err(|e| ClassifyError::Malformed(format!("body is not valid JSON: {e}")))?;
+    // Strict: a key sent twice (`"name"` in params, say) is refused, not resolved.
+    let message = crate::json::from_slice(body).map_err(|e| e.into_classify("body"))?;
     match message {
         Value::Array(elements) => {
             if elements.is_empty() {

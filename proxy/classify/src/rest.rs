@@ -291,6 +291,35 @@ operations:
     }
 
     #[test]
+    fn a_body_with_a_key_twice_is_refused_naming_the_key() {
+        let h = http::HeaderMap::new();
+        let err = run(
+            "POST",
+            "/v1/orders",
+            None,
+            &h,
+            Some(r#"{"symbol":"AAPL","quantity":1,"limit_price":2,"quantity":1000000}"#),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ClassifyError::DuplicateKey { key, .. } if key == "quantity"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("\"quantity\" twice"), "{err}");
+        let nested = run(
+            "POST",
+            "/v1/orders",
+            None,
+            &h,
+            Some(r#"{"symbol":"AAPL","quantity":1,"limit_price":2,"meta":{"a":1,"a":2}}"#),
+        );
+        assert!(
+            matches!(nested, Err(ClassifyError::DuplicateKey { .. })),
+            "a key nobody reads still makes the body ambiguous"
+        );
+    }
+
+    #[test]
     fn computed_division_by_zero_is_malformed() {
         let config: ClassifierConfig = serde_norway::from_str(
             "kind: rest\noperations: [{method: POST, path: /x, action: axn_x, context: {r: \"div(body./a, body./b)\"}}]",

@@ -2,7 +2,8 @@
 //! `query.<name>`, `header.<name>`, `body./pointer`, numbers, and `add/sub/mul/div`) against one
 //! request. Pure: reads only what it is given, never allocates for sources it does not read.
 //!
-//! Closed by default: a query parameter a source reads must appear once.
+//! Closed by default: a query parameter a source reads must appear once, and a JSON body a source
+//! reads is parsed strictly (a key twice in one object is refused, see `crate::json`).
 
 use std::borrow::Cow;
 
@@ -31,8 +32,7 @@ pub(super) fn parse_body(body: Option<&[u8]>, what: &str) -> Result<Value, Class
             "{what} needs a JSON body, but the body is empty"
         )));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ClassifyError::Malformed(format!("{what}: body is not valid JSON: {e}")))
+    crate::json::from_slice(bytes).map_err(|e| e.into_classify(&format!("{what}: body")))
 }
 
 /// Percent-decodes a path or query component (`+` is a space in queries). Borrows when there is

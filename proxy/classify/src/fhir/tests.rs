@@ -721,3 +721,25 @@ fn a_context_query_source_refuses_its_parameter_sent_twice() {
         Err(ClassifyError::RepeatedParameter { name }) if name == "tenant"
     ));
 }
+
+#[test]
+fn a_context_body_source_refuses_duplicate_keys() {
+    let config = fhir("kind: fhir\nbase_path: /fhir\ncontext: {subject: body./subject/reference}");
+    let headers = http::HeaderMap::new();
+    let parts = RequestParts {
+        method: "POST",
+        path: "/fhir/Observation",
+        query: None,
+        headers: &headers,
+    };
+    let body = br#"{"resourceType":"Observation","subject":{"reference":"Patient/1","reference":"Patient/2"}}"#;
+    assert!(matches!(
+        classify(&config, &parts, Some(body)),
+        Err(ClassifyError::DuplicateKey { key, .. }) if key == "reference"
+    ));
+    let plain = fhir("kind: fhir\nbase_path: /fhir");
+    assert!(
+        classify(&plain, &parts, Some(body)).is_ok(),
+        "a route that reads no body never parses it"
+    );
+}

@@ -199,19 +199,68 @@ fn protocol_version_header_must_match_the_meta_envelope() {
 }
 
 #[test]
-fn duplicate_json_keys_resolve_like_the_python_sdk_last_wins() {
-    // json.loads (the SDK server) keeps the last duplicate; so must the proxy, or an agent
-    // could show the proxy one tool and run another.
-    let item = run(
-            &agent_config(),
-            &http::HeaderMap::new(),
+fn duplicate_json_keys_are_refused_at_any_depth_naming_the_key() {
+    // json.loads (the SDK server) keeps the last duplicate, other parsers the first: the proxy
+    // refuses, so an agent can never show it one tool and run another.
+    for (body, key) in [
+        (
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_file","arguments":{}}}"#,
-        )
-        .unwrap()
-        .items
-        .remove(0);
-    assert_eq!(item.tool.as_deref(), Some("delete_file"));
-    assert_eq!(item.action, "axn_delete_data");
+            "name",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"delete_file"}}"#,
+            "method",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"a.txt","path":"/etc/shadow"}}}"#,
+            "path",
+        ),
+        (r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#, "id"),
+    ] {
+        let err = run(&agent_config(), &http::HeaderMap::new(), body).unwrap_err();
+        match &err {
+            ClassifyError::DuplicateKey { key: got, .. } => assert_eq!(got, key, "{body}"),
+            other => panic!("{body}: expected DuplicateKey, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains(&format!("the key {key:?} twice")),
+            "{err}"
+        );
+    }
+    let batch = format!(
+        "[{STATELESS_SEARCH},{}]",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search","arguments":{"q":1,"q":2}}}"#
+    );
+    assert!(matches!(
+        run(&batching_config(5), &http::HeaderMap::new(), &batch),
+        Err(ClassifyError::DuplicateKey { .. })
+    ));
+}
+
+#[test]
+fn deeply_nested_or_invalid_utf8_bodies_are_malformed() {
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"search","arguments":{{"q":{}1{}}}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let err = run(&agent_config(), &http::HeaderMap::new(), &deep).unwrap_err();
+    assert!(
+        matches!(&err, ClassifyError::Malformed(m) if m.contains("recursion limit")),
+        "{err:?}"
+    );
+    let parts = RequestParts {
+        method: "POST",
+        path: "/mcp",
+        query: None,
+        headers: &http::HeaderMap::new(),
+    };
+    let invalid = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"sea\xffrch\"}}";
+    let err = classify(&agent_config(), &parts, Some(invalid)).unwrap_err();
+    assert!(
+        matches!(&err, ClassifyError::Malformed(m) if m.contains("not valid JSON")),
+        "{err:?}"
+    );
 }
 
 #[test]
