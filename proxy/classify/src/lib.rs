@@ -96,6 +96,11 @@ pub enum ClassifyError {
         line: usize,
         column: usize,
     },
+    #[error(
+        "tool name {name:?} is not an MCP tool name (1-128 characters of A-Z a-z 0-9 _ - .); \
+         a look-alike of a real name could pass a rule written for it"
+    )]
+    InvalidToolName { name: String },
 }
 
 /// Whether the classifier needs the request body before deciding: always for MCP; for REST and

@@ -10,7 +10,7 @@
 //! decides.
 //!
 //! Closed by default: the body is parsed strictly (a key sent twice at any depth is refused, see
-//! `crate::json`).
+//! `crate::json`), and a `tools/call` whose tool name is outside the MCP charset is refused.
 
 use std::borrow::Cow;
 
@@ -345,6 +345,7 @@ fn classify_message(
                 "tools/call needs params.name, the name of the tool".into(),
             ));
         };
+        check_tool_name(tool)?;
         if id.is_none() {
             return Err(ClassifyError::Malformed(
                 "tools/call is a request and needs an \"id\"".into(),
@@ -426,6 +427,25 @@ fn classify_message(
         rpc_method: Some(method.to_string()),
         tool: None,
     })
+}
+
+/// Refuses a tool name outside the MCP specification's charset (1-128 characters of `A-Z a-z
+/// 0-9 _ - .`): a look-alike (`ｄelete_file`, `delete_file` with a zero-width space) would match
+/// no rule written for the real name and could still reach a lenient server. The error quotes at
+/// most 64 characters of the name.
+fn check_tool_name(tool: &str) -> Result<(), ClassifyError> {
+    let valid = (1..=128).contains(&tool.len())
+        && tool
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        return Ok(());
+    }
+    let mut name: String = tool.chars().take(64).collect();
+    if name.len() < tool.len() {
+        name.push('…');
+    }
+    Err(ClassifyError::InvalidToolName { name })
 }
 
 /// The action a `tools/call` of `tool` gets: the first matching `tools` glob, else

@@ -143,16 +143,27 @@ fn method_header_that_disagrees_with_the_body_is_a_mismatch() {
 #[test]
 fn base64_name_header_is_decoded_before_comparing() {
     // The SDK wraps names that are not plain printable ASCII: "résumé" → =?base64?…?=
+    // (A prompt name may be any text; a tool name may not, see
+    // tool_names_outside_the_mcp_charset_are_refused.)
     let h = headers(&[
+        ("mcp-method", "prompts/get"),
+        ("mcp-name", "=?base64?csOpc3Vtw6k=?="),
+    ]);
+    let body = r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"résumé"}}"#;
+    let item = run(&agent_config(), &h, body).unwrap().items.remove(0);
+    assert_eq!(item.context["mcp_prompt"], json!("résumé"));
+    let tool = headers(&[
         ("mcp-method", "tools/call"),
         ("mcp-name", "=?base64?csOpc3Vtw6k=?="),
     ]);
-    let body = STATELESS_SEARCH.replace("\"search\"", "\"résumé\"");
-    let item = run(&agent_config(), &h, &body).unwrap().items.remove(0);
-    assert_eq!(item.tool.as_deref(), Some("résumé"));
+    let tool_body = STATELESS_SEARCH.replace("\"search\"", "\"résumé\"");
+    assert!(matches!(
+        run(&agent_config(), &tool, &tool_body),
+        Err(ClassifyError::InvalidToolName { .. })
+    ));
     let corrupt = headers(&[("mcp-name", "=?base64?csOpc3Vtw6l=?=")]);
     assert!(matches!(
-        run(&agent_config(), &corrupt, &body),
+        run(&agent_config(), &corrupt, body),
         Err(ClassifyError::HeaderMismatch {
             header: "Mcp-Name",
             ..
@@ -260,6 +271,43 @@ fn deeply_nested_or_invalid_utf8_bodies_are_malformed() {
     assert!(
         matches!(&err, ClassifyError::Malformed(m) if m.contains("not valid JSON")),
         "{err:?}"
+    );
+}
+
+#[test]
+fn tool_names_outside_the_mcp_charset_are_refused() {
+    let call = |name: &str| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": name, "arguments": {}}})
+        .to_string();
+        run(&agent_config(), &http::HeaderMap::new(), &body)
+    };
+    for name in [
+        "\u{ff44}elete_file",
+        "delete_file\u{200b}",
+        "delete\u{2010}file",
+        "del\u{0435}te_file",
+        "delete file",
+        "delete_file\n",
+        "delete/file",
+        "",
+        &"a".repeat(129),
+    ] {
+        let err = call(name).unwrap_err();
+        assert!(
+            matches!(&err, ClassifyError::InvalidToolName { .. }),
+            "{name:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("A-Z a-z 0-9"), "{err}");
+    }
+    for name in ["delete_file", "a", "Read-File.v2", &"a".repeat(128)] {
+        let item = call(name).unwrap().items.remove(0);
+        assert_eq!(item.tool.as_deref(), Some(name));
+    }
+    let long = call(&"\u{ff44}".repeat(500)).unwrap_err().to_string();
+    assert!(
+        long.len() < 600,
+        "the message quotes a bounded prefix: {long}"
     );
 }
 
