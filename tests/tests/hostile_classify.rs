@@ -1,0 +1,484 @@
+//! The hostile-input corpus for the classifiers (issue 14, items 5 and 6): requests an agent on
+//! loopback can send on purpose so that Lexecon decides one thing while the upstream does another
+//! — FHIR `$operations` read as reads, unknown operations, a query parameter a classifier reads
+//! sent twice, a JSON key sent twice (at any depth), JSON nested too deep, invalid UTF-8, numbers
+//! out of range, and MCP tool names that only look like the real one.
+//!
+//! Each refused case is a raw HTTP/1.1 request, the status it must get, and a piece of the reason
+//! the refusal is recorded with; the upstream must see nothing of it (not even its headers) and
+//! nothing is decided. Each permitted case names the action it must be decided as, and must reach
+//! the upstream byte for byte as sent. The decision point permits everything, so every refusal
+//! here is the classifiers' own, not a policy's.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+
+use lexecon_tests as support;
+use support::{read_response, start, RuleTable, TestUpstream};
+
+fn config(upstream: SocketAddr, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  app: {{addrs: ["{upstream}"], connect_timeout: 500ms, read_timeout: 5s}}
+identity:
+  trusted_actor_header: x-agent-id
+routes:
+  - name: mcp
+    match: {{path_prefix: /mcp, methods: [POST]}}
+    domain: ai
+    classifier: {{kind: mcp, tools: {{"delete_*": axn_delete_data}}}}
+    upstream: app
+  - name: fhir
+    match: {{path_prefix: /fhir}}
+    domain: healthcare
+    classifier:
+      kind: fhir
+      base_path: /fhir
+      actions: {{"*.$reindex": axn_update_phi}}
+      context: {{tenant: query.tenant}}
+    upstream: app
+  - name: orders
+    match: {{path_prefix: /v1/orders}}
+    domain: finance
+    classifier:
+      kind: rest
+      operations:
+        - method: POST
+          path: /v1/orders
+          action: axn_place_order
+          resource: "res_security:{{body./symbol}}"
+          context: {{quantity: body./quantity, venue: query.venue}}
+        - method: GET
+          path: "/v1/orders/{{id}}"
+          action: axn_view_order
+          resource: "res_order:{{id}}"
+          context: {{account: query.account}}
+    upstream: app
+"#
+    )
+}
+
+fn request(method: &str, target: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {target} HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn send(server: SocketAddr, raw: &[u8]) -> (u16, String) {
+    let mut conn = TcpStream::connect(server).unwrap();
+    conn.write_all(raw).unwrap();
+    read_response(&mut conn)
+}
+
+/// A request that must be refused: the status, and a piece of the recorded reason.
+struct Refused {
+    name: String,
+    method: &'static str,
+    target: String,
+    body: Vec<u8>,
+    status: u16,
+    reason: &'static str,
+}
+
+fn refused(
+    name: impl Into<String>,
+    method: &'static str,
+    target: impl Into<String>,
+    body: impl Into<Vec<u8>>,
+    reason: &'static str,
+) -> Refused {
+    Refused {
+        name: name.into(),
+        method,
+        target: target.into(),
+        body: body.into(),
+        status: 400,
+        reason,
+    }
+}
+
+fn tool_call(name: &str) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": name, "arguments": {"path": "a.txt"}}})
+    .to_string()
+}
+
+const ORDER: &str = r#"{"symbol":"AAPL","quantity":10}"#;
+
+fn fhir_cases() -> Vec<Refused> {
+    let mut cases = Vec::new();
+    let unknown = "is not one Lexecon knows";
+    for (method, target) in [
+        ("POST", "/fhir/Patient/1/$frobnicate"),
+        ("GET", "/fhir/Patient/1/$frobnicate"),
+        ("POST", "/fhir/Patient/$frobnicate"),
+        ("POST", "/fhir/$frobnicate"),
+        ("POST", "/fhir/Patient/1/$FROBNICATE"),
+        ("POST", "/fhir/Patient/1/%24frobnicate"),
+        ("POST", "/fhir/Patient/1/$frobnicate/"),
+        ("POST", "/fhir/Patient/1/$Reindex"),
+    ] {
+        cases.push(refused(
+            "unknown FHIR operation",
+            method,
+            target,
+            "",
+            unknown,
+        ));
+    }
+    for (method, target, reason) in [
+        (
+            "POST",
+            "/fhir/Patient/1/$a%20b",
+            "not a FHIR operation name",
+        ),
+        ("POST", "/fhir/Patient/1/$", "not a FHIR operation name"),
+        ("DELETE", "/fhir/Patient/1/$expunge", "no operation matches"),
+        ("PUT", "/fhir/Patient/$expunge", "not a FHIR id"),
+        (
+            "POST",
+            "/fhir/Patient/1/$expunge/more",
+            "no operation matches",
+        ),
+    ] {
+        cases.push(refused(
+            "operation in a shape FHIR has not",
+            method,
+            target,
+            "",
+            reason,
+        ));
+    }
+    for target in [
+        "/fhir/Observation?patient=1&patient=2",
+        "/fhir/Observation?patient=1&pati%65nt=2",
+        "/fhir/Observation?subject=Patient/1&code=x&subject=Patient/2",
+        "/fhir/Observation?subject:Patient=1&subject:Patient=2",
+        "/fhir/Patient?_id=1&_id=2",
+        "/fhir/Patient/1/Observation?patient=1&patient=2",
+        "/fhir/Observation?tenant=north&tenant=south",
+    ] {
+        cases.push(refused(
+            "repeated FHIR parameter a classifier reads",
+            "GET",
+            target,
+            "",
+            "appears more than once",
+        ));
+    }
+    cases
+}
+
+fn rest_cases() -> Vec<Refused> {
+    let dup = "twice in one object";
+    let invalid = "is not valid JSON";
+    vec![
+        refused(
+            "repeated query parameter a REST source reads",
+            "GET",
+            "/v1/orders/9?account=a&account=b",
+            "",
+            "appears more than once",
+        ),
+        refused(
+            "repeated query parameter, one copy encoded",
+            "POST",
+            "/v1/orders?venue=XNYS&ven%75e=DARK",
+            ORDER,
+            "appears more than once",
+        ),
+        refused(
+            "duplicate key in a REST body",
+            "POST",
+            "/v1/orders",
+            r#"{"symbol":"AAPL","quantity":10,"quantity":1000000}"#,
+            dup,
+        ),
+        refused(
+            "duplicate key deep in a REST body",
+            "POST",
+            "/v1/orders",
+            r#"{"symbol":"AAPL","quantity":10,"legs":[{"side":"buy","side":"sell"}]}"#,
+            dup,
+        ),
+        refused(
+            "duplicate key spelled with an escape",
+            "POST",
+            "/v1/orders",
+            r#"{"symbol":"AAPL","quantity":10,"qu\u0061ntity":1000000}"#,
+            dup,
+        ),
+        refused(
+            "REST body nested deeper than 128",
+            "POST",
+            "/v1/orders",
+            format!(
+                r#"{{"symbol":"AAPL","quantity":10,"x":{}{}}}"#,
+                "[".repeat(300),
+                "]".repeat(300)
+            ),
+            "recursion limit",
+        ),
+        refused(
+            "invalid UTF-8 in a REST body",
+            "POST",
+            "/v1/orders",
+            &b"{\"symbol\":\"AA\xffPL\",\"quantity\":10}"[..],
+            invalid,
+        ),
+        refused(
+            "number out of range in a REST body",
+            "POST",
+            "/v1/orders",
+            r#"{"symbol":"AAPL","quantity":1e400}"#,
+            invalid,
+        ),
+    ]
+}
+
+fn mcp_cases() -> Vec<Refused> {
+    let dup = "twice in one object";
+    let tool = "is not an MCP tool name";
+    let mut cases = vec![
+        refused(
+            "duplicate tool name in params",
+            "POST",
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{},"name":"delete_file"}}"#,
+            dup,
+        ),
+        refused(
+            "duplicate method",
+            "POST",
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"delete_file"}}"#,
+            dup,
+        ),
+        refused(
+            "duplicate argument",
+            "POST",
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"a.txt","path":"/etc/shadow"}}}"#,
+            dup,
+        ),
+        refused(
+            "MCP body nested deeper than 128",
+            "POST",
+            "/mcp",
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"search","arguments":{{"q":{}{}}}}}}}"#,
+                "{\"a\":".repeat(300),
+                "}".repeat(300)
+            ),
+            "recursion limit",
+        ),
+        refused(
+            "invalid UTF-8 in an MCP body",
+            "POST",
+            "/mcp",
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"delete\xc0\xaffile\"}}"[..],
+            "is not valid JSON",
+        ),
+        refused(
+            "number out of range in an MCP body",
+            "POST",
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1e999,"method":"ping"}"#,
+            "is not valid JSON",
+        ),
+    ];
+    for (name, look_alike) in [
+        ("with a fullwidth letter", "\u{ff44}elete_file"),
+        ("with a zero-width space", "delete_file\u{200b}"),
+        ("with a Cyrillic e", "d\u{0435}lete_file"),
+        ("with a non-breaking hyphen", "delete\u{2011}file"),
+        ("with a space", "delete file"),
+        ("with a slash", "tools/delete_file"),
+        ("that is empty", ""),
+    ] {
+        cases.push(refused(
+            format!("tool name {name}"),
+            "POST",
+            "/mcp",
+            tool_call(look_alike),
+            tool,
+        ));
+    }
+    cases.push(refused(
+        "tool name of 129 characters",
+        "POST",
+        "/mcp",
+        tool_call(&"a".repeat(129)),
+        tool,
+    ));
+    cases
+}
+
+#[test]
+fn hostile_classifier_inputs_are_refused_before_anything_reaches_the_upstream() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let mut failures = Vec::new();
+    let cases: Vec<Refused> = fhir_cases()
+        .into_iter()
+        .chain(rest_cases())
+        .chain(mcp_cases())
+        .collect();
+    let mut expected_refusals = 0;
+    for case in &cases {
+        let raw = request(case.method, &case.target, &case.body);
+        let (status, body) = send(server.proxy_addr, &raw);
+        let what = format!("{} ({} {})", case.name, case.method, case.target);
+        if status != case.status {
+            failures.push(format!(
+                "{what}: got {status}, expected {} ({body})",
+                case.status
+            ));
+            continue;
+        }
+        // Each refusal is recorded (as `request_refused` in the ledger) with its reason.
+        expected_refusals += 1;
+        let refusals = rules.refusals();
+        if refusals.len() != expected_refusals {
+            failures.push(format!("{what}: {} refusals recorded", refusals.len()));
+            expected_refusals = refusals.len();
+            continue;
+        }
+        match refusals.last() {
+            Some((by, reason)) if by == "classify" && reason.contains(case.reason) => {}
+            other => failures.push(format!(
+                "{what}: recorded refusal {other:?}, expected one by classify saying {:?}",
+                case.reason
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        upstream.heads(),
+        Vec::<String>::new(),
+        "the upstream saw a hostile request"
+    );
+    assert_eq!(rules.calls(), 0, "refused before any decision");
+    server.shutdown();
+}
+
+/// A request that must pass: the action it is decided as.
+struct Passes {
+    method: &'static str,
+    target: &'static str,
+    body: &'static str,
+    action: &'static str,
+}
+
+fn passes(
+    method: &'static str,
+    target: &'static str,
+    body: &'static str,
+    action: &'static str,
+) -> Passes {
+    Passes {
+        method,
+        target,
+        body,
+        action,
+    }
+}
+
+#[test]
+fn ordinary_requests_of_each_kind_pass_byte_identical_and_operations_get_their_action() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let cases = [
+        // FHIR operations are decided as what they do, however their name is spelled.
+        passes("POST", "/fhir/Patient/1/$expunge", "", "axn_delete_phi"),
+        passes("POST", "/fhir/Patient/1/$EXPUNGE", "", "axn_delete_phi"),
+        passes("POST", "/fhir/Patient/1/%24expunge", "", "axn_delete_phi"),
+        passes("POST", "/fhir/Patient/1/$expunge/", "", "axn_delete_phi"),
+        passes("POST", "/fhir/$expunge", "", "axn_delete_phi"),
+        passes("GET", "/fhir/Patient/1/$expunge", "", "axn_delete_phi"),
+        passes("POST", "/fhir/Observation/o1/$purge", "", "axn_delete_phi"),
+        passes("POST", "/fhir/Patient/$merge", "{}", "axn_update_phi"),
+        passes("GET", "/fhir/Patient/1/$everything", "", "axn_export_phi"),
+        passes("GET", "/fhir/$export", "", "axn_export_phi"),
+        passes("GET", "/fhir/Patient/$export", "", "axn_export_phi"),
+        passes("GET", "/fhir/Patient/1/$meta", "", "axn_access_phi"),
+        passes("POST", "/fhir/Patient/$validate", "{}", "axn_access_phi"),
+        passes(
+            "GET",
+            "/fhir/CodeSystem/$lookup?code=1",
+            "",
+            "axn_read_guideline",
+        ),
+        passes("GET", "/fhir/$versions", "", "axn_read_metadata"),
+        passes("POST", "/fhir/Patient/1/$reindex", "", "axn_update_phi"),
+        // Parameters no classifier reads may repeat; those it reads pass when sent once.
+        passes(
+            "GET",
+            "/fhir/Observation?patient=1&code=a&code=b&date=ge2020&date=le2021&tenant=north",
+            "",
+            "axn_access_phi",
+        ),
+        passes("GET", "/fhir/Patient/1", "", "axn_access_phi"),
+        passes(
+            "GET",
+            "/v1/orders/9?account=a&x=1&x=2",
+            "",
+            "axn_view_order",
+        ),
+        passes(
+            "POST",
+            "/v1/orders?venue=XNYS",
+            r#"{"symbol":"AAPL","quantity":10,"legs":[{"k":1},{"k":2}]}"#,
+            "axn_place_order",
+        ),
+        // MCP with the real tool name.
+        passes(
+            "POST",
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"a.txt"}}}"#,
+            "axn_delete_data",
+        ),
+        passes(
+            "POST",
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"Read-File.v2","arguments":{"n":123456789012345678901234567890}}}"#,
+            "axn_execute_tool",
+        ),
+    ];
+    for (n, case) in cases.iter().enumerate() {
+        let what = format!("{} {}", case.method, case.target);
+        let raw = request(case.method, case.target, case.body.as_bytes());
+        let (status, body) = send(server.proxy_addr, &raw);
+        assert_eq!(status, 200, "{what}: {body}");
+        assert_eq!(rules.calls(), n + 1, "{what}: decided once");
+        assert_eq!(rules.last().unwrap().action, case.action, "{what}");
+        let received = upstream.requests();
+        assert_eq!(received.len(), n + 1, "{what}: reached the upstream");
+        let got = &received[n];
+        assert_eq!(
+            (got.method.as_str(), got.path.as_str(), got.body.as_slice()),
+            (case.method, case.target, case.body.as_bytes()),
+            "{what}: forwarded as sent"
+        );
+    }
+    assert!(rules.refusals().is_empty(), "{:?}", rules.refusals());
+    server.shutdown();
+}
