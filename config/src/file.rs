@@ -225,6 +225,25 @@ pub struct IdentityConfig {
     /// The actor of requests without credentials; `None` answers them 401.
     #[serde(default)]
     pub anonymous_actor: Option<String>,
+    /// Identity tokens Lexecon signs itself (`lexecon token issue`), for approvers and deciders
+    /// without an IdP; off when absent.
+    #[serde(default)]
+    pub local_issuer: Option<LocalIssuerConfig>,
+}
+
+/// The local issuer: bearer tokens signed with `<data_dir>/keys/identity-issuer-ed25519.pem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalIssuerConfig {
+    /// The roles its tokens may carry; a token naming any other is refused (401).
+    pub roles: Vec<String>,
+    /// The longest lifetime `lexecon token issue` grants.
+    #[serde(default = "default_local_max_ttl", with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+fn default_local_max_ttl() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// Bearer-token verification settings.
@@ -246,7 +265,8 @@ pub struct JwtConfig {
     /// The claim that names the actor.
     #[serde(default = "default_actor_claim")]
     pub actor_claim: String,
-    /// Prefix for actor ids that are not already `act_<type>:<instance>` (e.g. `act_ai_agent:`).
+    /// Prefix put before every actor claim (e.g. `act_ai_agent:`); without one the claim must be
+    /// a whole `act_<type>:<instance>` id.
     #[serde(default)]
     pub actor_prefix: Option<String>,
     /// Claims copied into the decision context: `{claim: context_field}`.
@@ -255,6 +275,10 @@ pub struct JwtConfig {
     /// How often a JWKS URL is fetched again.
     #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
     pub refresh: Duration,
+    /// Accept an `http://` JWKS URL (a test IdP on loopback); anyone on the path of a plain-http
+    /// fetch can swap the keys, so this is an explicit exception, off by default.
+    #[serde(default)]
+    pub insecure_jwks_http: bool,
 }
 
 fn default_leeway() -> Duration {
@@ -718,6 +742,21 @@ impl Config {
                     "must name a JWKS file or URL".into(),
                 );
             }
+            let plain_http = jwt
+                .jwks
+                .trim()
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+            if plain_http && !jwt.insecure_jwks_http {
+                err(
+                    "identity.jwt.jwks".into(),
+                    format!(
+                        "{:?} is fetched over plain http, where anyone on the path can swap the keys; \
+                         use https:// (or set identity.jwt.insecure_jwks_http: true for a test IdP)",
+                        jwt.jwks
+                    ),
+                );
+            }
             if jwt.actor_claim.trim().is_empty() {
                 err(
                     "identity.jwt.actor_claim".into(),
@@ -726,6 +765,21 @@ impl Config {
             }
             if jwt.refresh.is_zero() {
                 err("identity.jwt.refresh".into(), "must be above 0".into());
+            }
+        }
+        if let Some(local) = &self.identity.local_issuer {
+            if local.roles.is_empty() || local.roles.iter().any(|r| r.trim().is_empty()) {
+                err(
+                    "identity.local_issuer.roles".into(),
+                    "needs at least one role, none empty (e.g. [approver])".into(),
+                );
+            }
+            if local.max_ttl < Duration::from_secs(60) || local.max_ttl > Duration::from_secs(86400)
+            {
+                err(
+                    "identity.local_issuer.max_ttl".into(),
+                    "must be from 1m to 24h".into(),
+                );
             }
         }
         if let Some(h) = &self.identity.trusted_actor_header {
@@ -947,6 +1001,22 @@ routes:
             Err(ConfigError::Invalid(errors)) => errors,
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_plain_http_jwks_url_needs_the_named_exception() {
+        let jwt = |extra: &str| {
+            format!(
+                "{MINIMAL}identity:\n  jwt: {{issuer: i, audience: a, jwks: \"http://idp.test/jwks\"{extra}}}\n"
+            )
+        };
+        let errors = invalid(&jwt(""));
+        assert_eq!(errors[0].path, "identity.jwt.jwks", "{errors:?}");
+        assert!(
+            errors[0].reason.contains("insecure_jwks_http"),
+            "{errors:?}"
+        );
+        assert!(Config::from_yaml("t.yaml", &jwt(", insecure_jwks_http: true")).is_ok());
     }
 
     #[test]

@@ -343,14 +343,38 @@ fn mcp_escalation_names_the_approval_and_a_retry_with_a_new_jsonrpc_id_is_permit
     assert_eq!(h.upstream.requests().len(), 1);
 }
 
+/// The attack of issue 15: the agent escalates, then names a human approver in the trusted
+/// header and approves its own request. A header names an actor, never its roles — even one
+/// `api.roles` makes an approver — so it gets 403; the same person with a bearer token may approve.
 #[test]
-fn api_roles_grant_a_trusted_header_caller_the_approver_role() {
+fn an_agent_naming_an_approver_in_the_trusted_header_cannot_approve() {
     let h = ApiHarness::start("api: {roles: {\"act_human_user:carol\": [approver]}}");
     let id = escalate(&h);
     let r = h.post_as(
         "act_human_user:carol",
         &format!("/api/v1/approvals/{id}/approve"),
-        &json!({"comment": "approved from the console"}),
+        &json!({"comment": "approved by the agent itself"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "not_approver");
+    assert!(
+        r.body.contains("roles come only with a bearer token"),
+        "{}",
+        r.body
+    );
+    assert_eq!(send_message(&h, AGENT, Some(&id), MESSAGE).status, 403);
+    assert_eq!(
+        h.upstream.requests().len(),
+        0,
+        "the escalated call was not forwarded"
+    );
+
+    // api.roles still grants the role to the same actor proven by a credential (no roles claim).
+    let carol = person("act_human_user:carol", &[]);
+    let r = h.post_bearer(
+        &carol,
+        &format!("/api/v1/approvals/{id}/approve"),
+        &json!({"comment": "approved by carol"}),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["decided_by"], "act_human_user:carol");

@@ -355,9 +355,13 @@ fn callers_over_the_rate_limit_get_429_with_retry_after() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     assert_eq!(r.json()["error"]["code"], "rate_limited");
-    // The limit is per caller: another actor still passes.
+    // Naming another actor in the trusted header buys no fresh budget (issue 15)...
     let other = json!({"actor": "act_ai_agent:other", "action": "axn_read_data"});
     let r = h.post_as("act_ai_agent:other", "/api/v1/ai/decisions/request", &other);
+    assert_eq!(r.status, 429, "{}", r.body);
+    // ...while a caller proven by a credential has its own.
+    let decider = person("act_service:risk", &["decider"]);
+    let r = h.post_bearer(&decider, "/api/v1/ai/decisions/request", &other);
     assert_eq!(r.status, 200, "{}", r.body);
     // Public endpoints are not limited.
     assert_eq!(get(&h.api("/health"), &[]).status, 200);

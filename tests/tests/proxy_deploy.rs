@@ -60,7 +60,14 @@ fn embedded_demo_config_is_the_deploy_file_and_builds() {
     config.resolve_paths(&deploy());
     assert_eq!(config.listeners.proxy.to_string(), "127.0.0.1:8080");
     assert_eq!(config.listeners.admin.to_string(), "127.0.0.1:9901");
+    // The local issuer keeps its key in the data directory: not in the source tree.
+    let data = tempfile::tempdir().unwrap();
+    config.data_dir = data.path().to_path_buf();
     check(&config);
+    assert!(data
+        .path()
+        .join("keys/identity-issuer-ed25519.pem")
+        .is_file());
 }
 
 #[test]
@@ -68,6 +75,8 @@ fn demo_upstream_serves_mcp_tools_inside_the_server() {
     let mut config = lexecon::demo::demo_config().unwrap();
     config.listeners.proxy = free_addr();
     config.listeners.admin = free_addr();
+    let data = tempfile::tempdir().unwrap();
+    config.data_dir = data.path().to_path_buf();
     let demo = free_addr();
     config.upstreams.get_mut("demo").unwrap().addrs = vec![demo.to_string()];
     let server = lexecon::server::ServerHandle::start(

@@ -20,6 +20,7 @@ identity:
     audience: lexecon
     leeway: 0s
     jwks: "{jwks}"
+    insecure_jwks_http: true    # the test IdP serves its JWKS over http on loopback
     algorithms: [EdDSA]
     actor_prefix: "act_ai_agent:"
     claims_to_context: {{tenant: tenant_id}}

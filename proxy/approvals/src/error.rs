@@ -15,7 +15,10 @@ pub enum ApprovalError {
         decision_id: String,
         verdict: &'static str,
     },
-    #[error("{approver} does not carry the `approver` role")]
+    #[error(
+        "{approver} does not carry the `approver` role (roles come only with a bearer token: \
+         the trusted actor header names an actor, never its roles)"
+    )]
     NotApprover { approver: String },
     #[error(
         "{approver} may not approve or deny approval {id}: it is their own request (actor {actor})"

@@ -223,21 +223,33 @@ pub fn write_public_key_file(path: &Path, key: &VerifyingKey) -> Result<(), KeyE
     })
 }
 
-/// Reads a PKCS#8 PEM Ed25519 private key. Warns when group or others may read the file.
+/// Reads a PKCS#8 PEM Ed25519 private key. Refuses a file group or others may read (or write):
+/// whoever can read a signing key can sign as Lexecon, so the check is an error, not a warning.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(path).map_err(|error| KeyError::Io {
+            op: "read key file",
+            path: path.to_owned(),
+            error,
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::KeyFile {
+                path: path.to_owned(),
+                reason: format!(
+                    "mode {mode:o} lets group or others read a private key; chmod 600 {}",
+                    path.display()
+                ),
+            });
+        }
+    }
     let pem = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         op: "read key file",
         path: path.to_owned(),
         error,
     })?;
-    #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(target: "lexecon::keys", path = %path.display(), mode = format!("{mode:o}"), "private key file is readable by others; chmod 600 it");
-        }
-    }
     SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::KeyFile {
         path: path.to_owned(),
         reason: format!("not a PKCS#8 PEM Ed25519 private key: {e}"),
@@ -315,6 +327,26 @@ mod tests {
         let again = KeyRing::load_or_generate(dir.path()).unwrap();
         assert_eq!(ring.signer().kid(), again.signer().kid());
         assert!(generate_key_file(&path).is_err(), "must not overwrite");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_key_others_may_read_is_refused_not_warned_about() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DEFAULT_KEY_FILE);
+        generate_key_file(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_signing_key(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("mode {mode:o}")) && err.contains("chmod 600"),
+                "{err}"
+            );
+            assert!(KeyRing::load_or_generate(dir.path()).is_err());
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(read_signing_key(&path).is_ok());
     }
 
     #[test]

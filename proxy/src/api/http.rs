@@ -8,10 +8,12 @@
 //! - `/health`, `/.well-known/jwks.json` and `/openapi.json` are public; every other endpoint needs
 //!   an authenticated caller: a bearer JWT verified against `identity.jwt`, or the trusted actor
 //!   header from a loopback peer, or the configured anonymous actor — exactly as on the proxy.
-//! - A caller's roles are the `roles` entry of its identity context, i.e. the JWT claim mapped with
-//!   `identity.jwt.claims_to_context: {roles: roles}` (an array of strings, or one string of
-//!   space- or comma-separated roles), plus the roles `api.roles` grants its actor id (the way to
-//!   give a trusted-header caller on loopback a role).
+//! - Roles come only with a verified credential (a bearer JWT): the `roles` entry of its identity
+//!   context, i.e. the JWT claim mapped with `identity.jwt.claims_to_context: {roles: roles}` or
+//!   the `roles` of a local-issuer token (an array of strings, or one string of space- or
+//!   comma-separated roles), plus the roles `api.roles` grants its actor id. A caller named by the
+//!   trusted actor header or the anonymous actor has no role, whatever `api.roles` says: on
+//!   loopback any client can name any actor, so a role there would be the agent's to take.
 //! - A decision's `actor` must be the caller itself, unless the caller has the `decider` role (a
 //!   trusted service deciding for others). When the caller decides for itself its identity claims
 //!   are added to the context and win over same-named body keys, as on the proxy.
@@ -45,7 +47,7 @@ use crate::api::validate::{
 use crate::enforce::{self, Binding, Decided, EnforceError};
 use crate::engine::Engine;
 use crate::headers::AUDIENCE_HEADER;
-use crate::identity::{Actor, Identity};
+use crate::identity::{Actor, Identity, Source};
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
 use lexecon_approvals::Approver;
 use lexecon_token::Issued;
@@ -171,7 +173,7 @@ impl DecisionApi {
         let caller = self.authenticate(&req, proxy)?;
         if let Some(limiter) = &self.limiter {
             limiter
-                .check(&caller.actor.id)
+                .check(caller.actor.limit_key())
                 .map_err(|limited| ApiError::RateLimited {
                     caller: caller.actor.id.to_string(),
                     retry_after_secs: limited.retry_after_secs(),
@@ -298,8 +300,8 @@ impl DecisionApi {
         }
     }
 
-    /// The caller of `req` with its roles (the JWT's `roles` plus `api.roles` for its id); 401
-    /// when it has no identity.
+    /// The caller of `req` with its roles (the JWT's `roles` plus `api.roles` for its id, for a
+    /// caller proven by a credential only); 401 when it has no identity.
     fn authenticate(
         &self,
         req: &ApiRequest<'_>,
@@ -311,9 +313,13 @@ impl DecisionApi {
             .map_err(|e| ApiError::Unauthorized {
                 reason: e.to_string(),
             })?;
-        let mut roles = roles_of(&actor);
-        if let Some(granted) = self.roles.get(&*actor.id) {
-            roles.extend(granted.iter().cloned());
+        // INVARIANT: roles only with a verified credential (see the module notes).
+        let mut roles = Vec::new();
+        if actor.source == Source::Credential {
+            roles = roles_of(&actor);
+            if let Some(granted) = self.roles.get(&*actor.id) {
+                roles.extend(granted.iter().cloned());
+            }
         }
         Ok(Caller { actor, roles })
     }
@@ -375,7 +381,7 @@ impl DecisionApi {
         } else {
             Err(ApiError::Forbidden {
                 reason: format!(
-                    "{} may only ask for its own decisions, not for actor {} (that needs the `{DECIDER_ROLE}` role)",
+                    "{} may only ask for its own decisions, not for actor {} (that needs the `{DECIDER_ROLE}` role, which only a bearer token carries)",
                     caller.actor.id, input.actor
                 ),
             })
@@ -569,6 +575,7 @@ mod tests {
         Actor {
             id: Arc::from("act_human:alice"),
             context: context.as_object().cloned().unwrap_or_default(),
+            source: Source::Credential,
         }
     }
 

@@ -1,5 +1,6 @@
-//! `lexecon keys generate` and `lexecon token verify`: clap subcommand enums the binary embeds, and
-//! runners that write to any output and return the exit code. Never prints a private key.
+//! `lexecon keys generate`, `lexecon token verify` (capability tokens) and `lexecon token issue`
+//! (identity tokens of the local issuer): clap subcommand enums the binary embeds, and runners that
+//! write to any output and return the exit code. Never prints a private key.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,6 +24,23 @@ pub enum KeysCommand {
 /// `lexecon token …`
 #[derive(Debug, Clone, PartialEq, clap::Subcommand)]
 pub enum TokenCommand {
+    /// Sign an identity token with the local issuer (`identity.local_issuer`), e.g. for an
+    /// approver: prints the token alone, for `Authorization: Bearer <token>`.
+    Issue {
+        /// The actor the token names: act_<type>:<instance>.
+        #[arg(long)]
+        subject: String,
+        /// A role the token carries (repeat for several); each must be in
+        /// identity.local_issuer.roles.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime, at most identity.local_issuer.max_ttl.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Configuration file (its data_dir holds the issuer key); without it, the demo's.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Verify a capability token: prints its claims (exit 0) or the exact reason it fails (exit 1).
     Verify {
         token: String,
@@ -59,6 +77,43 @@ pub fn run_keys(cmd: KeysCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
 
 pub fn run_token(cmd: TokenCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
     match cmd {
+        TokenCommand::Issue {
+            subject,
+            roles,
+            ttl,
+            config,
+        } => {
+            let config = match &config {
+                Some(path) => lexecon_config::Config::load(path)?,
+                None => crate::demo::demo_config()?,
+            };
+            let local = config.identity.local_issuer.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no identity.local_issuer: this node signs no identity tokens",
+                    config.source
+                )
+            })?;
+            crate::identity::actor_id(&subject, None)
+                .map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
+            if let Some(role) = roles.iter().find(|r| !local.roles.contains(r)) {
+                anyhow::bail!(
+                    "--role {role}: the local issuer may grant only {:?} (identity.local_issuer.roles)",
+                    local.roles
+                );
+            }
+            if ttl.is_zero() || ttl > local.max_ttl {
+                anyhow::bail!(
+                    "--ttl {}: must be above 0 and at most {} (identity.local_issuer.max_ttl)",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(local.max_ttl)
+                );
+            }
+            let key = crate::identity::local::load_or_generate_key(&config.data_dir)?;
+            let token = crate::identity::local::issue(&key, &subject, &roles, ttl)
+                .map_err(anyhow::Error::msg)?;
+            writeln!(out, "{token}")?;
+            Ok(0)
+        }
         TokenCommand::Verify {
             token,
             jwks,

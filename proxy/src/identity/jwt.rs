@@ -94,6 +94,9 @@ impl JwtVerifier {
                 v.set_audience(&config.audience);
                 v.leeway = config.leeway.as_secs();
                 v.validate_nbf = true;
+                // INVARIANT: a configured issuer and audience are required, not just checked
+                // when present (validation insists both are configured).
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
                 (*alg, v)
             })
             .collect();
@@ -201,7 +204,11 @@ impl JwtVerifier {
                 context.insert(field.clone(), v.clone());
             }
         }
-        Ok(Actor { id, context })
+        Ok(Actor {
+            id,
+            context,
+            source: super::Source::Credential,
+        })
     }
 }
 
@@ -226,6 +233,7 @@ mod tests {
             actor_prefix: Some("act_ai_agent:".into()),
             claims_to_context: BTreeMap::from([("tenant".to_string(), "tenant_id".to_string())]),
             refresh: Duration::from_secs(60),
+            insecure_jwks_http: false,
         }
     }
 
@@ -306,6 +314,33 @@ mod tests {
             serde_json::json!({"iss": "https://idp.example", "aud": "lexecon", "sub": "c", "exp": now() + 300}),
         );
         assert!(v.verify(&other).is_err());
+    }
+
+    #[test]
+    fn tokens_without_iss_or_aud_fail_and_nbf_is_honoured() {
+        let v = verifier();
+        let no_iss = serde_json::json!({"aud": "lexecon", "sub": "b", "exp": now() + 300});
+        let no_aud =
+            serde_json::json!({"iss": "https://idp.example", "sub": "b", "exp": now() + 300});
+        let early = serde_json::json!({"iss": "https://idp.example", "aud": "lexecon", "sub": "b",
+            "exp": now() + 300, "nbf": now() + 120});
+        for claims in [no_iss, no_aud, early] {
+            let err = v.verify(&token(claims.clone())).unwrap_err();
+            assert!(
+                matches!(err, IdentityError::InvalidToken(_)),
+                "{claims}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_actor_prefix_is_always_applied_so_a_token_cannot_pick_its_actor_type() {
+        let t = token(
+            serde_json::json!({"iss": "https://idp.example", "aud": "lexecon",
+            "sub": "act_human_user:alice", "exp": now() + 300}),
+        );
+        let actor = verifier().verify(&t).unwrap();
+        assert_eq!(&*actor.id, "act_ai_agent:act_human_user:alice");
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! Who is calling: turns a request's credentials into an actor id (`act_<type>:<instance>`) and the
 //! claims copied into the decision context.
 //!
-//! Sources, in order: a bearer JWT (verified against the configured JWKS, cached by token hash until
-//! its `exp`), a trusted actor header (only from a loopback peer), the configured anonymous actor.
-//! A request with none of them, or with a token that does not verify, is refused (401): this module
-//! never guesses an actor and never lets an unverified token through.
+//! Sources, in order: a bearer JWT (verified against the configured JWKS, or signed by the local
+//! issuer — `lexecon token issue` —, cached by token hash until its `exp`), a trusted actor header
+//! (only from a loopback peer), the configured anonymous actor. A request with none of them, or
+//! with a token that does not verify, is refused (401): this module never guesses an actor and
+//! never lets an unverified token through.
+//!
+//! Trust: only a verified credential can carry roles ([`Source::Credential`]). A header-named
+//! actor is what a client on loopback says it is — in a pod, loopback is the agent — so it names an
+//! actor for policy and nothing more: no roles, and one shared rate-limit key ([`Actor::limit_key`])
+//! so that naming another actor buys no fresh budget.
 
 pub mod jwks;
 pub mod jwt;
+pub mod local;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +24,24 @@ use lexecon_config::file::IdentityConfig;
 
 pub use jwks::{JwksRefresher, KeySet};
 pub use jwt::JwtVerifier;
+pub use local::LocalIssuer;
+
+/// Where an actor's identity came from, which bounds what it may assert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A verified bearer JWT: the only source of roles.
+    Credential,
+    /// The trusted actor header from a loopback peer: an actor for policy, never roles.
+    Header,
+    /// The configured anonymous actor.
+    Anonymous,
+}
+
+/// The rate-limit key every header-named actor shares.
+pub const HEADER_LIMIT_KEY: &str = "(trusted actor header)";
+
+static HEADER_KEY: std::sync::LazyLock<Arc<str>> =
+    std::sync::LazyLock::new(|| Arc::from(HEADER_LIMIT_KEY));
 
 /// A verified actor.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +50,19 @@ pub struct Actor {
     pub id: Arc<str>,
     /// Claims mapped into the decision context (`claims_to_context`).
     pub context: serde_json::Map<String, serde_json::Value>,
+    pub source: Source,
+}
+
+impl Actor {
+    /// The key rate limits count this actor under: its id when a credential proves it, one key
+    /// shared by every header-named actor (a client that can name any actor must not get a new
+    /// budget per name).
+    pub fn limit_key(&self) -> &Arc<str> {
+        match self.source {
+            Source::Header => &HEADER_KEY,
+            Source::Credential | Source::Anonymous => &self.id,
+        }
+    }
 }
 
 /// Why a request has no actor; every variant is answered 401 with `WWW-Authenticate: Bearer`.
@@ -53,6 +91,7 @@ impl IdentityError {
 /// The identity settings of a running proxy.
 pub struct Identity {
     jwt: Option<Arc<JwtVerifier>>,
+    local: Option<Arc<LocalIssuer>>,
     trusted_header: Option<http::HeaderName>,
     anonymous: Option<Arc<Actor>>,
 }
@@ -61,6 +100,7 @@ impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("jwt", &self.jwt.is_some())
+            .field("local_issuer", &self.local.is_some())
             .field("trusted_header", &self.trusted_header)
             .field("anonymous", &self.anonymous)
             .finish()
@@ -68,8 +108,13 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// Builds the identity settings; `jwt` is the verifier when `identity.jwt` is configured.
-    pub fn new(config: &IdentityConfig, jwt: Option<Arc<JwtVerifier>>) -> Result<Self, String> {
+    /// Builds the identity settings; `jwt` is the verifier when `identity.jwt` is configured,
+    /// `local` the local issuer's when `identity.local_issuer` is.
+    pub fn new(
+        config: &IdentityConfig,
+        jwt: Option<Arc<JwtVerifier>>,
+        local: Option<Arc<LocalIssuer>>,
+    ) -> Result<Self, String> {
         let trusted_header = match &config.trusted_actor_header {
             Some(h) => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
                 format!("identity.trusted_actor_header: {h:?} is not a header name")
@@ -80,11 +125,13 @@ impl Identity {
             Some(a) => Some(Arc::new(Actor {
                 id: actor_id(a, None).map_err(|e| format!("identity.anonymous_actor: {e}"))?,
                 context: serde_json::Map::new(),
+                source: Source::Anonymous,
             })),
             None => None,
         };
         Ok(Self {
             jwt,
+            local,
             trusted_header,
             anonymous,
         })
@@ -108,6 +155,12 @@ impl Identity {
                     "the Authorization header is not `Bearer <token>`".into(),
                 )
             })?;
+            if let Some(local) = &self.local {
+                let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+                if kid.as_deref() == Some(local.kid()) {
+                    return local.verify(token);
+                }
+            }
             let jwt = self.jwt.as_ref().ok_or(IdentityError::JwtNotConfigured)?;
             return jwt.verify(token);
         }
@@ -120,6 +173,7 @@ impl Identity {
                     return Ok(Arc::new(Actor {
                         id: actor_id(text, None).map_err(IdentityError::BadActorId)?,
                         context: serde_json::Map::new(),
+                        source: Source::Header,
                     }));
                 }
             }
@@ -138,13 +192,13 @@ fn bearer_token(value: &[u8]) -> Option<&str> {
     }
 }
 
-/// `act_<type>:<instance>` as given, or `prefix + value` when a prefix is configured.
+/// `act_<type>:<instance>` as given, or, when a prefix is configured, always `prefix + value`: a
+/// credential whose claim is already shaped `act_<type>:…` must not pick its own actor type (and
+/// with it the roles and rules of that type).
 pub fn actor_id(value: &str, prefix: Option<&str>) -> Result<Arc<str>, String> {
     let value = value.trim();
-    if is_actor_id(value) {
-        return Ok(Arc::from(value));
-    }
     match prefix {
+        None if is_actor_id(value) => Ok(Arc::from(value)),
         Some(p) if !value.is_empty() => {
             let id = format!("{p}{value}");
             if is_actor_id(&id) {
@@ -188,7 +242,9 @@ mod tests {
                 jwt: None,
                 trusted_actor_header: header.map(String::from),
                 anonymous_actor: anonymous.map(String::from),
+                local_issuer: None,
             },
+            None,
             None,
         )
         .unwrap()

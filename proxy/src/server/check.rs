@@ -193,7 +193,7 @@ pub(super) async fn check(
     // decisions for the price of one.
     if let (Some(limiter), Some(more)) = (&route.limiter, classified.items.len().checked_sub(1)) {
         let more = u32::try_from(more).unwrap_or(u32::MAX);
-        if let Err(limited) = limiter.check_n(&actor.id, more) {
+        if let Err(limited) = limiter.check_n(actor.limit_key(), more) {
             let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
             let reason = format!(
                 "rate limit of route {} exceeded for {}: a batch of {} calls counts as {} requests; retry after {}s",

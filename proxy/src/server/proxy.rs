@@ -195,7 +195,7 @@ impl ProxyHttp for LexeconProxy {
 
         // Limit.
         if let Some(limiter) = &route.limiter {
-            if let Err(limited) = limiter.check(&actor.id) {
+            if let Err(limited) = limiter.check(actor.limit_key()) {
                 ctx.outcome = Outcome::RateLimited;
                 let secs = limited.retry_after_secs().to_string();
                 let reason = format!(

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use lexecon_config::file::{Config, EnforceMode, JwksSource, Unmatched, DEFAULT_UPSTREAM};
 
 use crate::enforce::DecisionPoint;
-use crate::identity::{Identity, JwtVerifier, KeySet};
+use crate::identity::{Identity, JwtVerifier, KeySet, LocalIssuer};
 use crate::limit::DEFAULT_MAX_KEYS;
 use crate::server::metrics::Metrics;
 use crate::server::routes::{Route, RouteTable};
@@ -101,7 +101,13 @@ impl ProxySnapshot {
             Some(jwt) => Some(Arc::new(load_verifier(jwt)?)),
             None => None,
         };
-        let identity = Identity::new(&config.identity, jwt).map_err(SetupError::Identity)?;
+        let local = match &config.identity.local_issuer {
+            Some(local) => Some(Arc::new(
+                LocalIssuer::load(local, &config.data_dir).map_err(SetupError::Identity)?,
+            )),
+            None => None,
+        };
+        let identity = Identity::new(&config.identity, jwt, local).map_err(SetupError::Identity)?;
         Ok(ProxySnapshot {
             routes: RouteTable { routes },
             default_upstream: upstreams.get(DEFAULT_UPSTREAM).cloned(),

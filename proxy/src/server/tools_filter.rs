@@ -487,6 +487,7 @@ routes:
         let actor = Arc::new(Actor {
             id: Arc::from("act_ai_agent:t"),
             context: Map::new(),
+            source: crate::identity::Source::Header,
         });
         let mut listing = Map::new();
         listing.insert("mcp_method".into(), Value::from("tools/list"));

@@ -1,0 +1,181 @@
+//! Trust boundaries (issue 15), attacked as a hostile agent on loopback would, against the shipped
+//! demo configuration with the real engine and the real `lexecon` binary for the CLI:
+//!
+//! - the agent escalates a call, then names a human approver in the trusted actor header and
+//!   approves its own request: refused (a header names an actor, never its roles);
+//! - a person approves with a token from the local issuer (`lexecon token issue`), which the agent
+//!   does not hold, and the retried call is forwarded once;
+//! - the CLI refuses to sign a role the configuration does not let the local issuer grant, and a
+//!   token signed by any other key is refused (401).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+
+use lexecon_tests as support;
+
+use serde_json::{json, Value};
+use support::{deploy_dir, get, post, EngineServer};
+
+const AGENT: (&str, &str) = ("x-agent-id", "act_ai_agent:demo");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn demo_server() -> EngineServer {
+    let policies = deploy_dir().join("policies");
+    let demo = std::fs::read_to_string(deploy_dir().join("demo.yaml")).unwrap();
+    EngineServer::start(move |proxy, admin, dir| {
+        demo.replace("127.0.0.1:8080", &proxy.to_string())
+            .replace("127.0.0.1:9901", &admin.to_string())
+            .replace("127.0.0.1:9902", &support::free_addr().to_string())
+            .replace(
+                "data_dir: lexecon-data",
+                &format!("data_dir: \"{}\"", dir.join("data").display()),
+            )
+            .replace("policies/", &format!("{}/", policies.display()))
+    })
+}
+
+fn send_email(server: &EngineServer, id: u64, approval: Option<&str>) -> support::Reply {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "send_email", "arguments": {"to": "cfo@example.com"}}});
+    let mut headers = vec![AGENT, JSON];
+    if let Some(a) = approval {
+        headers.push(("x-lexecon-approval", a));
+    }
+    post(&server.url("/mcp"), &headers, body.to_string().as_bytes())
+}
+
+fn api(server: &EngineServer, path: &str) -> String {
+    format!("http://{}{path}", server.handle().admin_addr)
+}
+
+/// `lexecon token issue …` with the real binary; (exit code, stdout, stderr).
+fn token_issue(server: &EngineServer, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(support::lexecon_binary())
+        .args(["token", "issue", "--config"])
+        .arg(&server.config_path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_agent_cannot_approve_its_own_escalation_and_a_local_issuer_token_can() {
+    let server = demo_server();
+    // The agent's email needs a human: the MCP answer names the approval.
+    let r = send_email(&server, 1, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = r.body.clone();
+    let start = text.find("apr_").expect("the answer names an approval");
+    let id: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(!id.is_empty(), "{text}");
+
+    // The attack: the agent names alice and approves itself.
+    let approve = api(&server, &format!("/api/v1/approvals/{id}/approve"));
+    let r = post(
+        &approve,
+        &[("x-agent-id", "act_human_user:alice"), JSON],
+        br#"{"comment":"I approve myself"}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "not_approver", "{}", r.body);
+    let retried = send_email(&server, 2, Some(&id));
+    assert!(
+        retried.body.contains("pending"),
+        "the approval is still pending: {}",
+        retried.body
+    );
+
+    // The CLI signs only roles the local issuer may grant.
+    let (code, _, err) = token_issue(
+        &server,
+        &["--subject", "act_human_user:mallory", "--role", "admin"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("may grant only"), "{err}");
+
+    // Alice, with a credential the agent does not hold, approves.
+    let (code, alice, err) = token_issue(
+        &server,
+        &["--subject", "act_human_user:alice", "--role", "approver"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let bearer = format!("Bearer {alice}");
+    let pending = get(
+        &api(&server, "/api/v1/approvals?status=pending"),
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(pending.status, 200, "{}", pending.body);
+    assert!(pending.body.contains(&id), "{}", pending.body);
+    let r = post(
+        &approve,
+        &[("authorization", &bearer), JSON],
+        br#"{"comment":"expected"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["decided_by"], "act_human_user:alice");
+
+    // The retry carrying the approval is forwarded to the demo tool server, once.
+    let r = send_email(&server, 3, Some(&id));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = r.json();
+    assert!(
+        v.get("error").is_none() && v["result"]["isError"] != json!(true),
+        "{v}"
+    );
+    let again = send_email(&server, 4, Some(&id));
+    assert!(again.body.contains("already used"), "{}", again.body);
+}
+
+#[test]
+fn an_identity_token_signed_by_another_key_is_refused() {
+    let server = demo_server();
+    // Same claims, same kid, another key: the signature does not verify.
+    let (_, good, _) = token_issue(
+        &server,
+        &["--subject", "act_human_user:alice", "--role", "approver"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let other = format!(
+        "data_dir: \"{}\"\nidentity: {{local_issuer: {{roles: [approver]}}}}\n",
+        dir.path().display()
+    );
+    let other_path = dir.path().join("other.yaml");
+    std::fs::write(&other_path, other).unwrap();
+    let out = std::process::Command::new(support::lexecon_binary())
+        .args([
+            "token",
+            "issue",
+            "--subject",
+            "act_human_user:alice",
+            "--role",
+            "approver",
+            "--config",
+        ])
+        .arg(&other_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let forged = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_ne!(forged, good);
+    let r = get(
+        &api(&server, "/api/v1/approvals?status=pending"),
+        &[("authorization", &format!("Bearer {forged}"))],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+}
