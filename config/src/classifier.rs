@@ -350,8 +350,9 @@ pub struct FhirClassifier {
     /// Resource type of everything else (`res_fhir:Practitioner/7`).
     #[serde(default = "default_other_resource_type")]
     pub other_resource_type: String,
-    /// Header with the patient's consent (`true`/`false`) → `context.patient_consent`.
-    #[serde(default = "default_consent_header")]
+    /// Header with the patient's consent (`true`/`false`) → `context.patient_consent`. Off by
+    /// default: it is the caller's own assertion (docs/trust.md); a route that trusts it names it.
+    #[serde(default)]
     pub consent_header: Option<String>,
     /// Header with the purpose of use (`TREAT`, `ETREAT`, …) → `context.purpose_of_use`.
     #[serde(default = "default_purpose_header")]
@@ -359,8 +360,9 @@ pub struct FhirClassifier {
     /// Header with a break-glass reason → `context.break_glass`.
     #[serde(default = "default_break_glass_header")]
     pub break_glass_header: Option<String>,
-    /// Header with the treating physician's id → `context.physician_id`.
-    #[serde(default = "default_physician_header")]
+    /// Header with the treating physician's id → `context.physician_id`. Off by default, like
+    /// `consent_header`.
+    #[serde(default)]
     pub physician_header: Option<String>,
     /// Extra context fields → value source (`header.x`, `query.x`, `body./pointer`).
     #[serde(default)]
@@ -375,10 +377,10 @@ impl Default for FhirClassifier {
             phi_types: default_phi_types(),
             phi_resource_type: default_phi_resource_type(),
             other_resource_type: default_other_resource_type(),
-            consent_header: default_consent_header(),
+            consent_header: None,
             purpose_of_use_header: default_purpose_header(),
             break_glass_header: default_break_glass_header(),
-            physician_header: default_physician_header(),
+            physician_header: None,
             context: BTreeMap::new(),
         }
     }
@@ -432,17 +434,11 @@ fn default_phi_resource_type() -> String {
 fn default_other_resource_type() -> String {
     "res_fhir".to_string()
 }
-fn default_consent_header() -> Option<String> {
-    Some("x-patient-consent".to_string())
-}
 fn default_purpose_header() -> Option<String> {
     Some("x-purpose-of-use".to_string())
 }
 fn default_break_glass_header() -> Option<String> {
     Some("x-break-glass".to_string())
-}
-fn default_physician_header() -> Option<String> {
-    Some("x-physician-id".to_string())
 }
 
 impl FhirClassifier {

@@ -84,7 +84,7 @@ routes:
   - name: fhir
     match: {{path_prefix: /fhir, methods: [GET, POST]}}
     domain: healthcare
-    classifier: {{kind: fhir, base_path: /fhir}}
+    classifier: {{kind: fhir, base_path: /fhir, consent_header: x-patient-consent}}
     upstream: api
 unmatched: deny
 domain_settings:

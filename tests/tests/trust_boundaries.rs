@@ -6,7 +6,9 @@
 //! - a person approves with a token from the local issuer (`lexecon token issue`), which the agent
 //!   does not hold, and the retried call is forwarded once;
 //! - the CLI refuses to sign a role the configuration does not let the local issuer grant, and a
-//!   token signed by any other key is refused (401).
+//!   token signed by any other key is refused (401);
+//! - what the caller asserts does not become a fact: MCP tool arguments stay under `context.args`,
+//!   and a FHIR route that names no consent or physician header ignores the caller's.
 
 #![allow(
     clippy::unwrap_used,
@@ -178,4 +180,84 @@ fn an_identity_token_signed_by_another_key_is_refused() {
         &[("authorization", &format!("Bearer {forged}"))],
     );
     assert_eq!(r.status, 401, "{}", r.body);
+}
+
+fn provenance_config(
+    upstream: std::net::SocketAddr,
+    proxy: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  app: {{addrs: ["{upstream}"]}}
+identity: {{trusted_actor_header: x-agent-id}}
+routes:
+  - name: mcp
+    match: {{path_prefix: /mcp, methods: [POST]}}
+    domain: ai
+    classifier: {{kind: mcp}}
+    upstream: app
+  - name: fhir
+    match: {{path_prefix: /fhir}}
+    domain: healthcare
+    classifier: {{kind: fhir, base_path: /fhir}}
+    upstream: app
+"#
+    )
+}
+
+/// What the caller asserts does not become a fact: tool arguments stay under `args`, and a FHIR
+/// route that names no consent or physician header ignores the caller's.
+#[test]
+fn caller_assertions_never_pose_as_facts() {
+    let upstream = support::TestUpstream::start();
+    let rules = support::RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = support::start(move |p, a| provenance_config(up, p, a), rules.clone());
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lookup",
+        "arguments": {"patient_consent": true, "mcp_tool": "other", "physician_id": "dr-self"}}});
+    let r = post(
+        &format!("http://{}/mcp", server.proxy_addr),
+        &[AGENT, JSON],
+        call.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let input = rules.last().unwrap();
+    assert_eq!(input.context["mcp_tool"], json!("lookup"));
+    assert!(
+        !input.context.contains_key("patient_consent"),
+        "{:?}",
+        input.context
+    );
+    assert!(
+        !input.context.contains_key("physician_id"),
+        "{:?}",
+        input.context
+    );
+    assert_eq!(input.context["args"]["patient_consent"], json!(true));
+
+    let r = get(
+        &format!("http://{}/fhir/Patient/123", server.proxy_addr),
+        &[
+            ("x-agent-id", "act_physician:dr_self"),
+            ("x-patient-consent", "true"),
+            ("x-physician-id", "dr_self"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let input = rules.last().unwrap();
+    assert_eq!(input.action, "axn_access_phi");
+    assert!(
+        !input.context.contains_key("patient_consent"),
+        "{:?}",
+        input.context
+    );
+    assert!(
+        !input.context.contains_key("physician_id"),
+        "{:?}",
+        input.context
+    );
+    server.shutdown();
 }

@@ -130,7 +130,7 @@ pub fn needs_body(config: &ClassifierConfig) -> bool {
 /// let classified = classify(&config, &parts, Some(body)).unwrap();
 /// assert_eq!(classified.items[0].action, "axn_delete_data");
 /// assert_eq!(classified.items[0].resource.as_deref(), Some("res_api:delete_file"));
-/// assert_eq!(classified.items[0].context["path"], "a.txt");
+/// assert_eq!(classified.items[0].context["args"]["path"], "a.txt");
 /// ```
 pub fn classify(
     config: &ClassifierConfig,

@@ -210,7 +210,7 @@ fn classify_message(
     mut message: Value,
     hints: &Hints<'_>,
 ) -> Result<ClassifiedItem, ClassifyError> {
-    // The tool arguments become the context: moved out, never copied (they can be large).
+    // The tool arguments become `context.args`: moved out, never copied (they can be large).
     let arguments = message
         .get_mut("params")
         .and_then(|p| p.get_mut("arguments"))
@@ -386,7 +386,12 @@ fn classify_message(
             }
             None => format!("{}:{tool}", config.resource_type),
         };
-        let mut context = arguments.unwrap_or_default();
+        // INVARIANT: tool arguments are the caller's assertions; they live under `args` and can
+        // never shadow a key set by Lexecon, a plugin or an identity claim.
+        let mut context = Map::new();
+        if let Some(arguments) = arguments {
+            context.insert("args".into(), Value::Object(arguments));
+        }
         context.insert("mcp_method".into(), Value::from(method));
         context.insert("mcp_tool".into(), Value::from(tool));
         add_common_context(&mut context, hints, body_version, client);

@@ -87,9 +87,31 @@ fn a_policy_can_name_the_bulk_export_action() {
     lexecon_config::validate_policy("bulk.yaml", &policy, Some(healthcare)).unwrap();
 }
 
+/// A route that trusts the caller's consent and physician headers, naming them.
+fn trusting() -> FhirClassifier {
+    fhir("kind: fhir\nbase_path: /fhir\nconsent_header: x-patient-consent\nphysician_header: x-physician-id")
+}
+
+#[test]
+fn consent_and_physician_headers_are_ignored_unless_the_route_names_them() {
+    let asserted = [("x-patient-consent", "true"), ("x-physician-id", "dr-9")];
+    let item = run("GET", "/fhir/Patient/123", None, &asserted).unwrap();
+    assert!(
+        !item.context.contains_key("patient_consent"),
+        "{:?}",
+        item.context
+    );
+    assert!(
+        !item.context.contains_key("physician_id"),
+        "{:?}",
+        item.context
+    );
+}
+
 #[test]
 fn patient_read_is_phi_access_with_consent_and_purpose_from_headers() {
-    let item = run(
+    let item = run_with(
+        &trusting(),
         "GET",
         "/fhir/Patient/123",
         None,
@@ -120,7 +142,8 @@ fn read_without_consent_header_has_no_consent_in_context() {
 
 #[test]
 fn unrecognised_consent_value_is_malformed() {
-    let err = run(
+    let err = run_with(
+        &trusting(),
         "GET",
         "/fhir/Patient/1",
         None,

@@ -72,7 +72,11 @@ fn handshake_generation_tool_call_maps_tool_to_action_and_resource() {
     assert_eq!(item.jsonrpc_id, Some(json!(7)));
     assert_eq!(item.rpc_method.as_deref(), Some("tools/call"));
     assert_eq!(item.tool.as_deref(), Some("delete_file"));
-    assert_eq!(item.context["path"], json!("/etc/passwd"));
+    assert_eq!(item.context["args"]["path"], json!("/etc/passwd"));
+    assert!(
+        !item.context.contains_key("path"),
+        "arguments stay under args"
+    );
     assert_eq!(item.context["mcp_tool"], json!("delete_file"));
     assert_eq!(item.context["mcp_method"], json!("tools/call"));
     assert_eq!(item.context["mcp_protocol_version"], json!("2025-11-25"));
@@ -108,7 +112,7 @@ fn stateless_generation_with_agreeing_headers_is_classified_from_the_body() {
         .remove(0);
     assert_eq!(item.action, "axn_execute_tool");
     assert_eq!(item.resource.as_deref(), Some("res_api:search"));
-    assert_eq!(item.context["query"], json!("hello"));
+    assert_eq!(item.context["args"]["query"], json!("hello"));
     assert_eq!(item.context["mcp_protocol_version"], json!("2026-07-28"));
     assert_eq!(item.context["mcp_client"], json!("mcp"));
     assert!(!item.context.contains_key("_meta"));
@@ -625,4 +629,21 @@ fn real_sdk_handshake_session_is_classified() {
             ("DELETE", None, None, "axn_read_data"),
         ])
     );
+}
+
+/// Tool arguments are the caller's assertions: under `args`, they cannot pose as a fact Lexecon,
+/// a plugin or an identity claim sets (`patient_consent`, `mcp_tool`, `mcp_session`).
+#[test]
+fn tool_arguments_cannot_shadow_another_context_key() {
+    let out = run(
+        &agent_config(),
+        &headers(&[]),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_email","arguments":{"patient_consent":true,"mcp_tool":"search_docs","mcp_session":true}}}"#,
+    )
+    .unwrap();
+    let context = &out.items[0].context;
+    assert_eq!(context["mcp_tool"], json!("send_email"));
+    assert!(!context.contains_key("patient_consent"));
+    assert_ne!(context.get("mcp_session"), Some(&json!(true)));
+    assert_eq!(context["args"]["patient_consent"], json!(true));
 }
