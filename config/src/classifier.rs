@@ -714,7 +714,10 @@ operations:
             panic!("not fhir")
         };
         assert!(fhir.phi_types.iter().any(|t| t == "Observation"));
-        assert_eq!(fhir.consent_header.as_deref(), Some("x-patient-consent"));
+        assert_eq!(
+            fhir.consent_header, None,
+            "a caller's consent header is read only where named"
+        );
         let bad = parse(
             r#"
 kind: fhir

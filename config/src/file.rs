@@ -766,6 +766,23 @@ impl Config {
             if jwt.refresh.is_zero() {
                 err("identity.jwt.refresh".into(), "must be above 0".into());
             }
+            // A FHIR route's SMART check reads `context.scope`: a token whose scopes are mapped
+            // elsewhere (or not at all) would be refused on every FHIR request.
+            let maps_scope = jwt.claims_to_context.values().any(|field| field == "scope");
+            let fhir = self
+                .routes
+                .iter()
+                .find(|r| matches!(r.classifier, ClassifierConfig::Fhir(_)));
+            if let (false, Some(route)) = (maps_scope, fhir) {
+                err(
+                    "identity.jwt.claims_to_context".into(),
+                    format!(
+                        "route {} checks SMART scopes in context.scope, and no claim is mapped there; \
+                         add `scope: scope` (and `patient: launch_patient` for patient/ scopes)",
+                        route.name
+                    ),
+                );
+            }
         }
         if let Some(local) = &self.identity.local_issuer {
             if local.roles.is_empty() || local.roles.iter().any(|r| r.trim().is_empty()) {
@@ -1001,6 +1018,23 @@ routes:
             Err(ConfigError::Invalid(errors)) => errors,
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_fhir_route_behind_jwt_needs_the_scope_claim_mapped_for_its_smart_check() {
+        let text = |mapping: &str| {
+            format!(
+                "{MINIMAL}  - {{name: ehr, domain: healthcare, upstream: tools, classifier: {{kind: fhir}}}}\n\
+                 identity:\n  jwt: {{issuer: i, audience: a, jwks: j.json, claims_to_context: {mapping}}}\n"
+            )
+        };
+        let errors = invalid(&text("{scope: smart_scopes}"));
+        assert_eq!(
+            errors[0].path, "identity.jwt.claims_to_context",
+            "{errors:?}"
+        );
+        assert!(errors[0].reason.contains("route ehr"), "{errors:?}");
+        assert!(Config::from_yaml("t.yaml", &text("{scope: scope}")).is_ok());
     }
 
     #[test]

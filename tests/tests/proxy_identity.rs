@@ -192,5 +192,28 @@ fn smart_scopes_in_the_token_limit_fhir_interactions_before_policy() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(upstream.requests().len(), 2);
+
+    // Scopes as a list of strings are read too (issue 15: an array used to skip the check).
+    let mut listed = claims("dr-lee", now() + 300);
+    listed["scope"] = json!(["openid", "user/Observation.rs"]);
+    let listed = format!("Bearer {}", token(listed));
+    let r = get(
+        &format!("{base}/Patient/123"),
+        &[("authorization", &listed)],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "insufficient_scope");
+    // A token without scopes, or with a scope claim of another shape, is refused: fail closed.
+    for scope in [None, Some(json!(42)), Some(json!(["user/Patient.rs", 7]))] {
+        let mut c = claims("dr-lee", now() + 300);
+        if let Some(scope) = scope.clone() {
+            c["scope"] = scope;
+        }
+        let auth = format!("Bearer {}", token(c));
+        let r = get(&format!("{base}/Patient/123"), &[("authorization", &auth)]);
+        assert_eq!(r.status, 403, "{scope:?}: {}", r.body);
+        assert_eq!(r.json()["error"], "insufficient_scope", "{scope:?}");
+    }
+    assert_eq!(upstream.requests().len(), 2, "none of them reached the EHR");
     server.shutdown();
 }

@@ -12,7 +12,7 @@ use pingora::http::RequestHeader;
 
 use crate::enforce::{self, Binding, Decided, EnforceError, Refused};
 use crate::headers::{APPROVAL_HEADER, REQUEST_ID_HEADER};
-use crate::identity::Actor;
+use crate::identity::{Actor, Source};
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
@@ -351,12 +351,35 @@ fn smart_scope_denial<'c>(
     ) {
         return None;
     }
-    let scopes: Vec<&str> = actor
-        .context
-        .get("scope")?
-        .as_str()?
-        .split_whitespace()
-        .collect();
+    // A header-named or anonymous actor holds no token, so no scopes: its trust is the route's
+    // and the policy's (docs/trust.md). A bearer token must carry its scopes (fail closed).
+    if actor.source != Source::Credential {
+        return None;
+    }
+    let first = classified.items.first()?;
+    let scopes: Vec<&str> = match actor.context.get("scope") {
+        Some(serde_json::Value::String(text)) => text.split_whitespace().collect(),
+        Some(serde_json::Value::Array(items)) => {
+            let mut scopes = Vec::with_capacity(items.len());
+            for item in items {
+                let Some(text) = item.as_str() else {
+                    return Some((first, "the token's scope claim lists a value that is not a string".into()));
+                };
+                scopes.extend(text.split_whitespace());
+            }
+            scopes
+        }
+        Some(_) => {
+            return Some((first, "the token's scope claim is neither a string nor a list of strings".into()))
+        }
+        None => {
+            return Some((
+                first,
+                "the bearer token carries no SMART scopes (context.scope, mapped by identity.jwt.claims_to_context)"
+                    .into(),
+            ))
+        }
+    };
     let launch_patient = actor.context.get("launch_patient").and_then(|v| v.as_str());
     let denied = classified
         .items
