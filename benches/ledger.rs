@@ -234,6 +234,10 @@ fn token_mint(c: &mut Criterion) {
                 iat: now,
                 exp: now + 60,
                 jti: uuid::Uuid::now_v7().to_string(),
+                ctx: None,
+                htm: None,
+                htu: None,
+                bdh: None,
             };
             jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
         });

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use lexecon_approvals::{Call, RequestDigest};
 use lexecon_domains::Verdict;
 use lexecon_policy_cache::{Decision, DecisionInput};
-use lexecon_token::Issued;
+use lexecon_token::{Grant, Issued};
 use serde_json::{Map, Value};
 
 /// What recording a decision produced.
@@ -68,14 +68,14 @@ pub trait DecisionPoint: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Records `decision` (taken on `context`) and, when it permits and `audience` is given, mints
-    /// a capability token for that audience. An error blocks the request (e.g. the ledger queue is
+    /// Records `decision` (taken on `context`) and, when it permits and a `grant` is given, mints
+    /// a capability token for its audience, bound to the context and request it names. An error blocks the request (e.g. the ledger queue is
     /// full under `fail_closed`). The default records nothing.
     async fn record(
         &self,
         _decision: &Decision,
         _context: &Map<String, Value>,
-        _audience: Option<&str>,
+        _grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
         Ok(Recorded::default())
     }
@@ -87,9 +87,9 @@ pub trait DecisionPoint: Send + Sync + 'static {
         &self,
         decision: Decision,
         context: Map<String, Value>,
-        audience: Option<&str>,
+        grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
-        self.record(&decision, &context, audience).await
+        self.record(&decision, &context, grant).await
     }
 
     /// Creates a pending human approval for an escalated `decision` of the request with `digest`

@@ -26,7 +26,7 @@ use lexecon_ledger::{
     CheckpointSigner, EntryBody, EntryDraft, EventType, LedgerConfig, LedgerError, LedgerHandle,
     LedgerWriter, RedactionConfig,
 };
-use lexecon_token::{Issued, KeyError, KeyRing, TokenError, TokenMinter};
+use lexecon_token::{Grant, Issued, KeyError, KeyRing, TokenError, TokenMinter};
 
 /// Why the engine could not be built or reloaded. The message names the step; its source says
 /// what was wrong (`lexecon serve` prints both on one line: `cannot start the audit ledger: …`).
@@ -300,21 +300,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Records `decision` (taken on `context`) in the ledger and, for a permit with an `audience`,
-    /// mints (or reuses) its capability token. The entry's hash is known as soon as it is queued
+    /// Records `decision` (taken on `context`) in the ledger and, for a permit with a `grant`,
+    /// mints (or reuses) its capability token, bound to the context and the grant's request. The entry's hash is known as soon as it is queued
     /// (the request claims its place in the chain), so nothing here waits for the writer thread.
     pub async fn record_decision(
         &self,
         decision: &Decision,
         context: &Map<String, Value>,
-        audience: Option<&str>,
+        grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
-        let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
+        let permit = grant.filter(|_| decision.decision == Verdict::Permit);
         // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
         // minted it.
-        let reused = permit_audience.and_then(|aud| self.minter.reusable(decision, aud));
-        self.record_claimed(decision, context, permit_audience, reused)
-            .await
+        let reused = permit.and_then(|g| self.minter.reusable_for(decision, g, context));
+        self.record_claimed(decision, context, permit, reused).await
     }
 
     /// [`Self::record_decision`] for a caller that needs no entry hash and gives the decision away:
@@ -325,15 +324,13 @@ impl Engine {
         &self,
         decision: Decision,
         context: Map<String, Value>,
-        audience: Option<&str>,
+        grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
-        let permit_audience = audience.filter(|_| decision.decision == Verdict::Permit);
-        let reused = permit_audience.and_then(|aud| self.minter.reusable(&decision, aud));
-        if permit_audience.is_some() && reused.is_none() {
+        let permit = grant.filter(|_| decision.decision == Verdict::Permit);
+        let reused = permit.and_then(|g| self.minter.reusable_for(&decision, g, &context));
+        if permit.is_some() && reused.is_none() {
             // A new token names its decision's entry: claim it here.
-            return self
-                .record_claimed(&decision, &context, permit_audience, None)
-                .await;
+            return self.record_claimed(&decision, &context, permit, None).await;
         }
         if let Some(ledger) = &self.ledger {
             ledger
@@ -353,7 +350,7 @@ impl Engine {
         &self,
         decision: &Decision,
         context: &Map<String, Value>,
-        permit_audience: Option<&str>,
+        permit: Option<Grant<'_>>,
         reused: Option<Issued>,
     ) -> Result<Recorded, EnforceError> {
         let mut recorded = Recorded::default();
@@ -371,11 +368,14 @@ impl Engine {
         }
         if reused.is_some() {
             recorded.capability_token = reused;
-        } else if let Some(audience) = permit_audience {
+        } else if let Some(grant) = permit {
             let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
-            let token = self.minter.issue(decision, audience, led).map_err(|e| {
-                EnforceError::new(500, format!("cannot mint capability token: {e}"))
-            })?;
+            let token = self
+                .minter
+                .issue_for(decision, grant, context, led)
+                .map_err(|e| {
+                    EnforceError::new(500, format!("cannot mint capability token: {e}"))
+                })?;
             recorded.capability_token = Some(token);
         }
         Ok(recorded)
@@ -468,20 +468,19 @@ impl DecisionPoint for Engine {
         &self,
         decision: &Decision,
         context: &Map<String, Value>,
-        audience: Option<&str>,
+        grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
-        self.record_decision(decision, context, audience).await
+        self.record_decision(decision, context, grant).await
     }
 
     async fn record_owned(
         &self,
         decision: Decision,
         context: Map<String, Value>,
-        audience: Option<&str>,
+        grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
         // The proxy needs an entry hash only for a new token (which links it).
-        self.record_decision_owned(decision, context, audience)
-            .await
+        self.record_decision_owned(decision, context, grant).await
     }
 
     async fn escalated(
@@ -629,7 +628,7 @@ mod tests {
         let ctx = || serde_json::json!({"n": 1}).as_object().unwrap().clone();
         // The first permit mints: its token links the entry, so the entry is claimed here.
         let first = engine
-            .record_decision_owned(permit(1, Verdict::Permit), ctx(), Some("app"))
+            .record_decision_owned(permit(1, Verdict::Permit), ctx(), Some(Grant::to("app")))
             .await
             .unwrap();
         let hash = first
@@ -642,14 +641,14 @@ mod tests {
         assert_eq!(claims.led, hash);
         // The same call again reuses that token: nothing needs this entry's hash.
         let second = engine
-            .record_decision_owned(permit(2, Verdict::Permit), ctx(), Some("app"))
+            .record_decision_owned(permit(2, Verdict::Permit), ctx(), Some(Grant::to("app")))
             .await
             .unwrap();
         assert_eq!(second.ledger_entry_hash, None);
         assert_eq!(second.capability_token.unwrap().token, token.token);
         // A deny gets no token and is handed over too.
         let third = engine
-            .record_decision_owned(permit(3, Verdict::Deny), ctx(), Some("app"))
+            .record_decision_owned(permit(3, Verdict::Deny), ctx(), Some(Grant::to("app")))
             .await
             .unwrap();
         assert_eq!(third, Recorded::default());

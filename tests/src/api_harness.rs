@@ -104,6 +104,7 @@ routes:
         - {{method: POST, path: /v1/messages, action: axn_send_message, context: {{to: body./to}}}}
         - {{method: POST, path: /v1/files/delete, action: axn_delete_data}}
         - {{method: POST, path: /v1/search, action: axn_read_data}}
+        - {{method: POST, path: /v1/notes, action: axn_read_data, context: {{topic: body./topic}}}}
     upstream: app
   - name: mcp
     match: {{path_prefix: /mcp, methods: [POST]}}

@@ -67,15 +67,30 @@ fn permitted_decision_carries_a_token_that_verifies_against_the_served_jwks() {
     assert_eq!(claims.led, ledger_hash);
     assert_schema(&h.openapi(), "DecisionResponse", &body);
 
-    // The caller may name the audience the token is for.
-    let r = post(
-        &h.api("/api/v1/ai/decisions/request"),
-        &[
-            ("x-agent-id", AGENT),
-            ("x-lexecon-audience", "docs-service"),
-        ],
-        read_request().to_string().as_bytes(),
-    );
+    // The token is bound to the decided context (`ctx`), and to no HTTP request.
+    assert_eq!(claims.ctx.as_deref().map(str::len), Some(43), "{claims:?}");
+    assert_eq!((claims.htm, claims.htu, claims.bdh), (None, None, None));
+}
+
+/// A token for another audience (the order system) is not had by asking for it: `api.audiences`
+/// names which roles may ask for which, and a header-named caller has no role (issue 15).
+#[test]
+fn a_capability_token_for_another_audience_needs_a_role_allowed_it() {
+    let h = ApiHarness::start("api: {audiences: {decider: [docs-service]}}");
+    let jwks = lexecon_token::parse_jwks(&get(&h.api("/.well-known/jwks.json"), &[]).body).unwrap();
+    let ask = |auth: (&str, &str)| {
+        post(
+            &h.api("/api/v1/ai/decisions/request"),
+            &[auth, ("x-lexecon-audience", "docs-service")],
+            read_request().to_string().as_bytes(),
+        )
+    };
+    let r = ask(("x-agent-id", AGENT));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("docs-service"), "{}", r.body);
+    let decider = format!("Bearer {}", person("act_service:gateway", &["decider"]));
+    let r = ask(("authorization", &decider));
+    assert_eq!(r.status, 200, "{}", r.body);
     let token = r.json()["capability_token"].as_str().unwrap().to_owned();
     assert!(lexecon_token::verify_token(&token, &jwks, Some("docs-service")).is_ok());
     assert!(lexecon_token::verify_token(&token, &jwks, Some("lexecon-api")).is_err());

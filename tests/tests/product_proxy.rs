@@ -186,18 +186,31 @@ fn mcp_tools_call_is_forwarded_with_a_capability_token_that_verifies_against_the
     // A token for another audience does not verify.
     assert!(lexecon_token::verify_token(token, &jwks, Some("api")).is_err());
 
-    // The same call again reuses the token; its own decision is still recorded (by the ledger
-    // writer, since nothing on the request names that entry).
+    // The token is bound to this request: method, target and body (issue 15).
+    assert_eq!(claims.htm.as_deref(), Some("POST"));
+    assert_eq!(claims.htu.as_deref(), Some("/mcp"));
+    assert!(claims.bdh.is_some() && claims.ctx.is_some(), "{claims:?}");
+
+    // The same request again (byte for byte) reuses the token; its own decision is still
+    // recorded (by the ledger writer, since nothing on the request names that entry).
     let again = post(
         &server.url("/mcp"),
         &[AGENT, JSON, MCP_ACCEPT],
-        &call(2, "search_docs", json!({"query": "refunds"})),
+        &call(1, "search_docs", json!({"query": "refunds"})),
     );
     assert_eq!(again.status, 200, "{}", again.body);
     let again_ids = decision_ids(&again);
     assert_ne!(again_ids, ids);
     let forwarded = tools.requests();
     assert_eq!(forwarded[1].header("x-lexecon-capability"), Some(token));
+    // Another body (here only the JSON-RPC id differs) is another binding: another token.
+    let other = post(
+        &server.url("/mcp"),
+        &[AGENT, JSON, MCP_ACCEPT],
+        &call(2, "search_docs", json!({"query": "refunds"})),
+    );
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_ne!(tools.requests()[2].header("x-lexecon-capability"), Some(token));
 
     let ledger = ledger_decisions(&server.stop_and_read_ledger());
     let entry = &ledger[&ids[0]];

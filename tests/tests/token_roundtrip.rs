@@ -377,3 +377,105 @@ fn issued_jti_and_lifetime_are_the_signed_tokens_own_claims() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tokens bound to what was decided (issue 15), checked by the documented upstream verifier.
+
+/// Runs docs/examples/verify_capability.py as an upstream would; (exit code, output).
+fn python_verify(
+    jwks: &std::path::Path,
+    token: &str,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> (i32, String) {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("body");
+    std::fs::write(&body_file, body).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/examples/verify_capability.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(jwks)
+        .args(["app", method, target])
+        .arg(&body_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the documented verifier");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_proxied_token_is_bound_to_its_request_and_body_and_the_documented_check_holds() {
+    let h = support::api_harness::ApiHarness::start("");
+    let jwks = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        jwks.path(),
+        support::get(&h.api("/.well-known/jwks.json"), &[]).body,
+    )
+    .unwrap();
+    let body = br#"{"topic":"refunds"}"#;
+    let r = support::post(
+        &h.proxy("/v1/notes?lang=en"),
+        &[
+            ("x-agent-id", support::api_harness::AGENT),
+            ("content-type", "application/json"),
+        ],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = h.upstream.requests();
+    let token = got[0].header("x-lexecon-capability").unwrap().to_owned();
+
+    let (code, out) = python_verify(jwks.path(), &token, "POST", "/v1/notes?lang=en", body);
+    assert_eq!(code, 0, "{out}");
+    let claims: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(claims["htm"], "POST");
+    assert_eq!(claims["htu"], "/v1/notes?lang=en");
+    assert!(
+        claims["ctx"].is_string() && claims["bdh"].is_string(),
+        "{claims}"
+    );
+
+    // The same token presented with another body, target or method is refused.
+    for (method, target, other) in [
+        ("POST", "/v1/notes?lang=en", &br#"{"topic":"payroll"}"#[..]),
+        ("POST", "/v1/files/delete", &body[..]),
+        ("DELETE", "/v1/notes?lang=en", &body[..]),
+    ] {
+        let (code, out) = python_verify(jwks.path(), &token, method, target, other);
+        assert_eq!(code, 1, "{method} {target}: {out}");
+        assert!(out.contains("refused"), "{out}");
+    }
+
+    // Another body, decided again, gets another token (reuse never crosses a binding).
+    let r = support::post(
+        &h.proxy("/v1/notes?lang=en"),
+        &[
+            ("x-agent-id", support::api_harness::AGENT),
+            ("content-type", "application/json"),
+        ],
+        br#"{"topic":"payroll"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = h.upstream.requests()[1]
+        .header("x-lexecon-capability")
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, token);
+}

@@ -1,5 +1,5 @@
-//! The `api:` section: the decision API's per-caller rate limit, the approvals' lifetimes and the
-//! roles granted by actor id. Owns the defaults and the checks; the API handler and the approval
+//! The `api:` section: the decision API's per-caller rate limit, the approvals' lifetimes, the
+//! roles granted by actor id and the token audiences each role may ask for. Owns the defaults and the checks; the API handler and the approval
 //! store read these values and never re-parse the section.
 
 use std::collections::BTreeMap;
@@ -19,10 +19,14 @@ pub struct ApiSettings {
     pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub approvals: ApprovalSettings,
-    /// Roles granted by actor id, in addition to the JWT's `roles` claim: lets trusted-header
-    /// callers (loopback only) hold roles, e.g. `{"act_human_user:alice": [approver]}`.
+    /// Roles granted by actor id, in addition to the JWT's `roles` claim, for callers proven by
+    /// a bearer token only, e.g. `{"act_human_user:alice": [approver]}`.
     #[serde(default)]
     pub roles: BTreeMap<String, Vec<String>>,
+    /// The capability-token audiences (`x-lexecon-audience`) each role may ask the API for, e.g.
+    /// `{decider: [oms]}`; every caller may have `lexecon-api`, the default. Another audience → 403.
+    #[serde(default)]
+    pub audiences: BTreeMap<String, Vec<String>>,
 }
 
 /// `api.approvals`: how long approvals live and how many may be pending.
@@ -61,6 +65,16 @@ impl ApiSettings {
         }
         if self.approvals.ttl.is_zero() {
             problems.push(("api.approvals.ttl".to_owned(), "must be above 0".to_owned()));
+        }
+        for (role, audiences) in &self.audiences {
+            for (i, audience) in audiences.iter().enumerate() {
+                if audience.is_empty() || audience.contains(char::is_whitespace) {
+                    problems.push((
+                        format!("api.audiences.{role}[{i}]"),
+                        "must be a non-empty audience without spaces".to_owned(),
+                    ));
+                }
+            }
         }
         for (actor, roles) in &self.roles {
             if actor.trim().is_empty() {

@@ -50,7 +50,7 @@ use crate::headers::AUDIENCE_HEADER;
 use crate::identity::{Actor, Identity, Source};
 use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
 use lexecon_approvals::Approver;
-use lexecon_token::Issued;
+use lexecon_token::{Grant, Issued};
 
 /// The audience of tokens minted by the API when the caller names none.
 pub const DEFAULT_AUDIENCE: &str = "lexecon-api";
@@ -193,7 +193,7 @@ impl DecisionApi {
                         input,
                         parsed.approval_id.as_deref(),
                         path_only,
-                        audience(req.headers)?,
+                        self.audience(&caller, req.headers)?,
                     )
                     .await?;
                 let body = DecisionResponse::new(
@@ -214,7 +214,7 @@ impl DecisionApi {
                         input,
                         legacy.approval_id.as_deref(),
                         path_only,
-                        audience(req.headers)?,
+                        self.audience(&caller, req.headers)?,
                     )
                     .await?;
                 let body = LegacyDecideResponse::new(
@@ -324,6 +324,41 @@ impl DecisionApi {
         Ok(Caller { actor, roles })
     }
 
+    /// The audience of the caller's capability token: the one it asked for, if it is the default
+    /// or `api.audiences` lets one of its roles have it; 403 otherwise (a token for the order
+    /// system must not be had by asking for it).
+    fn audience<'h>(
+        &self,
+        caller: &Caller,
+        headers: &'h http::HeaderMap,
+    ) -> Result<&'h str, ApiError> {
+        let asked = audience(headers)?;
+        let allowed = asked == DEFAULT_AUDIENCE
+            || caller.roles.iter().any(|role| {
+                self.engine
+                    .api_settings()
+                    .audiences
+                    .get(role)
+                    .is_some_and(|auds| auds.iter().any(|a| a == asked))
+            });
+        if allowed {
+            Ok(asked)
+        } else {
+            Err(ApiError::Forbidden {
+                reason: format!(
+                    "{} may not have a capability token for audience {asked:?}: api.audiences \
+                     grants it to none of its roles ({})",
+                    caller.actor.id,
+                    if caller.roles.is_empty() {
+                        "it has none".to_owned()
+                    } else {
+                        caller.roles.join(", ")
+                    }
+                ),
+            })
+        }
+    }
+
     /// 404 `Domain not supported` unless the snapshot has the domain's plugin and a policy for it.
     fn check_decidable(&self, domain: &str) -> Result<(), ApiError> {
         let snap = self.engine.snapshot();
@@ -411,7 +446,7 @@ impl DecisionApi {
             .map_err(|f| failure_to_api(f, &domain))?;
         let recorded = self
             .engine
-            .record_decision(&decision, &context, Some(audience))
+            .record_decision(&decision, &context, Some(Grant::to(audience)))
             .await
             .map_err(|f| failure_to_api(f, &domain))?;
         let token = match recorded.capability_token {
@@ -517,7 +552,8 @@ fn roles_of(actor: &Actor) -> Vec<String> {
     }
 }
 
-/// The audience the caller asked for (`x-lexecon-audience`), or [`DEFAULT_AUDIENCE`].
+/// The audience the caller asked for (`x-lexecon-audience`), or [`DEFAULT_AUDIENCE`]; the caller
+/// need not be allowed it (see [`DecisionApi::audience`]).
 fn audience(headers: &http::HeaderMap) -> Result<&str, ApiError> {
     let Some(value) = headers.get(AUDIENCE_HEADER) else {
         return Ok(DEFAULT_AUDIENCE);

@@ -17,6 +17,7 @@ use crate::server::answer::{self, Answer, Refusal};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::ProxySnapshot;
+use lexecon_token::{Grant, RequestBinding};
 
 /// The outcome of classifying and deciding one request.
 pub(super) enum Checked {
@@ -35,17 +36,9 @@ pub(super) enum Checked {
     },
 }
 
-/// Whether [`record`] mints a capability token for the route's upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mint {
-    /// A permitted request whose headers have not gone upstream yet: the token can go with them.
-    Token,
-    /// Blocked, or the headers went upstream before the decision: no token to carry.
-    None,
-}
-
-/// Records every decision made for a request in the ledger; with [`Mint::Token`] and exactly one
-/// call, mints the capability token for the route's upstream. A recording failure (ledger queue
+/// Records every decision made for a request in the ledger; with a `request` (a permitted request
+/// about to go upstream) of exactly one call, mints the capability token for the route's upstream,
+/// bound to that request and the decided context. A recording failure (ledger queue
 /// full under `fail_closed`) blocks the request with the failure's status (fail closed).
 /// The decisions are given away ([`crate::enforce::DecisionPoint::record_owned`]): the proxy names no ledger
 /// entry, so the engine may build them off the request thread.
@@ -53,17 +46,21 @@ pub(super) async fn record(
     snap: &ProxySnapshot,
     route: &Route,
     made: Vec<Decided>,
-    mint: Mint,
+    request: Option<RequestBinding<'_>>,
 ) -> std::result::Result<Option<String>, Answer> {
     let mut token = None;
     let single = made.len() == 1;
     for m in made {
-        let audience = (mint == Mint::Token && single).then_some(route.upstream.name.as_str());
+        let audience = route.upstream.name.as_str();
+        let grant = request.filter(|_| single).map(|request| Grant {
+            audience,
+            request: Some(request),
+        });
         // Kept for the refusal only; the decision itself goes to the recorder.
         let request_id = m.decision.request_id.clone();
         match snap
             .decider
-            .record_owned(m.decision, m.context, audience)
+            .record_owned(m.decision, m.context, grant)
             .await
         {
             Ok(recorded) => {
@@ -84,7 +81,7 @@ pub(super) async fn record_blocked(
     made: Vec<Decided>,
     answer: Answer,
 ) -> Answer {
-    match record(snap, route, made, Mint::None).await {
+    match record(snap, route, made, None).await {
         Ok(_) => answer,
         Err(failure) => failure,
     }

@@ -25,7 +25,7 @@ use pingora::{ErrorSource, ErrorType};
 use crate::headers::{APPROVAL_HEADER, CAPABILITY_HEADER, DECISION_ID_HEADER};
 use crate::server::answer::{self, Answer, Refusal};
 use crate::server::check::{
-    caller_request_id, check, new_request_id, record, record_blocked, Checked, Mint,
+    caller_request_id, check, new_request_id, record, record_blocked, Checked,
 };
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
@@ -33,6 +33,7 @@ use crate::server::state::{ProxySnapshot, ProxyState};
 use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::Upstream;
 use lexecon_classify::{head, target};
+use lexecon_token::RequestBinding;
 
 /// The longest body drained before an early answer to keep the connection alive.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -246,7 +247,18 @@ impl ProxyHttp for LexeconProxy {
                 let contexts = made.iter().map(|m| &m.context);
                 let tools_list =
                     ToolsFilter::for_request(&snap, index, &actor, contexts, body.as_deref());
-                match record(&snap, route, made, Mint::Token).await {
+                // The token travels with this request: bind it to what the upstream receives.
+                let req = session.req_header();
+                let target = req
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| req.uri.path(), |pq| pq.as_str());
+                let binding = RequestBinding {
+                    method: req.method.as_str(),
+                    target,
+                    body: body.as_deref(),
+                };
+                match record(&snap, route, made, Some(binding)).await {
                     Ok(token) => {
                         ctx.held = body;
                         ctx.tools_list = tools_list;

@@ -1,6 +1,7 @@
 //! Capability tokens: short-lived EdDSA (Ed25519) JWTs minted on permit so that the upstream can check
 //! on its own that Lexecon allowed this actor this action on this resource under this policy, with a
-//! link (`led`) to the ledger entry. Owns minting with a reuse cache ([`TokenMinter`]) and
+//! link (`led`) to the ledger entry, bound to the decided context (`ctx`) and, on the proxy, to the
+//! request it travels with (`htm`, `htu`, `bdh`; docs/tokens.md says how an upstream checks them). Owns minting with a reuse cache ([`TokenMinter`]) and
 //! verification ([`verify_token`]); the signing keys and their ids are `lexecon-keys`'.
 //!
 //! Never mints for a decision that is not a permit, never writes a private key with permissions wider
@@ -10,7 +11,9 @@ pub mod mint;
 pub mod verify;
 
 pub use lexecon_keys::{KeyError, KeyRing};
-pub use mint::{Claims, Issued, MintMode, TokenConfig, TokenMinter, TokenSettings};
+pub use mint::{
+    Claims, Grant, Issued, MintMode, RequestBinding, TokenConfig, TokenMinter, TokenSettings,
+};
 pub use verify::{parse_jwks, verify_token, LEEWAY_SECS};
 
 /// The request header the proxy forwards the capability token in.

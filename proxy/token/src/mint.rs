@@ -39,6 +39,60 @@ pub fn validate(config: &TokenSettings) -> Result<(), TokenError> {
     }
 }
 
+/// Whom a token is for and what it is bound to: the audience (the upstream), and, on the proxy,
+/// the request the upstream will receive. The decided context is bound too ([`Claims::ctx`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant<'a> {
+    pub audience: &'a str,
+    pub request: Option<RequestBinding<'a>>,
+}
+
+impl<'a> Grant<'a> {
+    /// A token for `audience`, bound to no HTTP request (the decision API).
+    pub fn to(audience: &'a str) -> Self {
+        Grant {
+            audience,
+            request: None,
+        }
+    }
+}
+
+/// The request a proxied token travels with, as the upstream receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestBinding<'a> {
+    pub method: &'a str,
+    /// Path and query, exactly as forwarded.
+    pub target: &'a str,
+    /// The body, when Lexecon read it before deciding (it is forwarded byte for byte); `None`
+    /// when the route's body streams after the decision.
+    pub body: Option<&'a [u8]>,
+}
+
+/// The binding claims of one token, computed once: `ctx` over the decided context, and the
+/// request's `htm`, `htu`, `bdh`.
+struct Bound<'a> {
+    ctx: String,
+    htm: Option<&'a str>,
+    htu: Option<&'a str>,
+    bdh: Option<String>,
+}
+
+impl<'a> Bound<'a> {
+    fn of(grant: &Grant<'a>, context: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let mut canonical = Vec::with_capacity(128);
+        lexecon_config::canonical::write_canonical_map(context, &mut canonical);
+        let request = grant.request.as_ref();
+        Bound {
+            ctx: B64.encode(Sha256::digest(&canonical)),
+            htm: request.map(|r| r.method),
+            htu: request.map(|r| r.target),
+            bdh: request
+                .and_then(|r| r.body)
+                .map(|body| B64.encode(Sha256::digest(body))),
+        }
+    }
+}
+
 /// The claims of a capability token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -63,6 +117,18 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// base64url SHA-256 of the canonical JSON (sorted keys, no spaces) of the decided context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<String>,
+    /// The HTTP method of the request the token travels with (proxy only; as in RFC 9449).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub htm: Option<String>,
+    /// Its path and query, as forwarded (proxy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub htu: Option<String>,
+    /// base64url SHA-256 of its body, when Lexecon read the body before deciding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bdh: Option<String>,
 }
 
 /// A minted capability token with the claims a caller reports beside it, so that nobody decodes
@@ -153,6 +219,17 @@ impl TokenMinter {
         ledger_entry_hash: &str,
         now: jiff::Timestamp,
     ) -> Result<Issued, TokenError> {
+        self.issue_bound(decision, audience, None, ledger_entry_hash, now)
+    }
+
+    fn issue_bound(
+        &self,
+        decision: &Decision,
+        audience: &str,
+        bound: Option<&Bound<'_>>,
+        ledger_entry_hash: &str,
+        now: jiff::Timestamp,
+    ) -> Result<Issued, TokenError> {
         if decision.decision != Verdict::Permit {
             return Err(TokenError::NotPermitted {
                 decision_id: decision.decision_id.clone(),
@@ -161,15 +238,52 @@ impl TokenMinter {
         }
         let now_secs = now.as_second();
         let Some(cache) = &self.cache else {
-            return self.sign(decision, audience, ledger_entry_hash, now_secs);
+            return self.sign(decision, audience, bound, ledger_entry_hash, now_secs);
         };
-        let key = reuse_key(decision, audience);
+        let key = reuse_key(decision, audience, bound);
         if let Some(issued) = self.cached(&key, now_secs) {
             return Ok(issued);
         }
-        let issued = self.sign(decision, audience, ledger_entry_hash, now_secs)?;
+        let issued = self.sign(decision, audience, bound, ledger_entry_hash, now_secs)?;
         cache.insert(key, Arc::new(issued.clone()));
         Ok(issued)
+    }
+
+    /// A token for a permitted `decision` taken on `context`, for `grant.audience`, bound to the
+    /// decided context (`ctx`) and, on the proxy, to the forwarded request (`htm`, `htu`, `bdh`).
+    /// Reused (`mode: reuse`) only for the same binding.
+    pub fn issue_for(
+        &self,
+        decision: &Decision,
+        grant: Grant<'_>,
+        context: &serde_json::Map<String, serde_json::Value>,
+        ledger_entry_hash: &str,
+    ) -> Result<Issued, TokenError> {
+        let bound = Bound::of(&grant, context);
+        self.issue_bound(
+            decision,
+            grant.audience,
+            Some(&bound),
+            ledger_entry_hash,
+            jiff::Timestamp::now(),
+        )
+    }
+
+    /// The token [`Self::issue_for`] would return now without signing, or `None`.
+    pub fn reusable_for(
+        &self,
+        decision: &Decision,
+        grant: Grant<'_>,
+        context: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Issued> {
+        if decision.decision != Verdict::Permit || self.cache.is_none() {
+            return None;
+        }
+        let bound = Bound::of(&grant, context);
+        self.cached(
+            &reuse_key(decision, grant.audience, Some(&bound)),
+            jiff::Timestamp::now().as_second(),
+        )
     }
 
     /// The token [`Self::mint`] would return now without signing (`mode: reuse` and a token for
@@ -189,7 +303,7 @@ impl TokenMinter {
         if decision.decision != Verdict::Permit || self.cache.is_none() {
             return None;
         }
-        self.cached(&reuse_key(decision, audience), now.as_second())
+        self.cached(&reuse_key(decision, audience, None), now.as_second())
     }
 
     /// A cached token while more than half its lifetime remains.
@@ -202,6 +316,7 @@ impl TokenMinter {
         &self,
         decision: &Decision,
         audience: &str,
+        bound: Option<&Bound<'_>>,
         ledger_entry_hash: &str,
         now_secs: i64,
     ) -> Result<Issued, TokenError> {
@@ -220,6 +335,10 @@ impl TokenMinter {
             iat: now_secs,
             exp,
             jti,
+            ctx: bound.map(|b| b.ctx.as_str()),
+            htm: bound.and_then(|b| b.htm),
+            htu: bound.and_then(|b| b.htu),
+            bdh: bound.and_then(|b| b.bdh.as_deref()),
         };
         let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Encode(e.to_string()))?;
         let key = self.keys.signer();
@@ -256,11 +375,20 @@ struct ClaimsRef<'a> {
     iat: i64,
     exp: i64,
     jti: uuid::Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ctx: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    htm: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    htu: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bdh: Option<&'a str>,
 }
 
-/// SHA-256 over the length-prefixed (actor, action, resource, policy hash, audience, domain): no
-/// allocation, no ambiguity between fields.
-fn reuse_key(decision: &Decision, audience: &str) -> [u8; 32] {
+/// SHA-256 over the length-prefixed (domain, actor, action, resource, policy hash, audience, and
+/// the binding claims): no ambiguity between fields, and a token is reused only for the same
+/// decided context and request.
+fn reuse_key(decision: &Decision, audience: &str, bound: Option<&Bound<'_>>) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
         Some(decision.domain.as_str()),
@@ -269,6 +397,10 @@ fn reuse_key(decision: &Decision, audience: &str) -> [u8; 32] {
         decision.resource.as_deref(),
         Some(decision.policy_version_hash.as_str()),
         Some(audience),
+        bound.map(|b| b.ctx.as_str()),
+        bound.and_then(|b| b.htm),
+        bound.and_then(|b| b.htu),
+        bound.and_then(|b| b.bdh.as_deref()),
     ] {
         match part {
             Some(p) => {
