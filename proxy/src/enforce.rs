@@ -230,6 +230,9 @@ pub async fn decide(
             }
             None => match point.escalated(&decision, digest).await {
                 Ok(id) => approval_id = id,
+                // An actor over its own cap of pending approvals is told so (429) and creates
+                // none: it cannot flood the queue that others escalate into.
+                Err(failure) if failure.status == 429 => return Err(failure),
                 Err(failure) => {
                     tracing::warn!(decision_id = %decision.decision_id, error = %failure, "escalation without an approval: the approval store refused it");
                 }

@@ -380,3 +380,23 @@ fn an_agent_naming_an_approver_in_the_trusted_header_cannot_approve() {
     assert_eq!(r.json()["decided_by"], "act_human_user:carol");
     assert_eq!(send_message(&h, AGENT, Some(&id), MESSAGE).status, 200);
 }
+
+/// An agent cannot flood the approval queue (issue 15): past its own cap its escalations are
+/// refused with 429, and another actor can still escalate.
+#[test]
+fn one_agent_flooding_escalations_is_capped_and_others_still_escalate() {
+    let h = ApiHarness::start("api: {approvals: {max_pending_per_actor: 2}}");
+    escalate(&h);
+    escalate(&h);
+    let r = send_message(&h, AGENT, None, MESSAGE);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("max_pending_per_actor"), "{}", r.body);
+    let other = send_message(&h, "act_ai_agent:other", None, MESSAGE);
+    assert_eq!(other.status, 403, "{}", other.body);
+    assert!(
+        other.body.contains("apr_"),
+        "another actor's escalation created its approval: {}",
+        other.body
+    );
+    assert_eq!(h.upstream.requests().len(), 0);
+}

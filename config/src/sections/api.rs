@@ -41,6 +41,9 @@ pub struct ApprovalSettings {
     pub retention: Duration,
     /// Most approvals pending at once (default 10000).
     pub max_pending: usize,
+    /// Most approvals one actor may have pending (default 20): an agent that floods escalations
+    /// is refused (429) while others can still escalate.
+    pub max_pending_per_actor: usize,
 }
 
 impl Default for ApprovalSettings {
@@ -49,6 +52,7 @@ impl Default for ApprovalSettings {
             ttl: Duration::from_secs(15 * 60),
             retention: Duration::from_secs(24 * 60 * 60),
             max_pending: 10_000,
+            max_pending_per_actor: 20,
         }
     }
 }
@@ -65,6 +69,16 @@ impl ApiSettings {
         }
         if self.approvals.ttl.is_zero() {
             problems.push(("api.approvals.ttl".to_owned(), "must be above 0".to_owned()));
+        }
+        let per_actor = self.approvals.max_pending_per_actor;
+        if per_actor == 0 || per_actor > self.approvals.max_pending {
+            problems.push((
+                "api.approvals.max_pending_per_actor".to_owned(),
+                format!(
+                    "{per_actor} is outside 1..=max_pending ({})",
+                    self.approvals.max_pending
+                ),
+            ));
         }
         for (role, audiences) in &self.audiences {
             for (i, audience) in audiences.iter().enumerate() {

@@ -48,6 +48,11 @@ pub enum ApprovalError {
         "{limit} approvals are already pending; escalations are refused until some are resolved"
     )]
     TooManyPending { limit: usize },
+    #[error(
+        "{actor} already has {limit} approvals pending (api.approvals.max_pending_per_actor); \
+         its escalations are refused until some are resolved"
+    )]
+    ActorLimit { actor: String, limit: usize },
     #[error("approval store {path}: {message}")]
     Io { path: String, message: String },
     #[error("approval store {path} cannot be loaded: {message}")]
@@ -79,6 +84,7 @@ impl ApprovalError {
             | ApprovalError::WasDenied { .. }
             | ApprovalError::AlreadyConsumed { .. }
             | ApprovalError::Expired { .. } => S::CONFLICT,
+            ApprovalError::ActorLimit { .. } => S::TOO_MANY_REQUESTS,
             ApprovalError::TooManyPending { .. }
             | ApprovalError::Io { .. }
             | ApprovalError::Corrupt { .. } => S::SERVICE_UNAVAILABLE,
@@ -101,6 +107,7 @@ impl ApprovalError {
             ApprovalError::Expired { .. } => "approval_expired",
             ApprovalError::Mismatch { .. } => "approval_mismatch",
             ApprovalError::TooManyPending { .. } => "too_many_pending_approvals",
+            ApprovalError::ActorLimit { .. } => "actor_approval_limit",
             ApprovalError::Io { .. } | ApprovalError::Corrupt { .. } => {
                 "approval_store_unavailable"
             }

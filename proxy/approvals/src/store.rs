@@ -42,6 +42,7 @@ pub struct ApprovalStore {
     ttl: SignedDuration,
     retention: SignedDuration,
     max_pending: usize,
+    max_pending_per_actor: usize,
     approvals: Mutex<BTreeMap<String, Approval>>,
 }
 
@@ -92,6 +93,7 @@ impl ApprovalStore {
             ttl,
             retention,
             max_pending: config.max_pending,
+            max_pending_per_actor: config.max_pending_per_actor,
             approvals: Mutex::new(approvals),
         })
     }
@@ -120,10 +122,20 @@ impl ApprovalStore {
                 reason: format!("ttl pushes the expiry past the supported range: {e}"),
             })?;
         self.mutate(now, |map| {
-            let pending = map
-                .values()
-                .filter(|a| a.status_at(now) == ApprovalStatus::Pending)
-                .count();
+            let (mut pending, mut mine) = (0, 0);
+            for a in map.values() {
+                if a.status_at(now) == ApprovalStatus::Pending {
+                    pending += 1;
+                    mine += usize::from(a.actor == decision.actor);
+                }
+            }
+            // One actor's flood must not use up everyone's budget: its own cap comes first.
+            if mine >= self.max_pending_per_actor {
+                return Err(ApprovalError::ActorLimit {
+                    actor: decision.actor.clone(),
+                    limit: self.max_pending_per_actor,
+                });
+            }
             if pending >= self.max_pending {
                 return Err(ApprovalError::TooManyPending {
                     limit: self.max_pending,

@@ -531,11 +531,14 @@ fn pending_approvals_are_capped() {
     let dir = tempfile::tempdir().unwrap();
     let config = ApprovalSettings {
         max_pending: 2,
+        max_pending_per_actor: 2,
         ..ApprovalSettings::default()
     };
     let store = ApprovalStore::open(dir.path(), config).unwrap();
+    let mut other = escalated();
+    other.actor = "act_trader:carl".into();
     store.create(&escalated(), digest(), at(0)).unwrap();
-    store.create(&escalated(), digest(), at(0)).unwrap();
+    store.create(&other, digest(), at(0)).unwrap();
     assert_eq!(
         store.create(&escalated(), digest(), at(0)).unwrap_err(),
         ApprovalError::TooManyPending { limit: 2 }
@@ -679,4 +682,28 @@ async fn run_blocking_performs_store_writes_off_the_async_thread() {
         store.get(&a.id, at(1)).unwrap().status,
         ApprovalStatus::Pending
     );
+}
+
+#[test]
+fn one_actor_flooding_escalations_is_capped_and_others_can_still_escalate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApprovalSettings {
+        max_pending: 10,
+        max_pending_per_actor: 3,
+        ..ApprovalSettings::default()
+    };
+    let store = ApprovalStore::open(dir.path(), config).unwrap();
+    for _ in 0..3 {
+        store.create(&escalated(), digest(), at(0)).unwrap();
+    }
+    let flood = store.create(&escalated(), digest(), at(0)).unwrap_err();
+    assert!(
+        matches!(flood, ApprovalError::ActorLimit { limit: 3, .. }),
+        "{flood}"
+    );
+    assert_eq!(flood.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    let mut other = escalated();
+    other.actor = "act_ai_agent:other".into();
+    store.create(&other, digest(), at(0)).unwrap();
+    assert_eq!(store.list(None, at(0)).len(), 4);
 }
