@@ -118,6 +118,40 @@ pub struct McpClassifier {
     /// of a batch counts against the route's rate limit.
     #[serde(default)]
     pub batch_limit: usize,
+    /// Tool pinning: only tools whose definition (name, description, input schema) matches the
+    /// approved one are listed and callable (docs/classifiers.md, "Tool pinning").
+    #[serde(default)]
+    pub pin_tools: Option<PinTools>,
+}
+
+/// `pin_tools:` of an MCP route.
+///
+/// ```yaml
+/// pin_tools: {file: pins/tools.json, trust_on_first_use: false, on_change: deny}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinTools {
+    /// The pin file (JSON: tool name → approved digest); relative to the configuration file.
+    pub file: std::path::PathBuf,
+    /// Pin a tool the first time a `tools/list` shows it (and write it to the file) instead of
+    /// hiding it as not approved.
+    #[serde(default)]
+    pub trust_on_first_use: bool,
+    /// What happens to a call of a tool whose definition changed since it was approved.
+    #[serde(default)]
+    pub on_change: PinChange,
+}
+
+/// How a call of a changed (or unpinned) tool is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinChange {
+    /// Refused before the policy is asked.
+    #[default]
+    Deny,
+    /// Decided by the policy; a permit becomes an escalation (a human approves the call).
+    Escalate,
 }
 
 impl Default for McpClassifier {
@@ -132,6 +166,7 @@ impl Default for McpClassifier {
             denial: DenialStyle::default(),
             filter_tools_list: false,
             batch_limit: 0,
+            pin_tools: None,
         }
     }
 }
@@ -183,6 +218,14 @@ impl McpClassifier {
             glob.check(errors, &at);
             mapping.argument.check(errors, &join(&at, "argument"));
             check_type_id(errors, &join(&at, "type"), &mapping.resource_type, "res_");
+        }
+        if let Some(pins) = &self.pin_tools {
+            if pins.file.as_os_str().is_empty() {
+                errors.push(
+                    &join(&join(path, "pin_tools"), "file"),
+                    "must name the pin file (e.g. pins/tools.json)".into(),
+                );
+            }
         }
     }
 }
@@ -608,6 +651,27 @@ mod tests {
         assert_eq!(mcp.default_tool_action, "axn_execute_tool");
         assert_eq!(mcp.read_action, "axn_read_data");
         assert_eq!(mcp.denial, DenialStyle::ToolError);
+    }
+
+    #[test]
+    fn pin_tools_parse_with_defaults_and_an_empty_file_is_located() {
+        let ClassifierConfig::Mcp(mcp) = parse("kind: mcp\npin_tools: {file: pins/tools.json}")
+        else {
+            panic!("not mcp")
+        };
+        let pins = mcp.pin_tools.unwrap();
+        assert_eq!(pins.file, std::path::PathBuf::from("pins/tools.json"));
+        assert!(!pins.trust_on_first_use);
+        assert_eq!(pins.on_change, PinChange::Deny);
+        let config = parse("kind: mcp\npin_tools: {file: '', on_change: escalate}");
+        assert_eq!(
+            reasons(&config),
+            ["routes[0].classifier.pin_tools.file: must name the pin file (e.g. pins/tools.json)"]
+        );
+        assert!(serde_norway::from_str::<ClassifierConfig>(
+            "kind: mcp\npin_tools: {file: a.json, on_change: allow}"
+        )
+        .is_err());
     }
 
     #[test]

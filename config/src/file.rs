@@ -637,6 +637,13 @@ impl Config {
                 jwt.jwks = path.display().to_string();
             }
         }
+        for route in &mut self.routes {
+            if let crate::classifier::ClassifierConfig::Mcp(mcp) = &mut route.classifier {
+                if let Some(pins) = mcp.pin_tools.as_mut() {
+                    resolve(&mut pins.file);
+                }
+            }
+        }
     }
 
     /// Checks everything serde cannot: references between sections, addresses, limits. Returns
@@ -1151,6 +1158,28 @@ telemetry: {log_format: json}
             c.identity.jwt.unwrap().jwks_source(),
             JwksSource::File(PathBuf::from("/etc/lexecon/keys/jwks.json"))
         );
+    }
+
+    #[test]
+    fn pin_file_of_an_mcp_route_resolves_against_the_config_directory() {
+        let text = r#"
+upstreams: {tools: {addrs: ["127.0.0.1:3"]}}
+routes:
+  - {name: a, match: {path_prefix: /a}, domain: ai, upstream: tools,
+     classifier: {kind: mcp, pin_tools: {file: pins/tools.json}}}
+  - {name: b, match: {path_prefix: /b}, domain: ai, upstream: tools,
+     classifier: {kind: mcp, pin_tools: {file: /abs/tools.json, trust_on_first_use: true}}}
+"#;
+        let mut c = Config::from_yaml("pins.yaml", text).unwrap();
+        c.resolve_paths(Path::new("/etc/lexecon"));
+        let file = |i: usize| match &c.routes[i].classifier {
+            crate::classifier::ClassifierConfig::Mcp(m) => {
+                m.pin_tools.as_ref().unwrap().file.clone()
+            }
+            _ => panic!("not mcp"),
+        };
+        assert_eq!(file(0), PathBuf::from("/etc/lexecon/pins/tools.json"));
+        assert_eq!(file(1), PathBuf::from("/abs/tools.json"));
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod policy_load;
 pub mod policy_validate;
 pub mod strict_value;
 pub mod template;
+pub mod tool_pins;
 
 pub use error::{ConfigError, Located};
 pub use file::Config;

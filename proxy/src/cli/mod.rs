@@ -3,6 +3,7 @@
 
 pub mod ledger;
 pub mod token;
+pub mod tools;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Verify capability tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// MCP tool pinning: list and approve the pinned tool definitions of a pin file.
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +127,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Ledger(cmd) => ledger::run(cmd, out),
         Command::Keys(cmd) => token::run_keys(cmd, out),
         Command::Token(cmd) => token::run_token(cmd, out),
+        Command::Tools(cmd) => tools::run(cmd, out),
     }
 }
 
