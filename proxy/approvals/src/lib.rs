@@ -7,9 +7,9 @@
 //! ledger.
 //!
 //! The store keeps everything in memory behind a `Mutex` (approvals are rare; the lock is never held
-//! across an await) and persists every change to `approvals.json` in the data directory, written
-//! atomically (temp file, fsync, rename, fsync of the directory) and reloaded on start, so pending
-//! approvals survive a restart. A change that cannot be persisted is rolled back and reported: an
+//! across an await) and persists every change to `approvals.sqlite3` (SQLite, WAL, full sync) in the
+//! data directory, one transaction per change, reloaded on start, so pending approvals survive a
+//! restart; an `approvals.json` of earlier versions is imported once. A change that cannot be persisted is rolled back and reported: an
 //! approval is never consumable twice because a write failed. Mutating calls do blocking file I/O;
 //! async callers use [`ApprovalStore::run_blocking`]. Time is always passed in (`now`); the store
 //! never reads a clock, so tests need no sleeps. It never decides anything but the approval's own
@@ -33,8 +33,10 @@ pub use store::ApprovalStore;
 
 /// The JWT role that may approve or deny.
 pub const APPROVER_ROLE: &str = "approver";
-/// File name of the store inside the data directory.
-pub const STORE_FILE: &str = "approvals.json";
+/// File name of the store (SQLite) inside the data directory.
+pub const STORE_FILE: &str = "approvals.sqlite3";
+/// File name of the JSON store of earlier versions, imported on open.
+pub const LEGACY_STORE_FILE: &str = "approvals.json";
 
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,12 @@
-//! The persisted store of approvals: every state change is written atomically to `approvals.json`
-//! (temp file, fsync, rename, fsync of the directory) before it is acknowledged, and rolled back
-//! when it cannot be. Blocking file I/O: async callers use [`ApprovalStore::run_blocking`]. Never
-//! reads a clock (`now` is passed in) and never decides anything but an approval's own state.
+//! The persisted store of approvals: a SQLite database (`approvals.sqlite3`, WAL, `synchronous =
+//! FULL`) with one row per approval, each state change committed in one transaction before it is
+//! acknowledged — only the rows that changed, not the whole set — and rolled back in memory when
+//! it cannot be. A store still in the old `approvals.json` is imported on open (then renamed
+//! `approvals.json.migrated`). Blocking I/O: async callers use [`ApprovalStore::run_blocking`].
+//! Never reads a clock (`now` is passed in) and never decides anything but an approval's own state.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -13,20 +14,19 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use lexecon_domains::Verdict;
 use lexecon_policy_cache::Decision;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{
     Approval, ApprovalError, ApprovalEvent, ApprovalEventKind, ApprovalSettings, ApprovalStatus,
-    Approver, RequestDigest, APPROVER_ROLE, STORE_FILE,
+    Approver, RequestDigest, APPROVER_ROLE, LEGACY_STORE_FILE, STORE_FILE,
 };
 
+/// The version of the legacy `approvals.json`.
 const STORE_VERSION: u32 = 1;
-
-#[derive(Serialize)]
-struct StoreFileRef<'a> {
-    version: u32,
-    approvals: Vec<&'a Approval>,
-}
+/// The schema version of the database (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+/// How long a write waits for another connection's lock before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +44,8 @@ pub struct ApprovalStore {
     max_pending: usize,
     max_pending_per_actor: usize,
     approvals: Mutex<BTreeMap<String, Approval>>,
+    /// Locked only inside `mutate`, after `approvals` (one order: no deadlock).
+    db: Mutex<rusqlite::Connection>,
 }
 
 impl ApprovalStore {
@@ -64,30 +66,18 @@ impl ApprovalStore {
         let retention = to_signed(config.retention, "retention")?;
         let path = data_dir.join(STORE_FILE);
         fs::create_dir_all(data_dir).map_err(|e| io_error(data_dir, e))?;
-        let approvals = match fs::read(&path) {
-            Ok(bytes) => {
-                let file: StoreFile =
-                    serde_json::from_slice(&bytes).map_err(|e| ApprovalError::Corrupt {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                if file.version != STORE_VERSION {
-                    return Err(ApprovalError::Corrupt {
-                        path: path.display().to_string(),
-                        message: format!(
-                            "version {} is not supported (expected {STORE_VERSION})",
-                            file.version
-                        ),
-                    });
-                }
-                file.approvals
-                    .into_iter()
-                    .map(|a| (a.id.clone(), a))
-                    .collect()
+        let db = open_db(&path)?;
+        let mut approvals = load(&db, &path)?;
+        let legacy = data_dir.join(LEGACY_STORE_FILE);
+        if approvals.is_empty() {
+            if let Some(imported) = read_legacy(&legacy)? {
+                write_rows(&db, &path, imported.values(), std::iter::empty())?;
+                let done = legacy.with_extension("json.migrated");
+                fs::rename(&legacy, &done).map_err(|e| io_error(&legacy, e))?;
+                tracing::info!(target: "lexecon::approvals", from = %legacy.display(), to = %path.display(), approvals = imported.len(), "imported the approvals of the old JSON store");
+                approvals = imported;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(io_error(&path, e)),
-        };
+        }
         Ok(Self {
             path,
             ttl,
@@ -95,6 +85,7 @@ impl ApprovalStore {
             max_pending: config.max_pending,
             max_pending_per_actor: config.max_pending_per_actor,
             approvals: Mutex::new(approvals),
+            db: Mutex::new(db),
         })
     }
 
@@ -366,8 +357,8 @@ impl ApprovalStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `f`, drops finished approvals past retention, persists; restores the previous state
-    /// if `f` fails or the write fails.
+    /// Applies `f`, drops finished approvals past retention, commits the rows that changed in one
+    /// transaction; restores the previous state if `f` fails or the commit fails.
     fn mutate<T>(
         &self,
         now: Timestamp,
@@ -382,7 +373,13 @@ impl ApprovalStore {
                     && a.status_at(now) != ApprovalStatus::Approved;
                 !finished || a.expires.checked_add(retention).is_ok_and(|t| t > now)
             });
-            self.persist(&map)?;
+            let changed = map
+                .iter()
+                .filter(|(id, a)| before.get(*id) != Some(*a))
+                .map(|(_, a)| a);
+            let removed = before.keys().filter(|id| !map.contains_key(*id));
+            let db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+            write_rows(&db, &self.path, changed, removed)?;
             Ok(out)
         });
         if result.is_err() {
@@ -390,30 +387,126 @@ impl ApprovalStore {
         }
         result
     }
+}
 
-    fn persist(&self, map: &BTreeMap<String, Approval>) -> Result<(), ApprovalError> {
-        let file = StoreFileRef {
-            version: STORE_VERSION,
-            approvals: map.values().collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| ApprovalError::Io {
-            path: self.path.display().to_string(),
-            message: format!("serialization failed: {e}"),
-        })?;
-        let tmp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, &self.path)?;
-            #[cfg(unix)]
-            if let Some(dir) = self.path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| io_error(&tmp, e))
+/// Opens (creating) the database: WAL, full sync, the schema, a busy timeout.
+fn open_db(path: &Path) -> Result<rusqlite::Connection, ApprovalError> {
+    let db = rusqlite::Connection::open(path).map_err(|e| db_error(path, &e))?;
+    let setup = || -> rusqlite::Result<i64> {
+        db.busy_timeout(BUSY_TIMEOUT)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS approvals (id TEXT PRIMARY KEY NOT NULL, body TEXT NOT NULL)",
+        )?;
+        db.pragma_query_value(None, "user_version", |row| row.get(0))
+    };
+    let version = setup().map_err(|e| corrupt(path, e.to_string()))?;
+    match version {
+        0 => db
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| db_error(path, &e))?,
+        SCHEMA_VERSION => {}
+        other => {
+            return Err(corrupt(
+                path,
+                format!("schema version {other} is not supported (expected {SCHEMA_VERSION})"),
+            ))
+        }
+    }
+    Ok(db)
+}
+
+/// Every approval in the database; a row that does not parse is an error naming it.
+fn load(
+    db: &rusqlite::Connection,
+    path: &Path,
+) -> Result<BTreeMap<String, Approval>, ApprovalError> {
+    let mut statement = db
+        .prepare("SELECT id, body FROM approvals")
+        .map_err(|e| corrupt(path, e.to_string()))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(|e| corrupt(path, e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (id, body) = row.map_err(|e| corrupt(path, e.to_string()))?;
+        let approval: Approval = serde_json::from_str(&body)
+            .map_err(|e| corrupt(path, format!("approval {id}: {e}")))?;
+        out.insert(id, approval);
+    }
+    Ok(out)
+}
+
+/// Upserts `changed` and deletes `removed` in one transaction.
+fn write_rows<'a>(
+    db: &rusqlite::Connection,
+    path: &Path,
+    changed: impl Iterator<Item = &'a Approval>,
+    removed: impl Iterator<Item = &'a String>,
+) -> Result<(), ApprovalError> {
+    let write = || -> Result<(), ApprovalError> {
+        let tx = db.unchecked_transaction().map_err(|e| db_error(path, &e))?;
+        for approval in changed {
+            let body = serde_json::to_string(approval).map_err(|e| ApprovalError::Io {
+                path: path.display().to_string(),
+                message: format!("serialization failed: {e}"),
+            })?;
+            tx.execute(
+                "INSERT INTO approvals (id, body) VALUES (?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                (&approval.id, &body),
+            )
+            .map_err(|e| db_error(path, &e))?;
+        }
+        for id in removed {
+            tx.execute("DELETE FROM approvals WHERE id = ?1", [id])
+                .map_err(|e| db_error(path, &e))?;
+        }
+        tx.commit().map_err(|e| db_error(path, &e))
+    };
+    write()
+}
+
+/// The approvals of a legacy `approvals.json`, if there is one.
+fn read_legacy(path: &Path) -> Result<Option<BTreeMap<String, Approval>>, ApprovalError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    let file: StoreFile =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(path, e.to_string()))?;
+    if file.version != STORE_VERSION {
+        return Err(corrupt(
+            path,
+            format!(
+                "version {} is not supported (expected {STORE_VERSION})",
+                file.version
+            ),
+        ));
+    }
+    Ok(Some(
+        file.approvals
+            .into_iter()
+            .map(|a| (a.id.clone(), a))
+            .collect(),
+    ))
+}
+
+fn corrupt(path: &Path, message: String) -> ApprovalError {
+    ApprovalError::Corrupt {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+fn db_error(path: &Path, e: &rusqlite::Error) -> ApprovalError {
+    ApprovalError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
     }
 }
 

@@ -456,24 +456,29 @@ fn approvals_survive_a_restart() {
 fn failed_write_rolls_back_so_the_approval_is_not_lost_or_used() {
     let dir = tempfile::tempdir().unwrap();
     let (store, a) = approved(dir.path());
-    // A directory where the temp file goes makes the write fail (even as root).
-    let blocker = dir.path().join("approvals.json.tmp");
-    fs::create_dir(&blocker).unwrap();
+    // Another connection holds the database's write lock past the busy timeout: the commit
+    // fails, and the approval stays approved and unused.
+    let other = rusqlite::Connection::open(dir.path().join(STORE_FILE)).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = consume(&store, &a, at(120)).unwrap_err();
     assert!(matches!(err, ApprovalError::Io { .. }), "{err:?}");
     assert_eq!(
         store.get(&a.id, at(120)).unwrap().status,
         ApprovalStatus::Approved
     );
-    fs::remove_dir(&blocker).unwrap();
+    other.execute_batch("ROLLBACK").unwrap();
     assert!(consume(&store, &a, at(121)).is_ok());
+    drop(store);
+    let reopened = open(dir.path());
+    assert!(reopened.get(&a.id, at(122)).unwrap().consumed_at.is_some());
 }
 
 #[test]
-fn corrupt_store_file_is_an_error_naming_the_file() {
+fn corrupt_stores_are_errors_naming_the_file() {
+    // A legacy JSON store that does not parse, or of another version.
     let dir = tempfile::tempdir().unwrap();
     fs::write(
-        dir.path().join(STORE_FILE),
+        dir.path().join(LEGACY_STORE_FILE),
         b"{\"version\":1,\"approvals\":[{]}",
     )
     .unwrap();
@@ -481,12 +486,49 @@ fn corrupt_store_file_is_an_error_naming_the_file() {
     assert!(matches!(err, ApprovalError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("approvals.json"), "{err}");
     fs::write(
-        dir.path().join(STORE_FILE),
+        dir.path().join(LEGACY_STORE_FILE),
         b"{\"version\":9,\"approvals\":[]}",
     )
     .unwrap();
     let err = ApprovalStore::open(dir.path(), ApprovalSettings::default()).unwrap_err();
     assert!(err.to_string().contains("version 9"), "{err}");
+    // A database file that is not one.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join(STORE_FILE),
+        b"not a database, just bytes".repeat(200),
+    )
+    .unwrap();
+    let err = ApprovalStore::open(dir.path(), ApprovalSettings::default()).unwrap_err();
+    assert!(matches!(err, ApprovalError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("approvals.sqlite3"), "{err}");
+}
+
+#[test]
+fn a_legacy_json_store_is_imported_once_and_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let approval = {
+        let old = tempfile::tempdir().unwrap();
+        let (store, a) = approved(old.path());
+        store.get(&a.id, at(100)).unwrap()
+    };
+    let legacy = serde_json::json!({"version": 1, "approvals": [approval]});
+    fs::write(dir.path().join(LEGACY_STORE_FILE), legacy.to_string()).unwrap();
+    let store = open(dir.path());
+    assert_eq!(
+        store.get(&approval.id, at(110)).unwrap().status,
+        ApprovalStatus::Approved
+    );
+    assert!(!dir.path().join(LEGACY_STORE_FILE).exists());
+    assert!(dir.path().join("approvals.json.migrated").exists());
+    // The import is in the database: a restart finds it without the JSON file.
+    consume(&store, &approval, at(111)).unwrap();
+    drop(store);
+    let again = open(dir.path());
+    assert!(matches!(
+        consume(&again, &approval, at(112)),
+        Err(ApprovalError::AlreadyConsumed { .. })
+    ));
 }
 
 #[test]
