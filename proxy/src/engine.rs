@@ -218,8 +218,20 @@ impl Engine {
     /// Re-reads the policies and domain packs `config` names and swaps them in as one snapshot.
     /// On any error the policies in force stay, and the error lists every problem.
     pub fn reload_policies(&self, config: &Config) -> Result<u64, EngineError> {
+        let next = self.build_policies(config)?;
+        Ok(self.publish_policies(next))
+    }
+
+    /// Reads and compiles the policies and domain packs `config` names into a snapshot that is
+    /// not in force yet ([`Self::publish_policies`] swaps it in). Blocking file I/O.
+    pub fn build_policies(&self, config: &Config) -> Result<PolicySnapshot, EngineError> {
         let (registry, docs) = load_policies(config)?;
-        Ok(self.service.store().rebuild(registry, docs)?)
+        Ok(PolicySnapshot::build(registry, docs)?)
+    }
+
+    /// Puts a snapshot built by [`Self::build_policies`] in force; returns its version.
+    pub fn publish_policies(&self, next: PolicySnapshot) -> u64 {
+        self.service.store().replace(next)
     }
 
     pub fn service(&self) -> &DecisionService {

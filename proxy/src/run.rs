@@ -11,7 +11,7 @@ use anyhow::Context;
 use lexecon_config::file::{Config, LogFormat};
 
 use crate::engine::Engine;
-use crate::server::{ProxyState, ServeOptions};
+use crate::server::{ProxySnapshot, ProxyState, ServeOptions};
 use lexecon_ledger::EventType;
 
 /// Where the configuration comes from.
@@ -107,11 +107,17 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Reloads `source` into `engine` and `state`. On error nothing changes.
+/// Reloads `source` into `engine` and `state`: builds the policy snapshot and the proxy snapshot
+/// first, then swaps both. On any error nothing changes and the error says why.
 pub fn reload(source: &Source, engine: &Arc<Engine>, state: &ProxyState) -> anyhow::Result<Config> {
     let config = load(source)?;
-    let version = engine.reload_policies(&config)?;
-    state.reload(&config, engine.clone())?;
+    // INVARIANT: everything is built and validated before anything is swapped: a configuration
+    // whose routes or identity do not build (a missing JWKS file) leaves the policies in force
+    // too, so new policies never run with old routes.
+    let policies = engine.build_policies(&config)?;
+    let proxy = ProxySnapshot::build(&config, engine.clone())?;
+    let version = engine.publish_policies(policies);
+    state.swap(proxy);
     tracing::info!(version, "configuration and policies reloaded");
     Ok(config)
 }
