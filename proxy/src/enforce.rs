@@ -147,7 +147,8 @@ pub struct Refused<'a> {
     /// The classified call that was refused, when classification got that far.
     pub action: Option<&'a str>,
     pub resource: Option<&'a str>,
-    /// What refused it: `classify` (the request could not be classified) or `smart_scope`.
+    /// What refused it: `classify` (the request could not be classified), `smart_scope`, or
+    /// `tool_pin` (an MCP tool whose definition is not the approved one).
     pub by: &'static str,
     pub reason: &'a str,
 }
@@ -217,8 +218,37 @@ pub async fn decide(
     approval: Option<&str>,
     binding: Binding<'_>,
 ) -> Result<Decided, EnforceError> {
+    decide_held(point, pinned, input, approval, binding, None).await
+}
+
+/// Why a call the policy permits must still be approved by a human, and by whom it is held
+/// (`rule_id`), e.g. an MCP tool whose definition changed since it was approved.
+#[derive(Debug, Clone, Copy)]
+pub struct Hold<'a> {
+    pub reason: &'a str,
+    pub rule_id: &'a str,
+}
+
+/// [`decide`], where a `hold` turns a permit into an escalation with its reason (a deny stays a
+/// deny): the escalation then creates or redeems an approval as any other does.
+pub async fn decide_held(
+    point: &dyn DecisionPoint,
+    pinned: &Pinned,
+    input: DecisionInput,
+    approval: Option<&str>,
+    binding: Binding<'_>,
+    hold: Option<Hold<'_>>,
+) -> Result<Decided, EnforceError> {
     let (decided, context) = point.decide_pinned(input, pinned);
     let mut decision = decided?;
+    if let Some(hold) = hold {
+        if decision.decision == Verdict::Permit {
+            decision.decision = Verdict::Escalate;
+            decision.requires_human_approval = true;
+            decision.reasoning = hold.reason.to_owned().into();
+            decision.rule_id = hold.rule_id.to_owned().into();
+        }
+    }
     let mut approval_id = None;
     if decision.decision == Verdict::Escalate {
         let digest = binding.digest(&decision, &context);

@@ -27,7 +27,7 @@ pub use denial::{
     denial_answer, denial_answer_at, denial_body, denial_text, DenialInfo, NOT_EXECUTED_CODE,
     POLICY_DENIED_CODE,
 };
-pub use tools_list::filter_tools_list;
+pub use tools_list::{filter_tools_list, filter_tools_list_by};
 
 const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";

@@ -39,6 +39,8 @@ pub enum Refusal {
     Unmatched,
     /// The actor's SMART scopes do not grant the FHIR interaction.
     InsufficientScope,
+    /// An MCP tool whose definition is not the approved one (`pin_tools`).
+    ToolNotApproved,
     DecideFailed(u16),
     UpstreamUnavailable,
     UpstreamTimeout,
@@ -56,6 +58,7 @@ impl Refusal {
             Refusal::RateLimited => 429,
             Refusal::Unmatched => 403,
             Refusal::InsufficientScope => 403,
+            Refusal::ToolNotApproved => 403,
             Refusal::DecideFailed(s) => s,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::RateLimited => "rate_limited",
             Refusal::Unmatched => "no_route",
             Refusal::InsufficientScope => "insufficient_scope",
+            Refusal::ToolNotApproved => "tool_not_approved",
             Refusal::DecideFailed(_) => "decision_failed",
             Refusal::UpstreamUnavailable => "upstream_unavailable",
             Refusal::UpstreamTimeout => "upstream_timeout",
@@ -93,6 +97,34 @@ pub fn refusal(kind: Refusal, reason: &str, request_id: &str, domain: Option<&st
     Answer {
         status: kind.status(),
         body: Bytes::from(body.to_string()),
+    }
+}
+
+/// The answer to an MCP request whose call `blocking` was refused before any decision (a tool pin):
+/// in the route's denial style, with the request id in place of a decision id and
+/// `rule_id` `lexecon:<by>`; the JSON 403 when no JSON-RPC answer fits (notifications only).
+pub fn mcp_refusal(
+    style: DenialStyle,
+    classified: &Classified,
+    blocking: usize,
+    by: &str,
+    reason: &str,
+    request_id: &str,
+    domain: &str,
+) -> Answer {
+    let rule_id = format!("lexecon:{by}");
+    let info = DenialInfo {
+        decision: "deny",
+        reason,
+        rule_id: Some(&rule_id),
+        decision_id: request_id,
+    };
+    match mcp::denial_answer_at(style, classified, blocking, &info) {
+        Some(body) => Answer {
+            status: 200,
+            body: Bytes::from(body),
+        },
+        None => refusal(Refusal::ToolNotApproved, reason, request_id, Some(domain)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One proxied request's enforcement, once it is routed and its caller identified: classify it
-//! into calls, refuse what the route's SMART scopes do not grant, run the enforcement pipeline
+//! into calls, refuse what the route's SMART scopes do not grant and MCP tool calls whose tool
+//! definition is not the pinned one (or hold them for a human), run the enforcement pipeline
 //! ([`crate::enforce::decide`]) for every call on one pinned policy snapshot (all must permit), and
 //! record every decision (and every refusal) before the answer or the forward. Builds an answer only
 //! for a blocked request. Never forwards anything itself and never permits what the decision point
@@ -10,7 +11,7 @@ use lexecon_domains::Verdict;
 use lexecon_policy_cache::DecisionInput;
 use pingora::http::RequestHeader;
 
-use crate::enforce::{self, Binding, Decided, EnforceError, Refused};
+use crate::enforce::{self, Binding, Decided, EnforceError, Hold, Refused};
 use crate::headers::{APPROVAL_HEADER, REQUEST_ID_HEADER};
 use crate::identity::{Actor, Source};
 use crate::server::answer::{self, Answer, Refusal};
@@ -186,6 +187,44 @@ pub(super) async fn check(
         )
         .await;
     }
+    // Tool pinning: a call of a tool whose definition is not the approved one is refused here,
+    // before the policy (or, with `on_change: escalate`, held for a human below).
+    let held = match pin_refusal(route, &classified) {
+        Some((index, reason)) if route_escalates_pins(route) => Some((index, reason)),
+        Some((index, reason)) => {
+            let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+            let item = &classified.items[index];
+            let refused = Refused {
+                request_id: &rid,
+                domain: &route.domain,
+                actor: Some(&actor.id),
+                action: Some(&item.action),
+                resource: item.resource.as_deref(),
+                by: "tool_pin",
+                reason,
+            };
+            let answer = match snap.decider.record_refusal(&refused).await {
+                Ok(()) => answer::mcp_refusal(
+                    route.mcp_denial.unwrap_or_default(),
+                    &classified,
+                    index,
+                    "tool_pin",
+                    reason,
+                    &rid,
+                    &route.domain,
+                ),
+                Err(failure) => unrecorded(route, &failure, &rid),
+            };
+            tracing::info!(route = %route.name, tool = item.tool.as_deref().unwrap_or_default(), reason, "tool call refused by its pin");
+            return Checked::Block {
+                outcome: Outcome::Deny,
+                answer,
+                decision_id: None,
+                made: Vec::new(),
+            };
+        }
+        None => None,
+    };
     // A batch's further calls count against the rate limit too: one request must not buy many
     // decisions for the price of one.
     if let (Some(limiter), Some(more)) = (&route.limiter, classified.items.len().checked_sub(1)) {
@@ -233,7 +272,21 @@ pub(super) async fn check(
             context,
             at: None,
         };
-        let decided = match enforce::decide(&*snap.decider, &pinned, input, approval, binding).await
+        let hold = held
+            .filter(|(index, _)| *index == i)
+            .map(|(_, reason)| Hold {
+                reason,
+                rule_id: "lexecon:tool_pin",
+            });
+        let decided = match enforce::decide_held(
+            &*snap.decider,
+            &pinned,
+            input,
+            approval,
+            binding,
+            hold,
+        )
+        .await
         {
             Ok(decided) => decided,
             Err(failure) => {
@@ -287,6 +340,26 @@ pub(super) async fn check(
         };
     }
     Checked::Permit { ids, made }
+}
+
+/// The first `tools/call` of the request that its route's tool pins refuse, with the reason.
+fn pin_refusal(route: &Route, classified: &classify::Classified) -> Option<(usize, &'static str)> {
+    let pins = route.pins.as_ref()?;
+    classified.items.iter().enumerate().find_map(|(i, item)| {
+        if item.rpc_method.as_deref() != Some("tools/call") {
+            return None;
+        }
+        let tool = item.tool.as_deref()?;
+        pins.check_call(tool).err().map(|reason| (i, reason))
+    })
+}
+
+/// Whether the route escalates calls of changed tools instead of refusing them.
+fn route_escalates_pins(route: &Route) -> bool {
+    route
+        .pins
+        .as_ref()
+        .is_some_and(|p| p.on_change == lexecon_config::classifier::PinChange::Escalate)
 }
 
 /// What an approval of this request is bound to: on MCP routes the decided call (the JSON-RPC id

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod state;
+pub mod tool_pins;
 pub mod tools_filter;
 pub mod upstream;
 

@@ -27,6 +27,8 @@ pub struct Route {
     /// The largest body read (whole, before the decision) on a route whose classifier reads it.
     pub body_limit: u64,
     pub passthrough: bool,
+    /// The tool pins of an MCP route with `pin_tools` (read from its pin file when built).
+    pub pins: Option<Arc<crate::server::tool_pins::RoutePins>>,
 }
 
 impl Route {
@@ -44,6 +46,16 @@ impl Route {
             );
         }
         let mode = config.mode.unwrap_or(global_mode);
+        let pins = match &config.classifier {
+            ClassifierConfig::Mcp(mcp) => match &mcp.pin_tools {
+                Some(pin_tools) => Some(Arc::new(
+                    crate::server::tool_pins::RoutePins::load(pin_tools)
+                        .map_err(|e| format!("route {}: pin_tools: {e}", config.name))?,
+                )),
+                None => None,
+            },
+            _ => None,
+        };
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             host: config.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -63,6 +75,7 @@ impl Route {
                 .map(|rl| RouteLimiter::new(rl, limiter_max_keys)),
             body_limit: config.body_limit.bytes(),
             passthrough: mode == EnforceMode::Passthrough,
+            pins,
         })
     }
 

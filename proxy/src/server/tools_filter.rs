@@ -1,5 +1,8 @@
-//! `tools/list` response filtering for MCP routes with `filter_tools_list: true`: the response to a
-//! permitted `tools/list` call loses every tool the actor may never call. Each listed tool is
+//! `tools/list` response filtering for MCP routes with `filter_tools_list: true` or `pin_tools`: the
+//! response to a permitted `tools/list` call loses every tool whose definition is not the pinned
+//! one ([`RoutePins::observe`], which also remembers each listed definition for the calls that
+//! follow; a hidden changed tool is logged and recorded once as a `request_refused` by
+//! `tool_pin`), and, with `filter_tools_list`, every tool the actor may never call. Each listed tool is
 //! decided as a `tools/call` of it would be (`mcp::tool_action`, `mcp::tool_resource`, the listing
 //! call's context with `mcp_method: tools/call` and `mcp_tool`), decide only — nothing is recorded.
 //! A tool whose decision is `deny`, or whose decision fails, is removed; `escalate` keeps it (the
@@ -13,7 +16,8 @@
 //! filter sees the events the client will see. A content-encoded body cannot be read and is
 //! withheld (502 JSON); a body or SSE event above the bound is replaced by a JSON-RPC error and
 //! the rest of the body is dropped. Every other response streams untouched: this module must
-//! never hold anything but the body of a filtered `tools/list` response, and never record.
+//! never hold anything but the body of a filtered `tools/list` response, and never record a
+//! decision (only a pin refusal, handed to a task off the response path).
 
 use std::sync::Arc;
 
@@ -24,10 +28,12 @@ use lexecon_policy_cache::DecisionInput;
 use pingora::http::ResponseHeader;
 use serde_json::{Map, Value};
 
+use crate::enforce::Refused;
 use crate::identity::Actor;
 use crate::server::answer::{self, Refusal};
 use crate::server::routes::Route;
 use crate::server::state::ProxySnapshot;
+use crate::server::tool_pins::{Listed, RoutePins};
 use lexecon_classify::mcp;
 
 /// The most a filtered JSON body (or one SSE event) may hold.
@@ -65,6 +71,12 @@ pub struct ToolsFilter {
     mode: Option<Mode>,
     buf: BytesMut,
     scan: Scan,
+    /// Decide each tool against the policy (`filter_tools_list`).
+    policy: bool,
+    /// The route's tool pins (`pin_tools`).
+    pins: Option<Arc<RoutePins>>,
+    /// The request id of the listing, for a pin refusal's ledger entry.
+    request_id: String,
 }
 
 impl std::fmt::Debug for ToolsFilter {
@@ -89,10 +101,14 @@ impl ToolsFilter {
         mut contexts: impl Iterator<Item = &'c Map<String, Value>>,
         body: Option<&[u8]>,
     ) -> Option<Box<ToolsFilter>> {
-        match &snap.routes.routes.get(route)?.classifier {
-            ClassifierConfig::Mcp(config) if config.filter_tools_list => {}
+        let found = snap.routes.routes.get(route)?;
+        let pins = found.pins.clone();
+        let policy = match &found.classifier {
+            ClassifierConfig::Mcp(config) if config.filter_tools_list || pins.is_some() => {
+                config.filter_tools_list
+            }
             _ => return None,
-        }
+        };
         let listing =
             contexts.find(|c| c.get("mcp_method").and_then(Value::as_str) == Some("tools/list"))?;
         Some(Box::new(ToolsFilter {
@@ -104,7 +120,69 @@ impl ToolsFilter {
             mode: None,
             buf: BytesMut::new(),
             scan: Scan::default(),
+            policy,
+            pins,
+            request_id: String::new(),
         }))
+    }
+
+    /// Whether one listed tool (its whole object) stays in the result: its definition must be the
+    /// pinned one (pinned routes; every tool is observed, so the calls that follow are checked
+    /// against what was listed last), and, with `filter_tools_list`, the actor must be able to
+    /// call it.
+    fn keep(&self, tool: &Value) -> bool {
+        if let Some(pins) = &self.pins {
+            if let Listed::Hide { reason, report } = pins.observe(tool) {
+                if report {
+                    self.report(tool, reason);
+                }
+                return false;
+            }
+        }
+        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+            return false;
+        };
+        !self.policy || self.allowed(name)
+    }
+
+    /// Logs a tool hidden by its pin and records it in the ledger (`request_refused`, by
+    /// `tool_pin`) from a task: the response does not wait for the ledger.
+    fn report(&self, tool: &Value, reason: &'static str) {
+        let name = tool
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(route) = self.route() else {
+            return;
+        };
+        tracing::warn!(route = %route.name, tool = %name, reason, "tools/list: tool hidden by its pin");
+        let ClassifierConfig::Mcp(config) = &route.classifier else {
+            return;
+        };
+        let action = mcp::tool_action(config, &name).to_owned();
+        let resource = mcp::tool_resource(config, &name);
+        let domain = route.domain.clone();
+        let decider = self.snap.decider.clone();
+        let actor = self.actor.clone();
+        let request_id = self.request_id.clone();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            let refused = Refused {
+                request_id: &request_id,
+                domain: &domain,
+                actor: Some(&actor.id),
+                action: Some(&action),
+                resource: Some(&resource),
+                by: "tool_pin",
+                reason,
+            };
+            if let Err(e) = decider.record_refusal(&refused).await {
+                tracing::error!(error = %e, tool = %name, "pin refusal not recorded");
+            }
+        });
     }
 
     fn route(&self) -> Option<&Route> {
@@ -151,6 +229,7 @@ impl ToolsFilter {
     /// or withholds it (502) when it cannot be read. `false`: the response has no body to filter
     /// (204, 304). An informational (1xx) head changes nothing: the final one is still to come.
     pub fn start(&mut self, resp: &mut ResponseHeader, request_id: &str) -> pingora::Result<bool> {
+        request_id.clone_into(&mut self.request_id);
         let status = resp.status.as_u16();
         if status < 200 {
             // Informational (100 Continue): the final response is still to come; keep the filter.
@@ -305,7 +384,7 @@ impl ToolsFilter {
             tracing::warn!("tools/list result is not JSON; withheld");
             return self.error(UNREADABLE);
         }
-        match mcp::filter_tools_list(text, content_type, &|tool| self.allowed(tool)) {
+        match mcp::filter_tools_list_by(text, content_type, &|tool| self.keep(tool)) {
             Some(filtered) => Bytes::from(filtered),
             None => body,
         }
@@ -317,7 +396,7 @@ impl ToolsFilter {
         }
         let normalized = normalize_lone_cr(events);
         let events = normalized.as_deref().unwrap_or(events);
-        match mcp::filter_tools_list(events, "text/event-stream", &|tool| self.allowed(tool)) {
+        match mcp::filter_tools_list_by(events, "text/event-stream", &|tool| self.keep(tool)) {
             Some(filtered) => Bytes::from(filtered),
             None => Bytes::copy_from_slice(events),
         }

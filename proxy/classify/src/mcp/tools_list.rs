@@ -14,6 +14,23 @@ pub fn filter_tools_list(
     content_type: &str,
     allowed: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<u8>> {
+    // A tool without a string name cannot be checked: it is removed (fail closed).
+    let keep = |tool: &Value| {
+        tool.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(allowed)
+    };
+    filter_tools_list_by(body, content_type, &keep)
+}
+
+/// [`filter_tools_list`] deciding on each listed tool's whole object (name, description, input
+/// schema, …), e.g. to compare its definition with an approved one. `keep` sees every listed
+/// tool, in order, also when an earlier one was removed.
+pub fn filter_tools_list_by(
+    body: &[u8],
+    content_type: &str,
+    allowed: &dyn Fn(&Value) -> bool,
+) -> Option<Vec<u8>> {
     let mime = content_type
         .split(';')
         .next()
@@ -35,7 +52,7 @@ pub fn filter_tools_list(
 }
 
 /// Filters a JSON-RPC response (or a batch of them) in place; true when a tool was removed.
-fn filter_value(value: &mut Value, allowed: &dyn Fn(&str) -> bool) -> bool {
+fn filter_value(value: &mut Value, allowed: &dyn Fn(&Value) -> bool) -> bool {
     match value {
         Value::Array(elements) => {
             let mut changed = false;
@@ -53,19 +70,14 @@ fn filter_value(value: &mut Value, allowed: &dyn Fn(&str) -> bool) -> bool {
                 return false;
             };
             let before = tools.len();
-            // A tool without a string name cannot be checked: it is removed (fail closed).
-            tools.retain(|tool| {
-                tool.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(allowed)
-            });
+            tools.retain(|tool| allowed(tool));
             tools.len() != before
         }
         _ => false,
     }
 }
 
-fn filter_sse(body: &[u8], allowed: &dyn Fn(&str) -> bool) -> Option<Vec<u8>> {
+fn filter_sse(body: &[u8], allowed: &dyn Fn(&Value) -> bool) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
     let mut out = String::with_capacity(text.len());
     let mut event: Vec<&str> = Vec::new();
@@ -90,7 +102,7 @@ fn data_value(line: &str) -> Option<&str> {
 }
 
 /// Writes one SSE event (its lines with their endings) to `out`, with its data filtered.
-fn flush_event(lines: &[&str], out: &mut String, allowed: &dyn Fn(&str) -> bool) -> bool {
+fn flush_event(lines: &[&str], out: &mut String, allowed: &dyn Fn(&Value) -> bool) -> bool {
     let data: Vec<&str> = lines.iter().filter_map(|l| data_value(l)).collect();
     let filtered = if data.is_empty() {
         None
