@@ -400,9 +400,14 @@ pub struct FhirClassifier {
     /// Header with the purpose of use (`TREAT`, `ETREAT`, …) → `context.purpose_of_use`.
     #[serde(default = "default_purpose_header")]
     pub purpose_of_use_header: Option<String>,
-    /// Header with a break-glass reason → `context.break_glass`.
+    /// Header with a break-glass reason → `context.break_glass`. Caller-declared by design, but
+    /// each actor's break-glass is a session of `break_glass_ttl` with a ledger entry when it
+    /// starts and when it ends (docs/trust.md).
     #[serde(default = "default_break_glass_header")]
     pub break_glass_header: Option<String>,
+    /// How long one break-glass session lasts from its first request (default 15m).
+    #[serde(default = "default_break_glass_ttl", with = "humantime_serde")]
+    pub break_glass_ttl: std::time::Duration,
     /// Header with the treating physician's id → `context.physician_id`. Off by default, like
     /// `consent_header`.
     #[serde(default)]
@@ -423,6 +428,7 @@ impl Default for FhirClassifier {
             consent_header: None,
             purpose_of_use_header: default_purpose_header(),
             break_glass_header: default_break_glass_header(),
+            break_glass_ttl: default_break_glass_ttl(),
             physician_header: None,
             context: BTreeMap::new(),
         }
@@ -482,6 +488,9 @@ fn default_purpose_header() -> Option<String> {
 }
 fn default_break_glass_header() -> Option<String> {
     Some("x-break-glass".to_string())
+}
+fn default_break_glass_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(15 * 60)
 }
 
 impl FhirClassifier {
@@ -829,6 +838,6 @@ operations:
             assert_eq!(reasons(&config), Vec::<String>::new(), "{yaml}");
             examples += 1;
         }
-        assert_eq!(examples, 3);
+        assert_eq!(examples, 4);
     }
 }
