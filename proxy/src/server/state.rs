@@ -157,6 +157,14 @@ impl ProxyState {
 
     /// Replaces the snapshot; requests in flight finish on the one they loaded.
     pub fn swap(&self, snapshot: ProxySnapshot) {
+        // The tool definitions last listed stay known: a changed tool stays refused after a reload.
+        let old = self.load();
+        for route in &snapshot.routes.routes {
+            let previous = old.routes.routes.iter().find(|r| r.name == route.name);
+            if let (Some(new), Some(old)) = (&route.pins, previous.and_then(|r| r.pins.as_ref())) {
+                new.adopt_seen(old);
+            }
+        }
         self.current.store(Arc::new(snapshot));
     }
 
@@ -168,14 +176,6 @@ impl ProxyState {
         decider: Arc<dyn DecisionPoint>,
     ) -> Result<(), SetupError> {
         let snapshot = ProxySnapshot::build(config, decider)?;
-        // The tool definitions last listed stay known: a changed tool stays refused after a reload.
-        let old = self.load();
-        for route in &snapshot.routes.routes {
-            let previous = old.routes.routes.iter().find(|r| r.name == route.name);
-            if let (Some(new), Some(old)) = (&route.pins, previous.and_then(|r| r.pins.as_ref())) {
-                new.adopt_seen(old);
-            }
-        }
         self.swap(snapshot);
         tracing::info!(routes = config.routes.len(), "configuration swapped");
         Ok(())

@@ -257,6 +257,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reloaded_route_keeps_the_definitions_last_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let benign = tool("Search the docs");
+        let old = pins_with(dir.path(), false, &[&benign]);
+        assert!(matches!(
+            old.observe(&tool("poisoned")),
+            Listed::Hide { .. }
+        ));
+        let reloaded = pins_with(dir.path(), false, &[&benign]);
+        assert_eq!(reloaded.check_call("search"), Ok(()), "nothing listed yet");
+        reloaded.adopt_seen(&old);
+        assert_eq!(reloaded.check_call("search"), Err(CHANGED));
+    }
+
+    #[test]
     fn missing_pin_file_is_an_error_unless_trust_on_first_use() {
         let dir = tempfile::tempdir().unwrap();
         let config = PinTools {
