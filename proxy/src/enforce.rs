@@ -68,6 +68,18 @@ pub trait DecisionPoint: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Records that `actor`'s break-glass session on `domain` started or ended (`text` says
+    /// which, with the reason). An error blocks the request that started it. The default records
+    /// nothing.
+    async fn record_break_glass(
+        &self,
+        _actor: &str,
+        _domain: &str,
+        _text: &str,
+    ) -> Result<(), EnforceError> {
+        Ok(())
+    }
+
     /// Records `decision` (taken on `context`) and, when it permits and a `grant` is given, mints
     /// a capability token for its audience, bound to the context and request it names. An error blocks the request (e.g. the ledger queue is
     /// full under `fail_closed`). The default records nothing.

@@ -476,6 +476,25 @@ impl DecisionPoint for Engine {
         Ok(())
     }
 
+    async fn record_break_glass(
+        &self,
+        actor: &str,
+        domain: &str,
+        text: &str,
+    ) -> Result<(), EnforceError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let mut draft = EntryDraft::event(EventType::BreakGlass, text);
+        draft.domain = Some(domain.to_owned());
+        draft.actor = Some(actor.to_owned());
+        ledger
+            .append(draft)
+            .await
+            .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
+        Ok(())
+    }
+
     async fn record(
         &self,
         decision: &Decision,

@@ -210,7 +210,10 @@ fn mcp_tools_call_is_forwarded_with_a_capability_token_that_verifies_against_the
         &call(2, "search_docs", json!({"query": "refunds"})),
     );
     assert_eq!(other.status, 200, "{}", other.body);
-    assert_ne!(tools.requests()[2].header("x-lexecon-capability"), Some(token));
+    assert_ne!(
+        tools.requests()[2].header("x-lexecon-capability"),
+        Some(token)
+    );
 
     let ledger = ledger_decisions(&server.stop_and_read_ledger());
     let entry = &ledger[&ids[0]];

@@ -34,6 +34,8 @@ pub enum EventType {
     /// A request refused before any policy decision (it could not be classified, or the caller's
     /// SMART scopes do not grant it): a deny by the enforcement point itself.
     RequestRefused,
+    /// A break-glass session of an actor started or ended (caller-declared emergency access).
+    BreakGlass,
 }
 
 impl EventType {
@@ -47,6 +49,7 @@ impl EventType {
             EventType::LedgerRecovered => "ledger_recovered",
             EventType::Checkpoint => "checkpoint",
             EventType::RequestRefused => "request_refused",
+            EventType::BreakGlass => "break_glass",
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::server::routes::Route;
 use crate::server::state::ProxySnapshot;
 use lexecon_token::{Grant, RequestBinding};
 
+use crate::server::break_glass::{BreakGlass, Declared};
+
 /// The outcome of classifying and deciding one request.
 pub(super) enum Checked {
     /// Every call was permitted; the decision ids, comma-separated, and the decisions to record.
@@ -126,6 +128,55 @@ async fn refuse(
     }
 }
 
+/// A permitted FHIR request declaring break-glass opens (or falls in) its actor's session; a start
+/// (after the end of an ended session not swept yet) is recorded before the request goes on. The answer
+/// when the request must stop: too many sessions open (429), or the start was not recorded.
+async fn declare_break_glass(
+    snap: &ProxySnapshot,
+    route: &Route,
+    actor: &Actor,
+    classified: &classify::Classified,
+    sessions: &BreakGlass,
+    caller_request_id: Option<&str>,
+) -> Option<(Outcome, Answer)> {
+    let lexecon_config::classifier::ClassifierConfig::Fhir(fhir) = &route.classifier else {
+        return None;
+    };
+    let reason = classified
+        .items
+        .iter()
+        .find_map(|item| item.context.get("break_glass").and_then(|v| v.as_str()))?;
+    let now = std::time::Instant::now();
+    match sessions.declare(&actor.id, &route.domain, reason, fhir.break_glass_ttl, now) {
+        Declared::Within => None,
+        Declared::Full => {
+            let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+            let reason = format!(
+                "{} break-glass sessions are open, the most Lexecon tracks; retry when one ends",
+                crate::server::break_glass::MAX_SESSIONS
+            );
+            Some((
+                Outcome::RateLimited,
+                answer::refusal(Refusal::RateLimited, &reason, &rid, Some(&route.domain)),
+            ))
+        }
+        Declared::Started { ended, started } => {
+            for event in ended.iter().chain(std::iter::once(&started)) {
+                let recorded = snap
+                    .decider
+                    .record_break_glass(&event.actor, &event.domain, &event.text)
+                    .await;
+                if let Err(failure) = recorded {
+                    sessions.forget(&actor.id);
+                    let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
+                    return Some((Outcome::DecideError, unrecorded(route, &failure, &rid)));
+                }
+            }
+            None
+        }
+    }
+}
+
 /// Classifies the request and decides every call; all must permit. Builds an answer only when
 /// the request is blocked. An escalated call creates a pending human approval (its id goes into
 /// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once.
@@ -135,6 +186,7 @@ pub(super) async fn check(
     actor: &Actor,
     req: &RequestHeader,
     body: Option<&[u8]>,
+    break_glass: &BreakGlass,
 ) -> Checked {
     let parts = RequestParts {
         method: req.method.as_str(),
@@ -336,6 +388,27 @@ pub(super) async fn check(
             outcome,
             answer,
             decision_id,
+            made,
+        };
+    }
+    // Break-glass is the caller's declaration; a request it got permitted opens (or falls in) an
+    // accountable session, whose start is recorded before the request goes upstream. (A denied
+    // declaration is in the ledger as its decision.)
+    if let Some((outcome, answer)) = declare_break_glass(
+        snap,
+        route,
+        actor,
+        &classified,
+        break_glass,
+        caller_request_id,
+    )
+    .await
+    {
+        // The permits are recorded with the refusal that stopped them.
+        return Checked::Block {
+            outcome,
+            answer,
+            decision_id: None,
             made,
         };
     }

@@ -55,6 +55,9 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Break-glass sessions started, and open now (server/break_glass.rs).
+    pub break_glass_started: IntCounter,
+    pub break_glass_active: IntGauge,
 }
 
 impl Metrics {
@@ -75,12 +78,24 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18)?),
             &["route"],
         )?;
+        let break_glass_started = IntCounter::new(
+            "lexecon_break_glass_sessions_total",
+            "Break-glass sessions started (each with a start and an end ledger entry)",
+        )?;
+        let break_glass_active = IntGauge::new(
+            "lexecon_break_glass_active",
+            "Break-glass sessions open now",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(break_glass_started.clone()))?;
+        registry.register(Box::new(break_glass_active.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
+            break_glass_started,
+            break_glass_active,
         })
     }
 

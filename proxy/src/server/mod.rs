@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod answer;
+pub mod break_glass;
 mod check;
 pub mod metrics;
 pub mod proxy;
@@ -29,6 +30,8 @@ use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
+
+use crate::server::break_glass::{BreakGlass, BreakGlassSweeper};
 use pingora::services::listening::Service;
 
 use crate::demo::DemoUpstream;
@@ -152,15 +155,26 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
     server.bootstrap();
     let conf = server.configuration.clone();
 
+    let break_glass = Arc::new(BreakGlass::new(
+        state.metrics.break_glass_started.clone(),
+        state.metrics.break_glass_active.clone(),
+    ));
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &conf,
-        LexeconProxy::new(state.clone()),
+        LexeconProxy::new(state.clone(), break_glass.clone()),
         "lexecon proxy",
     );
     proxy.add_listener(listener(config.listeners.proxy));
     proxy.threads = Some(config.server.threads);
     server.add_service(proxy);
 
+    server.add_service(background_service(
+        "break-glass sweeper",
+        BreakGlassSweeper {
+            sessions: break_glass,
+            state: state.clone(),
+        },
+    ));
     if let Some(engine) = &opts.engine {
         server.add_service(background_service(
             "approval expiry",

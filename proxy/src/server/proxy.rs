@@ -24,6 +24,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::headers::{APPROVAL_HEADER, CAPABILITY_HEADER, DECISION_ID_HEADER};
 use crate::server::answer::{self, Answer, Refusal};
+use crate::server::break_glass::BreakGlass;
 use crate::server::check::{
     caller_request_id, check, new_request_id, record, record_blocked, Checked,
 };
@@ -41,11 +42,12 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// The enforcement proxy.
 pub struct LexeconProxy {
     state: Arc<ProxyState>,
+    break_glass: Arc<BreakGlass>,
 }
 
 impl LexeconProxy {
-    pub fn new(state: Arc<ProxyState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<ProxyState>, break_glass: Arc<BreakGlass>) -> Self {
+        Self { state, break_glass }
     }
 }
 
@@ -242,7 +244,16 @@ impl ProxyHttp for LexeconProxy {
             None
         };
 
-        match check(&snap, route, &actor, session.req_header(), body.as_deref()).await {
+        let checked = check(
+            &snap,
+            route,
+            &actor,
+            session.req_header(),
+            body.as_deref(),
+            &self.break_glass,
+        )
+        .await;
+        match checked {
             Checked::Permit { ids, made } => {
                 let contexts = made.iter().map(|m| &m.context);
                 let tools_list =
