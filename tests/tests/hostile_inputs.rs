@@ -60,7 +60,7 @@ routes:
         - {{method: POST, path: /v2/orders, action: axn_delete_data, context: {{note: body./note}}}}
     upstream: app
     body_limit: 1MiB
-limits: {{body_timeout: 1s, header_count: 40, header_bytes: 8KiB}}
+limits: {{body_timeout: 1s, header_timeout: 1s, header_count: 40, header_bytes: 8KiB}}
 "#
     )
 }
@@ -596,5 +596,58 @@ fn transfer_encoding_with_content_length_is_decided_and_forwarded_as_chunked_onl
     assert_eq!(got.header("content-length"), None);
     assert_eq!(got.header("transfer-encoding"), Some("chunked"));
     assert_eq!(got.body, small.as_bytes());
+    server.shutdown();
+}
+
+/// A slowloris client trickles its header block a line at a time: `limits.header_timeout` (1 s
+/// here) bounds the whole head, so the connection is closed and the upstream never hears of it.
+#[test]
+fn a_header_block_that_trickles_in_is_cut_off_at_the_header_timeout() {
+    use std::io::{Read, Write};
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let mut conn = TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    conn.write_all(b"POST /v2/orders/quote HTTP/1.1\r\nhost: lexecon.test\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    // One header line every 200 ms: each read is quick, only the total is too long.
+    for i in 0..40 {
+        if conn
+            .write_all(format!("x-slow-{i}: 1\r\n").as_bytes())
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match conn.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    assert!(closed, "the connection stayed open for {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "closed only after {took:?}"
+    );
+    assert!(upstream.heads().is_empty());
+    assert_eq!(rules.calls(), 0);
     server.shutdown();
 }

@@ -1,6 +1,7 @@
 //! The `limits:` section: how much of a request Lexecon accepts before it answers on its own —
-//! the request header block (`header_bytes`, `header_count`: 431 above either) and the time a
-//! client may take to send a body the proxy reads before deciding (`body_timeout`: 408). Owns
+//! the request header block (`header_bytes`, `header_count`: 431 above either; `header_timeout`:
+//! the connection is closed) and the time a client may take to send a body the proxy reads before
+//! deciding (`body_timeout`: 408). Owns
 //! the defaults and the checks, and the ceiling on a route's `body_limit` (a body a classifier
 //! reads is held in memory until the decision). Never runs on the request path itself: the proxy
 //! copies these numbers into its snapshot.
@@ -18,7 +19,7 @@ pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 pub const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 /// The most header fields a client may be allowed (pingora itself parses at most 256).
 pub const MAX_HEADER_COUNT: usize = 256;
-/// The longest `body_timeout`.
+/// The longest `body_timeout` and `header_timeout`.
 pub const MAX_BODY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The `limits:` section of the configuration.
@@ -34,6 +35,10 @@ pub struct RequestLimits {
     /// The longest a client may take to send a body the proxy reads before deciding.
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// The longest a request's header block may take to arrive, idle time on a kept-alive
+    /// connection included; then the connection is closed (a slowloris client is cut off).
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
 }
 
 fn default_header_bytes() -> ByteSize {
@@ -45,6 +50,9 @@ fn default_header_count() -> usize {
 fn default_body_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for RequestLimits {
             header_bytes: default_header_bytes(),
             header_count: default_header_count(),
             body_timeout: default_body_timeout(),
+            header_timeout: default_header_timeout(),
         }
     }
 }
@@ -73,6 +82,16 @@ impl RequestLimits {
                 format!(
                     "{} is outside 1..={MAX_HEADER_COUNT} (pingora parses at most {MAX_HEADER_COUNT} headers)",
                     self.header_count
+                ),
+            ));
+        }
+        if self.header_timeout.is_zero() || self.header_timeout > MAX_BODY_TIMEOUT {
+            problems.push(SettingError::new(
+                "limits.header_timeout",
+                format!(
+                    "{} is outside 1ms..={}",
+                    show(self.header_timeout),
+                    show(MAX_BODY_TIMEOUT)
                 ),
             ));
         }

@@ -86,6 +86,12 @@ enum Body {
 impl ProxyHttp for LexeconProxy {
     type CTX = RequestCtx;
 
+    /// A client trickling its header block is cut off (`limits.header_timeout`; pingora's hook is
+    /// a patch of ours, proxy/vendor/README.md).
+    fn request_header_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.state.load().limits.header_timeout)
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),

@@ -36,6 +36,7 @@ pub struct Limits {
     pub header_bytes: usize,
     pub header_count: usize,
     pub body_timeout: std::time::Duration,
+    pub header_timeout: std::time::Duration,
 }
 
 impl Limits {
@@ -44,6 +45,7 @@ impl Limits {
             header_bytes: usize::try_from(config.header_bytes.bytes()).unwrap_or(usize::MAX),
             header_count: config.header_count,
             body_timeout: config.body_timeout,
+            header_timeout: config.header_timeout,
         }
     }
 }

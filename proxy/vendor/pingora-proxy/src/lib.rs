@@ -329,9 +329,21 @@ where
     {
         // phase 1 read request header
 
+        // LEXECON PATCH (proxy/vendor/README.md): a total deadline on the header block, so a
+        // client trickling its headers (slowloris) cannot hold the connection for ever.
+        let deadline = self.inner.request_header_timeout();
+        let read = async {
+            match deadline {
+                Some(limit) => match tokio::time::timeout(limit, downstream_session.read_request()).await {
+                    Ok(res) => res,
+                    Err(_) => Ok(false),
+                },
+                None => downstream_session.read_request().await,
+            }
+        };
         let res = tokio::select! {
             biased; // biased select is cheaper, and we don't want to drop already buffered requests
-            res = downstream_session.read_request() => { res }
+            res = read => { res }
             _ = self.await_shutdown() => {
                 // service shutting down, dropping the connection to stop more req from coming in
                 return None;

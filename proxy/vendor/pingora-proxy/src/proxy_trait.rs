@@ -106,6 +106,14 @@ pub trait ProxyHttp {
         Ok(false)
     }
 
+    /// LEXECON PATCH (proxy/vendor/README.md): the longest a request's header block may take to
+    /// arrive, counted from when the proxy starts waiting for it (on a kept-alive connection that
+    /// includes the idle time before the next request). `None`: no total deadline (pingora's
+    /// per-read timeouts only), the release's behaviour.
+    fn request_header_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Handle the incoming request before any downstream module is executed.
     ///
     /// This function is similar to [Self::request_filter()] but executes before any other logic,
