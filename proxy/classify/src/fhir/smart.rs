@@ -3,7 +3,7 @@
 //! `patient/` scopes hold the request to the token's launch patient. Pure; fails closed on any
 //! scope it does not understand.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Interaction, OperationKind, SYSTEM_TYPE};
 use crate::ClassifiedItem;
@@ -78,8 +78,11 @@ pub(super) fn needed_scope(
 }
 
 /// The permissions one scope grants, as a bit set over `c r u d s`, and whether it is a
-/// `patient/` (launch-patient) scope.
-fn scope_bits(scope: &str, resource_type: &str) -> (bool, u8) {
+/// `patient/` (launch-patient) scope. A granular v2 scope (`Observation.rs?category=laboratory`)
+/// covers only part of the type: it grants its letters only to a search whose parameters hold
+/// every constraint exactly (`search`, the request's `search_params`; `None` for anything but a
+/// search), since no other request line shows that it stays inside them (fail closed).
+fn scope_bits(scope: &str, resource_type: &str, search: Option<&Map<String, Value>>) -> (bool, u8) {
     let Some((context, rest)) = scope.split_once('/') else {
         return (false, 0);
     };
@@ -88,10 +91,17 @@ fn scope_bits(scope: &str, resource_type: &str) -> (bool, u8) {
         "user" | "system" => false,
         _ => return (false, 0),
     };
-    // Granular v2 scopes (`Observation.rs?category=laboratory`) only cover part of the type;
-    // the request line cannot show which part, so they grant nothing here (fail closed).
-    if rest.contains('?') {
-        return (patient, 0);
+    let (rest, constraints) = match rest.split_once('?') {
+        Some((rest, constraints)) => (rest, Some(constraints)),
+        None => (rest, None),
+    };
+    if let Some(constraints) = constraints {
+        let Some(search) = search else {
+            return (patient, 0);
+        };
+        if !constraints_hold(constraints, search) {
+            return (patient, 0);
+        }
     }
     let Some((scope_type, permissions)) = rest.rsplit_once('.') else {
         return (patient, 0);
@@ -120,8 +130,31 @@ fn scope_bits(scope: &str, resource_type: &str) -> (bool, u8) {
             bits
         }
     };
+    // A constrained scope is a v2 granular scope: only its read and search letters make sense
+    // under a search constraint.
+    let bits = if constraints.is_some() {
+        bits & (LETTER_R | LETTER_S)
+    } else {
+        bits
+    };
     (patient, bits)
 }
+
+/// Whether every `name=value` of a scope's constraints is a parameter the search sends once, with
+/// exactly that value (a list such as `a,b` is broader than `a`: it does not hold).
+fn constraints_hold(constraints: &str, search: &Map<String, Value>) -> bool {
+    !constraints.is_empty()
+        && constraints.split('&').all(|pair| {
+            let Some((name, value)) = pair.split_once('=') else {
+                return false;
+            };
+            !name.is_empty()
+                && !value.is_empty()
+                && search.get(name).and_then(Value::as_str) == Some(value)
+        })
+}
+
+static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
 const LETTER_C: u8 = 1;
 const LETTER_R: u8 = 1 << 1;
@@ -154,10 +187,16 @@ pub fn scope_grant(scopes: &[&str], resource_type: &str, interaction: Interactio
         scopes,
         resource_type,
         need(resource_type, interaction, None),
+        None,
     )
 }
 
-fn grant(scopes: &[&str], resource_type: &str, need: Option<Need>) -> ScopeGrant {
+fn grant(
+    scopes: &[&str],
+    resource_type: &str,
+    need: Option<Need>,
+    search: Option<&Map<String, Value>>,
+) -> ScopeGrant {
     let Some(need) = need else {
         return ScopeGrant::Granted;
     };
@@ -165,7 +204,7 @@ fn grant(scopes: &[&str], resource_type: &str, need: Option<Need>) -> ScopeGrant
     let needed = need.letters;
     let (mut any, mut patient) = (0u8, 0u8);
     for scope in scopes.iter().flat_map(|s| s.split_ascii_whitespace()) {
-        match scope_bits(scope, check_type) {
+        match scope_bits(scope, check_type, search) {
             (true, bits) => patient |= bits,
             (false, bits) => any |= bits,
         }
@@ -214,10 +253,20 @@ pub fn scope_permits_item(
         .and_then(Value::as_str)
         .and_then(OperationKind::of)
         .map(|(_, kind)| kind);
+    // Granular scopes can hold only for a search, against the parameters it sends.
+    let search = match interaction {
+        Interaction::SearchType => item
+            .context
+            .get("search_params")
+            .and_then(Value::as_object)
+            .or(Some(&EMPTY)),
+        _ => None,
+    };
     match grant(
         scopes,
         resource_type,
         need(resource_type, interaction, operation),
+        search,
     ) {
         ScopeGrant::Granted => true,
         ScopeGrant::LaunchPatientOnly => {
@@ -287,6 +336,46 @@ mod tests {
     }
 
     #[test]
+    fn granular_scopes_grant_only_a_search_that_stays_inside_them() {
+        let scopes = ["user/Observation.rs?category=laboratory"];
+        let inside = run(
+            "GET",
+            "/fhir/Observation",
+            Some("category=laboratory&code=1234"),
+            &[],
+        )
+        .unwrap();
+        assert!(scope_permits_item(&scopes, &inside, None));
+        for (path, query) in [
+            ("/fhir/Observation", Some("category=vital-signs")),
+            ("/fhir/Observation", Some("category=laboratory,vital-signs")),
+            (
+                "/fhir/Observation",
+                Some("category=laboratory&category=vital-signs"),
+            ),
+            ("/fhir/Observation", Some("code=1234")),
+            ("/fhir/Observation", None),
+            // A read cannot show its category: not granted.
+            ("/fhir/Observation/77", None),
+        ] {
+            let item = run("GET", path, query, &[]).unwrap();
+            assert!(
+                !scope_permits_item(&scopes, &item, None),
+                "{path} {query:?}"
+            );
+        }
+        // Malformed constraints grant nothing.
+        for scope in [
+            "user/Observation.rs?",
+            "user/Observation.rs?category",
+            "user/Observation.rs?=x",
+        ] {
+            let item = run("GET", "/fhir/Observation", Some("category=laboratory"), &[]).unwrap();
+            assert!(!scope_permits_item(&[scope], &item, None), "{scope}");
+        }
+    }
+
+    #[test]
     fn malformed_or_granular_scopes_grant_nothing() {
         for scope in [
             "patient/Patient.sr",
@@ -294,7 +383,7 @@ mod tests {
             "patient/Patient.x",
             "Patient.read",
             "launch/Patient.read",
-            "patient/Observation.rs?category=laboratory",
+            "patient/Patient.rs?category=laboratory",
         ] {
             assert!(
                 !scope_permits(&[scope], "Patient", Interaction::Read)
