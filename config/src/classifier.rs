@@ -405,6 +405,10 @@ pub struct FhirClassifier {
     /// starts and when it ends (docs/trust.md).
     #[serde(default = "default_break_glass_header")]
     pub break_glass_header: Option<String>,
+    /// Look consent up as the FHIR server's own `Consent` resources instead of taking it from a
+    /// header: `{ttl, timeout}` (docs/trust.md). Exclusive with `consent_header`.
+    #[serde(default)]
+    pub consent_lookup: Option<ConsentLookupConfig>,
     /// How long one break-glass session lasts from its first request (default 15m).
     #[serde(default = "default_break_glass_ttl", with = "humantime_serde")]
     pub break_glass_ttl: std::time::Duration,
@@ -429,6 +433,7 @@ impl Default for FhirClassifier {
             purpose_of_use_header: default_purpose_header(),
             break_glass_header: default_break_glass_header(),
             break_glass_ttl: default_break_glass_ttl(),
+            consent_lookup: None,
             physician_header: None,
             context: BTreeMap::new(),
         }
@@ -489,6 +494,26 @@ fn default_purpose_header() -> Option<String> {
 fn default_break_glass_header() -> Option<String> {
     Some("x-break-glass".to_string())
 }
+/// `consent_lookup` of a FHIR route: `GET <base>/Consent?patient=<id>&status=active` on the
+/// route's upstream, cached per patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentLookupConfig {
+    /// How long a patient's answer is cached (default 30s).
+    #[serde(default = "default_consent_ttl", with = "humantime_serde")]
+    pub ttl: std::time::Duration,
+    /// How long one lookup may take; past it the request has no consent (default 2s).
+    #[serde(default = "default_consent_timeout", with = "humantime_serde")]
+    pub timeout: std::time::Duration,
+}
+
+fn default_consent_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+fn default_consent_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
 fn default_break_glass_ttl() -> std::time::Duration {
     std::time::Duration::from_secs(15 * 60)
 }
@@ -545,6 +570,20 @@ impl FhirClassifier {
                         format!("{name:?} is not a valid header name"),
                     );
                 }
+            }
+        }
+        if let Some(lookup) = &self.consent_lookup {
+            if self.consent_header.is_some() {
+                errors.push(
+                    &join(path, "consent_lookup"),
+                    "consent comes from a lookup or from consent_header, not both".into(),
+                );
+            }
+            if lookup.timeout.is_zero() || lookup.ttl.is_zero() {
+                errors.push(
+                    &join(path, "consent_lookup"),
+                    "ttl and timeout must be above 0".into(),
+                );
             }
         }
         for (name, source) in &self.context {

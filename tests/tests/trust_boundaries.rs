@@ -261,3 +261,35 @@ fn caller_assertions_never_pose_as_facts() {
     );
     server.shutdown();
 }
+
+/// Consent is the FHIR server's to say (issue 15): the shipped demo looks it up as the embedded
+/// upstream's `Consent` resources. Patient 123 has an active one: the read is forwarded and its
+/// ledger entry names the Consent; patient 456 has none: denied, whatever consent header the
+/// caller sends.
+#[test]
+fn consent_is_looked_up_as_fhir_consent_resources_not_taken_from_the_caller() {
+    let mut server = demo_server();
+    let doctor = ("x-agent-id", "act_physician:dr_lee");
+    let r = get(&server.url("/fhir/Patient/123"), &[doctor]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["resourceType"], "Patient");
+    let r = get(
+        &server.url("/fhir/Patient/456"),
+        &[doctor, ("x-patient-consent", "true")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("consent"), "{}", r.body);
+
+    let entries = server.stop_and_read_ledger();
+    let decisions: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["event_type"] == "decision" && e["domain"] == "healthcare")
+        .collect();
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    let permitted = decisions
+        .iter()
+        .find(|e| e["decision"] == "permit")
+        .unwrap();
+    let text = permitted.to_string();
+    assert!(text.contains("Consent/consent-123"), "{text}");
+}

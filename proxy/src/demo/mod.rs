@@ -56,6 +56,7 @@ impl DemoUpstream {
         &self,
         method: &http::Method,
         path: &str,
+        query: Option<&str>,
         decision_id: Option<&str>,
         body: &[u8],
     ) -> (u16, Option<Value>) {
@@ -80,6 +81,7 @@ impl DemoUpstream {
                     json!({"order_id": id, "status": "cancelled", "lexecon_decision_id": decision_id}),
                 ),
             ),
+            ("GET", ["fhir", "Consent"]) => (200, Some(consents(query))),
             ("GET", ["fhir", "Patient", id]) => (
                 200,
                 Some(json!({
@@ -114,6 +116,29 @@ impl DemoUpstream {
             ),
         }
     }
+}
+
+/// The demo's `Consent` search: patient 123 has an active consent to treatment-related access,
+/// every other patient has none (so the README tour shows both answers).
+fn consents(query: Option<&str>) -> Value {
+    let patient = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("patient="));
+    let entries = match patient {
+        Some("123") => vec![json!({
+            "fullUrl": "Consent/consent-123",
+            "resource": {
+                "resourceType": "Consent",
+                "id": "consent-123",
+                "status": "active",
+                "subject": {"reference": "Patient/123"},
+                "provision": {"type": "permit", "period": {"start": "2020-01-01"}},
+            },
+        })],
+        _ => Vec::new(),
+    };
+    json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries})
 }
 
 fn parse(body: &[u8]) -> Result<Value, String> {
@@ -262,7 +287,13 @@ impl ServeHttp for DemoUpstream {
             .headers
             .get(crate::headers::DECISION_ID_HEADER)
             .and_then(|v| v.to_str().ok());
-        let (status, answer) = self.handle(&req.method, req.uri.path(), decision_id, &body);
+        let (status, answer) = self.handle(
+            &req.method,
+            req.uri.path(),
+            req.uri.query(),
+            decision_id,
+            &body,
+        );
         response(status, answer)
     }
 }
@@ -273,7 +304,11 @@ mod tests {
 
     fn call(method: &str, path: &str, body: &str) -> (u16, Value) {
         let m = http::Method::from_bytes(method.as_bytes()).unwrap();
-        let (s, v) = DemoUpstream::new().handle(&m, path, Some("dec-1"), body.as_bytes());
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let (s, v) = DemoUpstream::new().handle(&m, path, query, Some("dec-1"), body.as_bytes());
         (s, v.unwrap_or(Value::Null))
     }
 

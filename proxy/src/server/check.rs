@@ -195,7 +195,7 @@ pub(super) async fn check(
         headers: &req.headers,
     };
     let caller_request_id = caller_request_id(req);
-    let classified = match classify::classify(&route.classifier, &parts, body) {
+    let mut classified = match classify::classify(&route.classifier, &parts, body) {
         Ok(c) => c,
         Err(e) => {
             let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
@@ -219,6 +219,18 @@ pub(super) async fn check(
             .await;
         }
     };
+    // Consent is the FHIR server's to say, not the caller's (consent_lookup).
+    if let Some(lookup) = &route.consent {
+        for item in &mut classified.items {
+            let patient = item.context.get("patient_id").and_then(|v| v.as_str());
+            if let Some(patient) = patient.map(str::to_owned) {
+                lookup
+                    .of(&route.upstream, &patient)
+                    .await
+                    .apply(&mut item.context);
+            }
+        }
+    }
     if let Some((denied, reason)) = smart_scope_denial(route, actor, &classified) {
         let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
         let refused = Refused {

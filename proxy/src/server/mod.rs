@@ -10,6 +10,7 @@ pub mod admin;
 pub mod answer;
 pub mod break_glass;
 mod check;
+pub mod consent;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

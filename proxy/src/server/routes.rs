@@ -8,6 +8,7 @@ use lexecon_config::classifier::ClassifierConfig;
 use lexecon_config::file::{EnforceMode, RouteConfig};
 
 use crate::limit::RouteLimiter;
+use crate::server::consent::ConsentLookup;
 use crate::server::upstream::Upstream;
 
 /// One route, ready for the request path.
@@ -29,6 +30,8 @@ pub struct Route {
     pub passthrough: bool,
     /// The tool pins of an MCP route with `pin_tools` (read from its pin file when built).
     pub pins: Option<Arc<crate::server::tool_pins::RoutePins>>,
+    /// FHIR routes with `consent_lookup`: consent from the server's `Consent` resources.
+    pub consent: Option<Arc<ConsentLookup>>,
 }
 
 impl Route {
@@ -76,6 +79,13 @@ impl Route {
             body_limit: config.body_limit.bytes(),
             passthrough: mode == EnforceMode::Passthrough,
             pins,
+            consent: match &config.classifier {
+                ClassifierConfig::Fhir(fhir) => fhir
+                    .consent_lookup
+                    .as_ref()
+                    .map(|c| Arc::new(ConsentLookup::new(c, fhir.base_path.as_deref()))),
+                _ => None,
+            },
         })
     }
 
