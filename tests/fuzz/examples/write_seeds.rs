@@ -642,6 +642,13 @@ fn decision(i: u64, verdict: Verdict) -> Decision {
     }
 }
 
+/// A system event at a fixed time, so that the seeds are the same on every run.
+fn event(event_type: EventType, reason: impl Into<String>) -> EntryDraft {
+    let mut draft = EntryDraft::event(event_type, reason);
+    draft.timestamp = jiff::Timestamp::new(1_700_000_000, 0).unwrap_or_default();
+    draft
+}
+
 fn ledger() -> Seeds {
     let mut s = Seeds::new();
     let mut redaction = RedactionConfig::default();
@@ -669,11 +676,8 @@ fn ledger() -> Seeds {
         line
     };
     let bodies = [
-        EntryBody::of_draft(&EntryDraft::event(
-            EventType::SystemStartup,
-            "lexecon 0.1.0 started",
-        )),
-        EntryBody::of_draft(&EntryDraft::event(
+        EntryBody::of_draft(&event(EventType::SystemStartup, "lexecon 0.1.0 started")),
+        EntryBody::of_draft(&event(
             EventType::PolicyLoaded,
             "healthcare policy hipaa-baseline loaded",
         )),
@@ -688,15 +692,15 @@ fn ledger() -> Seeds {
             &serde_json::Map::new(),
             &redaction,
         ),
-        EntryBody::of_draft(&EntryDraft::event(
+        EntryBody::of_draft(&event(
             EventType::RequestRefused,
             "not granted by the token's SMART scopes",
         )),
-        EntryBody::of_draft(&EntryDraft::event(
+        EntryBody::of_draft(&event(
             EventType::Approval,
             "approval apr-1 granted by act_human_user:alice",
         )),
-        EntryBody::of_draft(&EntryDraft::event(
+        EntryBody::of_draft(&event(
             EventType::LedgerRecovered,
             "truncated 17 torn bytes",
         )),
@@ -711,7 +715,7 @@ fn ledger() -> Seeds {
     // A checkpoint signed as the writer signs it.
     seq += 1;
     let mut checkpoint = LedgerEntry::from_draft(
-        EntryDraft::event(
+        event(
             EventType::Checkpoint,
             format!("signed chain head after seq {}", seq - 1),
         ),

@@ -47,7 +47,6 @@ const PATTERN_PIECES: &[&str] = &[
     "*",
     "*",
     "?",
-    "**",
     "{x,y}",
     "{1,x/y}",
     "{a,b}",
@@ -233,6 +232,13 @@ fn pattern(u: &mut Unstructured<'_>, types: &[&str]) -> Result<Option<String>> {
                     PATTERN_PIECES
                 };
                 p.push_str(pick(u, pieces)?);
+            }
+            // No `**`: the engine matches it as `*`, globset as a recursive wildcard next to a
+            // `/` (`**/x` matches `x`, `a/**/b` matches `a/b`) — reported in benches/RESULTS.md,
+            // "Fuzzing (session 7)"; the ignored test `double_star_matches_as_globset_does`
+            // below is the case. Allow it again when that is settled.
+            while p.contains("**") {
+                p = p.replace("**", "*");
             }
             Some(p)
         }
@@ -729,6 +735,31 @@ rules:
             &[
                 req("act_a", "axn_x", None, json!({"v": [1.0, {"t": -0.0}]})),
                 req("act_a", "axn_x", None, json!({"w": [2.0]})),
+            ],
+        );
+    }
+
+    /// The third disagreement, found by the 10-minute run (benches/RESULTS.md, "Fuzzing
+    /// (session 7)"): patterns are documented as globset globs, and globset reads `**` next to
+    /// a `/` as a recursive wildcard (`**/x` matches `x`, `a/**/b` matches `a/b`, `**/` matches
+    /// anything), but the engine's fast path (policy-cache/src/pattern.rs, `simple` →
+    /// `Kind::Wild`) matches `**` as `*`. A `forbid` on `res_r:a/**/b` lets `res_r:a/b` through.
+    #[test]
+    #[ignore = "known disagreement: the engine's fast path reads ** as *"]
+    fn double_star_matches_as_globset_does() {
+        let d = doc(r#"
+id: d
+domain: fuzz
+mode: permissive
+rules:
+  - {id: middle, effect: forbid, resource: "res_r:a/**/b"}
+  - {id: prefix, effect: escalate, action: "**/"}
+"#);
+        run_case(
+            &d,
+            &[
+                req("act_a", "axn_x", Some("res_r:a/b"), json!({})),
+                req("act_a", "axn_y", None, json!({})),
             ],
         );
     }
