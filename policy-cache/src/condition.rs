@@ -152,14 +152,71 @@ pub(crate) fn resolve<'a>(field: &Field, request: &'a Request) -> Option<FieldVa
     }
 }
 
+/// Orders two JSON numbers exactly: integers as integers (so `9007199254740993` is not
+/// `9007199254740992`, as it would be through `f64`), an integer against a float without rounding
+/// the integer. JSON numbers are finite, so the order is total. (Found by the differential fuzz
+/// target: the documented "numbers compare numerically" must hold beyond 2^53.)
+fn num_cmp(a: &serde_json::Number, b: &serde_json::Number) -> Ordering {
+    fn int(n: &serde_json::Number) -> Option<i128> {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    }
+    /// `i` against the finite float `f`, exactly.
+    fn int_float(i: i128, f: f64) -> Ordering {
+        // Every i128 that an i64/u64 can hold lies strictly inside ±2^127.
+        const LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+        if f >= LIMIT {
+            return Ordering::Less;
+        }
+        if f < -LIMIT {
+            return Ordering::Greater;
+        }
+        let floor = f.floor();
+        // `floor` is an integer-valued float inside the i128 range: the cast is exact.
+        #[allow(clippy::cast_possible_truncation, reason = "exact: floor is in range")]
+        let whole = floor as i128;
+        match i.cmp(&whole) {
+            Ordering::Equal if f > floor => Ordering::Less,
+            other => other,
+        }
+    }
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(x), None) => int_float(x, b.as_f64().unwrap_or(0.0)),
+        (None, Some(y)) => int_float(y, a.as_f64().unwrap_or(0.0)).reverse(),
+        // Finite floats: `partial_cmp` is total on them, and -0.0 equals 0.0.
+        (None, None) => {
+            let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+        }
+    }
+}
+
+/// JSON equality with numbers compared numerically at any depth (`[1]` equals `[1.0]`).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Ordering::Equal,
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// A literal compared with `eq`/`ne`.
 #[derive(Debug, Clone)]
 enum Scalar {
     Null,
     Bool(bool),
-    Num(f64),
+    Num(serde_json::Number),
     Str(String),
-    /// Arrays and objects: structural equality.
+    /// Arrays and objects: equal when they are (numbers compared numerically at any depth).
     Other(Value),
 }
 
@@ -168,9 +225,7 @@ impl Scalar {
         match v {
             Value::Null => Scalar::Null,
             Value::Bool(b) => Scalar::Bool(*b),
-            Value::Number(n) => n
-                .as_f64()
-                .map_or_else(|| Scalar::Other(v.clone()), Scalar::Num),
+            Value::Number(n) => Scalar::Num(n.clone()),
             Value::String(s) => Scalar::Str(s.clone()),
             other => Scalar::Other(other.clone()),
         }
@@ -182,9 +237,12 @@ impl Scalar {
             (_, FieldValue::Str(_)) => false,
             (Scalar::Null, FieldValue::Json(v)) => v.is_null(),
             (Scalar::Bool(b), FieldValue::Json(v)) => v.as_bool() == Some(*b),
-            (Scalar::Num(n), FieldValue::Json(v)) => v.as_f64() == Some(*n),
+            (Scalar::Num(n), FieldValue::Json(Value::Number(v))) => {
+                num_cmp(v, n) == Ordering::Equal
+            }
+            (Scalar::Num(_), FieldValue::Json(_)) => false,
             (Scalar::Str(s), FieldValue::Json(v)) => v.as_str() == Some(s.as_str()),
-            (Scalar::Other(o), FieldValue::Json(v)) => o == v,
+            (Scalar::Other(o), FieldValue::Json(v)) => json_eq(o, v),
         }
     }
 }
@@ -192,7 +250,7 @@ impl Scalar {
 /// A bound of `lt`/`le`/`gt`/`ge`.
 #[derive(Debug, Clone)]
 enum Bound {
-    Num(f64),
+    Num(serde_json::Number),
     Str(String),
 }
 
@@ -202,7 +260,7 @@ impl Bound {
         match (self, value) {
             (Bound::Str(b), FieldValue::Str(v)) => Some(v.cmp(b.as_str())),
             (Bound::Str(b), FieldValue::Json(Value::String(v))) => Some(v.as_str().cmp(b.as_str())),
-            (Bound::Num(b), FieldValue::Json(Value::Number(n))) => n.as_f64()?.partial_cmp(b),
+            (Bound::Num(b), FieldValue::Json(Value::Number(n))) => Some(num_cmp(n, b)),
             _ => None,
         }
     }
@@ -211,8 +269,8 @@ impl Bound {
 /// The members of an `in`/`not_in` list.
 #[derive(Debug, Clone, Default)]
 struct Set {
-    /// Sorted (total order) for binary search.
-    nums: Vec<f64>,
+    /// Sorted ([`num_cmp`], a total order) for binary search.
+    nums: Vec<serde_json::Number>,
     /// Sorted for binary search.
     strs: Vec<String>,
     bools: [bool; 2],
@@ -227,14 +285,13 @@ impl Set {
             match Scalar::from_json(item) {
                 Scalar::Null => set.null = true,
                 Scalar::Bool(b) => set.bools[usize::from(b)] = true,
-                // `+ 0.0` turns -0.0 into 0.0: equal numbers, one place in the total order.
-                Scalar::Num(n) => set.nums.push(n + 0.0),
+                Scalar::Num(n) => set.nums.push(n),
                 Scalar::Str(s) => set.strs.push(s),
                 Scalar::Other(o) => set.others.push(o),
             }
         }
-        set.nums.sort_by(f64::total_cmp);
-        set.nums.dedup();
+        set.nums.sort_by(num_cmp);
+        set.nums.dedup_by(|a, b| num_cmp(a, b) == Ordering::Equal);
         set.strs.sort();
         set.strs.dedup();
         set
@@ -250,12 +307,9 @@ impl Set {
             FieldValue::Json(v) => match v {
                 Value::Null => self.null,
                 Value::Bool(b) => self.bools[usize::from(*b)],
-                Value::Number(n) => n.as_f64().is_some_and(|x| {
-                    let x = x + 0.0;
-                    self.nums.binary_search_by(|m| m.total_cmp(&x)).is_ok()
-                }),
+                Value::Number(n) => self.nums.binary_search_by(|m| num_cmp(m, n)).is_ok(),
                 Value::String(s) => self.has_str(s),
-                other => self.others.iter().any(|o| o == other),
+                other => self.others.iter().any(|o| json_eq(o, other)),
             },
         }
     }
@@ -353,7 +407,7 @@ impl CompiledCondition {
             Op::Ne => Test::Ne(Scalar::from_json(need_value()?)),
             Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 let bound = match need_value()? {
-                    Value::Number(n) => n.as_f64().map(Bound::Num),
+                    Value::Number(n) => Some(Bound::Num(n.clone())),
                     Value::String(s) => Some(Bound::Str(s.clone())),
                     _ => None,
                 }

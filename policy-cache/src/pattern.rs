@@ -150,7 +150,11 @@ impl Pattern {
         let type_level = !pattern.contains(':');
         // Literals, `*` and `?` are always a valid glob; anything else is parsed (and so validated)
         // by globset, which also matches what the fast paths cannot.
-        let kind = if !pattern.contains(['[', ']', '{', '}', '\\']) {
+        // `**` beside `/` is globset's recursive wildcard (`a/**/b` also matches `a/b`, `**/x`
+        // matches `x`): not what the `*` fast path does, so globset takes those (a forbid on
+        // `a/**/b` must not let `a/b` through; found by the differential fuzz target).
+        let recursive = pattern.contains("**/") || pattern.contains("/**");
+        let kind = if !recursive && !pattern.contains(['[', ']', '{', '}', '\\']) {
             simple(pattern)
         } else {
             let glob = GlobBuilder::new(pattern)
@@ -158,7 +162,7 @@ impl Pattern {
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
-            match expand_braces(pattern) {
+            match expand_braces(pattern).filter(|_| !recursive) {
                 Some(alternatives) => Kind::OneOf(alternatives.iter().map(|a| simple(a)).collect()),
                 None => Kind::Glob(glob.compile_matcher()),
             }
@@ -307,6 +311,30 @@ mod tests {
                     "pattern {p:?} on {s:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_recursive_double_star_matches_as_globset_does() {
+        // Found by the differential fuzz target: the `*` fast path read `**` as `*`, so a forbid on
+        // `a/**/b` did not cover `a/b`.
+        for (p, s, expected) in [
+            ("res_r:a/**/b", "res_r:a/b", true),
+            ("res_r:a/**/b", "res_r:a/x/y/b", true),
+            ("**/x", "x", true),
+            ("**/", "anything", true),
+            ("res_r:a/**", "res_r:a/deep/er", true),
+            ("res_r:{a,c}/**/b", "res_r:c/b", true),
+            ("res_r:a/**/b", "res_r:ab", false),
+        ] {
+            let ours = Pattern::compile(p).unwrap();
+            let reference = GlobBuilder::new(p)
+                .literal_separator(false)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            assert_eq!(reference.is_match(s), expected, "globset on {p:?} {s:?}");
+            assert_eq!(ours.kind.matches(s), expected, "{p:?} on {s:?}");
         }
     }
 

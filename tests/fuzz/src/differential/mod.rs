@@ -687,7 +687,6 @@ rules:
     /// does not match `n = 18446744073709551614`; `in [9007199254740993]` holds for
     /// `9007199254740992`.
     #[test]
-    #[ignore = "known disagreement: the engine compares integers beyond 2^53 as f64"]
     fn integers_beyond_2_pow_53_compare_exactly() {
         let d = doc(r#"
 id: d
@@ -721,7 +720,6 @@ rules:
     /// although numbers are documented to compare numerically "also across integer and float".
     /// `forbid when context.v eq [1]` does not forbid `v = [1.0]`.
     #[test]
-    #[ignore = "known disagreement: nested numbers compare structurally in the engine"]
     fn nested_numbers_compare_numerically() {
         let d = doc(r#"
 id: d
@@ -745,7 +743,6 @@ rules:
     /// anything), but the engine's fast path (policy-cache/src/pattern.rs, `simple` →
     /// `Kind::Wild`) matches `**` as `*`. A `forbid` on `res_r:a/**/b` lets `res_r:a/b` through.
     #[test]
-    #[ignore = "known disagreement: the engine's fast path reads ** as *"]
     fn double_star_matches_as_globset_does() {
         let d = doc(r#"
 id: d
