@@ -233,22 +233,13 @@ fn pattern(u: &mut Unstructured<'_>, types: &[&str]) -> Result<Option<String>> {
                 };
                 p.push_str(pick(u, pieces)?);
             }
-            // No `**`: the engine matches it as `*`, globset as a recursive wildcard next to a
-            // `/` (`**/x` matches `x`, `a/**/b` matches `a/b`) — reported in benches/RESULTS.md,
-            // "Fuzzing (session 7)"; the ignored test `double_star_matches_as_globset_does`
-            // below is the case. Allow it again when that is settled.
-            while p.contains("**") {
-                p = p.replace("**", "*");
-            }
             Some(p)
         }
     })
 }
 
-/// Integers a leaf may be. Integers beyond ±2^53 are left out: the engine compares numbers as
-/// `f64`, so `9007199254740993` equals `9007199254740992` there, against the documented "numbers
-/// compare numerically" (reported in benches/RESULTS.md, "Fuzzing (session 7)"; the ignored test
-/// `integers_beyond_2_pow_53_compare_exactly` below is the case). Put them back when it is fixed.
+/// Integers a leaf may be, beyond ±2^53 included (the engine compared those as `f64` until the
+/// fix this target found; `integers_beyond_2_pow_53_compare_exactly` below is the case).
 const INTEGERS: &[i64] = &[
     0,
     1,
@@ -260,7 +251,11 @@ const INTEGERS: &[i64] = &[
     1001,
     9_007_199_254_740_991,
     9_007_199_254_740_992,
+    9_007_199_254_740_993,
     -9_007_199_254_740_992,
+    -9_007_199_254_740_993,
+    i64::MAX,
+    i64::MIN,
 ];
 
 fn leaf(u: &mut Unstructured<'_>) -> Result<Value> {
