@@ -408,7 +408,7 @@ pub struct FhirClassifier {
     /// Look consent up as the FHIR server's own `Consent` resources instead of taking it from a
     /// header: `{ttl, timeout}` (docs/trust.md). Exclusive with `consent_header`.
     #[serde(default)]
-    pub consent_lookup: Option<ConsentLookupConfig>,
+    pub consent_lookup: Option<Box<ConsentLookupConfig>>,
     /// How long one break-glass session lasts from its first request (default 15m).
     #[serde(default = "default_break_glass_ttl", with = "humantime_serde")]
     pub break_glass_ttl: std::time::Duration,
@@ -495,16 +495,73 @@ fn default_break_glass_header() -> Option<String> {
     Some("x-break-glass".to_string())
 }
 /// `consent_lookup` of a FHIR route: `GET <base>/Consent?patient=<id>&status=active` on the
-/// route's upstream, cached per patient.
+/// route's upstream (or the consent service named by `upstream`), the patient's Consent resources
+/// cached per patient and their provisions evaluated for every request (docs/trust.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentLookupConfig {
-    /// How long a patient's answer is cached (default 30s).
+    /// How long a patient's Consent resources are cached (default 30s).
     #[serde(default = "default_consent_ttl", with = "humantime_serde")]
     pub ttl: std::time::Duration,
     /// How long one lookup may take; past it the request has no consent (default 2s).
     #[serde(default = "default_consent_timeout", with = "humantime_serde")]
     pub timeout: std::time::Duration,
+    /// The consent service: an entry of `upstreams:` asked instead of the route's own upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The FHIR base path on the consent service (`/consent/fhir`). Default: the route's
+    /// `base_path` when the route's own upstream is asked, none on a named consent service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_path: Option<String>,
+    /// The context key holding the caller's FHIR identity, which `identity.jwt.claims_to_context`
+    /// maps from a verified token (SMART's `fhirUser`: `Practitioner/p1`, or a list of references).
+    /// Read from the credential only, never from the request. Default `fhir_user`.
+    #[serde(default = "default_consent_actor_claim")]
+    pub actor_claim: String,
+    /// The context key holding the purpose of use from a verified token (`TREAT`, or
+    /// `<system>|<code>`; a list). Read from the credential only. Default `purpose_of_use`.
+    #[serde(default = "default_consent_purpose_claim")]
+    pub purpose_claim: String,
+    /// The purpose of use when the token names none (`TREAT`, or `<system>|<code>`; a bare code is
+    /// of `http://terminology.hl7.org/CodeSystem/v3-ActReason`). Default: none known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+impl Default for ConsentLookupConfig {
+    fn default() -> Self {
+        Self {
+            ttl: default_consent_ttl(),
+            timeout: default_consent_timeout(),
+            upstream: None,
+            base_path: None,
+            actor_claim: default_consent_actor_claim(),
+            purpose_claim: default_consent_purpose_claim(),
+            purpose: None,
+        }
+    }
+}
+
+/// The code system of a bare purpose-of-use code (`TREAT`).
+pub const PURPOSE_OF_USE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+
+/// A purpose of use as written in the configuration or a claim: `<code>` (of
+/// [`PURPOSE_OF_USE_SYSTEM`]) or `<system>|<code>`, as (system, code); `None` when it is not one.
+pub fn parse_purpose(text: &str) -> Option<(&str, &str)> {
+    let text = text.trim();
+    let (system, code) = match text.rsplit_once('|') {
+        Some((system, code)) => (system, code),
+        None => (PURPOSE_OF_USE_SYSTEM, text),
+    };
+    let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '|');
+    (plain(system) && plain(code)).then_some((system, code))
+}
+
+fn default_consent_actor_claim() -> String {
+    "fhir_user".to_string()
+}
+fn default_consent_purpose_claim() -> String {
+    "purpose_of_use".to_string()
 }
 
 fn default_consent_ttl() -> std::time::Duration {
@@ -584,6 +641,34 @@ impl FhirClassifier {
                     &join(path, "consent_lookup"),
                     "ttl and timeout must be above 0".into(),
                 );
+            }
+            let at = join(path, "consent_lookup");
+            for (field, key) in [
+                ("actor_claim", &lookup.actor_claim),
+                ("purpose_claim", &lookup.purpose_claim),
+            ] {
+                if key.trim().is_empty() || key.contains('.') {
+                    errors.push(
+                        &join(&at, field),
+                        format!("{key:?} must name a top-level context key (like fhir_user)"),
+                    );
+                }
+            }
+            if let Some(purpose) = &lookup.purpose {
+                if parse_purpose(purpose).is_none() {
+                    errors.push(
+                        &join(&at, "purpose"),
+                        format!("{purpose:?} is not a purpose of use: expected a code (TREAT) or <system>|<code>"),
+                    );
+                }
+            }
+            if let Some(base) = &lookup.base_path {
+                if !base.starts_with('/') {
+                    errors.push(
+                        &join(&at, "base_path"),
+                        format!("{base:?} must start with '/', e.g. /fhir"),
+                    );
+                }
             }
         }
         for (name, source) in &self.context {

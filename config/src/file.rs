@@ -846,6 +846,25 @@ impl Config {
                     ),
                 );
             }
+            if let ClassifierConfig::Fhir(fhir) = &route.classifier {
+                let service = fhir
+                    .consent_lookup
+                    .as_ref()
+                    .and_then(|c| c.upstream.as_ref());
+                if let Some(name) = service.filter(|n| !self.upstreams.contains_key(*n)) {
+                    err(
+                        format!("{at}.classifier.consent_lookup.upstream"),
+                        format!(
+                            "unknown upstream {name:?} for the consent service; defined upstreams: [{}]",
+                            self.upstreams
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+            }
             if !route.matcher.path_prefix.starts_with('/') {
                 err(
                     format!("{at}.match.path_prefix"),
@@ -1042,6 +1061,54 @@ routes:
         );
         assert!(errors[0].reason.contains("route ehr"), "{errors:?}");
         assert!(Config::from_yaml("t.yaml", &text("{scope: scope}")).is_ok());
+    }
+
+    #[test]
+    fn a_consent_service_must_be_a_defined_upstream_and_its_settings_well_formed() {
+        let text = |lookup: &str| {
+            let minimal = MINIMAL.replace(
+                "  tools: {addrs: [\"127.0.0.1:7000\"]}\n",
+                "  tools: {addrs: [\"127.0.0.1:7000\"]}\n  consent: {addrs: [\"127.0.0.1:7001\"]}\n",
+            );
+            format!(
+                "{minimal}  - {{name: ehr, domain: healthcare, upstream: tools, classifier: {{kind: fhir, consent_lookup: {lookup}}}}}\n"
+            )
+        };
+        let errors = invalid(&text("{upstream: consents}"));
+        assert_eq!(
+            errors[0].path, "routes[1].classifier.consent_lookup.upstream",
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].reason.contains("\"consents\"")
+                && errors[0].reason.contains("consent, tools"),
+            "{errors:?}"
+        );
+        let errors = invalid(&text(
+            "{upstream: consent, base_path: fhir, purpose: \"a b\", actor_claim: \"\"}",
+        ));
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "routes[1].classifier.consent_lookup.actor_claim",
+                "routes[1].classifier.consent_lookup.purpose",
+                "routes[1].classifier.consent_lookup.base_path",
+            ],
+            "{errors:?}"
+        );
+        let c = Config::from_yaml(
+            "t.yaml",
+            &text("{upstream: consent, base_path: /r4, purpose: TREAT}"),
+        )
+        .unwrap();
+        let ClassifierConfig::Fhir(fhir) = &c.routes[1].classifier else {
+            panic!("a fhir route")
+        };
+        let lookup = fhir.consent_lookup.as_ref().unwrap();
+        assert_eq!(lookup.upstream.as_deref(), Some("consent"));
+        assert_eq!(lookup.actor_claim, "fhir_user");
+        assert_eq!(lookup.purpose_claim, "purpose_of_use");
     }
 
     #[test]

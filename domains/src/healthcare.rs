@@ -130,8 +130,27 @@ fn consent_finding(request: &Request, reasons: &[String]) -> Option<Finding> {
         None => Some(Finding::new(
             "healthcare.patient_consent",
             FindingEffect::Deny,
-            "patient consent is missing: PHI access needs context.patient_consent = true or a break_glass reason (HIPAA 164.508)",
+            missing_consent_reason(&request.context),
         )),
+    }
+}
+
+/// Why consent is missing, naming the Consent provision that denied or the failed lookup when
+/// the consent lookup says so (`consent_id`, `consent_provision`, `consent_error`).
+fn missing_consent_reason(context: &serde_json::Map<String, Value>) -> String {
+    const NEEDS: &str =
+        "PHI access needs context.patient_consent = true or a break_glass reason (HIPAA 164.508)";
+    let text = |key: &str| context.get(key).and_then(Value::as_str);
+    match (
+        text("consent_id"),
+        text("consent_provision"),
+        text("consent_error"),
+    ) {
+        (Some(id), Some(provision), _) => format!(
+            "patient consent is missing: {id} ({provision}) does not permit this access; {NEEDS}"
+        ),
+        (_, _, Some(error)) => format!("patient consent is missing: {error}; {NEEDS}"),
+        _ => format!("patient consent is missing: {NEEDS}"),
     }
 }
 
@@ -420,6 +439,34 @@ mod tests {
             f[0].effect,
             FindingEffect::Deny,
             "a non-boolean consent does not count"
+        );
+    }
+
+    #[test]
+    fn a_looked_up_denial_names_the_consent_provision_or_the_failed_lookup() {
+        let p = HealthcarePlugin::new().unwrap();
+        let f = p.validate(&req(
+            "axn_access_phi",
+            Some("res_phi:MedicationRequest/1"),
+            json!({"patient_consent": false, "consent_id": "Consent/c-1", "consent_provision": "provision.provision[0]"}),
+        ));
+        assert!(
+            f[0].reason.starts_with(
+                "patient consent is missing: Consent/c-1 (provision.provision[0]) does not permit this access"
+            ),
+            "{}",
+            f[0].reason
+        );
+        let f = p.validate(&req(
+            "axn_access_phi",
+            Some("res_phi:Patient/1"),
+            json!({"patient_consent": false, "consent_error": "the consent lookup took longer than 2s"}),
+        ));
+        assert!(
+            f[0].reason
+                .contains("missing: the consent lookup took longer than 2s;"),
+            "{}",
+            f[0].reason
         );
     }
 

@@ -118,8 +118,9 @@ impl DemoUpstream {
     }
 }
 
-/// The demo's `Consent` search: patient 123 has an active consent to treatment-related access,
-/// every other patient has none (so the README tour shows both answers).
+/// The demo's `Consent` search: patient 123 has an active consent to access, with one exception
+/// — the patient withholds their prescriptions (a nested deny provision for the data class
+/// `MedicationRequest`); every other patient has none (so the README tour shows each answer).
 fn consents(query: Option<&str>) -> Value {
     let patient = query
         .into_iter()
@@ -133,7 +134,14 @@ fn consents(query: Option<&str>) -> Value {
                 "id": "consent-123",
                 "status": "active",
                 "subject": {"reference": "Patient/123"},
-                "provision": {"type": "permit", "period": {"start": "2020-01-01"}},
+                "provision": {
+                    "type": "permit",
+                    "period": {"start": "2020-01-01"},
+                    "provision": [{
+                        "type": "deny",
+                        "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "MedicationRequest"}],
+                    }],
+                },
             },
         })],
         _ => Vec::new(),

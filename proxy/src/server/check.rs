@@ -21,6 +21,7 @@ use crate::server::state::ProxySnapshot;
 use lexecon_token::{Grant, RequestBinding};
 
 use crate::server::break_glass::{BreakGlass, Declared};
+use crate::server::consent;
 
 /// The outcome of classifying and deciding one request.
 pub(super) enum Checked {
@@ -195,7 +196,7 @@ pub(super) async fn check(
         headers: &req.headers,
     };
     let caller_request_id = caller_request_id(req);
-    let mut classified = match classify::classify(&route.classifier, &parts, body) {
+    let classified = match classify::classify(&route.classifier, &parts, body) {
         Ok(c) => c,
         Err(e) => {
             let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
@@ -219,18 +220,6 @@ pub(super) async fn check(
             .await;
         }
     };
-    // Consent is the FHIR server's to say, not the caller's (consent_lookup).
-    if let Some(lookup) = &route.consent {
-        for item in &mut classified.items {
-            let patient = item.context.get("patient_id").and_then(|v| v.as_str());
-            if let Some(patient) = patient.map(str::to_owned) {
-                lookup
-                    .of(&route.upstream, &patient)
-                    .await
-                    .apply(&mut item.context);
-            }
-        }
-    }
     if let Some((denied, reason)) = smart_scope_denial(route, actor, &classified) {
         let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
         let refused = Refused {
@@ -311,6 +300,7 @@ pub(super) async fn check(
             };
         }
     }
+    let consents = look_up_consent(snap, route, actor, &classified).await;
     // INVARIANT: every call of the request is decided on one policy snapshot. A single call loads
     // the snapshot once anyway, so only a batch pins (no Arc clone per ordinary request).
     let pinned = if classified.items.len() > 1 {
@@ -327,6 +317,15 @@ pub(super) async fn check(
         // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
         let mut context = item.context.clone();
         context.extend(actor.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // INVARIANT: on a consent_lookup route the consent facts are the authority's alone: they
+        // win over the request and the claims, and a call about no patient has none.
+        match consents.get(i) {
+            Some(Some(found)) => found.apply(&mut context),
+            Some(None) => consent::CONTEXT_KEYS.iter().for_each(|k| {
+                context.remove(*k);
+            }),
+            None => {}
+        }
         let input = DecisionInput {
             request_id: caller_request_id.map(str::to_string),
             domain: route.domain.clone(),
@@ -425,6 +424,38 @@ pub(super) async fn check(
         };
     }
     Checked::Permit { ids, made }
+}
+
+/// On a route with `consent_lookup`, the consent of every call about a patient (`None` for a call
+/// about none): the patient's Consent resources (cached) on the route's upstream or its consent
+/// service, evaluated for the call and the caller's credential. Empty on other routes.
+async fn look_up_consent(
+    snap: &ProxySnapshot,
+    route: &Route,
+    actor: &Actor,
+    classified: &classify::Classified,
+) -> Vec<Option<consent::Found>> {
+    let Some(lookup) = &route.consent else {
+        return Vec::new();
+    };
+    let caller = lookup.caller(actor);
+    let upstream = match lookup.service() {
+        Some(name) => snap.upstreams.get(name).map(|u| &**u),
+        None => Some(&*route.upstream),
+    };
+    let mut found = Vec::with_capacity(classified.items.len());
+    for item in &classified.items {
+        let patient = item.context.get("patient_id").and_then(|v| v.as_str());
+        found.push(match patient {
+            Some(patient) => Some(
+                lookup
+                    .decide(upstream, patient, &item.context, &caller)
+                    .await,
+            ),
+            None => None,
+        });
+    }
+    found
 }
 
 /// The first `tools/call` of the request that its route's tool pins refuse, with the reason.
