@@ -58,15 +58,6 @@ pub enum ConfigError {
         name: String,
         available: Vec<String>,
     },
-    /// A bundle carries no signature, and only signed bundles are accepted.
-    #[error("bundle is not signed; sign it with a control-plane key (kid) this node trusts")]
-    UnsignedBundle,
-    /// A bundle was signed with a key id this node does not trust.
-    #[error("bundle is signed with unknown key id {kid:?} (trusted: {})", trusted.join(", "))]
-    UnknownSigningKey { kid: String, trusted: Vec<String> },
-    /// The signature does not match the bundle's content: tampered, truncated or signed by another key.
-    #[error("bundle signature by key {kid:?} does not verify: {reason}")]
-    BadSignature { kid: String, reason: String },
 }
 
 impl ConfigError {

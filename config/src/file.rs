@@ -74,6 +74,10 @@ pub struct Config {
     pub limits: RequestLimits,
     #[serde(default)]
     pub telemetry: Telemetry,
+    /// The control-plane keys this node trusts and where it pulls bundles from (node-local: a
+    /// bundle never sets it).
+    #[serde(default)]
+    pub control_plane: Option<crate::sections::ControlPlaneSettings>,
     /// The file this configuration came from (for error messages); not part of the document.
     #[serde(skip)]
     pub source: String,
@@ -630,6 +634,9 @@ impl Config {
             resolve(ca);
         }
         self.policies.values_mut().for_each(resolve);
+        if let Some(cp) = self.control_plane.as_mut() {
+            cp.trusted_keys.iter_mut().for_each(resolve);
+        }
         self.domain_packs.iter_mut().for_each(resolve);
         if let Some(jwt) = self.identity.jwt.as_mut() {
             if let JwksSource::File(mut path) = jwt.jwks_source() {
@@ -959,6 +966,11 @@ impl Config {
         }
         for p in self.limits.problems() {
             err(p.field.to_owned(), p.reason);
+        }
+        if let Some(cp) = &self.control_plane {
+            for p in cp.problems() {
+                err(p.field.to_owned(), p.reason);
+            }
         }
     }
 

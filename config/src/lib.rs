@@ -46,7 +46,7 @@ pub use file::Config;
 pub use policy::{Condition, Effect, Mode, Op, PolicyDocument, Rule, TemplateUse};
 pub use sections::{ApiSettings, ApprovalSettings, LedgerSection, LedgerSettings, TokenSettings};
 
-pub use bundle::{Bundle, BundleSignature, VerifiedBundle, BUNDLE_FORMAT};
+pub use bundle::{BuildOptions, Bundle, BundleError, BundleSignature, Manifest, BUNDLE_FORMAT};
 pub use policy_load::{json_type_name, load_policy_file, parse_policy, policy_from_value};
 pub use policy_validate::{policy_errors, validate_policy};
 pub use template::instantiate_template;

@@ -234,6 +234,12 @@ impl Engine {
         self.service.store().replace(next)
     }
 
+    /// The policy snapshot last published, for a proxy snapshot to carry
+    /// ([`crate::server::ProxySnapshot::with_policies`]).
+    pub fn pin_policies(&self) -> Pinned {
+        Some(self.service.store().load_full())
+    }
+
     pub fn service(&self) -> &DecisionService {
         &self.service
     }

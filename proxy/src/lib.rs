@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod control;
 pub mod demo;
 pub mod enforce;
 pub mod engine;

@@ -64,8 +64,12 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
         Some(p) => Source::File(p.to_path_buf()),
         None => Source::Demo,
     };
-    let config = load(&source)?;
-    init_tracing(config.telemetry.log_format);
+    let local = load(&source)?;
+    init_tracing(local.telemetry.log_format);
+    // The node's file merged with the persisted bundle (when a control plane is configured), and
+    // whether to start closed: decided before anything serves.
+    let boot = crate::control::Runtime::boot(source, local)?;
+    let config = boot.config;
     let engine = Arc::new(Engine::from_config(&config)?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -83,22 +87,30 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
         EventType::PolicyLoaded,
         format!("{policies} policies loaded at start"),
     ))?;
-    if matches!(source, Source::Demo) {
-        tracing::info!(
-            "built-in demo: proxy http://{} (try: curl -s {}/mcp -H 'x-agent-id: act_ai_agent:demo' ...), admin http://{}",
-            config.listeners.proxy,
-            config.listeners.proxy,
-            config.listeners.admin
-        );
+    for (event, text) in boot.events {
+        rt.block_on(engine.record_event(event, text))?;
+    }
+    if let Some(reason) = &boot.closed {
+        tracing::warn!(%reason, "every request is refused until a bundle is loaded");
+    }
+    if config.policies.is_empty() && config.routes.is_empty() && boot.closed.is_none() {
+        tracing::warn!("no routes and no policies: every request is refused (unmatched)");
+    }
+    let runtime = boot.runtime;
+    let mut options = ServeOptions::with_engine(engine.clone());
+    options.closed = boot.closed;
+    if runtime.enabled() {
+        options.control = Some(Arc::new(crate::control::endpoints::Endpoints(
+            runtime.clone(),
+        )));
     }
     let for_watch = engine.clone();
-    crate::server::serve_with(
-        config.clone(),
-        ServeOptions::with_engine(engine.clone()),
-        move |state| {
-            spawn_watcher(source, config, for_watch, state);
-        },
-    )?;
+    let watched_config = config.clone();
+    crate::server::serve_with(config.clone(), options, move |state| {
+        runtime.attach(for_watch, state);
+        crate::control::pull::spawn(runtime.clone());
+        spawn_watcher(runtime, watched_config);
+    })?;
     if let Some(ledger) = engine.ledger() {
         if let Err(e) = rt.block_on(ledger.shutdown()) {
             tracing::warn!(error = %e, "ledger did not shut down cleanly");
@@ -107,19 +119,36 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Reloads `source` into `engine` and `state`: builds the policy snapshot and the proxy snapshot
-/// first, then swaps both. On any error nothing changes and the error says why.
+/// Reloads `source` into `engine` and `state` (a server without a control plane, as the tests
+/// run it): builds the policy snapshot and the proxy snapshot first, then swaps once. On any error
+/// nothing changes and the error says why.
 pub fn reload(source: &Source, engine: &Arc<Engine>, state: &ProxyState) -> anyhow::Result<Config> {
     let config = load(source)?;
+    swap_in(&config, None, engine, state)?;
+    tracing::info!("configuration and policies reloaded");
+    Ok(config)
+}
+
+/// Builds the policies and the proxy snapshot of `config` (closed with `closed`, if given), then
+/// publishes the policies and swaps the snapshot carrying them: requests read only the snapshot,
+/// so routes and policies change in one step.
+pub fn swap_in(
+    config: &Config,
+    closed: Option<String>,
+    engine: &Arc<Engine>,
+    state: &ProxyState,
+) -> anyhow::Result<()> {
     // INVARIANT: everything is built and validated before anything is swapped: a configuration
     // whose routes or identity do not build (a missing JWKS file) leaves the policies in force
     // too, so new policies never run with old routes.
-    let policies = engine.build_policies(&config)?;
-    let proxy = ProxySnapshot::build(&config, engine.clone())?;
-    let version = engine.publish_policies(policies);
-    state.swap(proxy);
-    tracing::info!(version, "configuration and policies reloaded");
-    Ok(config)
+    let policies = engine.build_policies(config)?;
+    let mut proxy = ProxySnapshot::build(config, engine.clone())?;
+    if let Some(reason) = closed {
+        proxy = proxy.closed_because(reason);
+    }
+    engine.publish_policies(policies);
+    state.swap(proxy.with_policies(engine.pin_policies()));
+    Ok(())
 }
 
 /// The files whose change triggers a reload, with their modification times.
@@ -138,7 +167,16 @@ fn watched(source: &Source, config: &Config) -> Vec<(PathBuf, Option<SystemTime>
         .collect()
 }
 
-fn spawn_watcher(source: Source, config: Config, engine: Arc<Engine>, state: Arc<ProxyState>) {
+/// The files of the node's own configuration to watch (a bundle's files never change in place).
+fn watched_local(source: &Source, fallback: &Config) -> Vec<(PathBuf, Option<SystemTime>)> {
+    match load(source) {
+        Ok(local) => watched(source, &local),
+        Err(_) => watched(source, fallback),
+    }
+}
+
+fn spawn_watcher(runtime: Arc<crate::control::Runtime>, config: Config) {
+    let source = runtime.source().clone();
     let spawned = std::thread::Builder::new().name("lexecon-reload".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -155,7 +193,7 @@ fn spawn_watcher(source: Source, config: Config, engine: Arc<Engine>, state: Arc
                     None
                 }
             };
-            let mut seen = watched(&source, &config);
+            let mut seen = watched_local(&source, &config);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 let by_signal = tokio::select! {
@@ -168,13 +206,11 @@ fn spawn_watcher(source: Source, config: Config, engine: Arc<Engine>, state: Arc
                         continue;
                     }
                 }
-                match reload(&source, &engine, &state) {
-                    Ok(config) => {
-                        seen = watched(&source, &config);
+                match runtime.reload_local() {
+                    Ok(()) => {
+                        seen = watched_local(&source, &config);
                         let why = if by_signal { "SIGHUP" } else { "file change" };
-                        if let Err(e) = engine.record_event(EventType::PolicyLoaded, format!("reloaded on {why}")).await {
-                            tracing::warn!(error = %e, "reload not recorded in the ledger");
-                        }
+                        runtime.record(EventType::PolicyLoaded, format!("reloaded on {why}")).await;
                     }
                     Err(e) => {
                         // Keep the old snapshot; do not retry the same broken files every second.

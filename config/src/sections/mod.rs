@@ -9,6 +9,7 @@
 //! or runs on the request path.
 
 pub mod api;
+pub mod control_plane;
 pub mod ledger;
 pub mod limits;
 pub mod tokens;
@@ -17,6 +18,7 @@ use lexecon_domains::{DomainError, DomainSettings};
 use serde::{Deserialize, Deserializer};
 
 pub use api::{ApiSettings, ApprovalSettings};
+pub use control_plane::ControlPlaneSettings;
 pub use ledger::{Durability, FieldRule, LedgerSection, LedgerSettings, WhenFull};
 pub use limits::RequestLimits;
 pub use tokens::{MintMode, TokenSettings};

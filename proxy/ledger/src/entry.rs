@@ -36,6 +36,9 @@ pub enum EventType {
     RequestRefused,
     /// A break-glass session of an actor started or ended (caller-declared emergency access).
     BreakGlass,
+    /// A policy bundle was refused (bad signature, older revision, invalid content): the snapshot
+    /// in force stayed. The reason names the bundle and why.
+    BundleRejected,
 }
 
 impl EventType {
@@ -50,6 +53,7 @@ impl EventType {
             EventType::Checkpoint => "checkpoint",
             EventType::RequestRefused => "request_refused",
             EventType::BreakGlass => "break_glass",
+            EventType::BundleRejected => "bundle_rejected",
         }
     }
 }

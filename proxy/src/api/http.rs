@@ -44,7 +44,7 @@ use crate::api::validate::{
     domain_not_supported, parse_approval_comment, parse_decision_request, parse_legacy_decide,
     FieldError, RequestError,
 };
-use crate::enforce::{self, Binding, Decided, EnforceError};
+use crate::enforce::{self, Binding, Decided, EnforceError, Pinned};
 use crate::engine::Engine;
 use crate::headers::AUDIENCE_HEADER;
 use crate::identity::{Actor, Identity, Source};
@@ -66,6 +66,15 @@ pub trait ProxyView: Send + Sync {
     fn identity(&self) -> &Identity;
     /// Every upstream by name, with whether its circuit breaker is open.
     fn breakers(&self) -> Vec<(&str, bool)>;
+    /// The policies of the snapshot in force: the decision API decides on the same snapshot as
+    /// the proxy (`None`: the engine's own, for a server without a proxy snapshot).
+    fn policies(&self) -> &Pinned {
+        &None
+    }
+    /// Why the sidecar refuses every request (no bundle loaded), if it does.
+    fn closed(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// One request as the listener read it.
@@ -186,10 +195,11 @@ impl DecisionApi {
             Endpoint::DomainDecision { .. } | Endpoint::LegacyDecisionRequest => {
                 let domain = endpoint.decision_domain().unwrap_or_default();
                 let parsed = parse_decision_request(domain, req.body)?;
-                self.check_decidable(domain)?;
+                self.check_decidable(proxy, domain)?;
                 let input = self.authorize(&caller, parsed.input)?;
                 let out = self
                     .decide(
+                        proxy,
                         input,
                         parsed.approval_id.as_deref(),
                         path_only,
@@ -206,11 +216,14 @@ impl DecisionApi {
             }
             Endpoint::LegacyDecide => {
                 let legacy = parse_legacy_decide(req.body)?;
-                self.check_decidable(crate::api::router::LEGACY_DOMAIN)?;
-                let input =
-                    self.authorize(&caller, self.resolve_legacy(legacy.to_decision_input()))?;
+                self.check_decidable(proxy, crate::api::router::LEGACY_DOMAIN)?;
+                let input = self.authorize(
+                    &caller,
+                    self.resolve_legacy(proxy, legacy.to_decision_input()),
+                )?;
                 let out = self
                     .decide(
+                        proxy,
                         input,
                         legacy.approval_id.as_deref(),
                         path_only,
@@ -227,7 +240,7 @@ impl DecisionApi {
                 Ok(json_response(http::StatusCode::OK, &body))
             }
             Endpoint::ListDomains => {
-                let snap = self.engine.snapshot();
+                let snap = self.policies(proxy);
                 let configs: Vec<&DomainConfig> = snap
                     .registry
                     .domains()
@@ -240,7 +253,7 @@ impl DecisionApi {
                 ))
             }
             Endpoint::DomainConfig { domain } => {
-                let snap = self.engine.snapshot();
+                let snap = self.policies(proxy);
                 let plugin = snap
                     .registry
                     .get(domain)
@@ -248,7 +261,7 @@ impl DecisionApi {
                 Ok(json_response(http::StatusCode::OK, plugin.config()))
             }
             Endpoint::PolicyTemplates { domain } => {
-                let snap = self.engine.snapshot();
+                let snap = self.policies(proxy);
                 let plugin = snap
                     .registry
                     .get(domain)
@@ -359,9 +372,18 @@ impl DecisionApi {
         }
     }
 
+    /// The policies in force: the proxy snapshot's (one swap for routes and policies), or the
+    /// engine's when the server has no proxy snapshot with policies.
+    fn policies(&self, proxy: &dyn ProxyView) -> Arc<lexecon_policy_cache::PolicySnapshot> {
+        match proxy.policies() {
+            Some(p) => p.clone(),
+            None => self.engine.snapshot(),
+        }
+    }
+
     /// 404 `Domain not supported` unless the snapshot has the domain's plugin and a policy for it.
-    fn check_decidable(&self, domain: &str) -> Result<(), ApiError> {
-        let snap = self.engine.snapshot();
+    fn check_decidable(&self, proxy: &dyn ProxyView, domain: &str) -> Result<(), ApiError> {
+        let snap = self.policies(proxy);
         if snap.registry.get(domain).is_some() && snap.policy(domain).is_some() {
             Ok(())
         } else {
@@ -373,8 +395,8 @@ impl DecisionApi {
     /// [`lexecon_domains::DomainRegistry::resolve_legacy`] does (`model` → `act_ai_agent:model`,
     /// `search` → `axn_search:search`), so typed policy rules match 1.x requests. Names the domain
     /// does not know are left for the engine to reject.
-    fn resolve_legacy(&self, mut input: DecisionInput) -> DecisionInput {
-        let snap = self.engine.snapshot();
+    fn resolve_legacy(&self, proxy: &dyn ProxyView, mut input: DecisionInput) -> DecisionInput {
+        let snap = self.policies(proxy);
         let Some(plugin) = snap.registry.get(&input.domain) else {
             return input;
         };
@@ -427,6 +449,7 @@ impl DecisionApi {
     /// bound to `POST path` and the decided call (domain, actor, action, resource, context).
     async fn decide(
         &self,
+        proxy: &dyn ProxyView,
         input: DecisionInput,
         approval: Option<&str>,
         path: &str,
@@ -441,7 +464,7 @@ impl DecisionApi {
             decision,
             context,
             approval_id,
-        } = enforce::decide(&*self.engine, &None, input, approval, binding)
+        } = enforce::decide(&*self.engine, proxy.policies(), input, approval, binding)
             .await
             .map_err(|f| failure_to_api(f, &domain))?;
         let recorded = self
@@ -465,9 +488,10 @@ impl DecisionApi {
     /// writer failed or its queue is full. Open upstream breakers are reported, not failed: the
     /// decision API still works without them.
     fn health(&self, proxy: &dyn ProxyView) -> http::Response<Vec<u8>> {
-        let snap = self.engine.snapshot();
+        let snap = self.policies(proxy);
         let loaded = snap.policies.len();
-        let policy_ok = loaded > 0;
+        let closed = proxy.closed();
+        let policy_ok = loaded > 0 && closed.is_none();
         let mut domains: Vec<&str> = snap.policies.keys().map(String::as_str).collect();
         domains.sort_unstable();
         let policy = json!({
@@ -475,7 +499,7 @@ impl DecisionApi {
             "loaded": loaded,
             "version": snap.version,
             "domains": domains,
-            "error": (!policy_ok).then_some("no policy loaded"),
+            "error": closed.or((loaded == 0).then_some("no policy loaded")),
         });
         let (ledger_ok, ledger) = match self.engine.ledger() {
             None => (true, json!({"status": "disabled"})),

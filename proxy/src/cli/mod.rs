@@ -1,6 +1,7 @@
 //! The `lexecon` command line: parsing (clap) and one function per subcommand. Each prints its
 //! result to stdout and returns the process exit code; errors surface as one clear line.
 
+pub mod bundle;
 pub mod ledger;
 pub mod token;
 pub mod tools;
@@ -46,6 +47,9 @@ pub enum Command {
     /// MCP tool pinning: list and approve the pinned tool definitions of a pin file.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Control plane: build, sign, inspect, verify and push policy bundles.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +132,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Keys(cmd) => token::run_keys(cmd, out),
         Command::Token(cmd) => token::run_token(cmd, out),
         Command::Tools(cmd) => tools::run(cmd, out),
+        Command::Bundle(cmd) => bundle::run(cmd, out),
     }
 }
 

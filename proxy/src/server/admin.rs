@@ -19,20 +19,40 @@ use crate::api::validate::{check_body_len, FieldError, RequestError, MAX_BODY_BY
 use crate::server::state::ProxyState;
 use lexecon_ledger::LedgerHandle;
 
+/// The control plane's endpoints (`/admin/v1/…`: bundle push, refresh, status), served on this
+/// listener by whoever composes the server (`crate::control`); they read their own bodies.
+#[async_trait]
+pub trait ControlEndpoints: Send + Sync {
+    async fn handle(&self, session: &mut ServerSession) -> http::Response<Vec<u8>>;
+}
+
+/// The path prefix [`ControlEndpoints`] answer under.
+pub const CONTROL_PREFIX: &str = "/admin/v1/";
+
 /// The admin app.
 pub struct Admin {
     state: Arc<ProxyState>,
     api: Option<Arc<DecisionApi>>,
+    control: Option<Arc<dyn ControlEndpoints>>,
 }
 
 impl Admin {
-    /// The admin app; `api` serves the decision API when the server has an engine.
-    pub fn new(state: Arc<ProxyState>, api: Option<Arc<DecisionApi>>) -> Self {
-        Self { state, api }
+    /// The admin app; `api` serves the decision API when the server has an engine, `control` the
+    /// control plane's endpoints when one is configured.
+    pub fn new(
+        state: Arc<ProxyState>,
+        api: Option<Arc<DecisionApi>>,
+        control: Option<Arc<dyn ControlEndpoints>>,
+    ) -> Self {
+        Self {
+            state,
+            api,
+            control,
+        }
     }
 }
 
-fn response(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
+pub fn response(status: u16, content_type: &str, body: Vec<u8>) -> http::Response<Vec<u8>> {
     let mut resp = http::Response::new(Vec::new());
     *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     let headers = resp.headers_mut();
@@ -105,6 +125,11 @@ impl ServeHttp for Admin {
                 "text/plain; version=0.0.4",
                 self.state.metrics.render(ledger.as_ref()),
             );
+        }
+        if let Some(control) = &self.control {
+            if session.req_header().uri.path().starts_with(CONTROL_PREFIX) {
+                return control.handle(session).await;
+            }
         }
         let Some(api) = &self.api else {
             return self.without_engine(session);

@@ -301,13 +301,9 @@ pub(super) async fn check(
         }
     }
     let consents = look_up_consent(snap, route, actor, &classified).await;
-    // INVARIANT: every call of the request is decided on one policy snapshot. A single call loads
-    // the snapshot once anyway, so only a batch pins (no Arc clone per ordinary request).
-    let pinned = if classified.items.len() > 1 {
-        snap.decider.pin()
-    } else {
-        None
-    };
+    // INVARIANT: every call of the request is decided on the policies of the snapshot the request
+    // loaded: routes and policies are swapped together, and a batch never straddles two versions.
+    let pinned = &snap.policies;
     let mut ids: Option<String> = None;
     let mut made = Vec::with_capacity(classified.items.len());
     let binding = approval_binding(route, req, body);
@@ -343,7 +339,7 @@ pub(super) async fn check(
             });
         let decided = match enforce::decide_held(
             &*snap.decider,
-            &pinned,
+            pinned,
             input,
             approval,
             binding,

@@ -99,6 +99,14 @@ impl Metrics {
         })
     }
 
+    /// Adds metrics kept by another part of the server (the control plane's) to the exposition.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// Counts one finished request.
     pub fn observe(&self, route: &str, outcome: Outcome, seconds: f64) {
         self.requests

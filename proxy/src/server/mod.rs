@@ -76,6 +76,11 @@ pub struct ServeOptions {
     /// The full engine, when there is one: the admin listener serves the decision API, the
     /// approvals and the JWKS from it.
     pub engine: Option<Arc<crate::engine::Engine>>,
+    /// Refuse every request from the start, with this reason (a control plane is configured and
+    /// no bundle is loaded yet).
+    pub closed: Option<String>,
+    /// The control plane's endpoints on the admin listener (`/admin/v1/…`).
+    pub control: Option<Arc<dyn admin::ControlEndpoints>>,
 }
 
 impl ServeOptions {
@@ -84,6 +89,8 @@ impl ServeOptions {
         Self {
             decider,
             engine: None,
+            closed: None,
+            control: None,
         }
     }
 
@@ -92,6 +99,8 @@ impl ServeOptions {
         Self {
             decider: engine.clone(),
             engine: Some(engine),
+            closed: None,
+            control: None,
         }
     }
 }
@@ -136,7 +145,10 @@ fn listeners(config: &Config) -> Vec<(SocketAddr, &'static str)> {
 
 /// Builds the pingora server and the shared state.
 fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>), SetupError> {
-    let snapshot = ProxySnapshot::build(config, opts.decider)?;
+    let mut snapshot = ProxySnapshot::build(config, opts.decider)?;
+    if let Some(reason) = opts.closed {
+        snapshot = snapshot.closed_because(reason);
+    }
     let state = Arc::new(ProxyState::new(snapshot)?);
 
     let conf = ServerConf {
@@ -188,7 +200,7 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
         .map(|engine| Arc::new(crate::api::http::DecisionApi::new(engine)));
     let mut admin = Service::new(
         "lexecon admin".to_string(),
-        admin::Admin::new(state.clone(), api),
+        admin::Admin::new(state.clone(), api, opts.control),
     );
     admin.add_listener(listener(config.listeners.admin));
     // The decision API answers on this listener: give it the proxy's threads when it is served.

@@ -112,6 +112,17 @@ impl ProxyHttp for LexeconProxy {
         // INVARIANT: one snapshot per request; everything below uses `snap`.
         let snap = self.state.load();
         ctx.snapshot = Some(snap.clone());
+        // INVARIANT: a sidecar with nothing it may enforce (no bundle yet) refuses everything.
+        if let Some(reason) = &snap.closed {
+            ctx.outcome = Outcome::DecideError;
+            let a = answer::refusal(
+                Refusal::DecideFailed(503),
+                reason,
+                &request_id(session),
+                None,
+            );
+            return send(session, a, &[], true).await;
+        }
 
         let req = session.req_header();
         let host_header = req

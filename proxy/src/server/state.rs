@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use lexecon_config::file::{Config, EnforceMode, JwksSource, Unmatched, DEFAULT_UPSTREAM};
 
-use crate::enforce::DecisionPoint;
+use crate::enforce::{DecisionPoint, Pinned};
 use crate::identity::{Identity, JwtVerifier, KeySet, LocalIssuer};
 use crate::limit::DEFAULT_MAX_KEYS;
 use crate::server::metrics::Metrics;
@@ -28,6 +28,12 @@ pub struct ProxySnapshot {
     pub mode: EnforceMode,
     /// Header block limits (431) and the body read deadline (408).
     pub limits: Limits,
+    /// The policies every request of this snapshot is decided on: routes and policies are swapped
+    /// together, in one store (`None`: the decider's own, for a decider without a policy store).
+    pub policies: Pinned,
+    /// Why every request is refused (503), when the sidecar has nothing it may enforce: a control
+    /// plane is configured and no bundle was ever loaded. `/health` says the same.
+    pub closed: Option<String>,
 }
 
 /// The request limits of `limits:`, in the units the request path compares.
@@ -65,6 +71,14 @@ impl crate::api::http::ProxyView for ProxySnapshot {
         &self.identity
     }
 
+    fn policies(&self) -> &Pinned {
+        &self.policies
+    }
+
+    fn closed(&self) -> Option<&str> {
+        self.closed.as_deref()
+    }
+
     fn breakers(&self) -> Vec<(&str, bool)> {
         self.upstreams
             .iter()
@@ -74,6 +88,18 @@ impl crate::api::http::ProxyView for ProxySnapshot {
 }
 
 impl ProxySnapshot {
+    /// This snapshot deciding on `policies` (built and published together with it).
+    pub fn with_policies(mut self, policies: Pinned) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// This snapshot refusing every request with `reason` (503), e.g. no bundle loaded yet.
+    pub fn closed_because(mut self, reason: impl Into<String>) -> Self {
+        self.closed = Some(reason.into());
+        self
+    }
+
     /// Builds a snapshot from a validated configuration. Blocking (DNS, JWKS file or URL): call at
     /// start-up or on reload, never on the request path.
     pub fn build(
@@ -116,9 +142,11 @@ impl ProxySnapshot {
             upstreams,
             unmatched: config.unmatched,
             identity,
-            decider,
             mode: config.mode,
             limits: Limits::of(&config.limits),
+            policies: decider.pin(),
+            closed: None,
+            decider,
         })
     }
 }

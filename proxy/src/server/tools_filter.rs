@@ -216,7 +216,12 @@ impl ToolsFilter {
             context,
             at: None,
         };
-        match self.snap.decider.decide(input) {
+        match self
+            .snap
+            .decider
+            .decide_pinned(input, &self.snap.policies)
+            .0
+        {
             Ok(d) => d.decision != Verdict::Deny,
             Err(failure) => {
                 tracing::warn!(tool, error = %failure, "tools/list: tool hidden, its decision failed");
