@@ -175,6 +175,7 @@ fn input_with_order_value(order_value: u64) -> DecisionInput {
         .cloned()
         .unwrap_or_default(),
         at: None,
+        provenance: Default::default(),
     }
 }
 
@@ -187,6 +188,7 @@ fn to_request(i: DecisionInput) -> Request {
             .resource
             .map(|r| lexecon_domains::EntityRef::parse(r).expect("resource")),
         context: i.context,
+        provenance: Default::default(),
         time: jiff::Timestamp::now(),
     }
 }
@@ -284,6 +286,7 @@ fn benches(c: &mut Criterion) {
                 .resource
                 .map(|r| lexecon_domains::EntityRef::parse(r).expect("resource")),
             context: i.context,
+            provenance: Default::default(),
             time: jiff::Timestamp::now(),
         };
         group.bench_function(format!("rules_{n}"), |b| {

@@ -19,7 +19,7 @@
 //! form and version hash. Parsing with located errors is in [`crate::policy_load`], validation in
 //! [`crate::policy_validate`]; nothing here evaluates a rule.
 
-use lexecon_domains::DomainId;
+use lexecon_domains::{DomainId, Provenance};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -129,12 +129,16 @@ impl RequestField {
     }
 }
 
-/// What a condition's `field` names: a [`RequestField`] or a key path into the request context.
+/// What a condition's `field` names: a [`RequestField`], a key path into the request context, or
+/// the provenance of a context key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionField<'a> {
     Request(RequestField),
     /// `context.order.value` as `order.value`: one or more non-empty keys joined by `.`.
     Context(&'a str),
+    /// `provenance.patient_consent` as `patient_consent`: where the top-level context key comes
+    /// from, one of [`Provenance`] as a string (`request`, `credential`, `authority`, `plugin`).
+    Provenance(&'a str),
 }
 
 impl<'a> ConditionField<'a> {
@@ -146,6 +150,10 @@ impl<'a> ConditionField<'a> {
                 .all(|key| !key.is_empty())
                 .then_some(ConditionField::Context(keys));
         }
+        if let Some(key) = path.strip_prefix("provenance.") {
+            return (!key.is_empty() && !key.contains('.'))
+                .then_some(ConditionField::Provenance(key));
+        }
         RequestField::from_path(path).map(ConditionField::Request)
     }
 
@@ -153,9 +161,52 @@ impl<'a> ConditionField<'a> {
     pub fn unknown(path: &str) -> String {
         let fields: Vec<&str> = RequestField::ALL.iter().map(|f| f.path()).collect();
         format!(
-            "unknown field {path:?}: expected one of {}, context.<key>[.<key>…]",
+            "unknown field {path:?}: expected one of {}, context.<key>[.<key>…], provenance.<key>",
             fields.join(", ")
         )
+    }
+
+    /// What is wrong with comparing a provenance with `op` and `value`, as (the part at fault,
+    /// why): it compares with `eq`, `ne`, `in`, `not_in` (against provenance names) or `exists`.
+    /// `None` for any other field.
+    pub fn provenance_problem(
+        &self,
+        op: Op,
+        value: Option<&serde_json::Value>,
+    ) -> Option<(&'static str, String)> {
+        let ConditionField::Provenance(_) = self else {
+            return None;
+        };
+        let names = || {
+            Provenance::ALL
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let check = |v: &serde_json::Value| match v.as_str() {
+            Some(name) if Provenance::parse(name).is_some() => None,
+            _ => Some((
+                "value",
+                format!("{v} is not a provenance: expected one of {}", names()),
+            )),
+        };
+        match (op, value) {
+            (Op::Exists, _) => None,
+            (Op::Eq | Op::Ne, Some(v)) => check(v),
+            (Op::In | Op::NotIn, Some(serde_json::Value::Array(items))) => {
+                items.iter().find_map(check)
+            }
+            // A missing value or a non-list for in/not_in: the operator's own check says so.
+            (Op::Eq | Op::Ne | Op::In | Op::NotIn, _) => None,
+            _ => Some((
+                "op",
+                format!(
+                    "a provenance compares with eq, ne, in, not_in or exists, not {}",
+                    op.as_str()
+                ),
+            )),
+        }
     }
 }
 
@@ -285,12 +336,19 @@ mod tests {
             ConditionField::parse("context.order.value"),
             Some(ConditionField::Context("order.value"))
         );
+        assert_eq!(
+            ConditionField::parse("provenance.patient_consent"),
+            Some(ConditionField::Provenance("patient_consent"))
+        );
         for bad in [
             "context.",
             "context.a..b",
             "context.a.",
             "context",
             "ctx.a",
+            "provenance",
+            "provenance.",
+            "provenance.a.b",
             "actor.kind",
             "",
         ] {
@@ -300,7 +358,7 @@ mod tests {
             ConditionField::unknown("x"),
             "unknown field \"x\": expected one of actor, actor.type, actor.instance, action, \
              action.type, action.instance, resource, resource.type, resource.instance, domain, \
-             context.<key>[.<key>…]"
+             context.<key>[.<key>…], provenance.<key>"
         );
     }
 

@@ -236,8 +236,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn check_condition(v: &mut Validator<'_>, at: &str, cond: &Condition) {
-    if ConditionField::parse(&cond.field).is_none() {
-        v.push(format!("{at}.field"), ConditionField::unknown(&cond.field));
+    match ConditionField::parse(&cond.field) {
+        None => v.push(format!("{at}.field"), ConditionField::unknown(&cond.field)),
+        Some(field) => {
+            if let Some((part, reason)) = field.provenance_problem(cond.op, cond.value.as_ref()) {
+                v.push(format!("{at}.{part}"), reason);
+            }
+        }
     }
     let value_path = format!("{at}.value");
     let op = cond.op.as_str();
@@ -536,6 +541,53 @@ rules:
         let got = paths(validate_policy("p.yaml", &doc, None).unwrap_err());
         assert_eq!(got[0].0, "rules[0].when[0].value");
         assert!(got[0].1.contains("size limit"), "{}", got[0].1);
+    }
+
+    #[test]
+    fn a_provenance_condition_names_a_provenance_and_compares_by_equality() {
+        let doc = parse_policy(
+            "p.yaml",
+            r#"
+id: x
+domain: healthcare
+rules:
+  - id: looked-up
+    effect: permit
+    when:
+      - {field: provenance.patient_consent, op: eq, value: authority}
+      - {field: provenance.fhir_user, op: in, value: [credential, authority]}
+      - {field: provenance.args, op: exists, value: false}
+  - id: typo
+    effect: forbid
+    when:
+      - {field: provenance.patient_consent, op: ne, value: authorty}
+      - {field: provenance.x, op: not_in, value: [request, 7]}
+      - {field: provenance.x, op: matches, value: "auth.*"}
+      - {field: provenance.a.b, op: eq, value: request}
+"#,
+        )
+        .unwrap();
+        let got = paths(validate_policy("p.yaml", &doc, None).unwrap_err());
+        let at: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            at,
+            [
+                "rules[1].when[0].value",
+                "rules[1].when[1].value",
+                "rules[1].when[2].op",
+                "rules[1].when[3].field"
+            ],
+            "{got:?}"
+        );
+        assert_eq!(
+            got[0].1,
+            "\"authorty\" is not a provenance: expected one of request, credential, authority, plugin"
+        );
+        assert!(
+            got[2].1.contains("eq, ne, in, not_in or exists"),
+            "{}",
+            got[2].1
+        );
     }
 
     #[test]

@@ -368,6 +368,7 @@ mod tests {
             action: EntityRef::parse(action).unwrap(),
             resource: None,
             context: Default::default(),
+            provenance: Default::default(),
             time: jiff::Timestamp::UNIX_EPOCH,
         }
     }

@@ -664,6 +664,7 @@ mod tests {
             action: EntityRef::parse(PLACE_ORDER).unwrap(),
             resource: Some(EntityRef::parse("res_security:AAPL").unwrap()),
             context: context.as_object().cloned().unwrap(),
+            provenance: Default::default(),
             time: at.parse().unwrap(),
         }
     }

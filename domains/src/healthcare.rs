@@ -411,6 +411,7 @@ mod tests {
             action: EntityRef::parse(action).unwrap(),
             resource: resource.map(|r| EntityRef::parse(r).unwrap()),
             context: context.as_object().cloned().unwrap(),
+            provenance: Default::default(),
             time: jiff::Timestamp::UNIX_EPOCH,
         }
     }

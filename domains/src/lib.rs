@@ -17,6 +17,7 @@
 //!     action: EntityRef::parse("axn_delete_data")?,
 //!     resource: Some(EntityRef::parse("res_database:crm")?),
 //!     context: Default::default(),
+//!     provenance: Default::default(),
 //!     time: "2026-11-24T15:00:00Z".parse()?,
 //! };
 //! let types = registry.resolve_types(&request)?;
@@ -59,5 +60,5 @@ pub use outcome::{
 pub use plugin::DomainPlugin;
 pub use registry::is_builtin_domain_name;
 pub use registry::{DomainRegistry, ResolvedTypes, TypeIndex};
-pub use request::Request;
+pub use request::{Provenance, Provenances, Request};
 pub use settings::{DomainSettings, FinanceSettings, HealthcareSettings, VenueSettings};

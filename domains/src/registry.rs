@@ -278,6 +278,7 @@ mod tests {
             action: EntityRef::parse(action).unwrap(),
             resource: resource.map(|r| EntityRef::parse(r).unwrap()),
             context: Default::default(),
+            provenance: Default::default(),
             time: jiff::Timestamp::UNIX_EPOCH,
         }
     }

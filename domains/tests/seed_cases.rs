@@ -26,6 +26,7 @@ fn request(
         resource: Some(EntityRef::parse(resource).unwrap()),
         context: ctx.as_object().cloned().unwrap(),
         // Tuesday 2026-11-24, 10:00 New York.
+        provenance: Default::default(),
         time: "2026-11-24T15:00:00Z".parse().unwrap(),
     }
 }

@@ -1,6 +1,6 @@
 //! The decision cache: a bounded `moka` cache of policy evaluations keyed by the snapshot version, the domain, the actor, action and
 //! resource references and the values of exactly the context fields the policy (with its template
-//! data rules) reads. The key is an exact, self-delimiting binary encoding of those inputs (not a
+//! data rules) reads, and the provenance of the context keys its conditions ask it of. The key is an exact, self-delimiting binary encoding of those inputs (not a
 //! lossy hash; the cache compares whole keys), so two requests share an entry only when the policy
 //! cannot tell them apart. A new snapshot changes the version, so entries of an older snapshot are
 //! never served.
@@ -23,7 +23,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lexecon_domains::{EntityRef, Request};
+use lexecon_domains::{EntityRef, Provenance, Request};
 use serde_json::Value;
 
 use crate::compile::CompiledPolicy;
@@ -142,6 +142,14 @@ fn encode_key(out: &mut Vec<u8>, version: u64, policy: &CompiledPolicy, request:
             }
         },
     );
+    // The provenance of each key a condition asks it of: 0 for a missing key, else 1 + its index.
+    for key in &policy.provenance_fields {
+        let tag = request
+            .provenance_of(key)
+            .and_then(|p| Provenance::ALL.iter().position(|q| *q == p))
+            .map_or(0, |i| i as u8 + 1);
+        out.push(tag);
+    }
 }
 
 impl CacheKey {
@@ -312,6 +320,42 @@ mod tests {
             "id: p\ndomain: trading\nrules:\n  - id: r\n    effect: permit\n    when: [{field: context.order.value, op: le, value: 5}]\n",
         );
         CompiledPolicy::compile(&doc, plugin().as_ref()).unwrap()
+    }
+
+    #[test]
+    fn key_distinguishes_the_provenance_a_policy_reads_and_ignores_the_rest() {
+        let doc = yaml_policy(
+            "id: p\ndomain: trading\nrules:\n  - id: r\n    effect: permit\n    when: [{field: provenance.v, op: eq, value: authority}]\n",
+        );
+        let p = CompiledPolicy::compile(&doc, plugin().as_ref()).unwrap();
+        assert!(p.reads_provenance());
+        let labelled = |v: Option<Provenance>, w: Option<Provenance>| {
+            let mut r = request(
+                "act_trading_algo:a",
+                "axn_place_order",
+                None,
+                json!({"v": 1, "w": 2}),
+            );
+            r.provenance.extend(v.map(|v| ("v".to_owned(), v)));
+            r.provenance.extend(w.map(|w| ("w".to_owned(), w)));
+            CacheKey::new(1, &p, &r)
+        };
+        let authority = labelled(Some(Provenance::Authority), None);
+        assert_ne!(authority, labelled(None, None));
+        assert_ne!(authority, labelled(Some(Provenance::Credential), None));
+        // Unlabelled is the request's: the same key as labelled `request`.
+        assert_eq!(
+            labelled(None, None),
+            labelled(Some(Provenance::Request), None)
+        );
+        assert_eq!(
+            authority,
+            labelled(Some(Provenance::Authority), Some(Provenance::Authority))
+        );
+        // A missing key has no provenance, unlike a present unlabelled one.
+        let missing = request("act_trading_algo:a", "axn_place_order", None, json!({}));
+        assert_ne!(CacheKey::new(1, &p, &missing), labelled(None, None));
+        assert!(!policy().reads_provenance());
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct CompiledPolicy {
     pub(crate) types: TypeIndex,
     /// Context paths (`["order", "value"]`) any condition reads, sorted and deduplicated.
     pub(crate) context_fields: Vec<Box<[String]>>,
+    /// Context keys whose provenance any condition reads (`provenance.<key>`), sorted.
+    pub(crate) provenance_fields: Vec<Box<str>>,
 }
 
 fn effect_name(effect: Effect) -> &'static str {
@@ -92,6 +94,7 @@ struct Compiler<'a> {
     rules: Vec<CompiledRule>,
     ids: BTreeSet<String>,
     context_fields: BTreeSet<Box<[String]>>,
+    provenance_fields: BTreeSet<Box<str>>,
     regexes: HashMap<String, regex::Regex>,
 }
 
@@ -134,8 +137,14 @@ impl Compiler<'_> {
         for (i, c) in rule.when.iter().enumerate() {
             match CompiledCondition::compile(c, &mut self.regexes) {
                 Ok(c) => {
-                    if let Field::Context(path) = &c.field {
-                        self.context_fields.insert(path.clone());
+                    match &c.field {
+                        Field::Context(path) => {
+                            self.context_fields.insert(path.clone());
+                        }
+                        Field::Provenance(key) => {
+                            self.provenance_fields.insert(key.clone());
+                        }
+                        _ => {}
                     }
                     when.push(c);
                 }
@@ -181,6 +190,7 @@ impl CompiledPolicy {
             rules: Vec::with_capacity(doc.rules.len()),
             ids: BTreeSet::new(),
             context_fields: BTreeSet::new(),
+            provenance_fields: BTreeSet::new(),
             regexes: HashMap::new(),
         };
         for rule in &doc.rules {
@@ -290,6 +300,7 @@ impl CompiledPolicy {
             compliance: ComplianceTable::of(plugin),
             types: TypeIndex::of(plugin.config()),
             context_fields,
+            provenance_fields: c.provenance_fields.into_iter().collect(),
         })
     }
 
@@ -333,6 +344,11 @@ impl CompiledPolicy {
     /// Whether any enabled template's check keeps state or reads the time.
     pub fn has_stateful_template(&self) -> bool {
         self.templates.iter().any(|t| t.stateful)
+    }
+
+    /// Whether a condition reads the provenance of a context key (`provenance.<key>`).
+    pub fn reads_provenance(&self) -> bool {
+        !self.provenance_fields.is_empty()
     }
 
     /// The context fields conditions read, as dotted paths (`order.value`).

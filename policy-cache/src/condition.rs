@@ -31,6 +31,8 @@ pub(crate) enum Field {
     ResourceInstance,
     /// `context.a.b` as `["a", "b"]`.
     Context(Box<[String]>),
+    /// `provenance.a`: where the top-level context key `a` comes from.
+    Provenance(Box<str>),
 }
 
 impl Field {
@@ -52,6 +54,7 @@ impl Field {
             Some(ConditionField::Context(keys)) => {
                 Field::Context(keys.split('.').map(str::to_owned).collect())
             }
+            Some(ConditionField::Provenance(key)) => Field::Provenance(key.into()),
             None => return Err(ConditionField::unknown(path)),
         })
     }
@@ -149,6 +152,9 @@ pub(crate) fn resolve<'a>(field: &Field, request: &'a Request) -> Option<FieldVa
             .and_then(EntityRef::instance)
             .map(FieldValue::Str),
         Field::Context(path) => context_value(&request.context, path).map(FieldValue::Json),
+        Field::Provenance(key) => request
+            .provenance_of(key)
+            .map(|p| FieldValue::Str(p.as_str())),
     }
 }
 
@@ -385,6 +391,11 @@ impl CompiledCondition {
         regexes: &mut HashMap<String, Regex>,
     ) -> Result<Self, (&'static str, String)> {
         let field = Field::parse(&c.field).map_err(|e| ("field", e))?;
+        if let Some(problem) = ConditionField::parse(&c.field)
+            .and_then(|f| f.provenance_problem(c.op, c.value.as_ref()))
+        {
+            return Err(problem);
+        }
         let op_name = match c.op {
             Op::Eq => "eq",
             Op::Ne => "ne",
@@ -564,6 +575,7 @@ mod tests {
             action: EntityRef::parse("axn_place_order").unwrap(),
             resource: Some(EntityRef::parse("res_security:AAPL").unwrap()),
             context: context.as_object().unwrap().clone(),
+            provenance: Default::default(),
             time: jiff::Timestamp::UNIX_EPOCH,
         }
     }
@@ -579,6 +591,43 @@ mod tests {
 
     fn holds(field: &str, op: &str, value: Value, ctx: Value) -> bool {
         cond(field, op, Some(value)).holds(&request(ctx))
+    }
+
+    #[test]
+    fn a_provenance_condition_reads_where_a_key_comes_from() {
+        use lexecon_domains::Provenance;
+        let mut r = request(json!({"patient_consent": true, "said": 1}));
+        r.provenance
+            .insert("patient_consent".into(), Provenance::Authority);
+        let looked_up = cond("provenance.patient_consent", "eq", Some(json!("authority")));
+        assert!(looked_up.holds(&r));
+        // An unlabelled key is the request's; a missing key has no provenance at all.
+        assert!(cond("provenance.said", "eq", Some(json!("request"))).holds(&r));
+        assert!(!cond("provenance.gone", "ne", Some(json!("authority"))).holds(&r));
+        assert!(cond("provenance.gone", "exists", Some(json!(false))).holds(&r));
+        assert!(cond(
+            "provenance.patient_consent",
+            "in",
+            Some(json!(["authority", "credential"]))
+        )
+        .holds(&r));
+        r.provenance
+            .insert("patient_consent".into(), Provenance::Request);
+        assert!(!looked_up.holds(&r));
+        // A value that names no provenance, or an ordering, does not compile.
+        for (op, value) in [
+            ("eq", json!("authorty")),
+            ("gt", json!("a")),
+            ("in", json!([1])),
+        ] {
+            let c: Condition =
+                serde_json::from_value(json!({"field": "provenance.x", "op": op, "value": value}))
+                    .unwrap();
+            assert!(
+                CompiledCondition::compile(&c, &mut HashMap::new()).is_err(),
+                "{op} {value}"
+            );
+        }
     }
 
     #[test]

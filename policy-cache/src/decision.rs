@@ -145,6 +145,11 @@ pub struct DecisionInput {
     /// Decision time; `None` means now.
     #[serde(default)]
     pub at: Option<jiff::Timestamp>,
+    /// Where the context's facts come from, by top-level key (a key not listed is the request's).
+    /// Set by the code that gathered them, never read from or written to a serialized input: a
+    /// caller cannot claim a provenance for what it sends.
+    #[serde(skip)]
+    pub provenance: lexecon_domains::Provenances,
 }
 
 /// The rule (or default) that decided, and why.

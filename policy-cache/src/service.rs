@@ -10,7 +10,7 @@ use std::sync::Arc;
 use lexecon_config::Mode;
 use lexecon_domains::{
     ActionType, DecisionOutcome, DomainId, DomainPlugin, EntityRef, Finding, FindingEffect,
-    Request, ResolvedTypes, RiskLevel, Verdict,
+    Provenance, Request, ResolvedTypes, RiskLevel, Verdict,
 };
 
 use crate::cache::DecisionCache;
@@ -142,6 +142,15 @@ fn combine(eval: &Evaluation, findings: &[Finding]) -> Combined {
     }
 }
 
+/// Labels every context key that has no provenance yet with `provenance`.
+fn label_unlabelled(request: &mut Request, provenance: Provenance) {
+    for key in request.context.keys() {
+        if !request.provenance.contains_key(key) {
+            request.provenance.insert(key.clone(), provenance);
+        }
+    }
+}
+
 impl DecisionService {
     pub fn new(store: Arc<PolicyStore>, config: ServiceConfig) -> Self {
         Self {
@@ -194,6 +203,7 @@ impl DecisionService {
             resource,
             context,
             at,
+            provenance,
         } = input;
         let Some(plugin) = snapshot.registry.get(&domain) else {
             return (Err(DecideError::UnknownDomain { domain }), context);
@@ -225,6 +235,7 @@ impl DecisionService {
             action,
             resource,
             context,
+            provenance,
             time: at.unwrap_or(now),
         };
         let resolved_action =
@@ -233,7 +244,16 @@ impl DecisionService {
                 Err(e) => return (Err(DecideError::UnknownType(e)), request.context),
             };
 
+        // A policy that asks where a fact comes from is told `plugin` for the keys `enrich` adds.
+        // (Only then are the request's own keys labelled, so that the others stand out.)
+        let reads_provenance = policy.reads_provenance();
+        if reads_provenance {
+            label_unlabelled(&mut request, Provenance::Request);
+        }
         plugin.enrich(&mut request);
+        if reads_provenance {
+            label_unlabelled(&mut request, Provenance::Plugin);
+        }
         let mut findings = plugin.validate(&request);
 
         let cache = self.cache.as_ref().filter(|_| {
@@ -410,6 +430,58 @@ rules:
 
     fn service(yaml: &str) -> DecisionService {
         service_with(plugin(), yaml, 1000)
+    }
+
+    const PROVENANCE: &str = r#"
+id: provenance
+domain: trading
+rules:
+  - id: looked-up-limit
+    effect: permit
+    action: axn_place_order
+    when:
+      - {field: provenance.limit, op: eq, value: authority}
+      - {field: context.order_value, op: le, value: {limit}}
+  - id: derived-value
+    effect: permit
+    action: axn_cancel_order
+    when: [{field: provenance.order_value, op: eq, value: plugin}]
+"#;
+
+    #[test]
+    fn a_policy_requiring_a_provenance_decides_on_where_each_fact_came_from() {
+        let svc = service(&PROVENANCE.replace("{limit}", "100"));
+        for cached in [false, true] {
+            let mut looked_up = input(ALGO, ORDER, AAPL, json!({"order_value": 50, "limit": 1}));
+            looked_up
+                .provenance
+                .insert("limit".into(), Provenance::Authority);
+            let d = svc.decide(looked_up).unwrap();
+            assert_eq!(d.decision, Verdict::Permit);
+            assert_eq!(d.explanation.cached, cached);
+            // The same facts, asserted by the caller (or its credential): not the authority's.
+            let said = input(ALGO, ORDER, AAPL, json!({"order_value": 50, "limit": 1}));
+            assert_eq!(svc.decide(said).unwrap().decision, Verdict::Deny);
+            let mut claimed = input(ALGO, ORDER, AAPL, json!({"order_value": 50, "limit": 1}));
+            claimed
+                .provenance
+                .insert("limit".into(), Provenance::Credential);
+            assert_eq!(svc.decide(claimed).unwrap().decision, Verdict::Deny);
+        }
+        // A key the plugin's enrich adds is the plugin's; the same key sent is the request's.
+        let cancel = "axn_cancel_order";
+        let derived = input(ALGO, cancel, AAPL, json!({"quantity": 2, "price": 3}));
+        assert_eq!(svc.decide(derived).unwrap().decision, Verdict::Permit);
+        let sent = input(ALGO, cancel, AAPL, json!({"order_value": 6}));
+        assert_eq!(svc.decide(sent).unwrap().decision, Verdict::Deny);
+        // A caller cannot put a provenance into a serialized input.
+        let forged: DecisionInput = serde_json::from_value(json!({
+            "domain": "trading", "actor": ALGO, "action": ORDER, "resource": AAPL,
+            "context": {"order_value": 50, "limit": 1}, "provenance": {"limit": "authority"}
+        }))
+        .unwrap();
+        assert!(forged.provenance.is_empty());
+        assert_eq!(svc.decide(forged).unwrap().decision, Verdict::Deny);
     }
 
     #[test]

@@ -176,6 +176,7 @@ pub(crate) fn input(
         resource: resource.map(str::to_owned),
         context: ctx.as_object().cloned().unwrap_or_default(),
         at: None,
+        provenance: Default::default(),
     }
 }
 
@@ -186,6 +187,7 @@ pub(crate) fn request(actor: &str, action: &str, resource: Option<&str>, ctx: Va
         action: lexecon_domains::EntityRef::parse(action).unwrap(),
         resource: resource.map(|r| lexecon_domains::EntityRef::parse(r).unwrap()),
         context: ctx.as_object().cloned().unwrap_or_default(),
+        provenance: Default::default(),
         time: jiff::Timestamp::UNIX_EPOCH,
     }
 }

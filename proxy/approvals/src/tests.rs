@@ -598,6 +598,7 @@ fn decision_digest_ignores_key_order_and_ids_but_not_content() {
         resource: Some("res_security:AAPL".into()),
         context: ctx.as_object().unwrap().clone(),
         at: None,
+        provenance: Default::default(),
     };
     let p = "/api/v1/finance/decisions/request";
     let a = RequestDigest::of_input(

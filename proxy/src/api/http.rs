@@ -432,6 +432,8 @@ impl DecisionApi {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
+            // The body's keys are the caller's assertions; its claims are its credential's.
+            input.provenance.extend(caller.actor.claim_provenance());
             Ok(input)
         } else if caller.has_role(DECIDER_ROLE) {
             Ok(input)

@@ -165,6 +165,7 @@ pub fn parse_decision_request(domain: &str, body: &[u8]) -> Result<DecisionReque
                 resource,
                 context,
                 at: None,
+                provenance: Default::default(),
             },
             approval_id,
         }),
@@ -255,6 +256,7 @@ impl LegacyDecideRequest {
             resource: None,
             context,
             at: None,
+            provenance: Default::default(),
         }
     }
 }

@@ -365,6 +365,7 @@ impl RequestFile {
             resource: self.resource,
             context: self.context,
             at: None,
+            provenance: Default::default(),
         }
     }
 }

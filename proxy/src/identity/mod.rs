@@ -54,6 +54,19 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The provenance of the context keys this actor brings: its claims are a verified
+    /// credential's (`credential`); a header-named or anonymous actor brings none.
+    pub fn claim_provenance(&self) -> lexecon_domains::Provenances {
+        match self.source {
+            Source::Credential => self
+                .context
+                .keys()
+                .map(|k| (k.clone(), lexecon_domains::Provenance::Credential))
+                .collect(),
+            Source::Header | Source::Anonymous => lexecon_domains::Provenances::new(),
+        }
+    }
+
     /// The key rate limits count this actor under: its id when a credential proves it, one key
     /// shared by every header-named actor (a client that can name any actor must not get a new
     /// budget per name).

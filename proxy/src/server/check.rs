@@ -311,14 +311,18 @@ pub(super) async fn check(
     for (i, item) in classified.items.iter().enumerate() {
         // INVARIANT: identity claims win over request-derived context: an MCP tool's arguments are
         // written by the agent and must never pose as `patient_consent` or `physician_id` claims.
+        // Every fact is labelled with where it came from (a policy may require one): the
+        // request's unless a credential or an authority set it.
         let mut context = item.context.clone();
         context.extend(actor.context.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut provenance = actor.claim_provenance();
         // INVARIANT: on a consent_lookup route the consent facts are the authority's alone: they
         // win over the request and the claims, and a call about no patient has none.
         match consents.get(i) {
-            Some(Some(found)) => found.apply(&mut context),
+            Some(Some(found)) => found.apply(&mut context, &mut provenance),
             Some(None) => consent::CONTEXT_KEYS.iter().for_each(|k| {
                 context.remove(*k);
+                provenance.remove(*k);
             }),
             None => {}
         }
@@ -330,6 +334,7 @@ pub(super) async fn check(
             resource: item.resource.clone(),
             context,
             at: None,
+            provenance,
         };
         let hold = held
             .filter(|(index, _)| *index == i)

@@ -215,6 +215,7 @@ impl ToolsFilter {
             resource: Some(mcp::tool_resource(config, tool)),
             context,
             at: None,
+            provenance: self.actor.claim_provenance(),
         };
         match self
             .snap

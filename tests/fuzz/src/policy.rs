@@ -52,6 +52,7 @@ fn sample_request(registry_domain: &lexecon_domains::DomainConfig) -> Option<Req
         action: EntityRef::parse(action.type_id.clone()).ok()?,
         resource: resource.and_then(|r| EntityRef::parse(format!("{}:1", r.type_id)).ok()),
         context,
+        provenance: Default::default(),
         time: jiff::Timestamp::UNIX_EPOCH,
     })
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lexecon_config::classifier::{parse_purpose, ConsentLookupConfig};
+use lexecon_domains::{Provenance, Provenances};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
@@ -70,8 +71,9 @@ impl Found {
         }
     }
 
-    /// Writes the answer into a call's context (over anything the request or a claim said).
-    pub fn apply(&self, context: &mut Map<String, Value>) {
+    /// Writes the answer into a call's context (over anything the request or a claim said),
+    /// labelling each fact it sets as an authority's.
+    pub fn apply(&self, context: &mut Map<String, Value>, provenance: &mut Provenances) {
         context.insert("patient_consent".into(), Value::Bool(self.consent));
         for (key, value) in [
             ("consent_id", &self.consent_id),
@@ -82,6 +84,13 @@ impl Found {
                 Some(v) => context.insert(key.into(), Value::from(v.as_str())),
                 None => context.remove(key),
             };
+        }
+        for key in CONTEXT_KEYS {
+            if context.contains_key(key) {
+                provenance.insert(key.to_owned(), Provenance::Authority);
+            } else {
+                provenance.remove(key);
+            }
         }
     }
 }
@@ -399,8 +408,16 @@ mod tests {
         context.insert("patient_consent".into(), json!(true));
         context.insert("consent_id".into(), json!("Consent/forged"));
         context.insert("consent_provision".into(), json!("provision"));
-        failed("down".into()).apply(&mut context);
+        let mut provenance = Provenances::new();
+        failed("down".into()).apply(&mut context, &mut provenance);
         assert_eq!(context["patient_consent"], json!(false));
+        assert_eq!(
+            provenance,
+            Provenances::from([
+                ("consent_error".to_owned(), Provenance::Authority),
+                ("patient_consent".to_owned(), Provenance::Authority)
+            ])
+        );
         assert_eq!(context["consent_error"], json!("down"));
         assert!(!context.contains_key("consent_id"));
         assert!(!context.contains_key("consent_provision"));

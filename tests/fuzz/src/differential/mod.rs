@@ -483,6 +483,7 @@ fn engine_evaluate(policy: &CompiledPolicy, request: &RefRequest) -> Expected {
         action: entity(&request.action),
         resource: request.resource.as_deref().map(entity),
         context: request.context.clone(),
+        provenance: Default::default(),
         time: jiff::Timestamp::UNIX_EPOCH,
     };
     let outcome = policy.evaluate(&r);
@@ -569,6 +570,7 @@ pub fn run_case(doc: &PolicyDocument, requests: &[RefRequest]) {
             resource: request.resource.clone(),
             context: request.context.clone(),
             at: None,
+            provenance: Default::default(),
         }) {
             Ok(d) => d,
             Err(e) => panic!(
