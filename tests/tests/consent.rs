@@ -8,7 +8,9 @@
 //!   FHIR identity (`fhirUser`) and purpose of use come from its verified token, never from a
 //!   header it sends; the route's default purpose applies when the token names none;
 //! - a consent service that cannot be reached gives no consent (fail closed), and a route naming
-//!   an upstream that does not exist is a located configuration error.
+//!   an upstream that does not exist is a located configuration error;
+//! - the shipped EHR example (`deploy/examples/ehr-fhir.yaml`) runs as written: SMART scopes
+//!   first, then the EHR's Consent provisions, with a client's consent header ignored.
 
 #![allow(
     clippy::unwrap_used,
@@ -388,4 +390,121 @@ fn a_consent_service_that_is_not_an_upstream_is_a_located_configuration_error() 
             && err.contains("unknown upstream \"consent-svc\" for the consent service"),
         "{err}"
     );
+}
+
+/// A token for the shipped EHR example: its issuer and audience, signed with the key whose public
+/// half is `deploy/examples/keys/jwks.json` (kid `example-key`).
+fn ehr_token(claims: Value) -> String {
+    let mut all = json!({"iss": "https://auth.hospital.example", "aud": "fhir-api",
+        "sub": "act_physician:dr-lee", "exp": support::now() + 300});
+    for (k, v) in claims.as_object().unwrap() {
+        all[k] = v.clone();
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("example-key".into());
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(support::ED_PRIVATE_PEM.as_bytes()).unwrap();
+    format!(
+        "Bearer {}",
+        jsonwebtoken::encode(&header, &all, &key).unwrap()
+    )
+}
+
+/// The shipped `deploy/examples/ehr-fhir.yaml` as written — its JWT identity, SMART scope check
+/// and consent lookup — in front of a FHIR server whose patient 7 opted in for Practitioner/p1's
+/// treatment, except prescriptions. Only the addresses and paths are changed.
+#[test]
+fn the_shipped_ehr_example_checks_smart_scopes_and_looks_consent_up_end_to_end() {
+    let (fhir, fhir_seen) = fhir_server("/fhir", opt_in);
+    let example = deploy_dir().join("examples");
+    let text = std::fs::read_to_string(example.join("ehr-fhir.yaml")).unwrap();
+    assert!(text.contains("consent_lookup:") && !text.contains("consent_header"));
+    let mut server = EngineServer::start(move |proxy, admin, dir| {
+        text.replace("127.0.0.1:8080", &proxy.to_string())
+            .replace("127.0.0.1:9901", &admin.to_string())
+            .replace("127.0.0.1:8090", &fhir.to_string())
+            .replace(
+                "data_dir: lexecon-data",
+                &format!("data_dir: \"{}\"", dir.join("data").display()),
+            )
+            .replace(
+                "jwks: keys/jwks.json",
+                &format!("jwks: \"{}\"", example.join("keys/jwks.json").display()),
+            )
+            .replace(
+                "healthcare: ../policies/healthcare.yaml",
+                &format!(
+                    "healthcare: \"{}\"",
+                    deploy_dir().join("policies/healthcare.yaml").display()
+                ),
+            )
+    });
+    let read = |path: &str, token: &str, headers: &[(&str, &str)]| {
+        let mut h = vec![("authorization", token)];
+        h.extend_from_slice(headers);
+        get(&server.url(path), &h)
+    };
+
+    // A patient-context app for patient 7, used by Practitioner/p1 for treatment: forwarded.
+    let launched = ehr_token(json!({"scope": "launch/patient patient/Observation.rs",
+        "patient": "7", "fhirUser": "Practitioner/p1"}));
+    let r = read("/fhir/Observation?patient=7", &launched, &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // SMART first: another patient, or a type its scopes do not name, is refused before any
+    // consent lookup or policy.
+    let r = read("/fhir/Observation?patient=8", &launched, &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "insufficient_scope", "{}", r.body);
+    let r = read("/fhir/MedicationRequest?patient=7", &launched, &[]);
+    assert_eq!(r.json()["error"], "insufficient_scope", "{}", r.body);
+    let unscoped = ehr_token(json!({"fhirUser": "Practitioner/p1"}));
+    let r = read("/fhir/Observation?patient=7", &unscoped, &[]);
+    assert_eq!(r.json()["error"], "insufficient_scope", "{}", r.body);
+
+    // Scopes that grant it, and then the Consent: its exception withholds prescriptions.
+    let clinician = ehr_token(json!({"scope": "user/*.rs", "fhirUser": "Practitioner/p1"}));
+    let r = read("/fhir/MedicationRequest?patient=7", &clinician, &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("Consent/opt-in-7 (provision.provision[0].provision[0])"),
+        "{}",
+        r.body
+    );
+    // Another practitioner is not whom patient 7 consented to, whatever its headers say: the
+    // example no longer trusts a client's consent header.
+    let other = ehr_token(json!({"scope": "user/*.rs", "fhirUser": "Practitioner/p2",
+        "sub": "act_physician:dr-roe"}));
+    let r = read(
+        "/fhir/Observation?patient=7",
+        &other,
+        &[
+            ("x-patient-consent", "true"),
+            ("fhirUser", "Practitioner/p1"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("Consent/opt-in-7 (provision)"),
+        "{}",
+        r.body
+    );
+
+    // The EHR served one Consent search (cached after) and the one permitted read.
+    assert_eq!(
+        *fhir_seen.lock().unwrap(),
+        [
+            "GET /fhir/Consent?patient=7&status=active",
+            "GET /fhir/Observation?patient=7"
+        ]
+    );
+    let entries = server.stop_and_read_ledger();
+    let decisions = healthcare_decisions(&entries);
+    assert_eq!(decisions.len(), 3, "{decisions:?}");
+    assert_eq!(decisions[0]["decision"], "permit");
+    assert_eq!(decisions[0]["context"]["consent_id"], "Consent/opt-in-7");
+    let refused = entries
+        .iter()
+        .filter(|e| e["event_type"] == "request_refused")
+        .count();
+    assert_eq!(refused, 3, "the SMART refusals are recorded too");
 }
