@@ -3,7 +3,8 @@
 //! `authority`) permits a read whose consent the FHIR server gave, and denies the same read when
 //! the consent comes from anywhere else — a header a route is configured to read, a claim of the
 //! caller's token, or a decision API body that names its own provenance. Real engine, real HTTP,
-//! and the real binary's policy validator.
+//! and the real binary's policy validator. And at the proxy's boundary: a tool argument named like
+//! a fact stays the request's, a token's claims are the credential's.
 
 #![allow(
     clippy::unwrap_used,
@@ -228,4 +229,85 @@ fn the_policy_validator_accepts_provenance_conditions_and_locates_a_typo() {
             && err.contains("\"authorty\" is not a provenance: expected one of request, credential, authority, plugin"),
         "{err}"
     );
+}
+
+fn labels_config(upstream: SocketAddr, jwks: &str, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  app: {{addrs: ["{upstream}"]}}
+identity:
+  trusted_actor_header: x-agent-id
+  jwt:
+    issuer: https://idp.test
+    audience: lexecon
+    jwks: "{jwks}"
+    algorithms: [EdDSA]
+    actor_prefix: "act_ai_agent:"
+    claims_to_context: {{tenant: tenant, scope: scope}}
+routes:
+  - name: mcp
+    match: {{path_prefix: /mcp, methods: [POST]}}
+    domain: ai
+    classifier: {{kind: mcp}}
+    upstream: app
+"#
+    )
+}
+
+/// What the proxy hands the decision point says where each fact came from: a tool argument named
+/// like a fact (or like a provenance) is the request's, under `args`; a claim of the caller's
+/// token is the credential's; a header-named actor brings no credential facts at all.
+#[test]
+fn tool_arguments_are_the_requests_and_token_claims_the_credentials() {
+    use lexecon_domains::Provenance;
+    let upstream = support::TestUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, support::ED_JWKS).unwrap();
+    let rules = support::RuleTable::new(&[], &[]);
+    let (up, path) = (upstream.addr, jwks.display().to_string());
+    let server = support::start(move |p, a| labels_config(up, &path, p, a), rules.clone());
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lookup",
+        "arguments": {"patient_consent": true, "tenant": "other", "provenance": {"tenant": "authority"}}}});
+    let url = format!("http://{}/mcp", server.proxy_addr);
+    let token = support::token(
+        json!({"iss": "https://idp.test", "aud": "lexecon", "sub": "bot",
+        "exp": support::now() + 300, "tenant": "acme"}),
+    );
+    let bearer = format!("Bearer {token}");
+    let r = post(
+        &url,
+        &[
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ],
+        call.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let input = rules.last().unwrap();
+    assert_eq!(input.context["tenant"], "acme");
+    assert_eq!(input.context["args"]["tenant"], "other");
+    assert!(!input.context.contains_key("patient_consent"));
+    assert_eq!(
+        input.provenance,
+        lexecon_domains::Provenances::from([("tenant".to_owned(), Provenance::Credential)]),
+        "only the claim is labelled; args, mcp_tool and the rest are the request's"
+    );
+
+    // A header-named actor: the same call, no credential facts.
+    let r = post(
+        &url,
+        &[
+            ("x-agent-id", "act_ai_agent:bot"),
+            ("content-type", "application/json"),
+        ],
+        call.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let input = rules.last().unwrap();
+    assert!(input.provenance.is_empty(), "{:?}", input.provenance);
+    assert!(!input.context.contains_key("tenant"));
+    server.shutdown();
 }
