@@ -67,10 +67,18 @@ routes:
     )
 }
 
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
 fn request(method: &str, target: &str, body: &[u8]) -> Vec<u8> {
+    request_as(method, target, JSON, body)
+}
+
+/// A request whose body is of `content_type` (which may carry more header lines after it).
+fn request_as(method: &str, target: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "{method} {target} HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+         content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -89,6 +97,7 @@ struct Refused {
     name: String,
     method: &'static str,
     target: String,
+    content_type: &'static str,
     body: Vec<u8>,
     status: u16,
     reason: &'static str,
@@ -105,9 +114,24 @@ fn refused(
         name: name.into(),
         method,
         target: target.into(),
+        content_type: JSON,
         body: body.into(),
         status: 400,
         reason,
+    }
+}
+
+/// A FHIR search by POST (`target` ends in `_search`) sending `form` as `content_type`.
+fn searched(
+    name: impl Into<String>,
+    target: &'static str,
+    content_type: &'static str,
+    form: &'static str,
+    reason: &'static str,
+) -> Refused {
+    Refused {
+        content_type,
+        ..refused(name, "POST", target, form, reason)
     }
 }
 
@@ -180,7 +204,169 @@ fn fhir_cases() -> Vec<Refused> {
             "appears more than once",
         ));
     }
+    // A request about two patients decided as one: FHIR ORs a comma list, and a second patient
+    // named elsewhere is another patient than the one the SMART check, the consent lookup and the
+    // policy see.
+    for target in [
+        "/fhir/Observation?patient=1,2",
+        "/fhir/Observation?patient=1%2C2",
+        "/fhir/Observation?patient=Patient/1,Patient/2",
+        "/fhir/Observation?subject=Patient/1,Patient/2",
+        "/fhir/Observation?subject=Patient/1,Group/2",
+        "/fhir/Observation?subject:Patient=1,2",
+        "/fhir/Patient?_id=1,2",
+        "/fhir/Observation?patient=1&subject=Patient/2",
+        "/fhir/Patient/1/Observation?patient=2",
+        "/fhir/Patient/1/$everything?_id=2",
+    ] {
+        cases.push(refused(
+            "two patients in one request",
+            "GET",
+            target,
+            "",
+            "one patient per request",
+        ));
+    }
+    for target in [
+        "/fhir/Observation?patient=http://other.example/fhir/Patient/2",
+        "/fhir/Observation?patient=",
+        "/fhir/Observation?patient=1%5C,2",
+        "/fhir/Observation?subject=Patient/2/_history/1",
+        "/fhir/Observation?patient=Group/2",
+    ] {
+        cases.push(refused(
+            "a patient value Lexecon cannot read",
+            "GET",
+            target,
+            "",
+            "not a patient Lexecon can read",
+        ));
+    }
+    for target in [
+        "/fhir/Observation?patient.identifier=mrn%7C123",
+        "/fhir/Observation?subject:identifier=mrn%7C123",
+        "/fhir/Observation?subject:missing=true",
+        "/fhir/Observation?subject.name=smith",
+        "/fhir/Patient?_id:not=1",
+    ] {
+        cases.push(refused(
+            "a patient parameter with a modifier or chain",
+            "GET",
+            target,
+            "",
+            "modifier or a chain",
+        ));
+    }
     cases
+}
+
+/// Searches by POST: the parameters are in the form body (and may be in the query too); the
+/// upstream reads them all as one search.
+fn form_search_cases() -> Vec<Refused> {
+    let obs = "/fhir/Observation/_search";
+    let twice = "appears more than once";
+    let form = "FHIR search by POST";
+    vec![
+        searched(
+            "a form list of two patients",
+            obs,
+            FORM,
+            "patient=1,2",
+            "one patient per request",
+        ),
+        searched(
+            "a form list of two subjects",
+            obs,
+            FORM,
+            "subject=Patient%2F1%2CPatient%2F2",
+            "one patient per request",
+        ),
+        searched(
+            "one patient in the query, another in the form",
+            "/fhir/Observation/_search?patient=1",
+            FORM,
+            "subject=Patient/2",
+            "one patient per request",
+        ),
+        searched(
+            "a patient in the query and again in the form",
+            "/fhir/Observation/_search?patient=1",
+            FORM,
+            "patient=2",
+            twice,
+        ),
+        searched(
+            "a patient twice in the form",
+            obs,
+            FORM,
+            "patient=1&patient=2",
+            twice,
+        ),
+        searched(
+            "a patient twice in the form, one name encoded",
+            obs,
+            FORM,
+            "patient=1&pati%65nt=2",
+            twice,
+        ),
+        searched(
+            "a context parameter in the query and the form",
+            "/fhir/Observation/_search?tenant=north",
+            FORM,
+            "tenant=south",
+            twice,
+        ),
+        searched(
+            "a chained patient in the form",
+            obs,
+            FORM,
+            "patient.identifier=x",
+            "modifier or a chain",
+        ),
+        searched("a JSON body", obs, JSON, r#"{"patient":"1"}"#, form),
+        searched(
+            "a multipart body",
+            obs,
+            "multipart/form-data; boundary=x",
+            "patient=1",
+            form,
+        ),
+        searched(
+            "a form in another charset",
+            obs,
+            "application/x-www-form-urlencoded; charset=iso-8859-1",
+            "patient=1",
+            form,
+        ),
+        searched(
+            "a compressed form",
+            obs,
+            "application/x-www-form-urlencoded\r\ncontent-encoding: gzip",
+            "patient=1",
+            form,
+        ),
+        searched(
+            "a second Content-Type",
+            obs,
+            "application/x-www-form-urlencoded\r\ncontent-type: application/json",
+            "patient=1",
+            form,
+        ),
+        searched(
+            "_method in the form (Spring runs the POST as a DELETE)",
+            obs,
+            FORM,
+            "patient=1&_method=DELETE",
+            form,
+        ),
+        searched(
+            "a form search on the system",
+            "/fhir/_search",
+            JSON,
+            "{}",
+            form,
+        ),
+    ]
 }
 
 fn rest_cases() -> Vec<Refused> {
@@ -337,12 +523,13 @@ fn hostile_classifier_inputs_are_refused_before_anything_reaches_the_upstream() 
     let mut failures = Vec::new();
     let cases: Vec<Refused> = fhir_cases()
         .into_iter()
+        .chain(form_search_cases())
         .chain(rest_cases())
         .chain(mcp_cases())
         .collect();
     let mut expected_refusals = 0;
     for case in &cases {
-        let raw = request(case.method, &case.target, &case.body);
+        let raw = request_as(case.method, &case.target, case.content_type, &case.body);
         let (status, body) = send(server.proxy_addr, &raw);
         let what = format!("{} ({} {})", case.name, case.method, case.target);
         if status != case.status {
@@ -479,6 +666,55 @@ fn ordinary_requests_of_each_kind_pass_byte_identical_and_operations_get_their_a
             "{what}: forwarded as sent"
         );
     }
+    assert!(rules.refusals().is_empty(), "{:?}", rules.refusals());
+    server.shutdown();
+}
+
+/// A FHIR search by POST is decided on every parameter, the query's and the form body's, as the
+/// same search a GET would be — and the upstream gets the form byte for byte, large or small.
+#[test]
+fn a_search_by_post_is_decided_on_the_query_and_the_form_and_forwarded_as_sent() {
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| config(up, p, a), rules.clone());
+    let large = format!("patient=7&code=a&note={}", "n".repeat(100 * 1024));
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "/fhir/Observation/_search?code=b",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "patient=Patient%2F7&code=a&tenant=north",
+        ),
+        ("/fhir/Observation/_search", FORM, &large),
+        ("/fhir/Observation/_search?patient=7", FORM, ""),
+    ];
+    for (n, (target, content_type, form)) in cases.iter().enumerate() {
+        let raw = request_as("POST", target, content_type, form.as_bytes());
+        let (status, body) = send(server.proxy_addr, &raw);
+        assert_eq!(status, 200, "{target}: {body}");
+        let input = rules.last().unwrap();
+        assert_eq!(input.action, "axn_access_phi", "{target}");
+        assert_eq!(input.context["interaction"], "search-type", "{target}");
+        assert_eq!(input.context["patient_id"], "7", "{target}");
+        let got = &upstream.requests()[n];
+        assert_eq!((got.method.as_str(), got.path.as_str()), ("POST", *target));
+        assert!(
+            got.body == form.as_bytes(),
+            "{target}: the form was not forwarded as sent"
+        );
+        assert_eq!(got.header("content-type"), Some(*content_type));
+    }
+    let first = rules.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        first.context["search_params"]["code"],
+        serde_json::json!(["b", "a"])
+    );
+    assert_eq!(first.context["tenant"], "north");
+    // One patient named twice the same way is that patient.
+    let raw = request("GET", "/fhir/Observation?patient=7,Patient/7", b"");
+    let (status, body) = send(server.proxy_addr, &raw);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rules.last().unwrap().context["patient_id"], "7");
     assert!(rules.refusals().is_empty(), "{:?}", rules.refusals());
     server.shutdown();
 }

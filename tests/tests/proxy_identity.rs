@@ -6,7 +6,7 @@ use lexecon_tests as support;
 use std::net::SocketAddr;
 
 use serde_json::json;
-use support::{get, now, start, token, RuleTable, TestUpstream, ED_JWKS};
+use support::{get, now, post, start, token, RuleTable, TestUpstream, ED_JWKS};
 
 fn config(upstream: SocketAddr, jwks: &str, proxy: SocketAddr, admin: SocketAddr) -> String {
     format!(
@@ -215,5 +215,75 @@ fn smart_scopes_in_the_token_limit_fhir_interactions_before_policy() {
         assert_eq!(r.json()["error"], "insufficient_scope", "{scope:?}");
     }
     assert_eq!(upstream.requests().len(), 2, "none of them reached the EHR");
+    server.shutdown();
+}
+
+/// `patient/` scopes hold a request to the token's launch patient whatever names the patient: a
+/// comma list or a second patient is refused before the check can see only one of them, and a
+/// search by POST is checked against the patient in its form body.
+#[test]
+fn patient_scopes_see_every_patient_a_request_names_query_and_form_alike() {
+    let upstream = TestUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, ED_JWKS).unwrap();
+    let rules = RuleTable::new(&[], &[]);
+    let (up, path) = (upstream.addr, jwks.display().to_string());
+    let server = start(move |p, a| fhir_config(up, &path, p, a), rules.clone());
+    let base = format!("http://{}/fhir", server.proxy_addr);
+    let mut c = claims("dr-lee", now() + 300);
+    c["scope"] = json!("patient/Observation.rs");
+    c["patient"] = json!("p-9");
+    let auth = format!("Bearer {}", token(c));
+    let auth = ("authorization", auth.as_str());
+    let form = ("content-type", "application/x-www-form-urlencoded");
+
+    for query in [
+        "patient=p-9,p-10",
+        "subject=Patient/p-9,Patient/p-10",
+        "patient=p-9&subject=Patient/p-10",
+    ] {
+        let r = get(&format!("{base}/Observation?{query}"), &[auth]);
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        assert!(
+            r.body.contains("one patient per request"),
+            "{query}: {}",
+            r.body
+        );
+    }
+    // Another patient in the form body is that patient: refused by the scope check.
+    let r = post(
+        &format!("{base}/Observation/_search"),
+        &[auth, form],
+        b"patient=p-10",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"], "insufficient_scope");
+    // The launch patient in the query, another in the form: refused.
+    let r = post(
+        &format!("{base}/Observation/_search?patient=p-9"),
+        &[auth, form],
+        b"subject=Patient/p-10",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(upstream.heads().is_empty(), "{:?}", upstream.heads());
+    assert_eq!(rules.calls(), 0, "refused before any policy decision");
+
+    // The launch patient, named once or as a list of itself, in the query or the form: forwarded.
+    let r = get(
+        &format!("{base}/Observation?patient=p-9,Patient/p-9"),
+        &[auth],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = post(
+        &format!("{base}/Observation/_search"),
+        &[auth, form],
+        b"patient=p-9&code=1",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(rules.last().unwrap().context["patient_id"], "p-9");
+    let got = upstream.requests();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].body, b"patient=p-9&code=1");
     server.shutdown();
 }

@@ -293,3 +293,40 @@ fn consent_is_looked_up_as_fhir_consent_resources_not_taken_from_the_caller() {
     let text = permitted.to_string();
     assert!(text.contains("Consent/consent-123"), "{text}");
 }
+
+/// The consent lookup sees the patient a request is about wherever it is named: a search by POST
+/// is looked up for the patient in its form body (123 has consent: forwarded; 456 has none:
+/// denied), and a list of two patients never reaches the lookup or the upstream.
+#[test]
+fn consent_is_looked_up_for_the_patient_of_a_form_search_and_lists_are_refused() {
+    let server = demo_server();
+    let doctor = ("x-agent-id", "act_physician:dr_lee");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let r = post(
+        &server.url("/fhir/Observation/_search"),
+        &[doctor, form],
+        b"patient=123&code=8867-4",
+    );
+    // Permitted and forwarded: the demo upstream has no Observation search and says so.
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.body.contains("the demo upstream has no POST"),
+        "{}",
+        r.body
+    );
+    let r = post(
+        &server.url("/fhir/Observation/_search"),
+        &[doctor, form],
+        b"patient=456",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("consent"), "{}", r.body);
+    for query in ["patient=123,456", "subject=Patient/123,Patient/456"] {
+        let r = get(
+            &server.url(&format!("/fhir/Observation?{query}")),
+            &[doctor],
+        );
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        assert!(r.body.contains("one patient per request"), "{}", r.body);
+    }
+}

@@ -101,6 +101,24 @@ pub enum ClassifyError {
          a look-alike of a real name could pass a rule written for it"
     )]
     InvalidToolName { name: String },
+    #[error(
+        "parameter {name:?} names more than one patient ({value:?}); Lexecon decides one patient \
+         per request: send one request per patient"
+    )]
+    SeveralPatients { name: String, value: String },
+    #[error(
+        "parameter {name:?} has {value:?}, which is not a patient Lexecon can read (a FHIR id, or \
+         Patient/<id>); the upstream could serve another patient than the one decided"
+    )]
+    UnreadablePatient { name: String, value: String },
+    #[error(
+        "search parameter {name:?} selects patients by a modifier or a chain Lexecon does not \
+         read, so it cannot tell which patient the request is about; name the patient with \
+         patient=<id> (or subject=Patient/<id>)"
+    )]
+    PatientParameterForm { name: String },
+    #[error("FHIR search by POST: {reason}")]
+    SearchForm { reason: String },
 }
 
 /// Whether the classifier needs the request body before deciding: always for MCP; for REST and
@@ -115,7 +133,17 @@ pub fn needs_body(config: &ClassifierConfig) -> bool {
     }
 }
 
-/// Classifies one request. `body` is `Some` when [`needs_body`] said so.
+/// Whether this one request's body must be read before deciding although [`needs_body`] says the
+/// route's classifier does not read bodies: a FHIR `POST [base]/[type]/_search`, whose search
+/// parameters are in its form body. Cheap: looks at the method and the path only.
+pub fn needs_body_of(config: &ClassifierConfig, method: &str, path: &str) -> bool {
+    match config {
+        ClassifierConfig::Fhir(fhir) => fhir::is_post_search(fhir, method, path),
+        _ => false,
+    }
+}
+
+/// Classifies one request. `body` is `Some` when [`needs_body`] or [`needs_body_of`] said so.
 ///
 /// ```
 /// use lexecon_classify::{classify, needs_body, RequestParts};

@@ -232,9 +232,14 @@ impl ProxyHttp for LexeconProxy {
             }
         }
 
-        // Read the whole body, only when the classifier needs it. INVARIANT: nothing goes upstream
-        // before the decision, whatever the body's size or framing.
-        let body = if route.needs_body {
+        // Read the whole body, only when the classifier needs it (the route's classifier reads
+        // bodies, or this request is a FHIR search by POST, whose parameters are its form body).
+        // INVARIANT: nothing goes upstream before the decision, whatever the body's size or framing.
+        let needs_body = route.needs_body || {
+            let req = session.req_header();
+            lexecon_classify::needs_body_of(&route.classifier, req.method.as_str(), req.uri.path())
+        };
+        let body = if needs_body {
             if content_length(session).is_some_and(|n| n > route.body_limit) {
                 return too_large(session, ctx, route).await;
             }
@@ -297,7 +302,7 @@ impl ProxyHttp for LexeconProxy {
                     }
                     Err(answer) => {
                         ctx.outcome = Outcome::DecideError;
-                        send(session, answer, &[], !route.needs_body).await
+                        send(session, answer, &[], !needs_body).await
                     }
                 }
             }
@@ -314,7 +319,7 @@ impl ProxyHttp for LexeconProxy {
                     Some(h) => std::slice::from_ref(h),
                     None => &[],
                 };
-                send(session, answer, headers, !route.needs_body).await
+                send(session, answer, headers, !needs_body).await
             }
         }
     }

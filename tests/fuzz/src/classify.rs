@@ -19,7 +19,9 @@ use lexecon_classify::mcp::{
     denial_answer, denial_answer_at, filter_tools_list, tool_action, tool_resource, DenialInfo,
     DenialStyle,
 };
-use lexecon_classify::{classify, needs_body, Classified, ClassifiedItem, RequestParts};
+use lexecon_classify::{
+    classify, needs_body, needs_body_of, Classified, ClassifiedItem, RequestParts,
+};
 use lexecon_config::classifier::{ClassifierConfig, FhirClassifier, McpClassifier};
 use serde_json::Value;
 
@@ -151,7 +153,8 @@ fn run(config: &ClassifierConfig, request: &FuzzRequest) -> Option<Classified> {
         query,
         headers: &request.headers,
     };
-    let body = needs_body(config).then_some(request.body.as_slice());
+    let body = (needs_body(config) || needs_body_of(config, &request.method, path))
+        .then_some(request.body.as_slice());
     let classified = classify(config, &parts, body).ok()?;
     assert!(
         !classified.items.is_empty(),

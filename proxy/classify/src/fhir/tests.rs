@@ -18,6 +18,17 @@ fn run_with(
     query: Option<&str>,
     headers: &[(&'static str, &str)],
 ) -> Result<ClassifiedItem, ClassifyError> {
+    run_body(config, method, path, query, headers, None)
+}
+
+fn run_body(
+    config: &FhirClassifier,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &[(&'static str, &str)],
+    body: Option<&[u8]>,
+) -> Result<ClassifiedItem, ClassifyError> {
     let mut map = http::HeaderMap::new();
     for (name, value) in headers {
         map.append(*name, http::HeaderValue::from_str(value).unwrap());
@@ -28,7 +39,7 @@ fn run_with(
         query,
         headers: &map,
     };
-    classify(config, &parts, None).map(|mut c| c.items.remove(0))
+    classify(config, &parts, body).map(|mut c| c.items.remove(0))
 }
 
 pub(super) fn run(
@@ -178,13 +189,6 @@ fn each_interaction_is_recognised() {
             "GET",
             "/fhir/Observation",
             Some("patient=Patient/7&code=1234-5"),
-            "search-type",
-            "axn_access_phi",
-        ),
-        (
-            "POST",
-            "/fhir/Observation/_search",
-            None,
             "search-type",
             "axn_access_phi",
         ),
@@ -765,4 +769,251 @@ fn a_context_body_source_refuses_duplicate_keys() {
         classify(&plain, &parts, Some(body)).is_ok(),
         "a route that reads no body never parses it"
     );
+}
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+/// A search by POST: `form` is the body, sent as a form.
+fn post_search(
+    path: &str,
+    query: Option<&str>,
+    form: &str,
+) -> Result<ClassifiedItem, ClassifyError> {
+    run_body(
+        &fhir("kind: fhir\nbase_path: /fhir\ncontext: {tenant: query.tenant}"),
+        "POST",
+        path,
+        query,
+        &[FORM],
+        Some(form.as_bytes()),
+    )
+}
+
+#[test]
+fn a_search_by_post_is_the_search_a_get_would_be_with_every_parameter() {
+    let config = fhir("kind: fhir\nbase_path: /fhir\ncontext: {tenant: query.tenant}");
+    for (path, query, form, all) in [
+        (
+            "/fhir/Observation/_search",
+            Some("code=b"),
+            "patient=Patient%2F7&code=a&tenant=north",
+            "code=b&patient=Patient%2F7&code=a&tenant=north",
+        ),
+        ("/fhir/Observation/_search", None, "patient=7", "patient=7"),
+        ("/fhir/Patient/_search", Some("_id=7"), "", "_id=7"),
+        (
+            "/fhir/_search",
+            None,
+            "_type=Patient&tenant=s",
+            "_type=Patient&tenant=s",
+        ),
+    ] {
+        let posted = post_search(path, query, form).unwrap();
+        let get_path = path.trim_end_matches("/_search");
+        let get_path = if get_path == "/fhir" {
+            "/fhir"
+        } else {
+            get_path
+        };
+        let got = run_with(&config, "GET", get_path, Some(all), &[]).unwrap();
+        assert_eq!(posted.action, got.action, "{path}");
+        assert_eq!(posted.resource, got.resource, "{path}");
+        assert_eq!(posted.context, got.context, "{path} {form}");
+    }
+    let item = post_search(
+        "/fhir/Observation/_search",
+        Some("code=b"),
+        "patient=7&code=a",
+    )
+    .unwrap();
+    assert_eq!(item.context["patient_id"], json!("7"));
+    assert_eq!(item.context["search_params"]["code"], json!(["b", "a"]));
+    for charset in ["utf-8", "UTF-8", "\"utf-8\""] {
+        let content_type = format!("application/x-www-form-urlencoded; charset={charset}");
+        let item = run_body(
+            &fhir("kind: fhir\nbase_path: /fhir"),
+            "POST",
+            "/fhir/Observation/_search",
+            None,
+            &[("content-type", &content_type)],
+            Some(b"patient=7"),
+        )
+        .unwrap();
+        assert_eq!(item.context["patient_id"], json!("7"), "{charset}");
+    }
+}
+
+#[test]
+fn a_parameter_read_twice_across_query_and_form_is_refused() {
+    for (query, form, name) in [
+        (Some("patient=1"), "patient=2", "patient"),
+        (Some("patient=1"), "patient=1", "patient"),
+        (None, "patient=1&patient=2", "patient"),
+        (None, "subject=Patient/1&pati%65nt=1&patient=1", "patient"),
+        (Some("tenant=a"), "tenant=b", "tenant"),
+    ] {
+        match post_search("/fhir/Observation/_search", query, form) {
+            Err(ClassifyError::RepeatedParameter { name: got }) => assert_eq!(got, name),
+            other => panic!("{query:?} + {form}: expected RepeatedParameter, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_search_by_post_must_send_a_plain_utf8_form() {
+    let config = fhir("kind: fhir\nbase_path: /fhir");
+    type Case<'a> = (&'a [(&'static str, &'a str)], Option<&'a [u8]>);
+    let cases: [Case<'_>; 10] = [
+        (&[("content-type", "application/json")], Some(b"{}")),
+        (&[], Some(b"patient=1")),
+        (
+            &[("content-type", "multipart/form-data; boundary=x")],
+            Some(b"patient=1"),
+        ),
+        (
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=iso-8859-1",
+            )],
+            Some(b"patient=1"),
+        ),
+        (
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; boundary=x",
+            )],
+            Some(b"patient=1"),
+        ),
+        (&[FORM, FORM], Some(b"patient=1")),
+        (&[FORM, ("content-encoding", "gzip")], Some(b"\x1f\x8b")),
+        (&[FORM], None),
+        (&[FORM], Some(b"patient=\xff")),
+        (&[FORM], Some(b"patient=1&_method=DELETE")),
+    ];
+    for (headers, body) in cases {
+        let got = run_body(
+            &config,
+            "POST",
+            "/fhir/Observation/_search",
+            None,
+            headers,
+            body,
+        );
+        assert!(
+            matches!(got, Err(ClassifyError::SearchForm { .. })),
+            "{headers:?} {body:?}: {got:?}"
+        );
+    }
+    assert!(is_post_search(&config, "POST", "/fhir/Observation/_search"));
+    assert!(is_post_search(&config, "POST", "/fhir/_search"));
+    assert!(is_post_search(
+        &config,
+        "POST",
+        "/fhir/Observation/%5Fsearch"
+    ));
+    assert!(!is_post_search(&config, "GET", "/fhir/Observation/_search"));
+    assert!(!is_post_search(&config, "POST", "/fhir/Observation"));
+    assert!(!is_post_search(&config, "POST", "/other/_search"));
+}
+
+#[test]
+fn a_request_about_two_patients_is_refused_whatever_names_them() {
+    for (path, query) in [
+        ("/fhir/Observation", "patient=1,2"),
+        ("/fhir/Observation", "patient=1%2C2"),
+        ("/fhir/Observation", "subject=Patient/1,Patient/2"),
+        ("/fhir/Observation", "subject=Patient/1,Group/2"),
+        ("/fhir/Observation", "subject=Group/2,Group/3"),
+        ("/fhir/Observation", "subject:Patient=1,2"),
+        ("/fhir/Observation", "patient:Patient=1,2"),
+        ("/fhir/Patient", "_id=1,2"),
+        ("/fhir/Observation", "patient=1&subject=Patient/2"),
+        ("/fhir/Observation", "patient=1&subject:Patient=2"),
+        ("/fhir/Patient/1/Observation", "patient=2"),
+        ("/fhir/Patient/1/Observation", "patient=1,2"),
+        ("/fhir/Patient/1/$everything", "_id=2"),
+    ] {
+        match run("GET", path, Some(query), &[]) {
+            Err(err @ ClassifyError::SeveralPatients { .. }) => {
+                assert!(err.to_string().contains("one patient per request"), "{err}");
+            }
+            other => panic!("{path}?{query}: expected SeveralPatients, got {other:?}"),
+        }
+    }
+    match post_search("/fhir/Observation/_search", None, "patient=1,2") {
+        Err(ClassifyError::SeveralPatients { .. }) => {}
+        other => panic!("a form list: {other:?}"),
+    }
+    match post_search(
+        "/fhir/Observation/_search",
+        Some("patient=1"),
+        "subject=Patient/2",
+    ) {
+        Err(ClassifyError::SeveralPatients { .. }) => {}
+        other => panic!("query and form: {other:?}"),
+    }
+}
+
+#[test]
+fn one_patient_named_many_ways_is_that_patient() {
+    for (path, query) in [
+        ("/fhir/Observation", "patient=7,7"),
+        ("/fhir/Observation", "patient=7,Patient/7"),
+        ("/fhir/Observation", "subject=Patient/7,Patient/7"),
+        ("/fhir/Observation", "patient=7&subject=Patient/7"),
+        ("/fhir/Observation", "patient:Patient=7"),
+        ("/fhir/Observation", "subject=Group/2&patient=7"),
+        ("/fhir/Patient/7/Observation", "patient=7"),
+        ("/fhir/Patient", "_id=7"),
+        ("/fhir/Patient", "_id=7,7"),
+    ] {
+        let item =
+            run("GET", path, Some(query), &[]).unwrap_or_else(|e| panic!("{path}?{query}: {e}"));
+        assert_eq!(item.context["patient_id"], json!("7"), "{path}?{query}");
+    }
+    let group = run("GET", "/fhir/Observation", Some("subject=Group/2"), &[]).unwrap();
+    assert!(
+        !group.context.contains_key("patient_id"),
+        "{:?}",
+        group.context
+    );
+    let other_ids = run("GET", "/fhir/Observation", Some("_id=1,2&code=a,b"), &[]).unwrap();
+    assert!(!other_ids.context.contains_key("patient_id"));
+}
+
+#[test]
+fn a_patient_value_or_parameter_lexecon_cannot_read_is_refused() {
+    for query in [
+        "patient=http://other.example/fhir/Patient/1",
+        "patient=",
+        "patient=1%5C,2",
+        "patient=Group/1",
+        "patient=Patient/1/_history/2",
+        "subject=Patient/1/_history/2",
+        "subject=urn:uuid:1234",
+        "subject=",
+        "patient=a_b",
+    ] {
+        match run("GET", "/fhir/Observation", Some(query), &[]) {
+            Err(ClassifyError::UnreadablePatient { .. }) => {}
+            other => panic!("{query}: expected UnreadablePatient, got {other:?}"),
+        }
+    }
+    for (path, query) in [
+        ("/fhir/Observation", "patient.identifier=mrn%7C123"),
+        ("/fhir/Observation", "subject.name=smith"),
+        ("/fhir/Observation", "subject:missing=true"),
+        ("/fhir/Observation", "patient:identifier=mrn%7C123"),
+        ("/fhir/Observation", "subject:Group=1"),
+        ("/fhir/Observation", "subject:Patient.name=smith"),
+        ("/fhir/Patient", "_id:not=1"),
+        ("/fhir/Patient", "_id:missing=false"),
+    ] {
+        match run("GET", path, Some(query), &[]) {
+            Err(ClassifyError::PatientParameterForm { .. }) => {}
+            other => panic!("{path}?{query}: expected PatientParameterForm, got {other:?}"),
+        }
+    }
+    // `_id` names a patient only on Patient.
+    assert!(run("GET", "/fhir/Observation", Some("_id:not=1"), &[]).is_ok());
 }
