@@ -442,6 +442,23 @@ impl Bundle {
         &self.parts
     }
 
+    /// Replaces (or adds) a part of an unsigned bundle being built, updating its hash in the
+    /// manifest; any signature is dropped (it no longer covers the manifest).
+    pub fn replace_part(&mut self, name: &str, bytes: Vec<u8>) -> Result<(), BundleError> {
+        check_part_name(name).map_err(|reason| BundleError::Part {
+            name: name.to_owned(),
+            reason,
+        })?;
+        self.manifest
+            .parts
+            .insert(name.to_owned(), sha256_hex(&bytes));
+        self.parts.insert(name.to_owned(), bytes);
+        self.manifest_bytes = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| BundleError::Manifest(e.to_string()))?;
+        self.signatures.clear();
+        Ok(())
+    }
+
     /// The bundle's identity: the SHA-256 of its manifest (which pins every part).
     pub fn hash(&self) -> String {
         sha256_hex(&self.manifest_bytes)

@@ -68,7 +68,10 @@ impl Sidecar {
             log,
         };
         let start = Instant::now();
-        while TcpStream::connect_timeout(&admin, Duration::from_millis(100)).is_err() {
+        let listening = |addr: &SocketAddr| {
+            TcpStream::connect_timeout(addr, Duration::from_millis(100)).is_ok()
+        };
+        while !(listening(&admin) && listening(&proxy)) {
             if let Some(status) = sidecar.child.try_wait().unwrap() {
                 panic!(
                     "lexecon serve exited early: {status}\n{}",
@@ -165,6 +168,24 @@ fn bundle(dir: &Path, src: &Path, revision: u64, key: Option<&str>, extra: &[&st
         );
         assert_eq!(code, 0, "{text}");
     }
+    out
+}
+
+/// A bundle of `src` signed with cp.pem without the CLI's check that it loads: what a control
+/// plane that skips `lexecon bundle build` could send.
+fn unchecked_bundle(dir: &Path, src: &Path, revision: u64) -> PathBuf {
+    let key = lexecon_keys::read_signing_key(&dir.join("cp.pem")).unwrap();
+    let mut b = lexecon_config::Bundle::from_dir(
+        src,
+        &lexecon_config::BuildOptions {
+            revision,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    b.sign(&key, &lexecon_keys::key_id(&key.verifying_key()));
+    let out = dir.join(format!("unchecked-r{revision}.tar.gz"));
+    std::fs::write(&out, b.to_bytes().unwrap()).unwrap();
     out
 }
 
@@ -281,7 +302,25 @@ fn pushed_bundles_swap_in_and_every_bad_bundle_is_refused_with_its_reason() {
         upstream.addr,
         "id: cp\ndomain: ai\nrules:\n  - {id: x, effect: maybe}\n",
     );
-    let invalid = bundle(dir, &broken_src, 8, Some("cp.pem"), &[]);
+    // `lexecon bundle build` refuses to write a bundle that would not load, with the place...
+    let out = dir.join("invalid.tar.gz");
+    let (code, text) = cli(
+        dir,
+        &[
+            "bundle",
+            "build",
+            broken_src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--revision",
+            "8",
+        ],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("rules[0].effect"), "{text}");
+    assert!(!out.exists());
+    // ...so a control plane that skips the check gets it from the sidecar.
+    let invalid = unchecked_bundle(dir, &broken_src, 8);
     // Tampered: a signed bundle whose policy is changed after signing.
     let signed = bundle(dir, &forbid, 9, Some("cp.pem"), &[]);
     let unpacked = dir.join("tampered");
@@ -415,17 +454,62 @@ fn pushed_bundles_swap_in_and_every_bad_bundle_is_refused_with_its_reason() {
         "{metrics}"
     );
 
+    // A bundle naming node-local settings: they stay the node's (listed as ignored); a restart-only
+    // section it changes is named as needing a restart. One setting control_plane is refused.
+    let local = source_dir(dir, "node-local", upstream.addr, FORBID);
+    let config = local.join("config.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "listeners: {proxy: \"127.0.0.1:1\", admin: \"127.0.0.1:2\"}\nledger: {durability: sync}\n",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let r11 = bundle(dir, &local, 11, Some("cp.pem"), &[]);
+    let r = sidecar.push(&std::fs::read(&r11).unwrap(), Some(&token));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["needs_restart"],
+        serde_json::json!(["ledger"]),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.json()["ignored_node_local"],
+        serde_json::json!(["listeners"]),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        sidecar.call().status,
+        403,
+        "the node's own listeners still serve"
+    );
+    assert_eq!(
+        sidecar.status()["needs_restart"],
+        serde_json::json!(["ledger"])
+    );
+    text.push_str("control_plane: {trusted_keys: [evil.pub]}\n");
+    std::fs::write(&config, &text).unwrap();
+    let r12 = unchecked_bundle(dir, &local, 12);
+    let r = sidecar.push(&std::fs::read(&r12).unwrap(), Some(&token));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("control_plane: a bundle cannot set it"),
+        "{}",
+        r.body
+    );
+    assert_eq!(sidecar.status()["revision"], 11);
+
     // The ledger has the swaps and the refusals.
     drop(sidecar);
     let ledger = ledger_text(dir);
     assert!(ledger.contains("bundle revision 10"), "{ledger}");
-    assert_eq!(ledger.matches("\"bundle_rejected\"").count(), 7, "{ledger}");
+    assert_eq!(ledger.matches("\"bundle_rejected\"").count(), 8, "{ledger}");
 
-    // Restarted: the persisted revision 10 is in force at once.
+    // Restarted: the persisted revision 11 is in force at once.
     let sidecar = Sidecar::start(dir, "  require_bundle: true\n");
     assert_eq!(sidecar.call().status, 403);
     let status = sidecar.status();
-    assert_eq!(status["revision"], 10, "{status}");
+    assert_eq!(status["revision"], 11, "{status}");
     assert_eq!(status["source"], "persisted", "{status}");
 }
 
@@ -526,7 +610,10 @@ fn pull_from_nginx_uses_etags_keeps_the_last_good_bundle_and_fails_closed_with_n
         store.join("sidecar.tar.gz"),
     )
     .unwrap();
-    let token = push_token(dir, "cp.pem");
+    // A push token from the CLI, for curl-like callers.
+    let (code, token) = cli(dir, &["bundle", "token", "--key", "cp.pem", "--ttl", "1m"]);
+    assert_eq!(code, 0, "{token}");
+    let token = token.trim().to_owned();
     let refresh = support::reply(
         support::client()
             .post(&format!("http://{}/admin/v1/bundle/refresh", sidecar.admin))

@@ -56,6 +56,15 @@ pub enum BundleCommand {
         #[arg(long = "trusted", required = true)]
         trusted: Vec<PathBuf>,
     },
+    /// Print a push token (for `PUT /admin/v1/bundle` or `POST /admin/v1/bundle/refresh` with
+    /// curl): signed with a control-plane key, scope bundle:write, valid for --ttl.
+    Token {
+        #[arg(long)]
+        key: PathBuf,
+        /// At most the sidecars' control_plane.push_token_max_ttl (default 5m).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
     /// Push FILE to sidecars' admin listeners concurrently; one row per sidecar, exit 1 if any
     /// failed.
     Push {
@@ -92,7 +101,23 @@ pub fn run(cmd: BundleCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
                 expires_at,
                 allow_rollback,
             };
-            let bundle = Bundle::from_dir(&dir, &options)?;
+            let mut bundle = Bundle::from_dir(&dir, &options)?;
+            let converted = policies_as_json(&mut bundle)?;
+            // INVARIANT: a bundle that would not load on a sidecar is never written.
+            let check =
+                std::env::temp_dir().join(format!("lexecon-build-{}", uuid::Uuid::new_v4()));
+            let compiled = compile(&bundle, &check);
+            let _ = std::fs::remove_dir_all(&check);
+            if let Err(e) = compiled {
+                writeln!(out, "{}: {e:#}", dir.display())?;
+                return Ok(1);
+            }
+            if converted > 0 {
+                writeln!(
+                    out,
+                    "{converted} policies stored as JSON (read without a YAML parser)"
+                )?;
+            }
             std::fs::write(&output, bundle.to_bytes()?)
                 .with_context(|| format!("cannot write {}", output.display()))?;
             writeln!(
@@ -114,6 +139,11 @@ pub fn run(cmd: BundleCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             Ok(0)
         }
         BundleCommand::Inspect { file, json } => inspect(&file, json, out),
+        BundleCommand::Token { key, ttl } => {
+            let signing = lexecon_keys::read_signing_key(&key)?;
+            writeln!(out, "{}", crate::control::push::push_token(&signing, ttl)?)?;
+            Ok(0)
+        }
         BundleCommand::Verify { file, trusted } => verify(&file, &trusted, out),
         BundleCommand::Push {
             file,
@@ -123,6 +153,37 @@ pub fn run(cmd: BundleCommand, out: &mut dyn Write) -> anyhow::Result<i32> {
             timeout,
         } => push(&file, &to, &key, parallel, timeout, out),
     }
+}
+
+/// Rewrites each policy file the bundle's configuration names as the JSON of the parsed document
+/// (same part name: JSON is YAML, so the file still reads as before), so a sidecar parses it
+/// without a YAML parser — most of the cost of loading a large policy. A policy whose JSON does
+/// not read back as the same document (same version hash) is left as written. Returns how many
+/// were converted.
+fn policies_as_json(bundle: &mut Bundle) -> anyhow::Result<usize> {
+    let config_part = lexecon_config::bundle::CONFIG_PART;
+    let text = bundle
+        .parts()
+        .get(config_part)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let config = Config::from_yaml(config_part, &text)?;
+    let mut converted = 0;
+    for path in config.policies.values() {
+        let name = path.to_string_lossy().trim_start_matches("./").to_owned();
+        let Some(bytes) = bundle.parts().get(&name) else {
+            bail!("{config_part}: policies: {name} is not a file of the bundle directory");
+        };
+        let source = String::from_utf8_lossy(bytes).into_owned();
+        let doc = lexecon_config::parse_policy(&name, &source)?;
+        let json = serde_json::to_vec(&doc)?;
+        let back = lexecon_config::parse_policy(&name, &String::from_utf8_lossy(&json))?;
+        if back.policy_version_hash() == doc.policy_version_hash() && json != *bytes {
+            bundle.replace_part(&name, json)?;
+            converted += 1;
+        }
+    }
+    Ok(converted)
 }
 
 fn read(file: &Path) -> anyhow::Result<Bundle> {

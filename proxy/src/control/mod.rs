@@ -38,8 +38,6 @@ const ACTIVE_FILE: &str = "active.tar.gz";
 
 /// Settings read from the node's own file only; a bundle that sets one is told so.
 const NODE_LOCAL: &[&str] = &["node_id", "data_dir", "listeners", "server", "telemetry"];
-/// Settings a bundle may carry that take effect only at the next start.
-const RESTART_ONLY: &[&str] = &["ledger", "tokens", "api"];
 
 /// How a bundle arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +134,9 @@ struct Inner {
     next_poll: Option<Timestamp>,
     /// The ETag of the last bundle pulled (a 304 costs nothing).
     etag: Option<String>,
+    /// Settings of the configuration in force that differ from the running process's and wait
+    /// for a restart (listeners, data_dir, ledger, …).
+    needs_restart: Vec<String>,
 }
 
 /// The control-plane metrics.
@@ -300,20 +301,24 @@ pub fn merge(local: &Config, dir: &Path, revision: u64) -> Result<(Config, Vec<S
     Ok((config, ignored))
 }
 
-/// The restart-only sections in which `next` differs from `running`.
+/// The settings in which `next` differs from `running` that only a restart applies: the node's
+/// listeners, data directory, server and telemetry, and the ledger, tokens and API sections.
 fn needs_restart(running: &Config, next: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for key in RESTART_ONLY {
-        let differs = match *key {
-            "ledger" => running.ledger != next.ledger,
-            "tokens" => running.tokens != next.tokens,
-            _ => running.api != next.api,
-        };
-        if differs {
-            out.push((*key).to_owned());
-        }
-    }
-    out
+    let differs = [
+        ("node_id", running.node_id != next.node_id),
+        ("data_dir", running.data_dir != next.data_dir),
+        ("listeners", running.listeners != next.listeners),
+        ("server", running.server != next.server),
+        ("telemetry", running.telemetry != next.telemetry),
+        ("ledger", running.ledger != next.ledger),
+        ("tokens", running.tokens != next.tokens),
+        ("api", running.api != next.api),
+    ];
+    differs
+        .into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(k, _)| k.to_owned())
+        .collect()
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -576,6 +581,7 @@ impl Runtime {
             needs_restart: needs_restart(&self.started_with, &config),
             ignored,
         };
+        inner.needs_restart.clone_from(&active.needs_restart);
         if let Some(old) = inner.active.replace(active.clone()) {
             if old.dir != dir {
                 if let Err(e) = std::fs::remove_dir_all(&old.dir) {
@@ -611,7 +617,14 @@ impl Runtime {
             }
         };
         crate::run::swap_in(&config, closed, engine, state)?;
-        tracing::info!("configuration and policies reloaded");
+        let later = needs_restart(&self.started_with, &config);
+        if later.is_empty() {
+            tracing::info!("configuration and policies reloaded");
+        } else {
+            tracing::warn!(needs_restart = ?later, "configuration and policies reloaded; these settings change only at a restart");
+        }
+        drop(inner);
+        lock(&self.inner).needs_restart = later;
         Ok(())
     }
 
@@ -705,6 +718,7 @@ impl Runtime {
             "source": inner.active.as_ref().map_or("file", |a| a.via.as_str()),
             "policy_hashes": policies,
             "closed": closed,
+            "needs_restart": inner.needs_restart,
             "last_error": inner.last_error.as_ref().map(|(e, _)| e),
             "last_error_at": inner.last_error.as_ref().map(|(_, t)| t),
             "last_successful_poll": inner.last_poll_ok,
