@@ -915,6 +915,14 @@ impl Config {
                         route.body_limit.0
                     ),
                 );
+            } else if route.body_limit.0 > self.limits.held_bodies.0 {
+                err(
+                    format!("{at}.body_limit"),
+                    format!(
+                        "{} bytes is above limits.held_bodies ({} bytes), the most all held bodies may take together: such a body could never be held",
+                        route.body_limit.0, self.limits.held_bodies.0
+                    ),
+                );
             }
         }
 
@@ -1056,6 +1064,29 @@ routes:
             Err(ConfigError::Invalid(errors)) => errors,
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_body_limit_above_the_budget_of_held_bodies_is_refused_where_it_is_set() {
+        let text = |held: &str| {
+            format!(
+                "{MINIMAL}  - {{name: big, domain: ai, upstream: tools, body_limit: 2MiB}}\n\
+                 limits: {{held_bodies: {held}}}\n"
+            )
+        };
+        let errors = invalid(&text("1MiB"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "routes[1].body_limit");
+        assert!(
+            errors[0].reason.contains("limits.held_bodies"),
+            "{errors:?}"
+        );
+        assert!(Config::from_yaml("t.yaml", &text("2MiB")).is_ok());
+        let errors = invalid(&text("1KiB"));
+        assert!(
+            errors.iter().any(|e| e.path == "limits.held_bodies"),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -651,3 +651,141 @@ fn a_header_block_that_trickles_in_is_cut_off_at_the_header_timeout() {
     assert_eq!(rules.calls(), 0);
     server.shutdown();
 }
+
+/// A proxy whose budget of held bodies (`limits.held_bodies`) is one 64 KiB body.
+fn tiny_budget(upstream: SocketAddr, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  app: {{addrs: ["{upstream}"], connect_timeout: 500ms, read_timeout: 5s}}
+identity:
+  trusted_actor_header: x-agent-id
+routes:
+  - name: quotes
+    match: {{path_prefix: /v2/orders, methods: [POST]}}
+    domain: ai
+    classifier:
+      kind: rest
+      operations:
+        - {{method: POST, path: /v2/orders/quote, action: axn_read_data, context: {{note: body./note}}}}
+    upstream: app
+    body_limit: 64KiB
+limits: {{body_timeout: 1s, held_bodies: 64KiB}}
+"#
+    )
+}
+
+/// The raw answer (head and body) to a request whose connection the server closes.
+fn raw_answer(conn: &mut TcpStream) -> String {
+    use std::io::Read;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// Bodies held whole before their decision share one budget: while one slow 40 KB body holds most
+/// of a 64 KiB budget, a second (declared or chunked) gets 503 with `Retry-After` and the upstream
+/// sees nothing of it; the budget comes back when the first completes, when a client goes away
+/// mid-body, and when a body times out.
+#[test]
+fn bodies_held_at_once_share_one_budget_and_give_it_back_however_they_end() {
+    use std::io::Write;
+    let upstream = TestUpstream::start();
+    let rules = RuleTable::new(&[], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| tiny_budget(up, p, a), rules.clone());
+    let body = padded(40_000);
+    let head = format!(
+        "POST /v2/orders/quote HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let full = format!("{head}{body}");
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // The first body arrives slowly: its 40 KB are claimed as soon as its head is read.
+    let mut slow = TcpStream::connect(server.proxy_addr).unwrap();
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.write_all(&body.as_bytes()[..1000]).unwrap();
+    settle();
+
+    // A second declared body does not fit: 503 before its body is read.
+    let mut second = TcpStream::connect(server.proxy_addr).unwrap();
+    second.write_all(full.as_bytes()).unwrap();
+    let answer = raw_answer(&mut second);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("held_bodies_exhausted"), "{answer}");
+    assert!(answer.contains("limits.held_bodies"), "{answer}");
+
+    // A chunked body is claimed chunk by chunk: 10 KB fit, 30 KB more do not.
+    let mut chunks = TcpStream::connect(server.proxy_addr).unwrap();
+    let first_part = padded(10_000);
+    chunks
+        .write_all(
+            format!(
+                "POST /v2/orders/quote HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n{first_part}\r\n",
+                first_part.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    settle();
+    let _ = chunks.write_all(format!("7530\r\n{}\r\n", "n".repeat(30_000)).as_bytes());
+    let answer = raw_answer(&mut chunks);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(upstream.heads().is_empty(), "{:?}", upstream.heads());
+    assert_eq!(rules.calls(), 0, "refused before any decision");
+
+    // The first body completes: decided and forwarded; its bytes come back.
+    slow.write_all(&body.as_bytes()[1000..]).unwrap();
+    let (status, answer) = support::read_response(&mut slow);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(upstream.requests().len(), 1);
+
+    // A client that goes away mid-body gives its bytes back too…
+    let mut gone = TcpStream::connect(server.proxy_addr).unwrap();
+    gone.write_all(head.as_bytes()).unwrap();
+    gone.write_all(&body.as_bytes()[..1000]).unwrap();
+    settle();
+    drop(gone);
+    settle();
+    let (status, answer) = try_exchange(server.proxy_addr, full.as_bytes());
+    assert_eq!(status, 200, "after a client went away: {answer}");
+
+    // …and so does one that stops sending (408 at limits.body_timeout).
+    let mut stalled = TcpStream::connect(server.proxy_addr).unwrap();
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&body.as_bytes()[..1000]).unwrap();
+    let (status, answer) = support::read_response(&mut stalled);
+    assert_eq!(status, 408, "{answer}");
+    let (status, answer) = try_exchange(server.proxy_addr, full.as_bytes());
+    assert_eq!(status, 200, "after a body timed out: {answer}");
+    assert_eq!(upstream.requests().len(), 3);
+
+    let metrics = support::get(&format!("http://{}/metrics", server.admin_addr), &[]).body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "lexecon_held_bodies_refused_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l == "lexecon_held_body_bytes 0"),
+        "{metrics}"
+    );
+    server.shutdown();
+}

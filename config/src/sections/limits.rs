@@ -1,7 +1,8 @@
 //! The `limits:` section: how much of a request Lexecon accepts before it answers on its own —
 //! the request header block (`header_bytes`, `header_count`: 431 above either; `header_timeout`:
 //! the connection is closed) and the time a client may take to send a body the proxy reads before
-//! deciding (`body_timeout`: 408). Owns
+//! deciding (`body_timeout`: 408), and the memory all such bodies may take together
+//! (`held_bodies`: 503 once it is spent). Owns
 //! the defaults and the checks, and the ceiling on a route's `body_limit` (a body a classifier
 //! reads is held in memory until the decision). Never runs on the request path itself: the proxy
 //! copies these numbers into its snapshot.
@@ -21,6 +22,9 @@ pub const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 pub const MAX_HEADER_COUNT: usize = 256;
 /// The longest `body_timeout` and `header_timeout`.
 pub const MAX_BODY_TIMEOUT: Duration = Duration::from_secs(600);
+/// The smallest `held_bodies`: one default-sized body (`body_limit` defaults to 1 MiB) must fit,
+/// and a budget below a route's `body_limit` is refused too (such a body could never be held).
+pub const MIN_HELD_BODIES: u64 = 64 * 1024;
 
 /// The `limits:` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +43,11 @@ pub struct RequestLimits {
     /// connection included; then the connection is closed (a slowloris client is cut off).
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// The most bytes of request bodies held in memory at once, across all requests, while they
+    /// are read and decided (each up to its route's `body_limit`); past it a request gets 503
+    /// with `Retry-After` and nothing is forwarded.
+    #[serde(default = "default_held_bodies")]
+    pub held_bodies: ByteSize,
 }
 
 fn default_header_bytes() -> ByteSize {
@@ -53,6 +62,9 @@ fn default_body_timeout() -> Duration {
 fn default_header_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_held_bodies() -> ByteSize {
+    ByteSize(256 * 1024 * 1024)
+}
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -61,6 +73,7 @@ impl Default for RequestLimits {
             header_count: default_header_count(),
             body_timeout: default_body_timeout(),
             header_timeout: default_header_timeout(),
+            held_bodies: default_held_bodies(),
         }
     }
 }
@@ -105,6 +118,13 @@ impl RequestLimits {
                 ),
             ));
         }
+        let held = self.held_bodies.bytes();
+        if held < MIN_HELD_BODIES || usize::try_from(held).is_err() {
+            problems.push(SettingError::new(
+                "limits.held_bodies",
+                format!("{held} bytes is outside 64KiB..=what this machine can address"),
+            ));
+        }
         problems
     }
 }
@@ -121,22 +141,28 @@ mod tests {
         assert_eq!(limits.header_count, 50);
         assert_eq!(limits.header_bytes, ByteSize(32 * 1024));
         assert_eq!(limits.body_timeout, Duration::from_secs(10));
+        assert_eq!(limits.held_bodies, ByteSize(256 * 1024 * 1024));
         assert!(RequestLimits::default().problems().is_empty());
     }
 
     #[test]
     fn out_of_range_settings_are_each_named() {
-        let limits: RequestLimits =
-            serde_norway::from_str("{header_bytes: 2MiB, header_count: 0, body_timeout: 0s}")
-                .unwrap();
+        let limits: RequestLimits = serde_norway::from_str(
+            "{header_bytes: 2MiB, header_count: 0, body_timeout: 0s, held_bodies: 1KiB}",
+        )
+        .unwrap();
         let fields: Vec<_> = limits.problems().iter().map(|p| p.field).collect();
         assert_eq!(
             fields,
             [
                 "limits.header_bytes",
                 "limits.header_count",
-                "limits.body_timeout"
+                "limits.body_timeout",
+                "limits.held_bodies"
             ]
         );
+        let held: RequestLimits = serde_norway::from_str("held_bodies: 16MiB").unwrap();
+        assert_eq!(held.held_bodies, ByteSize(16 * 1024 * 1024));
+        assert!(held.problems().is_empty());
     }
 }

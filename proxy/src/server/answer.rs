@@ -35,6 +35,8 @@ pub enum Refusal {
     HeadersTooLarge,
     /// The body did not arrive within `limits.body_timeout`.
     BodyTimeout,
+    /// The body does not fit the budget of held bodies (`limits.held_bodies`) now.
+    Overloaded,
     RateLimited,
     Unmatched,
     /// The actor's SMART scopes do not grant the FHIR interaction.
@@ -55,6 +57,7 @@ impl Refusal {
             Refusal::TooLarge => 413,
             Refusal::HeadersTooLarge => 431,
             Refusal::BodyTimeout => 408,
+            Refusal::Overloaded => 503,
             Refusal::RateLimited => 429,
             Refusal::Unmatched => 403,
             Refusal::InsufficientScope => 403,
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::TooLarge => "payload_too_large",
             Refusal::HeadersTooLarge => "request_header_fields_too_large",
             Refusal::BodyTimeout => "request_timeout",
+            Refusal::Overloaded => "held_bodies_exhausted",
             Refusal::RateLimited => "rate_limited",
             Refusal::Unmatched => "no_route",
             Refusal::InsufficientScope => "insufficient_scope",

@@ -22,6 +22,8 @@ pub enum Outcome {
     BadRequest,
     TooLarge,
     BodyTimeout,
+    /// The body did not fit the budget of held bodies (`limits.held_bodies`): 503.
+    Overloaded,
     Unmatched,
     Passthrough,
     DecideError,
@@ -40,6 +42,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::TooLarge => "too_large",
             Outcome::BodyTimeout => "body_timeout",
+            Outcome::Overloaded => "overloaded",
             Outcome::Unmatched => "unmatched",
             Outcome::Passthrough => "passthrough",
             Outcome::DecideError => "decide_error",
@@ -58,6 +61,10 @@ pub struct Metrics {
     /// Break-glass sessions started, and open now (server/break_glass.rs).
     pub break_glass_started: IntCounter,
     pub break_glass_active: IntGauge,
+    /// Bytes of request bodies held now, and requests refused because the budget was spent
+    /// (`limits.held_bodies`, server/held.rs).
+    pub held_body_bytes: IntGauge,
+    pub held_bodies_refused: IntCounter,
 }
 
 impl Metrics {
@@ -86,6 +93,16 @@ impl Metrics {
             "lexecon_break_glass_active",
             "Break-glass sessions open now",
         )?;
+        let held_body_bytes = IntGauge::new(
+            "lexecon_held_body_bytes",
+            "Bytes of request bodies held in memory now, read whole before their decision",
+        )?;
+        let held_bodies_refused = IntCounter::new(
+            "lexecon_held_bodies_refused_total",
+            "Requests answered 503 because the budget of held bodies (limits.held_bodies) was spent",
+        )?;
+        registry.register(Box::new(held_body_bytes.clone()))?;
+        registry.register(Box::new(held_bodies_refused.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(break_glass_started.clone()))?;
@@ -96,6 +113,8 @@ impl Metrics {
             latency,
             break_glass_started,
             break_glass_active,
+            held_body_bytes,
+            held_bodies_refused,
         })
     }
 

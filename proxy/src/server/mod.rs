@@ -11,6 +11,7 @@ pub mod answer;
 pub mod break_glass;
 mod check;
 pub mod consent;
+pub mod held;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

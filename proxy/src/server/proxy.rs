@@ -28,6 +28,7 @@ use crate::server::break_glass::BreakGlass;
 use crate::server::check::{
     caller_request_id, check, new_request_id, record, record_blocked, Checked,
 };
+use crate::server::held::{HeldBodies, Reservation};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
@@ -43,11 +44,18 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 pub struct LexeconProxy {
     state: Arc<ProxyState>,
     break_glass: Arc<BreakGlass>,
+    /// The bytes of bodies held across all requests (`limits.held_bodies`).
+    held_bodies: Arc<HeldBodies>,
 }
 
 impl LexeconProxy {
     pub fn new(state: Arc<ProxyState>, break_glass: Arc<BreakGlass>) -> Self {
-        Self { state, break_glass }
+        let held_bodies = HeldBodies::new(Some(state.metrics.held_body_bytes.clone()));
+        Self {
+            state,
+            break_glass,
+            held_bodies,
+        }
     }
 }
 
@@ -65,6 +73,9 @@ pub struct RequestCtx {
     upstream_answered: bool,
     /// The body read whole and decided on: exactly these bytes go upstream, on every attempt.
     held: Option<Bytes>,
+    /// Its bytes in the budget of held bodies, given back when the request ends however it ends
+    /// (the context is dropped on completion, error and client disconnect alike).
+    reservation: Option<Reservation>,
     /// The `tools/list` filter of the response (`filter_tools_list` routes only).
     tools_list: Option<Box<ToolsFilter>>,
 }
@@ -77,9 +88,14 @@ impl RequestCtx {
 
 /// What the body reader found.
 enum Body {
-    Read(Bytes),
+    /// The whole body, and its bytes in the budget of held bodies.
+    Read(Bytes, Reservation),
     TooLarge,
     TimedOut,
+    /// The budget of held bodies has no room for it; `started`: part of the body was read.
+    Overloaded {
+        started: bool,
+    },
 }
 
 #[async_trait]
@@ -104,6 +120,7 @@ impl ProxyHttp for LexeconProxy {
             tries: 0,
             upstream_answered: false,
             held: None,
+            reservation: None,
             tools_list: None,
         }
     }
@@ -243,9 +260,33 @@ impl ProxyHttp for LexeconProxy {
             if content_length(session).is_some_and(|n| n > route.body_limit) {
                 return too_large(session, ctx, route).await;
             }
-            match read_body(session, route.body_limit, snap.limits.body_timeout).await? {
-                Body::Read(b) => Some(b),
+            let budget = (&self.held_bodies, snap.limits.held_bodies);
+            match read_body(session, route.body_limit, snap.limits.body_timeout, budget).await? {
+                Body::Read(b, reservation) => {
+                    ctx.reservation = Some(reservation);
+                    Some(b)
+                }
                 Body::TooLarge => return too_large(session, ctx, route).await,
+                Body::Overloaded { started } => {
+                    ctx.outcome = Outcome::Overloaded;
+                    self.state.metrics.held_bodies_refused.inc();
+                    let reason = format!(
+                        "Lexecon holds as many request bodies awaiting their decision as \
+                         limits.held_bodies allows ({} bytes); nothing was forwarded, retry later",
+                        snap.limits.held_bodies
+                    );
+                    tracing::warn!(route = %route.name, "{reason}");
+                    let a = answer::refusal(
+                        Refusal::Overloaded,
+                        &reason,
+                        &request_id(session),
+                        Some(&route.domain),
+                    );
+                    if started {
+                        session.set_keepalive(None);
+                    }
+                    return send(session, a, &[("retry-after", "1")], !started).await;
+                }
                 Body::TimedOut => {
                     ctx.outcome = Outcome::BodyTimeout;
                     session.set_keepalive(None);
@@ -604,9 +645,23 @@ fn request_id(session: &Session) -> String {
 }
 
 /// Reads the whole request body into Lexecon's own buffer, refusing more than `limit` bytes and a
-/// body not complete within `timeout` (a slow client cannot hold the request open). One chunk is
-/// kept as it came; several are joined once.
-async fn read_body(session: &mut Session, limit: u64, timeout: Duration) -> Result<Body> {
+/// body not complete within `timeout` (a slow client cannot hold the request open). Its bytes are
+/// claimed from the budget of held bodies (`budget`: the process's, and the snapshot's capacity)
+/// before they are held: a declared length at once, before `100 Continue` invites the body; a
+/// chunked body chunk by chunk. One chunk is kept as it came; several are joined once.
+async fn read_body(
+    session: &mut Session,
+    limit: u64,
+    timeout: Duration,
+    budget: (&Arc<HeldBodies>, usize),
+) -> Result<Body> {
+    let (held_bodies, capacity) = budget;
+    let declared = content_length(session).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    // INVARIANT: every byte held is in `reservation`, which gives it back when dropped — on every
+    // return below, and with the request context after a permit.
+    let Some(mut reservation) = held_bodies.reserve(declared, capacity) else {
+        return Ok(Body::Overloaded { started: false });
+    };
     write_continue_if_expected(session).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -620,9 +675,15 @@ async fn read_body(session: &mut Session, limit: u64, timeout: Duration) -> Resu
         if total > limit {
             return Ok(Body::TooLarge);
         }
+        let needed = usize::try_from(total).unwrap_or(usize::MAX);
+        if let Some(more) = needed.checked_sub(reservation.bytes()).filter(|n| *n > 0) {
+            if !reservation.grow(more, capacity) {
+                return Ok(Body::Overloaded { started: true });
+            }
+        }
         chunks.push(chunk);
     }
-    Ok(Body::Read(match chunks.len() {
+    let body = match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.swap_remove(0),
         _ => {
@@ -632,7 +693,8 @@ async fn read_body(session: &mut Session, limit: u64, timeout: Duration) -> Resu
             }
             joined.freeze()
         }
-    }))
+    };
+    Ok(Body::Read(body, reservation))
 }
 
 /// Writes an answer. `before_body`: the request body has not been read yet, so drain a small one

@@ -43,6 +43,8 @@ pub struct Limits {
     pub header_count: usize,
     pub body_timeout: std::time::Duration,
     pub header_timeout: std::time::Duration,
+    /// The most bytes of bodies held at once across requests (`limits.held_bodies`).
+    pub held_bodies: usize,
 }
 
 impl Limits {
@@ -52,6 +54,7 @@ impl Limits {
             header_count: config.header_count,
             body_timeout: config.body_timeout,
             header_timeout: config.header_timeout,
+            held_bodies: usize::try_from(config.held_bodies.bytes()).unwrap_or(usize::MAX),
         }
     }
 }
