@@ -356,6 +356,18 @@ pub struct RouteConfig {
     /// `None` follows the global mode.
     #[serde(default)]
     pub mode: Option<EnforceMode>,
+    /// Protocol upgrades the route takes (`[websocket]`); none by default: every `Upgrade` is
+    /// refused (400). A WebSocket handshake is decided as the route's classification of its `GET`
+    /// with `context.upgrade: websocket`; the frames after it are not inspected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upgrade: Vec<UpgradeProtocol>,
+}
+
+/// A protocol a route may be upgraded to. Only WebSocket: `h2c` and the rest stay refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpgradeProtocol {
+    Websocket,
 }
 
 fn default_classifier() -> ClassifierConfig {
@@ -902,6 +914,25 @@ impl Config {
                     );
                 }
             }
+            if !route.upgrade.is_empty() {
+                if matches!(route.classifier, ClassifierConfig::Mcp(_)) {
+                    err(
+                        format!("{at}.upgrade"),
+                        "an MCP route cannot take WebSockets: its classifier reads a JSON-RPC body, a handshake has none".into(),
+                    );
+                } else if !route.matcher.methods.is_empty()
+                    && !route
+                        .matcher
+                        .methods
+                        .iter()
+                        .any(|m| m.eq_ignore_ascii_case("GET"))
+                {
+                    err(
+                        format!("{at}.upgrade"),
+                        "a WebSocket handshake is a GET, which match.methods leaves out".into(),
+                    );
+                }
+            }
             if route.body_limit.0 == 0 {
                 err(
                     format!("{at}.body_limit"),
@@ -1064,6 +1095,21 @@ routes:
             Err(ConfigError::Invalid(errors)) => errors,
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn upgrades_are_websocket_only_and_only_where_a_handshake_can_be_decided() {
+        let route = |extra: &str| {
+            format!("{MINIMAL}  - {{name: ws, domain: ai, upstream: tools{extra}}}\n")
+        };
+        let ok = Config::from_yaml("t.yaml", &route(", upgrade: [websocket]")).unwrap();
+        assert_eq!(ok.routes[1].upgrade, vec![UpgradeProtocol::Websocket]);
+        let h2c = Config::from_yaml("t.yaml", &route(", upgrade: [h2c]")).unwrap_err();
+        assert!(h2c.to_string().contains("routes[1].upgrade"), "{h2c}");
+        let mcp = invalid(&route(", classifier: {kind: mcp}, upgrade: [websocket]"));
+        assert_eq!(mcp[0].path, "routes[1].upgrade", "{mcp:?}");
+        let post = invalid(&route(", match: {methods: [POST]}, upgrade: [websocket]"));
+        assert!(post[0].reason.contains("GET"), "{post:?}");
     }
 
     #[test]

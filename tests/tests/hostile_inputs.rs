@@ -5,8 +5,11 @@
 //!
 //! Covered so far: request targets an upstream could read differently (dot segments raw and
 //! encoded, encoded separators, backslashes, control characters, invalid escapes, empty segments,
-//! an absolute-form authority that disagrees with `Host`) and JSON-RPC batches (off by default,
-//! capped, and counted against the rate limit call by call).
+//! an absolute-form authority that disagrees with `Host`), JSON-RPC batches (off by default,
+//! capped, and counted against the rate limit call by call), framing and headers, bodies of any
+//! size decided before forwarding, the shared budget of held bodies (`limits.held_bodies`), slow
+//! clients, and protocol upgrades (only a well-formed WebSocket handshake, only on a route that
+//! takes it, decided as its own call; `h2c` never).
 
 #![allow(
     clippy::unwrap_used,
@@ -45,6 +48,12 @@ routes:
     domain: ai
     classifier: {{kind: none, action: axn_read_data}}
     upstream: app
+  - name: ws
+    match: {{path_prefix: /ws}}
+    domain: ai
+    classifier: {{kind: none, action: axn_read_data}}
+    upstream: app
+    upgrade: [websocket]
   - name: open
     match: {{path_prefix: /open}}
     domain: ai
@@ -518,6 +527,78 @@ fn head_cases() -> Vec<Case> {
     ]
 }
 
+/// A WebSocket handshake's head, with `lines` after the request line and `host`.
+fn handshake(method: &str, target: &str, lines: &str) -> String {
+    format!(
+        "{method} {target} HTTP/1.1\r\nhost: lexecon.test\r\nx-agent-id: act_ai_agent:mallory\r\n{lines}\r\n"
+    )
+}
+
+const WS: &str = "upgrade: websocket\r\nconnection: Upgrade\r\n\
+                  sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n";
+
+/// Upgrades: only a well-formed WebSocket handshake, only on a route with `upgrade: [websocket]`.
+fn upgrade_cases() -> Vec<Case> {
+    let key = "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let v13 = "sec-websocket-version: 13\r\n";
+    let mut cases = vec![
+        Case {
+            name: "a WebSocket handshake on a route without upgrade",
+            request: handshake("GET", "/v1/orders", WS),
+            status: 400,
+        },
+        Case {
+            name: "a WebSocket handshake no route takes",
+            request: handshake("GET", "/nowhere", WS),
+            status: 400,
+        },
+        Case {
+            name: "a WebSocket handshake on a passthrough route",
+            request: handshake("GET", "/open/ws", WS),
+            status: 400,
+        },
+        Case {
+            name: "a WebSocket handshake by POST",
+            request: handshake("POST", "/ws/chat", WS),
+            status: 400,
+        },
+        Case {
+            name: "a WebSocket handshake over HTTP/1.0",
+            request: handshake("GET", "/ws/chat", WS).replacen("HTTP/1.1", "HTTP/1.0", 1),
+            status: 400,
+        },
+    ];
+    for (name, lines) in [
+        ("h2c on the WebSocket route", "upgrade: h2c\r\nconnection: upgrade, http2-settings\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n".to_string()),
+        ("websocket and h2c in one Upgrade", format!("upgrade: websocket, h2c\r\nconnection: upgrade\r\n{key}{v13}")),
+        ("two Upgrade headers", format!("upgrade: websocket\r\nupgrade: h2c\r\nconnection: upgrade\r\n{key}{v13}")),
+        ("a WebSocket handshake carrying HTTP2-Settings", format!("{WS}http2-settings: AAMAAABkAAQAAP__\r\n")),
+        ("a WebSocket handshake whose Connection does not name upgrade", format!("upgrade: websocket\r\nconnection: keep-alive\r\n{key}{v13}")),
+        ("a WebSocket handshake nominating an end-to-end header", format!("upgrade: websocket\r\nconnection: upgrade, x-agent-id\r\n{key}{v13}")),
+        ("a WebSocket handshake without a key", format!("upgrade: websocket\r\nconnection: upgrade\r\n{v13}")),
+        ("a WebSocket handshake with two keys", format!("{WS}{key}")),
+        ("a WebSocket handshake with a short key", format!("upgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: AAAA\r\n{v13}")),
+        ("a WebSocket handshake of another version", format!("upgrade: websocket\r\nconnection: upgrade\r\n{key}sec-websocket-version: 8\r\n")),
+        ("a WebSocket handshake with a body (smuggled frames or a request)", format!("{WS}content-length: 5\r\n")),
+        ("a chunked WebSocket handshake", format!("{WS}transfer-encoding: chunked\r\n")),
+        ("Connection: upgrade without Upgrade", "connection: upgrade\r\n".to_string()),
+    ] {
+        let body = if lines.contains("content-length: 5") {
+            "hello"
+        } else if lines.contains("chunked") {
+            "5\r\nhello\r\n0\r\n\r\n"
+        } else {
+            ""
+        };
+        cases.push(Case {
+            name,
+            request: format!("{}{body}", handshake("GET", "/ws/chat", &lines)),
+            status: 400,
+        });
+    }
+    cases
+}
+
 #[test]
 fn framing_and_headers_an_upstream_could_read_differently_are_refused() {
     let upstream = TestUpstream::start();
@@ -525,7 +606,7 @@ fn framing_and_headers_an_upstream_could_read_differently_are_refused() {
     let up = upstream.addr;
     let server = start(move |p, a| config(up, p, a), rules.clone());
     let mut failures = Vec::new();
-    for case in head_cases() {
+    for case in head_cases().into_iter().chain(upgrade_cases()) {
         let (status, body) = try_exchange(server.proxy_addr, case.request.as_bytes());
         if status != case.status {
             failures.push(format!(
@@ -787,5 +868,226 @@ fn bodies_held_at_once_share_one_budget_and_give_it_back_however_they_end() {
         metrics.lines().any(|l| l == "lexecon_held_body_bytes 0"),
         "{metrics}"
     );
+    server.shutdown();
+}
+
+/// SHA-1 (FIPS 180-4), for `Sec-WebSocket-Accept` in the test upstream.
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in block.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2).
+fn websocket_accept(key: &str) -> String {
+    use base64::Engine;
+    let digest = sha1(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+/// A tiny WebSocket upstream: records each handshake head, answers 101 with the right
+/// `Sec-WebSocket-Accept`, then echoes every byte it gets.
+struct WsUpstream {
+    addr: SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl WsUpstream {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if conn.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    seen.lock().unwrap().push(head.clone());
+                    let key = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("sec-websocket-key")
+                                .then(|| value.trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    let answer = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                         sec-websocket-accept: {}\r\n\r\n",
+                        websocket_accept(&key)
+                    );
+                    if conn.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if conn.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn websocket_config(upstream: SocketAddr, proxy: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: {{proxy: "{proxy}", admin: "{admin}"}}
+upstreams:
+  chat: {{addrs: ["{upstream}"], connect_timeout: 500ms, read_timeout: 5s}}
+identity:
+  trusted_actor_header: x-agent-id
+routes:
+  - name: chat
+    match: {{path_prefix: /ws/chat}}
+    domain: ai
+    classifier: {{kind: none, action: axn_read_data}}
+    upstream: chat
+    upgrade: [websocket]
+  - name: admin
+    match: {{path_prefix: /ws/admin}}
+    domain: ai
+    classifier: {{kind: none, action: axn_delete_data}}
+    upstream: chat
+    upgrade: [websocket]
+"#
+    )
+}
+
+/// A WebSocket route: a permitted handshake is decided as its own call (`context.upgrade`), gets
+/// the upstream's 101 with the right accept, and frames then pass both ways; a denied one gets
+/// 403 and the upstream hears nothing of it.
+#[test]
+fn a_permitted_websocket_is_decided_then_carried_both_ways_and_a_denied_one_never_reaches_the_upstream(
+) {
+    use std::io::{Read, Write};
+    assert_eq!(
+        websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "RFC 6455's example"
+    );
+    let upstream = WsUpstream::start();
+    let rules = RuleTable::new(&["axn_delete_data"], &[]);
+    let up = upstream.addr;
+    let server = start(move |p, a| websocket_config(up, p, a), rules.clone());
+
+    let (status, body) = try_exchange(
+        server.proxy_addr,
+        handshake("GET", "/ws/admin", WS).as_bytes(),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(upstream.heads().is_empty(), "{:?}", upstream.heads());
+    assert_eq!(rules.last().unwrap().context["upgrade"], "websocket");
+
+    let mut conn = TcpStream::connect(server.proxy_addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(handshake("GET", "/ws/chat?room=1", WS).as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(conn.read(&mut byte).unwrap(), 1, "closed: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    let input = rules.last().unwrap();
+    assert_eq!(input.action, "axn_read_data");
+    assert_eq!(input.context["upgrade"], "websocket");
+    let seen = upstream.heads();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let seen = seen[0].to_ascii_lowercase();
+    assert!(seen.starts_with("get /ws/chat?room=1 http/1.1"), "{seen}");
+    for line in [
+        "upgrade: websocket",
+        "connection: upgrade",
+        "sec-websocket-key: dghlihnhbxbszsbub25jzq==",
+        "sec-websocket-version: 13",
+        "x-lexecon-decision-id:",
+    ] {
+        assert!(seen.contains(line), "{line} missing upstream: {seen}");
+    }
+    // A masked text frame "hello", and the echo of its bytes.
+    let frame = [
+        0x81u8, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    for _ in 0..2 {
+        conn.write_all(&frame).unwrap();
+        let mut echoed = [0u8; 11];
+        conn.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, frame);
+    }
+    assert_eq!(rules.calls(), 2, "the frames are not decided");
     server.shutdown();
 }

@@ -7,6 +7,11 @@
 //! forwarding ([`is_hop_by_hop`]). Pure: no I/O, never panics.
 //!
 //! Refusing beats rewriting here as in `target`: what is decided is what is forwarded.
+//!
+//! One upgrade may pass [`inspect`]: a well-formed WebSocket handshake (RFC 6455 §4.1: `GET`,
+//! HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`, one 16-byte `Sec-WebSocket-Key`,
+//! `Sec-WebSocket-Version: 13`, no body), which the proxy then allows only on a route that takes
+//! it; `h2c` and every other protocol are refused here, on every route.
 
 use http::header::{HeaderMap, HeaderName, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
@@ -56,6 +61,30 @@ pub enum HeadError {
     Upgrade { value: String },
     #[error("Connection nominates {name:?}; only close, keep-alive and te may be named")]
     ConnectionNominates { name: String },
+    #[error("malformed WebSocket handshake: {reason}")]
+    WebSocket { reason: &'static str },
+}
+
+/// What [`inspect`] found in a head it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    /// The protocol the client asks to upgrade to: only a well-formed WebSocket handshake.
+    pub upgrade: Option<Upgrade>,
+}
+
+/// A protocol upgrade [`inspect`] lets through to routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    WebSocket,
+}
+
+impl Upgrade {
+    /// The name in `Upgrade`, in `routes[].upgrade` and in `context.upgrade`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Upgrade::WebSocket => "websocket",
+        }
+    }
 }
 
 impl HeadError {
@@ -68,13 +97,33 @@ impl HeadError {
     }
 }
 
-/// Checks a request head: `method`, its `headers`, and the `query` (for `_method`).
+/// Checks a request head: `method`, its `headers`, and the `query` (for `_method`). Refuses every
+/// upgrade; [`inspect`] lets a WebSocket handshake through.
 pub fn check(
     method: &http::Method,
     headers: &HeaderMap,
     query: Option<&str>,
     limits: HeadLimits,
 ) -> Result<(), HeadError> {
+    match inspect(method, http::Version::HTTP_11, headers, query, limits)?.upgrade {
+        Some(upgrade) => Err(HeadError::Upgrade {
+            value: upgrade.name().to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// [`check`], except that a well-formed WebSocket handshake on HTTP/1.1 passes, as
+/// `Head { upgrade: Some(Upgrade::WebSocket) }`: the caller must refuse it unless the route takes
+/// it. Any other `Upgrade` (`h2c`, a list, a second header) is refused, and so is a WebSocket
+/// handshake that is not well-formed.
+pub fn inspect(
+    method: &http::Method,
+    version: http::Version,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    limits: HeadLimits,
+) -> Result<Head, HeadError> {
     if headers.len() > limits.count {
         return Err(HeadError::TooManyHeaders {
             count: headers.len(),
@@ -105,20 +154,81 @@ pub fn check(
             method: method.to_string(),
         });
     }
-    if let Some(value) = headers.get(http::header::UPGRADE) {
-        return Err(HeadError::Upgrade {
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        });
-    }
+    let upgrade = match headers.get(http::header::UPGRADE) {
+        Some(value) => Some(websocket(method, version, headers, value)?),
+        None => None,
+    };
+    let mut names_upgrade = false;
     for value in headers.get_all(CONNECTION) {
         for option in value.as_bytes().split(|b| *b == b',') {
             let option = String::from_utf8_lossy(option).trim().to_ascii_lowercase();
-            if !option.is_empty() && !CONNECTION_OPTIONS.contains(&option.as_str()) {
+            if option == "upgrade" && upgrade.is_some() {
+                names_upgrade = true;
+            } else if !option.is_empty() && !CONNECTION_OPTIONS.contains(&option.as_str()) {
                 return Err(HeadError::ConnectionNominates { name: option });
             }
         }
     }
-    Ok(())
+    if upgrade.is_some() && !names_upgrade {
+        return Err(HeadError::WebSocket {
+            reason: "Connection must name upgrade",
+        });
+    }
+    Ok(Head { upgrade })
+}
+
+/// A WebSocket handshake as RFC 6455 §4.1 has it, or the reason it is refused. `value` is the
+/// (first) `Upgrade` header.
+fn websocket(
+    method: &http::Method,
+    version: http::Version,
+    headers: &HeaderMap,
+    value: &http::HeaderValue,
+) -> Result<Upgrade, HeadError> {
+    let refused = || HeadError::Upgrade {
+        value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+    };
+    // One `Upgrade: websocket`, nothing else: `h2c`, `websocket, h2c`, a second header.
+    if headers.get_all(http::header::UPGRADE).iter().count() != 1
+        || !value.as_bytes().eq_ignore_ascii_case(b"websocket")
+        || headers.contains_key("http2-settings")
+    {
+        return Err(refused());
+    }
+    let malformed = |reason| Err(HeadError::WebSocket { reason });
+    if method != http::Method::GET {
+        return malformed("the handshake must be a GET");
+    }
+    if version != http::Version::HTTP_11 {
+        return malformed("the handshake must be HTTP/1.1");
+    }
+    if headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+    {
+        return malformed("the handshake must have no body");
+    }
+    let mut keys = headers.get_all("sec-websocket-key").iter();
+    match (keys.next(), keys.next()) {
+        (Some(key), None) if is_websocket_key(key.as_bytes()) => {}
+        _ => return malformed("it needs one Sec-WebSocket-Key, 16 bytes in base64"),
+    }
+    let mut versions = headers.get_all("sec-websocket-version").iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.as_bytes() == b"13" => {}
+        _ => return malformed("it needs one Sec-WebSocket-Version: 13"),
+    }
+    Ok(Upgrade::WebSocket)
+}
+
+/// 16 bytes in base64: 22 characters of the alphabet and `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 fn check_framing(headers: &HeaderMap) -> Result<(), HeadError> {
@@ -277,6 +387,123 @@ mod tests {
                 name: "x-lexecon-capability".into()
             }
         );
+    }
+
+    const KEY: (&str, &str) = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    const V13: (&str, &str) = ("sec-websocket-version", "13");
+
+    fn ws(
+        lines: &[(&str, &str)],
+        method: http::Method,
+        version: http::Version,
+    ) -> Result<Head, HeadError> {
+        inspect(&method, version, &head(lines), None, LIMITS)
+    }
+
+    #[test]
+    fn a_well_formed_websocket_handshake_passes_inspect_and_nothing_else_does() {
+        let good = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            KEY,
+            V13,
+        ];
+        let get = http::Method::GET;
+        let h11 = http::Version::HTTP_11;
+        assert_eq!(
+            ws(&good, get.clone(), h11).unwrap().upgrade,
+            Some(Upgrade::WebSocket)
+        );
+        let also = [
+            ("upgrade", "WebSocket"),
+            ("connection", "keep-alive, upgrade"),
+            KEY,
+            V13,
+            ("content-length", "0"),
+        ];
+        assert!(ws(&also, get.clone(), h11).is_ok());
+        // `check` refuses it still: only routes that take it see it.
+        assert!(matches!(
+            check(&get, &head(&good), None, LIMITS),
+            Err(HeadError::Upgrade { .. })
+        ));
+        assert_eq!(
+            ws(&[("host", "a")], get.clone(), h11).unwrap(),
+            Head::default()
+        );
+        let refused: [&[(&str, &str)]; 11] = [
+            &[
+                ("upgrade", "h2c"),
+                ("connection", "upgrade, http2-settings"),
+                ("http2-settings", "AAMAAABkAAQAAP__"),
+            ],
+            &[
+                ("upgrade", "websocket, h2c"),
+                ("connection", "upgrade"),
+                KEY,
+                V13,
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                KEY,
+                V13,
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                ("http2-settings", "x"),
+                KEY,
+                V13,
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "keep-alive"),
+                KEY,
+                V13,
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade, x-agent-id"),
+                KEY,
+                V13,
+            ],
+            &[("upgrade", "websocket"), ("connection", "upgrade"), V13],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                ("sec-websocket-key", "short=="),
+                V13,
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                KEY,
+                ("sec-websocket-version", "8"),
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                KEY,
+                V13,
+                ("content-length", "5"),
+            ],
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                KEY,
+                V13,
+                ("transfer-encoding", "chunked"),
+            ],
+        ];
+        for case in refused {
+            assert!(ws(case, get.clone(), h11).is_err(), "{case:?}");
+        }
+        assert!(ws(&good, http::Method::POST, h11).is_err());
+        assert!(ws(&good, get.clone(), http::Version::HTTP_10).is_err());
+        // `Connection: upgrade` without an upgrade names a header like any other.
+        assert!(ws(&[("connection", "upgrade")], get, h11).is_err());
     }
 
     #[test]

@@ -180,13 +180,16 @@ async fn declare_break_glass(
 
 /// Classifies the request and decides every call; all must permit. Builds an answer only when
 /// the request is blocked. An escalated call creates a pending human approval (its id goes into
-/// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once.
+/// the answer); a retry carrying [`APPROVAL_HEADER`] redeems it instead, exactly once. `upgrade`
+/// names the protocol of a handshake the route takes (`websocket`): its calls are decided with
+/// `context.upgrade` set, so a policy tells them from a plain `GET`.
 pub(super) async fn check(
     snap: &ProxySnapshot,
     route: &Route,
     actor: &Actor,
     req: &RequestHeader,
     body: Option<&[u8]>,
+    upgrade: Option<&'static str>,
     break_glass: &BreakGlass,
 ) -> Checked {
     let parts = RequestParts {
@@ -196,7 +199,7 @@ pub(super) async fn check(
         headers: &req.headers,
     };
     let caller_request_id = caller_request_id(req);
-    let classified = match classify::classify(&route.classifier, &parts, body) {
+    let mut classified = match classify::classify(&route.classifier, &parts, body) {
         Ok(c) => c,
         Err(e) => {
             let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
@@ -220,6 +223,12 @@ pub(super) async fn check(
             .await;
         }
     };
+    if let Some(protocol) = upgrade {
+        for item in &mut classified.items {
+            item.context
+                .insert("upgrade".into(), serde_json::Value::from(protocol));
+        }
+    }
     if let Some((denied, reason)) = smart_scope_denial(route, actor, &classified) {
         let rid = caller_request_id.map_or_else(new_request_id, str::to_string);
         let refused = Refused {

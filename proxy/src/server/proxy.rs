@@ -76,6 +76,8 @@ pub struct RequestCtx {
     /// Its bytes in the budget of held bodies, given back when the request ends however it ends
     /// (the context is dropped on completion, error and client disconnect alike).
     reservation: Option<Reservation>,
+    /// The protocol of an upgrade the route takes (`websocket`): its headers go upstream.
+    upgrade: Option<&'static str>,
     /// The `tools/list` filter of the response (`filter_tools_list` routes only).
     tools_list: Option<Box<ToolsFilter>>,
 }
@@ -121,6 +123,7 @@ impl ProxyHttp for LexeconProxy {
             upstream_answered: false,
             held: None,
             reservation: None,
+            upgrade: None,
             tools_list: None,
         }
     }
@@ -164,24 +167,55 @@ impl ProxyHttp for LexeconProxy {
             bytes: snap.limits.header_bytes,
             count: snap.limits.header_count,
         };
-        if let Err(e) = head::check(&req.method, &req.headers, req.uri.query(), limits) {
-            let kind = if e.status() == 431 {
-                ctx.outcome = Outcome::TooLarge;
-                Refusal::HeadersTooLarge
-            } else {
-                ctx.outcome = Outcome::BadRequest;
-                Refusal::BadRequest
-            };
-            let a = answer::refusal(kind, &e.to_string(), &request_id(session), None);
-            session.set_keepalive(None);
-            return send(session, a, &[], false).await;
-        }
+        // A well-formed WebSocket handshake passes here, to be refused below unless its route
+        // takes it; every other upgrade (h2c) is refused now.
+        let inspected = head::inspect(
+            &req.method,
+            req.version,
+            &req.headers,
+            req.uri.query(),
+            limits,
+        );
+        let upgrade = match inspected {
+            Ok(head) => head.upgrade,
+            Err(e) => {
+                let kind = if e.status() == 431 {
+                    ctx.outcome = Outcome::TooLarge;
+                    Refusal::HeadersTooLarge
+                } else {
+                    ctx.outcome = Outcome::BadRequest;
+                    Refusal::BadRequest
+                };
+                let a = answer::refusal(kind, &e.to_string(), &request_id(session), None);
+                session.set_keepalive(None);
+                return send(session, a, &[], false).await;
+            }
+        };
         let host = host_header.or_else(|| req.uri.host());
         let found = snap
             .routes
             .routes
             .iter()
             .position(|r| r.matches(host, req.uri.path(), &req.method));
+        // INVARIANT: an upgraded connection is no longer decided request by request, so a
+        // handshake passes only on a route that takes it (`upgrade: [websocket]`), decided as its
+        // own call below; unmatched passthrough never takes one.
+        if let Some(protocol) = upgrade {
+            let route = found.and_then(|i| snap.routes.routes.get(i));
+            if !route.is_some_and(|r| r.websocket) {
+                ctx.outcome = Outcome::BadRequest;
+                let reason = format!(
+                    "protocol upgrade ({}) is not allowed on {}; a route takes it with upgrade: [websocket]",
+                    protocol.name(),
+                    route.map_or_else(|| "unmatched requests".to_string(), |r| format!("route {}", r.name)),
+                );
+                let domain = route.map(|r| r.domain.as_str());
+                let a = answer::refusal(Refusal::BadRequest, &reason, &request_id(session), domain);
+                session.set_keepalive(None);
+                return send(session, a, &[], false).await;
+            }
+            ctx.upgrade = Some(protocol.name());
+        }
         let Some(index) = found else {
             if snap.unmatched == Unmatched::Passthrough {
                 if let Some(up) = &snap.default_upstream {
@@ -200,6 +234,10 @@ impl ProxyHttp for LexeconProxy {
             return send(session, a, &[], true).await;
         };
         ctx.route = Some(index);
+        if ctx.upgrade.is_some() {
+            // Frames the client sends before the answer must never be read as a next request.
+            session.set_keepalive(None);
+        }
         let route = &snap.routes.routes[index];
         ctx.upstream = Some(route.upstream.clone());
         if route.passthrough {
@@ -252,10 +290,17 @@ impl ProxyHttp for LexeconProxy {
         // Read the whole body, only when the classifier needs it (the route's classifier reads
         // bodies, or this request is a FHIR search by POST, whose parameters are its form body).
         // INVARIANT: nothing goes upstream before the decision, whatever the body's size or framing.
-        let needs_body = route.needs_body || {
-            let req = session.req_header();
-            lexecon_classify::needs_body_of(&route.classifier, req.method.as_str(), req.uri.path())
-        };
+        // A handshake has no body (head::inspect): nothing is held, and what follows the 101 are
+        // frames that stream through uninspected.
+        let needs_body = ctx.upgrade.is_none()
+            && (route.needs_body || {
+                let req = session.req_header();
+                lexecon_classify::needs_body_of(
+                    &route.classifier,
+                    req.method.as_str(),
+                    req.uri.path(),
+                )
+            });
         let body = if needs_body {
             if content_length(session).is_some_and(|n| n > route.body_limit) {
                 return too_large(session, ctx, route).await;
@@ -313,6 +358,7 @@ impl ProxyHttp for LexeconProxy {
             &actor,
             session.req_header(),
             body.as_deref(),
+            ctx.upgrade,
             &self.break_glass,
         )
         .await;
@@ -417,11 +463,18 @@ impl ProxyHttp for LexeconProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_request.remove_header("expect");
-        // Hop-by-hop headers are for the client's connection only.
+        // Hop-by-hop headers are for the client's connection only — but for the handshake of an
+        // upgrade the route takes, whose `Connection: Upgrade` and `Upgrade: websocket` pingora
+        // has normalised and must carry upstream for the 101 to come back.
+        let upgrading = ctx.upgrade.is_some();
         let hop_by_hop: Vec<http::HeaderName> = upstream_request
             .headers
             .keys()
             .filter(|name| head::is_hop_by_hop(name))
+            .filter(|name| {
+                !(upgrading
+                    && (*name == http::header::CONNECTION || *name == http::header::UPGRADE))
+            })
             .cloned()
             .collect();
         for name in &hop_by_hop {

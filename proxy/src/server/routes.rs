@@ -28,6 +28,8 @@ pub struct Route {
     /// The largest body read (whole, before the decision) on a route whose classifier reads it.
     pub body_limit: u64,
     pub passthrough: bool,
+    /// Whether the route takes WebSocket handshakes (`upgrade: [websocket]`).
+    pub websocket: bool,
     /// The tool pins of an MCP route with `pin_tools` (read from its pin file when built).
     pub pins: Option<Arc<crate::server::tool_pins::RoutePins>>,
     /// FHIR routes with `consent_lookup`: consent from the server's `Consent` resources.
@@ -78,6 +80,9 @@ impl Route {
                 .map(|rl| RouteLimiter::new(rl, limiter_max_keys)),
             body_limit: config.body_limit.bytes(),
             passthrough: mode == EnforceMode::Passthrough,
+            websocket: config
+                .upgrade
+                .contains(&lexecon_config::file::UpgradeProtocol::Websocket),
             pins,
             consent: match &config.classifier {
                 ClassifierConfig::Fhir(fhir) => fhir
