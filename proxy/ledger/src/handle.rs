@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
 use lexecon_policy_cache::Decision;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -59,7 +60,8 @@ pub struct LedgerStats {
     pub writes: u64,
     /// `fdatasync` calls since start.
     pub syncs: u64,
-    /// The writer stopped after an I/O error; appends fail.
+    /// The writer cannot write (an I/O error it is retrying, or it stopped); appends fail until it
+    /// heals (see [`LedgerHandle::last_error`]).
     pub failed: bool,
 }
 
@@ -74,6 +76,10 @@ pub(crate) struct Shared {
     pub(crate) writes: AtomicU64,
     pub(crate) syncs: AtomicU64,
     pub(crate) failed: AtomicBool,
+    /// Why the writer is down (set with `failed`; kept after it healed, for the record).
+    pub(crate) last_error: ArcSwapOption<String>,
+    /// Outages the writer healed from since start.
+    pub(crate) recoveries: AtomicU64,
 }
 
 /// One message from a handle to the writer thread.
@@ -212,9 +218,13 @@ impl LedgerHandle {
     /// One place in the queue: waits for it (`block`) or fails at once (`fail_closed`).
     async fn room(&self) -> Result<mpsc::Permit<'_, Msg>, LedgerError> {
         if self.shared.failed.load(Ordering::Relaxed) {
-            return Err(LedgerError::WriterFailed {
-                reason: "the ledger writer stopped after an error".to_owned(),
-            });
+            let reason = match self.shared.last_error.load_full() {
+                Some(error) => format!(
+                    "the ledger writer cannot write ({error}); appends fail until it recovers"
+                ),
+                None => "the ledger writer stopped after an error".to_owned(),
+            };
+            return Err(LedgerError::WriterFailed { reason });
         }
         match self.when_full {
             WhenFull::Block => self.tx.reserve().await.map_err(|_| LedgerError::Closed),
@@ -284,6 +294,18 @@ impl LedgerHandle {
             syncs: self.shared.syncs.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
         }
+    }
+
+    /// The writer's most recent I/O error, if it ever had one (it stays after the writer healed;
+    /// [`LedgerStats::failed`] says whether it is down now).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.load_full().map(|e| (*e).clone())
+    }
+
+    /// How many times the writer healed from an I/O error since it started (each recorded by a
+    /// `ledger_recovered` entry).
+    pub fn recoveries(&self) -> u64 {
+        self.shared.recoveries.load(Ordering::Relaxed)
     }
 }
 

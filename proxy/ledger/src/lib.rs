@@ -24,6 +24,7 @@ mod head;
 pub mod json;
 mod recovery;
 mod segment;
+pub mod segment_io;
 pub mod signer;
 pub mod verify;
 pub mod writer;
@@ -37,6 +38,7 @@ pub use entry::{
 };
 pub use export::{export, tail, ExportFormat};
 pub use handle::{Appended, LedgerHandle, LedgerStats, PauseGuard};
+pub use segment_io::{OsIo, SegmentIo};
 pub use signer::CheckpointSigner;
 pub use verify::{verify_dir, VerifyFailure, VerifyReason, VerifyReport};
 pub use writer::LedgerWriter;
@@ -50,7 +52,8 @@ pub enum LedgerError {
     /// The writer has stopped (shut down, or failed earlier); nothing more can be recorded.
     #[error("ledger writer is not running; the request must be denied")]
     Closed,
-    /// The writer hit an I/O error and stopped; the entry was not recorded.
+    /// The writer cannot write (an I/O error it retries until it heals, or it stopped); the entry
+    /// was not recorded, or (a `sync` caller) is not known to be durable.
     #[error("ledger writer failed: {reason}")]
     WriterFailed { reason: String },
     /// The I/O error is part of the message and not a `source()`: a caller printing the chain

@@ -22,6 +22,18 @@
 //! within `linger` and fsynced within `flush_interval` after that. A killed process loses the entries
 //! still queued (at most the last `linger`), an OS crash those of the last `flush_interval` +
 //!
+//! A failed write or fdatasync (ENOSPC, EIO, EDQUOT) or a segment that cannot be created is an
+//! outage, not the end: appends fail at once (`failed`, so requests fail closed) and `sync` callers
+//! waiting are answered with the error, never "durable"; the lines not yet durable stay in memory
+//! (the buffer is kept until fsynced), and lines still queued are placed behind them. The writer
+//! retries with a wait doubling from 50 ms to 5 s: it cuts the segment back to its last durable
+//! line (a torn tail), checks that the chain ends at the durable head as start-up recovery does,
+//! writes the kept lines again with the seqs and hashes they were given, and resumes with a
+//! `ledger_recovered` entry naming the error, the outage's length, the last durable seq and the
+//! seqs written again. A shutdown during an outage makes one last attempt, then fails naming the
+//! seqs that were not made durable. Writes and syncs go through [`crate::segment_io`], the seam
+//! tests fail them through.
+//!
 //! This file is the thread: [`LedgerWriter::start`] and the loop of named steps (take a batch, place
 //! its lines in seq order, sign checkpoints, commit, answer flushes and pauses, linger). The request
 //! side is [`crate::handle`], opening and recovering a directory [`crate::recovery`], the settings
@@ -29,21 +41,23 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{Durability, LedgerConfig};
-use super::entry::{checkpoint_message, write_body_line, EntryBody, EntryDraft, EventType};
+use super::entry::{
+    checkpoint_message, split_hash, write_body_line, EntryBody, EntryDraft, EventType,
+};
 use super::handle::{claim_body, AckResult, DecisionEntry, LedgerHandle, Msg, Shared};
 use super::head::{ChainHead, Claimed};
 use super::recovery::{create_segment, lock_dir, recover};
 use super::segment::segment_path;
+use super::segment_io::{OsIo, SegmentIo};
 use super::signer::CheckpointSigner;
 use super::LedgerError;
 
@@ -61,6 +75,16 @@ impl LedgerWriter {
         config: LedgerConfig,
         signer: Option<CheckpointSigner>,
     ) -> Result<LedgerHandle, LedgerError> {
+        Self::start_with_io(config, signer, Arc::new(OsIo))
+    }
+
+    /// [`Self::start`] with the segment writes and syncs going through `io` (see
+    /// [`crate::segment_io`]): for tests that fail them as a full or failing disk would.
+    pub fn start_with_io(
+        config: LedgerConfig,
+        signer: Option<CheckpointSigner>,
+        io: Arc<dyn SegmentIo>,
+    ) -> Result<LedgerHandle, LedgerError> {
         config.validate()?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| LedgerError::io("create directory", &config.dir, e))?;
@@ -74,7 +98,7 @@ impl LedgerWriter {
         let head_seq = recovered.next_seq - 1;
         shared.head_seq.store(head_seq, Ordering::Relaxed);
         shared.durable_seq.store(head_seq, Ordering::Relaxed);
-        let chain = Arc::new(ChainHead::new(head_seq, recovered.head));
+        let chain = Arc::new(ChainHead::new(head_seq, recovered.head.clone()));
         let now = Instant::now();
         let mut writer = Writer {
             buf: Vec::with_capacity(1 << 20),
@@ -84,9 +108,14 @@ impl LedgerWriter {
             shared: Arc::clone(&shared),
             chain: Arc::clone(&chain),
             lock: Some(lock),
+            io,
             file,
             segment_path: recovered.path,
-            segment_len: recovered.len,
+            durable_len: recovered.len,
+            written: 0,
+            durable_seq: head_seq,
+            durable_hash: recovered.head,
+            outage: None,
             next_seq: recovered.next_seq,
             out_of_order: BTreeMap::new(),
             checkpoint_seq: head_seq,
@@ -100,7 +129,7 @@ impl LedgerWriter {
             let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
             let claimed = claim_body(&chain, &body);
             writer.accept(claimed.seq, claimed.line, None)?;
-            writer.commit(true)?;
+            writer.try_commit(true)?;
         }
         let (tx, rx) = mpsc::channel(writer.cfg.queue);
         let ticker_period = writer.cfg.checkpoint_interval;
@@ -149,9 +178,19 @@ struct Writer {
     chain: Arc<ChainHead>,
     /// The directory lock, held until the writer has stopped writing.
     lock: Option<File>,
+    /// Every write and sync of a segment goes through it (see [`crate::segment_io`]).
+    io: Arc<dyn SegmentIo>,
     file: File,
     segment_path: PathBuf,
-    segment_len: u64,
+    /// Length of the current segment up to its last durable line: what an outage cuts it back to.
+    durable_len: u64,
+    /// How many bytes at the start of `buf` are already in the file (not yet fsynced).
+    written: usize,
+    /// The last seq known to be fsynced, and its `entry_hash`: where a healed segment must end.
+    durable_seq: u64,
+    durable_hash: String,
+    /// Set while the writer cannot write (see [`Outage`]).
+    outage: Option<Outage>,
     /// The seq of the next line to write.
     next_seq: u64,
     /// Claimed lines that arrived before a line with a lower seq (its caller claimed first but
@@ -161,7 +200,10 @@ struct Writer {
     /// covered by a signature yet.
     checkpoint_seq: u64,
     last_checkpoint: Instant,
-    /// Lines not yet written to the file.
+    /// Lines not yet durable: the first `written` bytes are in the file but not fsynced, the rest
+    /// not written yet. Kept until fsynced, so that after a failed write or sync they can be
+    /// written again (in `async` mode at most `flush_interval` of them, plus what arrives while
+    /// the writer is down: bounded by the queue).
     buf: Vec<u8>,
     /// `sync` callers to acknowledge once their lines are fsynced.
     pending: Vec<oneshot::Sender<AckResult>>,
@@ -180,6 +222,38 @@ struct Waiters {
     shutdowns: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
+/// The first wait before the writer tries again after a failed write or sync; it doubles after
+/// every failed attempt, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts to heal.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How [`Writer::heal`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Healed {
+    /// The writer writes again.
+    Writing,
+    /// Still down, and asked to stop (or every handle is gone).
+    Stopping,
+}
+
+/// A failed write or sync, from the moment it happened until the writer healed: appends fail
+/// (`failed` is set) and the lines not yet durable wait in `buf`, in seq order, to be written again.
+struct Outage {
+    /// The error that began it, and the latest one.
+    first_error: String,
+    last_error: String,
+    since: Instant,
+    /// Attempts to heal so far, and the wait before the next one.
+    attempts: u32,
+    retry_in: Duration,
+    /// The last durable seq when it began.
+    durable_seq: u64,
+    /// `sync` callers answered with the error (their entries are written all the same once the
+    /// writer heals: they were claimed).
+    refused: u64,
+}
+
 impl Writer {
     /// The thread: runs the loop, and after a failure answers everyone waiting with the reason.
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -195,6 +269,16 @@ impl Writer {
                 if let Some(ack) = waiting.ack {
                     let _ = ack.send(Err(reason.clone()));
                 }
+            }
+            let unwritten = self.next_seq - 1 - self.durable_seq;
+            if unwritten > 0 {
+                tracing::error!(
+                    target: "lexecon::ledger",
+                    first = self.durable_seq + 1,
+                    last = self.next_seq - 1,
+                    lost = unwritten,
+                    "ledger entries accepted but never made durable were lost"
+                );
             }
             rx.close();
             while let Ok(msg) = rx.try_recv() {
@@ -225,7 +309,7 @@ impl Writer {
             .enable_time()
             .build()
             .map_err(|e| LedgerError::io("start the writer's timer", PathBuf::new(), e))?;
-        while let Some(first) = self.next_message(rx, &timer)? {
+        while let Some(first) = self.next_message(rx, &timer, &mut waiters)? {
             batch.push(first);
             while batch.len() < self.cfg.batch_max {
                 match rx.try_recv() {
@@ -237,9 +321,13 @@ impl Writer {
             for msg in batch.drain(..) {
                 self.take(msg, rx, &mut waiters)?;
             }
-            self.commit(self.sync_due())?;
+            self.commit(self.sync_due());
+            if self.outage.is_some() {
+                // `next_message` heals first.
+                continue;
+            }
             if self.out_of_order.is_empty() {
-                self.answer_flushes_and_pauses(&mut waiters)?;
+                self.answer_flushes_and_pauses(&mut waiters);
             } else {
                 // A line claimed earlier is on its way: take it as soon as it arrives.
                 linger = false;
@@ -261,8 +349,15 @@ impl Writer {
         &mut self,
         rx: &mut mpsc::Receiver<Msg>,
         timer: &tokio::runtime::Runtime,
+        waiters: &mut Waiters,
     ) -> Result<Option<Msg>, LedgerError> {
         loop {
+            if self.outage.is_some() {
+                if self.heal(rx, timer, waiters)? == Healed::Stopping {
+                    return Ok(None);
+                }
+                continue;
+            }
             if !self.dirty {
                 return Ok(rx.blocking_recv());
             }
@@ -280,12 +375,12 @@ impl Writer {
                 .flush_interval
                 .saturating_sub(self.last_sync.elapsed());
             if wait.is_zero() {
-                self.commit(true)?;
+                self.commit(true);
                 continue;
             }
             match timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
                 Ok(received) => return Ok(received),
-                Err(_elapsed) => self.commit(true)?,
+                Err(_elapsed) => self.commit(true),
             }
         }
     }
@@ -363,9 +458,13 @@ impl Writer {
 
     /// With no claimed line missing: makes everything durable for the flushes and pauses waiting,
     /// answers them, and holds each pause until its guard is dropped.
-    fn answer_flushes_and_pauses(&mut self, waiters: &mut Waiters) -> Result<(), LedgerError> {
+    fn answer_flushes_and_pauses(&mut self, waiters: &mut Waiters) {
         if !waiters.flushes.is_empty() || !waiters.pauses.is_empty() {
-            self.commit(true)?;
+            self.commit(true);
+        }
+        if self.outage.is_some() {
+            // Not durable: the writer heals first, and answers them with the error meanwhile.
+            return;
         }
         for ack in waiters.flushes.drain(..) {
             let _ = ack.send(Ok(()));
@@ -375,7 +474,6 @@ impl Writer {
             // Returns when the guard is dropped.
             let _ = resume.recv();
         }
-        Ok(())
     }
 
     /// The queue is closed and empty: writes a final checkpoint, fsyncs, releases the directory and
@@ -395,7 +493,23 @@ impl Writer {
         if self.uncovered() > 0 && self.out_of_order.is_empty() {
             self.push_checkpoint()?;
         }
-        self.commit(true)?;
+        self.commit(true);
+        if self.outage.is_some() {
+            // One last attempt; a shutdown does not wait for the disk to come back.
+            self.heal_once()?;
+        }
+        if let Some(outage) = &self.outage {
+            let reason = format!(
+                "the ledger writer stopped while it could not write ({}): seqs {} to {} were not made durable",
+                outage.last_error,
+                self.durable_seq + 1,
+                self.next_seq - 1
+            );
+            for ack in waiters.flushes.into_iter().chain(waiters.shutdowns) {
+                let _ = ack.send(Err(reason.clone()));
+            }
+            return Err(LedgerError::WriterFailed { reason });
+        }
         // Nothing more is written: let a successor (a restart in this process) take the directory
         // before anyone learns that the shutdown finished.
         self.lock = None;
@@ -499,14 +613,24 @@ impl Writer {
 
     /// Appends the line with seq `next_seq` to the batch buffer.
     fn place(&mut self, w: Waiting) -> Result<(), LedgerError> {
-        if self.segment_len + self.buf.len() as u64 >= self.cfg.segment_max_bytes {
-            self.rotate()?;
+        if self.durable_len + self.buf.len() as u64 >= self.cfg.segment_max_bytes {
+            // Fails into an outage, never drops the line: it goes on in this segment until the
+            // writer heals and rotates.
+            self.rotate();
         }
         self.buf.extend_from_slice(&w.line);
         self.next_seq += 1;
         self.shared.appended.fetch_add(1, Ordering::Relaxed);
         if let Some(ack) = w.ack {
-            self.pending.push(ack);
+            match &mut self.outage {
+                // Never told "durable" for what is not: the caller fails closed now; the entry
+                // is written all the same once the writer heals (it holds a place in the chain).
+                Some(outage) => {
+                    outage.refused += 1;
+                    let _ = ack.send(Err(outage.last_error.clone()));
+                }
+                None => self.pending.push(ack),
+            }
         }
         if w.checkpoint {
             self.shared.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -552,24 +676,43 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the buffered lines, fsyncs the current segment, and continues in a new one.
-    fn rotate(&mut self) -> Result<(), LedgerError> {
-        self.commit(true)?;
+    /// Writes the buffered lines, fsyncs the current segment, and continues in a new one. A failure
+    /// begins an outage and leaves the writer in the current segment.
+    fn rotate(&mut self) {
+        self.commit(true);
+        if self.outage.is_some() {
+            return;
+        }
         let path = segment_path(&self.cfg.dir, self.next_seq);
-        self.file = create_segment(&self.cfg.dir, &path)?;
-        self.segment_path = path;
-        self.segment_len = 0;
-        Ok(())
+        match open_new_segment(&self.cfg.dir, &path) {
+            Ok(file) => {
+                self.file = file;
+                self.segment_path = path;
+                self.durable_len = 0;
+            }
+            Err(e) => self.fail(e),
+        }
     }
 
-    /// Writes the buffer; fsyncs when `sync` and acknowledges the `sync` callers.
-    fn commit(&mut self, sync: bool) -> Result<(), LedgerError> {
-        if !self.buf.is_empty() {
-            self.file
-                .write_all(&self.buf)
+    /// [`Self::try_commit`]; a failed write or sync begins an outage (or prolongs it), which the
+    /// loop heals before it takes the next message. Does nothing while the writer is down.
+    fn commit(&mut self, sync: bool) {
+        if self.outage.is_some() {
+            return;
+        }
+        if let Err(e) = self.try_commit(sync) {
+            self.fail(e);
+        }
+    }
+
+    /// Writes what of the buffer is not written yet; fsyncs when `sync` and acknowledges the `sync`
+    /// callers. The buffer is kept until it is durable.
+    fn try_commit(&mut self, sync: bool) -> Result<(), LedgerError> {
+        if self.written < self.buf.len() {
+            self.io
+                .write_all(&mut self.file, &self.buf[self.written..])
                 .map_err(|e| LedgerError::io("write", &self.segment_path, e))?;
-            self.segment_len += self.buf.len() as u64;
-            self.buf.clear();
+            self.written = self.buf.len();
             self.dirty = true;
             self.shared.writes.fetch_add(1, Ordering::Relaxed);
             self.shared
@@ -581,15 +724,22 @@ impl Writer {
             }
         }
         if sync && self.dirty {
-            self.file
-                .sync_data()
+            self.io
+                .sync_data(&self.file)
                 .map_err(|e| LedgerError::io("fdatasync", &self.segment_path, e))?;
             self.dirty = false;
             self.last_sync = Instant::now();
             self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            self.durable_len += self.buf.len() as u64;
+            if let Some(hash) = last_line_hash(&self.buf) {
+                self.durable_hash = hash;
+            }
+            self.buf.clear();
+            self.written = 0;
+            self.durable_seq = self.next_seq - 1;
             self.shared
                 .durable_seq
-                .store(self.next_seq - 1, Ordering::Relaxed);
+                .store(self.durable_seq, Ordering::Relaxed);
         }
         if !self.dirty {
             for ack in self.pending.drain(..) {
@@ -597,6 +747,262 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// A write, sync or new segment failed: appends fail from now on, `sync` callers waiting are
+    /// told, and the lines not yet durable stay in `buf` until the writer heals.
+    fn fail(&mut self, error: LedgerError) {
+        let reason = error.to_string();
+        self.shared.last_error.store(Some(Arc::new(reason.clone())));
+        let outage = match &mut self.outage {
+            Some(outage) => {
+                outage.last_error.clone_from(&reason);
+                outage
+            }
+            None => {
+                tracing::error!(
+                    target: "lexecon::ledger",
+                    error = %reason,
+                    durable_seq = self.durable_seq,
+                    "ledger write failed; appends fail until the writer recovers"
+                );
+                self.shared.failed.store(true, Ordering::Relaxed);
+                self.outage.insert(Outage {
+                    first_error: reason.clone(),
+                    last_error: reason.clone(),
+                    since: Instant::now(),
+                    attempts: 0,
+                    retry_in: RETRY_FIRST,
+                    durable_seq: self.durable_seq,
+                    refused: 0,
+                })
+            }
+        };
+        for ack in self.pending.drain(..) {
+            outage.refused += 1;
+            let _ = ack.send(Err(reason.clone()));
+        }
+    }
+
+    /// Down after a failed write or sync: waits (taking messages meanwhile: lines are placed,
+    /// flushes answered with the error) and tries again, with a wait doubling from
+    /// [`RETRY_FIRST`] to [`RETRY_MAX`], until the writer heals. A shutdown gets one more attempt
+    /// (in [`Self::finish`]), then the writer stops.
+    fn heal(
+        &mut self,
+        rx: &mut mpsc::Receiver<Msg>,
+        timer: &tokio::runtime::Runtime,
+        waiters: &mut Waiters,
+    ) -> Result<Healed, LedgerError> {
+        while let Some(outage) = &self.outage {
+            let reason = outage.last_error.clone();
+            let deadline = Instant::now() + outage.retry_in;
+            for ack in waiters.flushes.drain(..) {
+                let _ = ack.send(Err(reason.clone()));
+            }
+            // Not durable, so not paused consistently: dropping the answer fails the caller.
+            waiters.pauses.clear();
+            loop {
+                if !waiters.shutdowns.is_empty() {
+                    // The queue is closed: take what is left in it, and let `finish` make the
+                    // last attempt.
+                    while let Ok(msg) = rx.try_recv() {
+                        self.take_while_down(msg, rx, waiters, &reason)?;
+                    }
+                    return Ok(Healed::Stopping);
+                }
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if wait.is_zero() {
+                    break;
+                }
+                match timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                    Ok(None) => return Ok(Healed::Stopping),
+                    Ok(Some(msg)) => self.take_while_down(msg, rx, waiters, &reason)?,
+                    Err(_elapsed) => break,
+                }
+            }
+            self.heal_once()?;
+        }
+        Ok(Healed::Writing)
+    }
+
+    /// A message that arrives while the writer is down: lines are placed (they hold a place in
+    /// the chain), flushes answered with the error, pauses refused, ticks ignored.
+    fn take_while_down(
+        &mut self,
+        msg: Msg,
+        rx: &mut mpsc::Receiver<Msg>,
+        waiters: &mut Waiters,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        match msg {
+            Msg::Flush(ack) => {
+                let _ = ack.send(Err(reason.to_owned()));
+                Ok(())
+            }
+            Msg::Pause { .. } | Msg::Tick => Ok(()),
+            msg => self.take(msg, rx, waiters),
+        }
+    }
+
+    /// One attempt to heal: on success records the `ledger_recovered` entry and lets appends in
+    /// again; an I/O error prolongs the outage; a segment that no longer ends where the durable
+    /// chain does stops the writer ([`LedgerError::Corrupt`]).
+    fn heal_once(&mut self) -> Result<(), LedgerError> {
+        let torn = match self.try_heal() {
+            Ok(torn) => torn,
+            Err(e @ LedgerError::Io { .. }) => {
+                self.fail(e);
+                if let Some(outage) = &mut self.outage {
+                    outage.attempts += 1;
+                    outage.retry_in = (outage.retry_in * 2).min(RETRY_MAX);
+                    tracing::warn!(
+                        target: "lexecon::ledger",
+                        error = %outage.last_error,
+                        attempts = outage.attempts,
+                        retry_in = ?outage.retry_in,
+                        "the ledger writer is still down"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(outage) = self.outage.take() else {
+            return Ok(());
+        };
+        let reason = recovered_reason(&outage, torn, self.durable_seq);
+        tracing::warn!(target: "lexecon::ledger", %reason, "ledger writer recovered");
+        self.shared.failed.store(false, Ordering::Relaxed);
+        self.shared.recoveries.fetch_add(1, Ordering::Relaxed);
+        let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
+        let claimed = claim_body(&self.chain, &body);
+        self.accept(claimed.seq, claimed.line, None)?;
+        self.commit(true);
+        Ok(())
+    }
+
+    /// Cuts the current segment back to its last durable line, checks that the directory's chain
+    /// ends there (the same check as at start-up), reopens the segment and writes the lines kept
+    /// since, with an fsync. Returns how many torn bytes were cut.
+    fn try_heal(&mut self) -> Result<u64, LedgerError> {
+        let path = self.segment_path.clone();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| LedgerError::io("open segment", &path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| LedgerError::io("stat segment", &path, e))?
+            .len();
+        if len < self.durable_len {
+            return Err(LedgerError::Corrupt {
+                path,
+                seq: self.durable_seq,
+                reason: format!(
+                    "the segment is {len} bytes, shorter than the {} bytes already fsynced",
+                    self.durable_len
+                ),
+            });
+        }
+        let torn = len - self.durable_len;
+        if torn > 0 {
+            file.set_len(self.durable_len)
+                .map_err(|e| LedgerError::io("truncate torn tail of", &path, e))?;
+            file.sync_all()
+                .map_err(|e| LedgerError::io("fsync", &path, e))?;
+        }
+        drop(file);
+        let recovered = recover(&self.cfg.dir)?;
+        if recovered.next_seq != self.durable_seq + 1 || recovered.head != self.durable_hash {
+            return Err(LedgerError::Corrupt {
+                path: recovered.path,
+                seq: recovered.next_seq,
+                reason: format!(
+                    "after an I/O error the ledger ends at seq {} (hash {}), but seq {} (hash {}) was fsynced last",
+                    recovered.next_seq - 1,
+                    recovered.head,
+                    self.durable_seq,
+                    self.durable_hash
+                ),
+            });
+        }
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&recovered.path)
+            .map_err(|e| LedgerError::io("open segment", &recovered.path, e))?;
+        self.segment_path = recovered.path;
+        self.durable_len = recovered.len;
+        self.written = 0;
+        self.dirty = false;
+        self.try_commit(true)?;
+        Ok(torn)
+    }
+}
+
+/// The `ledger_recovered` entry's reason after an outage.
+fn recovered_reason(outage: &Outage, torn: u64, durable_now: u64) -> String {
+    let rewritten = durable_now - outage.durable_seq;
+    let mut reason = format!(
+        "the ledger writer could not write for {} ms ({} attempts to recover): {}; last durable seq before it: {}",
+        outage.since.elapsed().as_millis(),
+        outage.attempts + 1,
+        outage.first_error,
+        outage.durable_seq
+    );
+    if outage.last_error != outage.first_error {
+        reason.push_str(&format!("; last error: {}", outage.last_error));
+    }
+    if torn > 0 {
+        reason.push_str(&format!(
+            "; truncated a torn tail of {torn} bytes after the last durable entry"
+        ));
+    }
+    if rewritten > 0 {
+        reason.push_str(&format!(
+            "; {rewritten} entries accepted but not durable (seqs {} to {durable_now}) were written again from memory, none lost",
+            outage.durable_seq + 1
+        ));
+    } else {
+        reason.push_str("; no accepted entry was waiting, none lost");
+    }
+    if outage.refused > 0 {
+        reason.push_str(&format!(
+            "; {} `sync` callers among them were answered with the error",
+            outage.refused
+        ));
+    }
+    reason
+}
+
+/// The `entry_hash` of the last line in `buf` (complete lines, each ending in `\n`).
+fn last_line_hash(buf: &[u8]) -> Option<String> {
+    let body = buf.strip_suffix(b"\n")?;
+    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    split_hash(&body[start..]).map(|(_, hash)| String::from_utf8_lossy(hash).into_owned())
+}
+
+/// Creates the segment at `path`, or takes it over when an earlier attempt created it and failed
+/// before anything was written to it; never opens a segment that holds entries.
+fn open_new_segment(dir: &std::path::Path, path: &std::path::Path) -> Result<File, LedgerError> {
+    match create_segment(dir, path) {
+        Err(LedgerError::Io { error, .. }) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let len = std::fs::metadata(path)
+                .map_err(|e| LedgerError::io("stat segment", path, e))?
+                .len();
+            if len > 0 {
+                return Err(LedgerError::io("create segment", path, error));
+            }
+            let file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(|e| LedgerError::io("open segment", path, e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| LedgerError::io("fsync directory", dir, e))?;
+            Ok(file)
+        }
+        other => other,
     }
 }
 

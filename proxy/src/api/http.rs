@@ -509,7 +509,7 @@ impl DecisionApi {
                 let s = handle.stats();
                 let full = s.queue_capacity > 0 && s.queue_depth >= s.queue_capacity;
                 let error = if s.failed {
-                    Some("the ledger writer stopped after an I/O error; appends fail")
+                    Some("the ledger writer cannot write (an I/O error); appends fail until it recovers")
                 } else if full {
                     Some("the ledger queue is full")
                 } else {
