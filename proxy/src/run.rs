@@ -70,6 +70,8 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
     // whether to start closed: decided before anything serves.
     let boot = crate::control::Runtime::boot(source, local)?;
     let config = boot.config;
+    // A port in use stops it here, before the ledger starts or records a start-up.
+    crate::server::check_free(&config)?;
     let engine = Arc::new(Engine::from_config(&config)?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -106,16 +108,18 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
     }
     let for_watch = engine.clone();
     let watched_config = config.clone();
-    crate::server::serve_with(config.clone(), options, move |state| {
+    let served = crate::server::serve_with(config.clone(), options, move |state| {
         runtime.attach(for_watch, state);
         crate::control::pull::spawn(runtime.clone());
         spawn_watcher(runtime, watched_config);
-    })?;
+    });
+    // Served or not (a port taken since the check), what was recorded is made durable.
     if let Some(ledger) = engine.ledger() {
         if let Err(e) = rt.block_on(ledger.shutdown()) {
             tracing::warn!(error = %e, "ledger did not shut down cleanly");
         }
     }
+    served?;
     Ok(0)
 }
 

@@ -3,7 +3,11 @@
 //! space is freed — `/health` back to ok, requests answered, a `ledger_recovered` entry, and
 //! `lexecon ledger verify` passes after it stops.
 //!
-//! The disk-full case mounts a 3 MiB tmpfs and so needs root (CI runs as root); elsewhere it says
+//! Start-up faults — a ledger directory on a read-only filesystem or that cannot be created, a key
+//! file missing or unreadable, a port in use — stop `lexecon serve` with one `error:` line and a
+//! non-zero exit, before anything is recorded or listens.
+//!
+//! The disk-full and read-only cases mount a 3 MiB tmpfs and so needs root (CI runs as root); elsewhere it says
 //! so and passes without checking anything (proxy/ledger/tests/ledger_heal.rs checks the writer's
 //! side through its I/O seam everywhere).
 
@@ -107,14 +111,14 @@ fn exit_status(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-/// A configuration serving the MCP route in front of `tools`, data under `<dir>/data` and the
-/// ledger in `ledger`.
+/// A configuration serving the MCP route in front of `tools`, data under `<dir>/data`, with the
+/// top-level `extra` YAML (`ledger:`, `tokens:`).
 fn write_config(
     dir: &Path,
     proxy: SocketAddr,
     admin: SocketAddr,
     tools: SocketAddr,
-    ledger: &Path,
+    extra: &str,
 ) -> PathBuf {
     let policy = std::fs::read_to_string(deploy_dir().join("policies/ai.yaml")).unwrap();
     std::fs::write(dir.join("ai.yaml"), policy).unwrap();
@@ -127,7 +131,7 @@ node_id: faults-test
 data_dir: data
 listeners: {{proxy: "{proxy}", admin: "{admin}"}}
 server: {{grace_period: 0s, graceful_shutdown_timeout: 1s}}
-ledger: {{dir: "{}"}}
+{extra}
 upstreams:
   tools: {{addrs: ["{tools}"]}}
 identity: {{trusted_actor_header: x-agent-id}}
@@ -138,8 +142,7 @@ routes:
     classifier: {{kind: mcp, tools: {{"search_*": axn_read_data, "delete_*": axn_delete_data}}}}
     upstream: tools
 policies: {{ai: ai.yaml}}
-"#,
-            ledger.display()
+"#
         ),
     )
     .unwrap();
@@ -186,7 +189,8 @@ fn a_served_binary_fails_closed_while_its_disk_is_full_and_heals_without_a_resta
     let ledger = fs.join("ledger");
     let tools = TestUpstream::start();
     let (proxy, admin) = (free_addr(), free_addr());
-    let config = write_config(base.path(), proxy, admin, tools.addr, &ledger);
+    let extra = format!("ledger: {{dir: \"{}\"}}", ledger.display());
+    let config = write_config(base.path(), proxy, admin, tools.addr, &extra);
     let child = Command::new(support::lexecon_binary())
         .args(["serve", "--config", config.to_str().unwrap()])
         .current_dir(base.path())
@@ -279,4 +283,166 @@ fn a_served_binary_fails_closed_while_its_disk_is_full_and_heals_without_a_resta
     let reason = recovered[0]["reason"].as_str().unwrap();
     assert!(reason.contains("No space left on device"), "{reason}");
     assert!(reason.contains("last durable seq before it"), "{reason}");
+}
+
+/// Runs `lexecon serve --config CONFIG` in `dir`, expecting it to refuse to start: returns its exit
+/// code and standard error; fails if it is still running after 30 s.
+fn serve_refused(dir: &Path, config: &Path) -> (Option<i32>, String) {
+    let child = Command::new(support::lexecon_binary())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(dir)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    let status = exit_status(&mut served.0);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut served.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+/// The one `error:` line of a refused start (log lines aside), checked to hold every `expected`
+/// text and to name the OS error once.
+fn one_error_line(code: Option<i32>, stderr: &str, expected: &[&str]) {
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "must exit non-zero: {code:?}\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line:\n{stderr}");
+    let line = errors[0];
+    for text in expected {
+        assert!(line.contains(text), "{line:?} lacks {text:?}");
+    }
+    assert!(
+        line.matches("os error").count() <= 1,
+        "repeats itself: {line}"
+    );
+}
+
+/// A start that was refused left no ledger behind (nothing recorded a start that did not happen).
+fn no_ledger(dir: &Path) {
+    let ledger = dir.join("data/ledger");
+    assert!(!ledger.exists(), "{} was created", ledger.display());
+}
+
+#[test]
+fn a_port_in_use_stops_serve_with_one_error_line_before_the_ledger_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = taken.local_addr().unwrap();
+    let config = write_config(dir.path(), proxy, free_addr(), free_addr(), "");
+    let (code, stderr) = serve_refused(dir.path(), &config);
+    one_error_line(
+        code,
+        &stderr,
+        &[
+            "cannot listen on",
+            &proxy.to_string(),
+            "proxy listener",
+            "Address already in use",
+        ],
+    );
+    no_ledger(dir.path());
+}
+
+#[test]
+fn a_missing_or_unreadable_key_file_stops_serve_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_file = dir.path().join("dir.pem");
+    std::fs::create_dir(&not_a_file).unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    std::fs::set_permissions(
+        &garbage,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let cases = [
+        (dir.path().join("missing.pem"), "No such file or directory"),
+        (not_a_file, "not a regular file"),
+        (garbage, "not a PKCS#8 PEM Ed25519 private key"),
+    ];
+    for (key, expected) in cases {
+        let extra = format!("tokens: {{keys: [\"{}\"]}}", key.display());
+        let config = write_config(dir.path(), free_addr(), free_addr(), free_addr(), &extra);
+        let (code, stderr) = serve_refused(dir.path(), &config);
+        one_error_line(
+            code,
+            &stderr,
+            &[
+                "cannot load the signing keys",
+                &key.display().to_string(),
+                expected,
+            ],
+        );
+        no_ledger(dir.path());
+    }
+}
+
+#[test]
+fn a_ledger_directory_that_cannot_be_created_stops_serve_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let ledger = file.join("ledger");
+    let proxy = free_addr();
+    let extra = format!("ledger: {{dir: \"{}\"}}", ledger.display());
+    let config = write_config(dir.path(), proxy, free_addr(), free_addr(), &extra);
+    let (code, stderr) = serve_refused(dir.path(), &config);
+    one_error_line(
+        code,
+        &stderr,
+        &[
+            "cannot start the audit ledger",
+            &ledger.display().to_string(),
+            "Not a directory",
+        ],
+    );
+    assert!(
+        TcpStream::connect_timeout(&proxy, Duration::from_millis(200)).is_err(),
+        "nothing listens"
+    );
+}
+
+#[test]
+fn a_ledger_directory_on_a_read_only_filesystem_stops_serve_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = dir.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    let Some(_mounted) = Tmpfs::mount(&fs, "1m") else {
+        return;
+    };
+    // A ledger that exists, with a segment, on a filesystem remounted read-only; and one that
+    // does not exist yet.
+    let existing = fs.join("ledger");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::write(existing.join("ledger-00000000000000000001.jsonl"), "").unwrap();
+    let remount = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(remount.success(), "remount read-only failed");
+    for (ledger, expected) in [
+        (existing, "Read-only file system"),
+        (fs.join("new"), "Read-only file system"),
+    ] {
+        let extra = format!("ledger: {{dir: \"{}\"}}", ledger.display());
+        let config = write_config(dir.path(), free_addr(), free_addr(), free_addr(), &extra);
+        let (code, stderr) = serve_refused(dir.path(), &config);
+        one_error_line(
+            code,
+            &stderr,
+            &[
+                "cannot start the audit ledger",
+                &ledger.display().to_string(),
+                expected,
+            ],
+        );
+    }
 }

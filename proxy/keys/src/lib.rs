@@ -234,6 +234,12 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
             path: path.to_owned(),
             error,
         })?;
+        if !meta.is_file() {
+            return Err(KeyError::KeyFile {
+                path: path.to_owned(),
+                reason: "not a regular file".to_owned(),
+            });
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::KeyFile {

@@ -57,11 +57,13 @@ pub enum SetupError {
     Identity(String),
     #[error("cannot set up metrics: {0}")]
     Metrics(String),
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    /// The I/O error is part of the message and not a `source()`: `lexecon serve` prints the
+    /// chain (`{:#}`) and would show it twice.
+    #[error("cannot listen on {addr} ({what}): {error}")]
     Listen {
         addr: SocketAddr,
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the server did not accept connections on {addr} within {waited:?}")]
     NotReady { addr: SocketAddr, waited: Duration },
@@ -251,9 +253,12 @@ pub fn serve_with(
     Ok(())
 }
 
-fn check_free(config: &Config) -> Result<(), SetupError> {
+/// Fails when a listener's address (or an embedded demo upstream's) cannot be bound now: `lexecon
+/// serve` checks it before it starts the ledger or records anything, so a port in use stops it
+/// with nothing half-started.
+pub fn check_free(config: &Config) -> Result<(), SetupError> {
     for (addr, what) in listeners(config) {
-        TcpListener::bind(addr).map_err(|source| SetupError::Listen { addr, what, source })?;
+        TcpListener::bind(addr).map_err(|error| SetupError::Listen { addr, what, error })?;
     }
     Ok(())
 }
