@@ -873,12 +873,16 @@ impl Writer {
         };
         let reason = recovered_reason(&outage, torn, self.durable_seq);
         tracing::warn!(target: "lexecon::ledger", %reason, "ledger writer recovered");
-        self.shared.failed.store(false, Ordering::Relaxed);
         self.shared.recoveries.fetch_add(1, Ordering::Relaxed);
+        // Claimed before appends are let in again, so it directly follows the entries it
+        // accounts for.
         let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
         let claimed = claim_body(&self.chain, &body);
         self.accept(claimed.seq, claimed.line, None)?;
         self.commit(true);
+        if self.outage.is_none() {
+            self.shared.failed.store(false, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -914,7 +918,12 @@ impl Writer {
         }
         drop(file);
         let recovered = recover(&self.cfg.dir)?;
-        if recovered.next_seq != self.durable_seq + 1 || recovered.head != self.durable_hash {
+        // An empty segment whose predecessors were archived has no link to check here: the lines
+        // written into it carry it.
+        let head_unknown = recovered.len == 0 && recovered.head == crate::GENESIS_HASH;
+        if recovered.next_seq != self.durable_seq + 1
+            || (recovered.head != self.durable_hash && !head_unknown)
+        {
             return Err(LedgerError::Corrupt {
                 path: recovered.path,
                 seq: recovered.next_seq,

@@ -126,9 +126,16 @@ async fn a_full_disk_fails_appends_closed_until_it_is_cleared_then_the_writer_re
 
     disk.full.store(true, Ordering::SeqCst);
     // Accepted (queued) before the writer learns the disk is full: not durable, kept in memory.
+    // The first is always accepted; the writer may fail before the others are queued.
     for i in 10..15 {
-        accepted.push(handle.append(draft(i)).await.unwrap());
+        match handle.append(draft(i)).await {
+            Ok(a) => accepted.push(a),
+            Err(LedgerError::WriterFailed { .. }) => break,
+            Err(other) => panic!("{other:?}"),
+        }
     }
+    let last_before = accepted.last().unwrap().seq;
+    assert!(last_before >= 11);
     wait_until("the writer reports the failure", || handle.stats().failed).await;
     match handle.append(draft(99)).await {
         Err(LedgerError::WriterFailed { reason }) => {
@@ -170,14 +177,21 @@ async fn a_full_disk_fails_appends_closed_until_it_is_cleared_then_the_writer_re
     let recoveries = recovered(&all);
     assert_eq!(recoveries.len(), 1, "{recoveries:?}");
     let r = recoveries[0];
-    assert_eq!(r.seq, 16, "after the 15 entries accepted before it");
+    assert_eq!(
+        r.seq,
+        last_before + 1,
+        "after the entries accepted before it"
+    );
     let reason = r.reason.as_deref().unwrap();
     assert!(reason.contains("No space left on device"), "{reason}");
     assert!(
         reason.contains("last durable seq before it: 10"),
         "{reason}"
     );
-    assert!(reason.contains("seqs 11 to 15"), "{reason}");
+    assert!(
+        reason.contains(&format!("seqs 11 to {last_before}")),
+        "{reason}"
+    );
     assert!(reason.contains("none lost"), "{reason}");
     assert!(reason.contains("torn tail"), "{reason}");
     assert!(reason.contains(" ms "), "names how long: {reason}");
@@ -280,4 +294,82 @@ async fn a_shutdown_while_the_disk_stays_full_fails_and_a_restart_recovers_the_c
     assert_eq!(all[2].seq, 3);
     assert_eq!(all[3].event_type, EventType::LedgerRecovered, "{all:?}");
     assert_eq!(next.seq, 5);
+}
+
+#[tokio::test]
+async fn an_outage_across_a_segment_rotation_heals_into_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(FlakyDisk::default());
+    let mut config = LedgerConfig::new(dir.path());
+    config.checkpoint_every = 0;
+    config.segment_max_bytes = 4096;
+    let handle =
+        LedgerWriter::start_with_io(config, None, Arc::clone(&disk) as Arc<dyn SegmentIo>).unwrap();
+    let mut accepted = Vec::new();
+    for i in 0..20 {
+        accepted.push(handle.append(draft(i)).await.unwrap());
+    }
+    handle.flush().await.unwrap();
+    disk.full.store(true, Ordering::SeqCst);
+    for i in 20..40 {
+        if let Ok(a) = handle.append(draft(i)).await {
+            accepted.push(a);
+        }
+    }
+    wait_until("the writer fails", || handle.stats().failed).await;
+    disk.full.store(false, Ordering::SeqCst);
+    wait_until("the writer heals", || !handle.stats().failed).await;
+    for i in 40..60 {
+        accepted.push(handle.append(draft(i)).await.unwrap());
+    }
+    handle.shutdown().await.unwrap();
+    assert_verifies(dir.path());
+    let segments = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "jsonl")
+        })
+        .count();
+    assert!(segments >= 3, "rotated: {segments} segments");
+    let all = entries(dir.path());
+    for a in &accepted {
+        let e = all.iter().find(|e| e.seq == a.seq).unwrap();
+        assert_eq!(e.entry_hash, a.entry_hash, "seq {}", a.seq);
+    }
+    assert_eq!(recovered(&all).len(), 1);
+}
+
+#[tokio::test]
+async fn a_segment_cut_below_its_durable_entries_while_down_stops_the_writer_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(FlakyDisk::default());
+    let handle = start(dir.path(), Durability::Async, &disk);
+    for i in 0..5 {
+        handle.append(draft(i)).await.unwrap();
+    }
+    handle.flush().await.unwrap();
+    disk.full.store(true, Ordering::SeqCst);
+    handle.append(draft(5)).await.unwrap();
+    wait_until("the writer fails", || handle.stats().failed).await;
+    // Someone cuts durable entries away while the writer is down: it must not extend the chain.
+    let segment = dir.path().join(format!("ledger-{:020}.jsonl", 1));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    disk.full.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        handle.stats().failed,
+        "a writer that cannot verify its tail stays down"
+    );
+    assert_eq!(handle.recoveries(), 0);
+    assert!(handle.append(draft(6)).await.is_err());
+    assert!(handle.shutdown().await.is_err());
 }
