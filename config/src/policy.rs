@@ -71,8 +71,33 @@ pub struct Condition {
     pub field: String,
     pub op: Op,
     /// Required by every operator but `exists` (where it may be `true`/`false`, default `true`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "strict_option"
+    )]
     pub value: Option<serde_json::Value>,
+}
+
+/// Values inside a policy refuse duplicate keys however the document is read (a typed parse of a
+/// JSON policy included): parsers disagree on which of two equal keys wins.
+fn strict_option<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    Option::<crate::strict_value::StrictValue>::deserialize(deserializer).map(|v| v.map(|v| v.0))
+}
+
+fn strict_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    match crate::strict_value::StrictValue::deserialize(deserializer)?.0 {
+        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Null => Ok(serde_json::Map::new()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a mapping of parameters, found {}",
+            crate::policy_load::json_type_name(&other)
+        ))),
+    }
 }
 
 /// A part of the request a condition reads by a fixed name. With `context.<key>[.<key>…]` these are
@@ -234,7 +259,11 @@ pub struct Rule {
 #[serde(deny_unknown_fields)]
 pub struct TemplateUse {
     pub name: String,
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty",
+        deserialize_with = "strict_map"
+    )]
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 

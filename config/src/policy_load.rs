@@ -24,17 +24,17 @@ pub fn parse_policy(file: &str, text: &str) -> Result<PolicyDocument, ConfigErro
     // A JSON document (what `lexecon bundle build` writes) parses an order of magnitude faster as
     // JSON than as YAML; one that does not parse as JSON is read as YAML (JSON is YAML), whose
     // errors are the ones reported.
-    let json = if text.trim_start().starts_with('{') {
-        serde_json::from_str::<StrictValue>(text).ok()
-    } else {
-        None
-    };
-    let value = match json {
-        Some(v) => v.0,
-        None => serde_norway::from_str::<StrictValue>(text)
-            .map(|v| v.0)
-            .map_err(|e| ConfigError::Invalid(vec![Located::new(file, "", e.to_string())]))?,
-    };
+    // The fast path reads the document straight into its types (duplicate keys refused by the
+    // derive and by the strict values inside); anything it does not take (the 1.x format, an
+    // error to locate) goes the general way.
+    if text.trim_start().starts_with('{') {
+        if let Ok(doc) = serde_json::from_str::<PolicyDocument>(text) {
+            return Ok(doc);
+        }
+    }
+    let value = serde_norway::from_str::<StrictValue>(text)
+        .map(|v| v.0)
+        .map_err(|e| ConfigError::Invalid(vec![Located::new(file, "", e.to_string())]))?;
     policy_from_value(file, value)
 }
 
@@ -147,6 +147,8 @@ rules:
     fn a_policy_as_json_reads_back_as_the_same_document_and_duplicate_keys_stay_refused() {
         let doc = parse_policy("desk.yaml", TRADING_DESK).unwrap();
         let json = serde_json::to_string(&doc).unwrap();
+        // The typed fast path takes it (no fallback to the general way).
+        serde_json::from_str::<PolicyDocument>(&json).unwrap();
         let back = parse_policy("desk.json", &json).unwrap();
         assert_eq!(back, doc);
         assert_eq!(back.policy_version_hash(), doc.policy_version_hash());
@@ -159,6 +161,16 @@ rules:
             r#"{"id": "x", "id": "y", "domain": "ai", "rules": []}"#,
         )
         .unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+        // Also inside a condition's value and a template's parameters, which the typed JSON path
+        // reads without the general one.
+        let nested = r#"{"id": "x", "domain": "ai", "rules": [{"id": "r", "effect": "permit",
+            "when": [{"field": "context.a", "op": "eq", "value": {"k": 1, "k": 2}}]}]}"#;
+        let err = parse_policy("dup.json", nested).unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
+        let params = r#"{"id": "x", "domain": "ai", "rules": [],
+            "templates": [{"name": "t", "params": {"p": 1, "p": 2}}]}"#;
+        let err = parse_policy("dup.json", params).unwrap_err();
         assert!(err.to_string().contains("duplicate"), "{err}");
     }
 
