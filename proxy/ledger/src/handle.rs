@@ -218,11 +218,12 @@ impl LedgerHandle {
     /// One place in the queue: waits for it (`block`) or fails at once (`fail_closed`).
     async fn room(&self) -> Result<mpsc::Permit<'_, Msg>, LedgerError> {
         if self.shared.failed.load(Ordering::Relaxed) {
-            let reason = match self.shared.last_error.load_full() {
-                Some(error) => format!(
-                    "the ledger writer cannot write ({error}); appends fail until it recovers"
-                ),
-                None => "the ledger writer stopped after an error".to_owned(),
+            let error = self.shared.last_error.load_full();
+            let error = error.as_deref().map_or("an error", String::as_str);
+            let reason = if self.tx.is_closed() {
+                format!("the ledger writer stopped after {error}")
+            } else {
+                format!("the ledger writer cannot write ({error}); appends fail until it recovers")
             };
             return Err(LedgerError::WriterFailed { reason });
         }

@@ -260,6 +260,7 @@ impl Writer {
         if let Err(err) = self.run_inner(&mut rx) {
             let reason = err.to_string();
             tracing::error!(target: "lexecon::ledger", error = %reason, "ledger writer failed; appends now fail");
+            self.shared.last_error.store(Some(Arc::new(reason.clone())));
             self.shared.failed.store(true, Ordering::Relaxed);
             for ack in self.pending.drain(..) {
                 let _ = ack.send(Err(reason.clone()));

@@ -370,6 +370,12 @@ async fn a_segment_cut_below_its_durable_entries_while_down_stops_the_writer_for
         "a writer that cannot verify its tail stays down"
     );
     assert_eq!(handle.recoveries(), 0);
-    assert!(handle.append(draft(6)).await.is_err());
+    match handle.append(draft(6)).await {
+        Err(LedgerError::WriterFailed { reason }) => {
+            assert!(reason.contains("stopped after"), "{reason}");
+            assert!(reason.contains("corrupt"), "{reason}");
+        }
+        other => panic!("appends must fail once the writer stopped, got {other:?}"),
+    }
     assert!(handle.shutdown().await.is_err());
 }
