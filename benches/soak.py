@@ -42,29 +42,35 @@ def tool_result(status, body, want_error, words=None):
 
 
 def workload(i):
-    """The i-th request: (name, method, path, headers, body, check(status, body) -> error or None)."""
-    agent = {"x-agent-id": "act_ai_agent:soak", "content-type": "application/json"}
-    kind = i % 10
+    """The i-th request: (name, method, path, headers, body, check(status, body) -> error or None).
+
+    Agents named by a header share one rate-limit key per route (a header is not a credential), so
+    the mix keeps MCP at a quarter and orders at a twentieth of the traffic: at the default 160 req/s
+    that is 40/s and 8/s, under the demo's limits (50/s, 600/min with a burst of 50). A 429 is an
+    unexpected answer here.
+    """
+    agent = {"x-agent-id": f"act_ai_agent:soak-{i % 16}", "content-type": "application/json"}
+    kind = i % 20
     if kind in (0, 1, 2):
         return ("mcp-permit", "POST", MCP, agent, mcp_call(i, "search_docs", {"query": "refunds"}),
                 lambda s, b: tool_result(s, b, False))
-    if kind in (3, 4):
-        return ("mcp-deny", "POST", MCP, agent, mcp_call(i, "delete_file", {"path": "/etc/hosts"}),
-                lambda s, b: tool_result(s, b, True))
-    if kind == 5 and i % 50 == 5:
-        # Escalations create pending approvals: one in fifty, spread over 100 agents, stays far below
-        # the per-actor and global caps during a soak.
-        escalating = dict(agent, **{"x-agent-id": f"act_ai_agent:soak-{(i // 50) % 100}"})
+    if kind in (3, 4) and i % 100 == 3:
+        # Escalations create pending approvals: one in a hundred requests, spread over 100 agents,
+        # stays far below the per-actor and global caps during a soak.
+        escalating = dict(agent, **{"x-agent-id": f"act_ai_agent:escalating-{(i // 100) % 100}"})
         return ("mcp-escalate", "POST", MCP, escalating,
                 mcp_call(i, "send_email", {"to": "cfo@example.com"}),
                 lambda s, b: tool_result(s, b, True, "approval"))
-    if kind in (5, 6):
-        trader = {"x-agent-id": "act_trading_algo:momentum_v3", "content-type": "application/json"}
+    if kind in (3, 4):
+        return ("mcp-deny", "POST", MCP, agent, mcp_call(i, "delete_file", {"path": "/etc/hosts"}),
+                lambda s, b: tool_result(s, b, True))
+    if kind == 5:
+        trader = {"x-agent-id": f"act_trading_algo:soak_{i % 32}", "content-type": "application/json"}
         order = json.dumps({"symbol": "AAPL", "quantity": 40000, "limit_price": 190.5})
         # Escalated in the NYSE session, denied outside it: refused either way.
         return ("order", "POST", "/v1/orders", trader, order,
                 lambda s, b: None if s == 403 else f"status {s}")
-    if kind in (7, 8):
+    if kind < 13:
         return ("fhir-consent", "GET", "/fhir/Patient/123", {"x-agent-id": "act_physician:dr_lee"}, None,
                 lambda s, b: None if s == 200 else f"status {s}: {b[:200]}")
     return ("fhir-no-consent", "GET", "/fhir/Patient/456",
@@ -132,7 +138,7 @@ def main():
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("--proxy", default="127.0.0.1:8080")
     p.add_argument("--duration", type=float, default=600)
-    p.add_argument("--rate", type=float, default=100, help="requests per second per connection")
+    p.add_argument("--rate", type=float, default=40, help="requests per second per connection")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--reload-every", type=float, default=3)
     p.add_argument("--sample-every", type=float, default=10)

@@ -6,7 +6,7 @@
 # threads grow beyond their bounds (benches/soak.py says which).
 #
 # Usage: benches/soak.sh
-# Environment: SOAK_DURATION (600), SOAK_RATE (100 req/s per connection), SOAK_CONNECTIONS (4),
+# Environment: SOAK_DURATION (600), SOAK_RATE (40 req/s per connection), SOAK_CONNECTIONS (4),
 # SOAK_RELOAD_EVERY (3), SOAK_RSS_GROWTH_MB (64), LOAD_BIN=/path/to/lexecon. The demo listens on
 # 127.0.0.1:8080 (proxy), :9901 (admin) and its embedded upstream; everything is stopped on exit.
 set -euo pipefail
@@ -39,7 +39,7 @@ curl -s -o /dev/null --max-time 1 http://127.0.0.1:9901/health || { tail -20 "$W
 echo "[soak] lexecon pid $PID, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, loadavg $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 status=0
 python3 "$ROOT/benches/soak.py" --pid "$PID" --duration "${SOAK_DURATION:-600}" \
-    --rate "${SOAK_RATE:-100}" --connections "${SOAK_CONNECTIONS:-4}" \
+    --rate "${SOAK_RATE:-40}" --connections "${SOAK_CONNECTIONS:-4}" \
     --reload-every "${SOAK_RELOAD_EVERY:-3}" --max-rss-growth-mb "${SOAK_RSS_GROWTH_MB:-64}" || status=$?
 # The ledger written under soak verifies.
 kill -TERM "$PID" && wait "$PID" || true
