@@ -251,6 +251,14 @@ fn a_served_binary_fails_closed_while_its_disk_is_full_and_heals_without_a_resta
     let r = delete(&url, id);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["result"]["isError"], json!(true), "{}", r.body);
+    let metrics = get(&format!("http://{admin}/metrics"), &[]).body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "lexecon_ledger_recoveries_total 1")
+            && metrics.lines().any(|l| l == "lexecon_ledger_failed 0"),
+        "{metrics}"
+    );
 
     signal(&served.0, "TERM");
     assert_eq!(exit_status(&mut served.0).code(), Some(0));

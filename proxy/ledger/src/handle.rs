@@ -63,6 +63,8 @@ pub struct LedgerStats {
     /// The writer cannot write (an I/O error it is retrying, or it stopped); appends fail until it
     /// heals (see [`LedgerHandle::last_error`]).
     pub failed: bool,
+    /// Times the writer healed from an I/O error since start (each a `ledger_recovered` entry).
+    pub recoveries: u64,
 }
 
 /// What the writer thread reports to every handle.
@@ -294,6 +296,7 @@ impl LedgerHandle {
             writes: self.shared.writes.load(Ordering::Relaxed),
             syncs: self.shared.syncs.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
+            recoveries: self.shared.recoveries.load(Ordering::Relaxed),
         }
     }
 

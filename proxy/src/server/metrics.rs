@@ -223,8 +223,13 @@ fn ledger_families(stats: &LedgerStats) -> Result<Vec<MetricFamily>, prometheus:
         )?,
         gauge(
             "lexecon_ledger_failed",
-            "1 when the writer stopped after an I/O error (appends fail)",
+            "1 while the writer cannot write (an I/O error it retries, or it stopped): appends fail closed",
             u64::from(stats.failed),
+        )?,
+        counter(
+            "lexecon_ledger_recoveries_total",
+            "Times the writer healed from an I/O error without a restart (each a ledger_recovered entry)",
+            stats.recoveries,
         )?,
         lag.collect(),
     ] {
@@ -253,6 +258,7 @@ mod tests {
             writes: 40,
             syncs: 9,
             failed: false,
+            recoveries: 1,
         };
         let text = String::from_utf8(m.render(Some(&stats))).unwrap();
         for line in [
@@ -265,6 +271,7 @@ mod tests {
             "lexecon_ledger_head_seq 1197",
             "lexecon_ledger_durable_seq 1150",
             "lexecon_ledger_failed 0",
+            "lexecon_ledger_recoveries_total 1",
             "lexecon_ledger_lag_seconds 0.0015",
             "# TYPE lexecon_ledger_entries_total counter",
             "# TYPE lexecon_ledger_queue_depth gauge",
