@@ -1,5 +1,5 @@
-//! Prometheus metrics of the proxy: requests by route and outcome, request latency by route, and the
-//! ledger writer's counters (read from [`LedgerStats`] at each scrape). Owns its own registry (no
+//! Prometheus metrics of the proxy: requests by route and outcome, request latency by route, upstream
+//! circuit breakers opening and closing, and the ledger writer's counters (read from [`LedgerStats`] at each scrape). Owns its own registry (no
 //! global state), rendered by the admin listener at `/metrics`.
 
 use prometheus::core::Collector;
@@ -10,6 +10,8 @@ use prometheus::{
 };
 
 use lexecon_ledger::LedgerStats;
+
+use crate::server::upstream::BreakerTransition;
 
 /// What happened to one request, as counted in `lexecon_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub struct Metrics {
     /// (`limits.held_bodies`, server/held.rs).
     pub held_body_bytes: IntGauge,
     pub held_bodies_refused: IntCounter,
+    /// Upstream circuit breakers opening and closing, by upstream and the state entered
+    /// (server/upstream.rs).
+    breaker_transitions: IntCounterVec,
 }
 
 impl Metrics {
@@ -101,6 +106,14 @@ impl Metrics {
             "lexecon_held_bodies_refused_total",
             "Requests answered 503 because the budget of held bodies (limits.held_bodies) was spent",
         )?;
+        let breaker_transitions = IntCounterVec::new(
+            Opts::new(
+                "lexecon_circuit_breaker_transitions_total",
+                "Upstream circuit breakers opening (state=open) and closing (state=closed)",
+            ),
+            &["upstream", "state"],
+        )?;
+        registry.register(Box::new(breaker_transitions.clone()))?;
         registry.register(Box::new(held_body_bytes.clone()))?;
         registry.register(Box::new(held_bodies_refused.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -115,7 +128,15 @@ impl Metrics {
             break_glass_active,
             held_body_bytes,
             held_bodies_refused,
+            breaker_transitions,
         })
+    }
+
+    /// Counts one opening or closing of `upstream`'s circuit breaker.
+    pub fn breaker_transition(&self, upstream: &str, transition: BreakerTransition) {
+        self.breaker_transitions
+            .with_label_values(&[upstream, transition.state()])
+            .inc();
     }
 
     /// Adds metrics kept by another part of the server (the control plane's) to the exposition.
@@ -297,5 +318,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("lexecon_request_duration_seconds_count{route=\"mcp\"} 2"));
+    }
+
+    #[test]
+    fn breaker_transitions_are_counted_by_upstream_and_state() {
+        let m = Metrics::new().unwrap();
+        m.breaker_transition("app", BreakerTransition::Opened);
+        m.breaker_transition("app", BreakerTransition::Opened);
+        m.breaker_transition("app", BreakerTransition::Closed);
+        let text = String::from_utf8(m.render(None)).unwrap();
+        for line in [
+            "lexecon_circuit_breaker_transitions_total{state=\"open\",upstream=\"app\"} 2",
+            "lexecon_circuit_breaker_transitions_total{state=\"closed\",upstream=\"app\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -33,7 +33,7 @@ use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
 use crate::server::state::{ProxySnapshot, ProxyState};
 use crate::server::tools_filter::ToolsFilter;
-use crate::server::upstream::Upstream;
+use crate::server::upstream::{BreakerTransition, Upstream};
 use lexecon_classify::{head, target};
 use lexecon_token::RequestBinding;
 
@@ -55,6 +55,27 @@ impl LexeconProxy {
             state,
             break_glass,
             held_bodies,
+        }
+    }
+
+    /// Counts and logs a circuit breaker opening or closing (nothing when its state held).
+    fn breaker_changed(&self, upstream: &Upstream, transition: Option<BreakerTransition>) {
+        let Some(transition) = transition else {
+            return;
+        };
+        self.state
+            .metrics
+            .breaker_transition(&upstream.name, transition);
+        match transition {
+            BreakerTransition::Opened => tracing::warn!(
+                upstream = %upstream.name,
+                open_for = ?upstream.breaker.open_for(),
+                "upstream circuit breaker opened: requests are refused (503) without contacting it"
+            ),
+            BreakerTransition::Closed => tracing::info!(
+                upstream = %upstream.name,
+                "upstream circuit breaker closed: requests are forwarded again"
+            ),
         }
     }
 }
@@ -504,7 +525,7 @@ impl ProxyHttp for LexeconProxy {
         if !ctx.upstream_answered {
             ctx.upstream_answered = true;
             if let Some(up) = &ctx.upstream {
-                up.breaker.record_success();
+                self.breaker_changed(up, up.breaker.record_success());
             }
         }
         Ok(())
@@ -550,7 +571,7 @@ impl ProxyHttp for LexeconProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(up) = &ctx.upstream {
-            up.breaker.record_failure();
+            self.breaker_changed(up, up.breaker.record_failure());
             // Try each address at most once.
             e.set_retry(ctx.tries < up.addrs().len());
         }
@@ -596,24 +617,26 @@ impl ProxyHttp for LexeconProxy {
             // Connect failures were counted in `fail_to_connect`; count read failures here.
             if ctx.upstream_answered || !is_connect_error(e.etype()) {
                 if let Some(up) = &ctx.upstream {
-                    up.breaker.record_failure();
+                    self.breaker_changed(up, up.breaker.record_failure());
                 }
             }
         }
         let upstream = ctx.upstream.as_ref().map_or("", |u| u.name.as_str());
+        let route = ctx.snapshot.as_ref().and_then(|s| ctx.route(s));
+        let route_name = route.map_or("-", |r| &*r.name);
         let reason = match kind {
-            Refusal::CircuitOpen => {
-                format!("upstream {upstream} is failing; its circuit breaker is open")
+            Refusal::CircuitOpen => format!(
+                "route {route_name}: upstream {upstream} is failing; its circuit breaker is open"
+            ),
+            Refusal::UpstreamTimeout => {
+                format!("route {route_name}: upstream {upstream} timed out: {e}")
             }
-            Refusal::UpstreamTimeout => format!("upstream {upstream} timed out: {e}"),
-            Refusal::UpstreamUnavailable => format!("upstream {upstream} failed: {e}"),
+            Refusal::UpstreamUnavailable => {
+                format!("route {route_name}: upstream {upstream} failed: {e}")
+            }
             _ => e.to_string(),
         };
-        let domain = ctx
-            .snapshot
-            .as_ref()
-            .and_then(|s| ctx.route(s))
-            .map(|r| r.domain.clone());
+        let domain = route.map(|r| r.domain.clone());
         let a = answer::refusal(kind, &reason, &request_id(session), domain.as_deref());
         let code = a.status;
         if let Err(err) = write_answer(session, a, &[]).await {

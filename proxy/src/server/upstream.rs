@@ -5,6 +5,8 @@
 //! Host names are resolved when the upstream is built (start-up, reload), never on the request path.
 //! The breaker opens after `failures` consecutive connection or read failures and refuses requests
 //! (503) for `open_for`; after that one request at a time may probe, and a success closes it.
+//! Each opening and closing is returned to the caller ([`BreakerTransition`]), which counts it in
+//! `lexecon_circuit_breaker_transitions_total` and logs it.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -93,6 +95,25 @@ impl Upstream {
     }
 }
 
+/// A change of a breaker's state, reported by the call that made it (for metrics and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerTransition {
+    /// It was closed (or half-open with its probe failing) and now refuses for `open_for`.
+    Opened,
+    /// It was open or half-open and a success closed it.
+    Closed,
+}
+
+impl BreakerTransition {
+    /// The state it moved to, as a metric label: `open` or `closed`.
+    pub fn state(self) -> &'static str {
+        match self {
+            BreakerTransition::Opened => "open",
+            BreakerTransition::Closed => "closed",
+        }
+    }
+}
+
 /// Consecutive-failure circuit breaker (lock-free).
 #[derive(Debug)]
 pub struct CircuitBreaker {
@@ -141,33 +162,44 @@ impl CircuitBreaker {
             .is_ok()
     }
 
+    /// How long it refuses once opened.
+    pub fn open_for(&self) -> Duration {
+        self.open_for
+    }
+
     /// Whether the breaker is open (refusing) now.
     pub fn is_open(&self) -> bool {
         let until = self.open_until_ms.load(Ordering::Acquire);
         until != 0 && self.now_ms() < until
     }
 
-    pub fn record_success(&self) {
+    /// Counts a success; `Closed` when it closed an open or half-open breaker.
+    pub fn record_success(&self) -> Option<BreakerTransition> {
         self.failures.store(0, Ordering::Release);
-        self.open_until_ms.store(0, Ordering::Release);
+        let was = self.open_until_ms.swap(0, Ordering::AcqRel);
         self.probing.store(false, Ordering::Release);
+        (was != 0).then_some(BreakerTransition::Closed)
     }
 
-    pub fn record_failure(&self) {
-        self.record_failure_at(self.now_ms());
+    /// Counts a failure; `Opened` when it opened a closed or half-open breaker (a failure while
+    /// it is already open, from a request that started before it opened, only extends it).
+    pub fn record_failure(&self) -> Option<BreakerTransition> {
+        self.record_failure_at(self.now_ms())
     }
 
-    fn record_failure_at(&self, now_ms: u64) {
+    fn record_failure_at(&self, now_ms: u64) -> Option<BreakerTransition> {
         let n = self
             .failures
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
-        if n >= self.threshold {
-            let open_for = u64::try_from(self.open_for.as_millis()).unwrap_or(u64::MAX);
-            let until = now_ms.saturating_add(open_for).max(1);
-            self.open_until_ms.store(until, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
+        if n < self.threshold {
+            return None;
         }
+        let open_for = u64::try_from(self.open_for.as_millis()).unwrap_or(u64::MAX);
+        let until = now_ms.saturating_add(open_for).max(1);
+        let was = self.open_until_ms.swap(until, Ordering::AcqRel);
+        self.probing.store(false, Ordering::Release);
+        (was == 0 || was <= now_ms).then_some(BreakerTransition::Opened)
     }
 }
 
@@ -225,28 +257,32 @@ mod tests {
     fn breaker_opens_after_consecutive_failures_and_closes_on_success() {
         let b = CircuitBreaker::new(2, Duration::from_secs(3600));
         assert!(b.allow());
-        b.record_failure();
+        assert_eq!(b.record_success(), None);
+        assert_eq!(b.record_failure(), None);
         assert!(b.allow());
-        b.record_failure();
+        assert_eq!(b.record_failure(), Some(BreakerTransition::Opened));
         assert!(b.is_open());
         assert!(!b.allow());
-        b.record_success();
+        // A late failure of a request already in flight does not open it again.
+        assert_eq!(b.record_failure(), None);
+        assert_eq!(b.record_success(), Some(BreakerTransition::Closed));
         assert!(b.allow());
+        assert_eq!(b.record_success(), None);
     }
 
     #[test]
     fn half_open_breaker_lets_one_probe_through() {
         let b = CircuitBreaker::new(1, Duration::from_millis(100));
-        b.record_failure_at(1000);
+        assert_eq!(b.record_failure_at(1000), Some(BreakerTransition::Opened));
         assert!(!b.allow_at(1050));
         // open_for elapsed: half-open, one probe only.
         assert!(b.allow_at(1100));
         assert!(!b.allow_at(1101));
         // The probe failed: open again for open_for.
-        b.record_failure_at(1102);
+        assert_eq!(b.record_failure_at(1102), Some(BreakerTransition::Opened));
         assert!(!b.allow_at(1150));
         assert!(b.allow_at(1202));
-        b.record_success();
+        assert_eq!(b.record_success(), Some(BreakerTransition::Closed));
         assert!(b.allow_at(1203));
         assert!(b.allow_at(1204));
     }
