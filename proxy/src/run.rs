@@ -101,11 +101,11 @@ pub fn serve_command(config_path: Option<&Path>) -> anyhow::Result<i32> {
     let runtime = boot.runtime;
     let mut options = ServeOptions::with_engine(engine.clone());
     options.closed = boot.closed;
-    if runtime.enabled() {
-        options.control = Some(Arc::new(crate::control::endpoints::Endpoints(
-            runtime.clone(),
-        )));
-    }
+    // `/admin/v1/status` answers on every node (source `file` without a control plane); pushes and
+    // refreshes need `control_plane` and are refused without it.
+    options.control = Some(Arc::new(crate::control::endpoints::Endpoints(
+        runtime.clone(),
+    )));
     let for_watch = engine.clone();
     let watched_config = config.clone();
     let served = crate::server::serve_with(config.clone(), options, move |state| {

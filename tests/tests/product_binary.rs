@@ -148,6 +148,19 @@ fn served_binary_reloads_policy_on_sighup_stops_on_sigterm_and_its_ledger_verifi
     assert!(!is_tool_error(&before), "{}", before.body);
     ids.push(before.header("x-lexecon-decision-id").unwrap().to_string());
 
+    // A node configured by its file alone reports its status, and takes no bundles.
+    let status = support::get(&format!("http://{admin}/admin/v1/status"), &[]);
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.json()["source"], "file", "{}", status.body);
+    assert_eq!(status.json()["control_plane"], false, "{}", status.body);
+    let push = support::reply(
+        support::client()
+            .put(&format!("http://{admin}/admin/v1/bundle"))
+            .send(&b"not a bundle"[..]),
+    );
+    assert_eq!(push.status, 409, "{}", push.body);
+    assert!(push.body.contains("no_control_plane"), "{}", push.body);
+
     // Forbid reads and signal; the running process picks the new policy up.
     let forbid = shipped.replace(
         "  - id: agents-may-read\n    effect: permit",

@@ -50,6 +50,14 @@ fn refused_response(refused: &Refused, active: Option<u64>) -> http::Response<Ve
     )
 }
 
+/// A node configured by its file alone takes no bundles.
+fn no_control_plane() -> http::Response<Vec<u8>> {
+    json_response(
+        409,
+        &json!({"status": "rejected", "error": "no_control_plane", "reason": "this node has no control_plane (trusted_keys) in its configuration: it takes no bundles"}),
+    )
+}
+
 #[derive(serde::Deserialize)]
 struct PushClaims {
     iat: u64,
@@ -169,6 +177,10 @@ async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>,
 impl Endpoints {
     async fn push(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let runtime = &self.0;
+        if !runtime.enabled() {
+            session.set_keepalive(None);
+            return no_control_plane();
+        }
         let active = runtime.poll_state().1;
         if let Err(refused) = authorize(runtime, &session.req_header().headers) {
             session.set_keepalive(None);
@@ -212,6 +224,9 @@ impl Endpoints {
 
     async fn refresh(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let runtime = &self.0;
+        if !runtime.enabled() {
+            return no_control_plane();
+        }
         if let Err(refused) = authorize(runtime, &session.req_header().headers) {
             return refused_response(&refused, runtime.poll_state().1);
         }
