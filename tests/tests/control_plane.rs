@@ -422,6 +422,22 @@ fn pushed_bundles_swap_in_and_every_bad_bundle_is_refused_with_its_reason() {
             "{name}: revision 1 no longer decides"
         );
     }
+    // Hostile pushes that never reach the bundle parser: a body above the 32 MiB bundle limit
+    // (413, connection closed) and a method the endpoint does not take (405).
+    // The head alone: the answer comes before any of the body is read.
+    let mut conn = TcpStream::connect(sidecar.admin).unwrap();
+    let (status, body) = support::exchange(
+        &mut conn,
+        &format!(
+            "PUT /admin/v1/bundle HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+            lexecon_config::bundle::MAX_BUNDLE_BYTES + 1
+        ),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("above the bundle limit"), "{body}");
+    let r = get(&format!("http://{}/admin/v1/bundle", sidecar.admin), &[]);
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(sidecar.call().status, 200, "revision 1 no longer decides");
     let status = sidecar.status();
     assert_eq!(status["revision"], 1, "{status}");
     assert!(

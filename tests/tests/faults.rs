@@ -27,17 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::process::{exit_status, signal, Served};
 use support::{deploy_dir, free_addr, get, post, TestUpstream};
-
-/// The child process, killed if the test fails before it is stopped.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A mounted tmpfs, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -74,14 +65,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} failed");
-}
-
 /// Waits (up to 30 s) for `what`, failing if the child exits meanwhile.
 fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -92,20 +75,6 @@ fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn exit_status(child: &mut Child) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "lexecon serve did not exit"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -261,7 +230,10 @@ fn a_served_binary_fails_closed_while_its_disk_is_full_and_heals_without_a_resta
     );
 
     signal(&served.0, "TERM");
-    assert_eq!(exit_status(&mut served.0).code(), Some(0));
+    assert_eq!(
+        exit_status(&mut served.0, "lexecon serve did not exit").code(),
+        Some(0)
+    );
     let verify = Command::new(support::lexecon_binary())
         .args(["ledger", "verify", ledger.to_str().unwrap(), "--json"])
         .output()
@@ -306,7 +278,7 @@ fn serve_refused(dir: &Path, config: &Path) -> (Option<i32>, String) {
         .spawn()
         .unwrap();
     let mut served = Served(child);
-    let status = exit_status(&mut served.0);
+    let status = exit_status(&mut served.0, "lexecon serve did not exit");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut served.0.stderr.take().unwrap(), &mut stderr).unwrap();
     (status.code(), stderr)

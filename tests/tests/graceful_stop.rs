@@ -13,22 +13,14 @@
 use lexecon_tests as support;
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::process::{wait_until_accepting, Served};
 use support::{free_addr, TestUpstream};
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const POLICY: &str = "id: stop\ndomain: ai\nmode: strict\nrules:\n  - {id: reads-on, effect: permit, actor: \"act_ai_agent:*\", action: axn_read_data, resource: \"res_file:f[0-4]*\", reason: fine}\n  - {id: reads-off, effect: forbid, actor: \"act_ai_agent:*\", action: axn_read_data, resource: \"res_file:f[5-9]*\", reason: not these}\n";
 
@@ -57,18 +49,7 @@ fn start(dir: &std::path::Path, durability: &str, upstream: SocketAddr) -> (Serv
         .spawn()
         .unwrap();
     let mut served = Served(child);
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&proxy, Duration::from_millis(100)).is_err() {
-        assert!(
-            served.0.try_wait().unwrap().is_none(),
-            "lexecon serve exited early"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no proxy listener"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_accepting(proxy, &mut served.0);
     (served, proxy)
 }
 

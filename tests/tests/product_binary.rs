@@ -11,44 +11,13 @@
 
 use lexecon_tests as support;
 
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::process::{exit_status, signal, wait_until_accepting, Served};
 use support::{deploy_dir, free_addr, post, TestUpstream};
-
-/// The child process, killed if the test fails before it is stopped.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} failed");
-}
-
-fn wait_until_accepting(addr: SocketAddr, child: &mut Child) {
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("lexecon serve exited early: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "lexecon serve did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Starts `lexecon serve --config CONFIG` in `dir` and waits until its proxy listens on `proxy`.
 fn serve(dir: &std::path::Path, config: &std::path::Path, proxy: SocketAddr) -> Served {
@@ -62,18 +31,6 @@ fn serve(dir: &std::path::Path, config: &std::path::Path, proxy: SocketAddr) -> 
     let mut served = Served(child);
     wait_until_accepting(proxy, &mut served.0);
     served
-}
-
-/// Waits (up to 30 s, else fails with `why`) for `child` to exit.
-fn exit_status(child: &mut Child, why: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "{why}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn search(url: &str, id: u64) -> support::Reply {
