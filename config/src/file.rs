@@ -283,6 +283,19 @@ pub struct JwtConfig {
     /// fetch can swap the keys, so this is an explicit exception, off by default.
     #[serde(default)]
     pub insecure_jwks_http: bool,
+    /// The most verified tokens cached (by SHA-256, until their `exp`; default
+    /// [`DEFAULT_JWT_CACHE`]). Past it the least used are evicted: they are verified again.
+    #[serde(default = "default_jwt_cache")]
+    pub cache_capacity: u64,
+}
+
+/// The default `identity.jwt.cache_capacity`.
+pub const DEFAULT_JWT_CACHE: u64 = 100_000;
+/// The largest `identity.jwt.cache_capacity` (an entry is about 300 bytes plus its claims).
+pub const MAX_JWT_CACHE: u64 = 10_000_000;
+
+fn default_jwt_cache() -> u64 {
+    DEFAULT_JWT_CACHE
 }
 
 fn default_leeway() -> Duration {
@@ -413,12 +426,41 @@ pub struct RateLimitConfig {
     /// Requests allowed at once; defaults to the rate's count.
     #[serde(default)]
     pub burst: Option<u32>,
+    /// The most actors the limiter tracks at once (default [`DEFAULT_MAX_ACTORS`]). An actor whose
+    /// budget is back to full is forgotten when room is needed; while every tracked actor is still
+    /// spending its budget, a new actor is refused (429) rather than anyone's budget reset.
+    #[serde(default = "default_max_actors")]
+    pub max_actors: usize,
+}
+
+/// The default `rate_limit.max_actors`.
+pub const DEFAULT_MAX_ACTORS: usize = 100_000;
+/// The largest `rate_limit.max_actors` (about 100 bytes each: 1 GB).
+pub const MAX_MAX_ACTORS: usize = 10_000_000;
+
+fn default_max_actors() -> usize {
+    DEFAULT_MAX_ACTORS
 }
 
 impl RateLimitConfig {
     /// The burst in effect: `burst`, or the rate's count.
     pub fn effective_burst(&self) -> u32 {
         self.burst.unwrap_or(self.per_actor.count)
+    }
+
+    /// Every problem of this limit as `(field, reason)`, the field relative to the `rate_limit`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.burst == Some(0) {
+            problems.push(("burst", "must be at least 1".to_owned()));
+        }
+        if !(1..=MAX_MAX_ACTORS).contains(&self.max_actors) {
+            problems.push((
+                "max_actors",
+                format!("{} is outside 1..={MAX_MAX_ACTORS}", self.max_actors),
+            ));
+        }
+        problems
     }
 }
 
@@ -792,6 +834,12 @@ impl Config {
             if jwt.refresh.is_zero() {
                 err("identity.jwt.refresh".into(), "must be above 0".into());
             }
+            if !(1..=MAX_JWT_CACHE).contains(&jwt.cache_capacity) {
+                err(
+                    "identity.jwt.cache_capacity".into(),
+                    format!("{} is outside 1..={MAX_JWT_CACHE}", jwt.cache_capacity),
+                );
+            }
             // A FHIR route's SMART check reads `context.scope`: a token whose scopes are mapped
             // elsewhere (or not at all) would be refused on every FHIR request.
             let maps_scope = jwt.claims_to_context.values().any(|field| field == "scope");
@@ -907,11 +955,8 @@ impl Config {
                 }
             }
             if let Some(rl) = &route.rate_limit {
-                if rl.burst == Some(0) {
-                    err(
-                        format!("{at}.rate_limit.burst"),
-                        "must be at least 1".into(),
-                    );
+                for (field, reason) in rl.problems() {
+                    err(format!("{at}.rate_limit.{field}"), reason);
                 }
             }
             if !route.upgrade.is_empty() {
@@ -1301,6 +1346,7 @@ telemetry: {log_format: json}
         assert_eq!(rl.per_actor.count, 600);
         assert_eq!(rl.per_actor.per, Duration::from_secs(60));
         assert_eq!(rl.effective_burst(), 20);
+        assert_eq!(rl.max_actors, DEFAULT_MAX_ACTORS, "absent: the default");
         assert_eq!(r.mode, Some(EnforceMode::Passthrough));
         assert_eq!(c.telemetry.log_format, LogFormat::Json);
 

@@ -468,6 +468,28 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_distinct_actors_and_values_keeps_the_shared_cache_within_capacity() {
+        let p = policy();
+        let cache = DecisionCache::new(1_000);
+        let mut evaluations = 0;
+        for i in 0..100_000u64 {
+            let r = request(
+                &format!("act_trading_algo:flood{i}"),
+                "axn_place_order",
+                None,
+                json!({"order": {"value": i}}),
+            );
+            look(&cache, &p, &r, &mut evaluations);
+            if i % 10_000 == 9_999 {
+                cache.inner.run_pending_tasks();
+                let n = cache.inner.entry_count();
+                assert!(n <= 1_000, "{n} entries after {} requests", i + 1);
+            }
+        }
+        assert_eq!(evaluations, 100_000, "every distinct request was evaluated");
+    }
+
+    #[test]
     fn requests_with_huge_read_fields_are_evaluated_but_not_cached() {
         let p = policy();
         let cache = DecisionCache::new(100);

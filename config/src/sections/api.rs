@@ -44,7 +44,15 @@ pub struct ApprovalSettings {
     /// Most approvals one actor may have pending (default 20): an agent that floods escalations
     /// is refused (429) while others can still escalate.
     pub max_pending_per_actor: usize,
+    /// Most approvals kept in memory and in the store at once, finished ones included (default
+    /// 50000, at least `max_pending`). When it is reached, the oldest finished approvals are
+    /// dropped before their retention ends; if every one is still pending or approved, a new
+    /// escalation is refused (503) — a pending approval is never dropped to make room.
+    pub max_stored: usize,
 }
+
+/// The largest `api.approvals.max_stored`.
+pub const MAX_STORED_APPROVALS: usize = 10_000_000;
 
 impl Default for ApprovalSettings {
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for ApprovalSettings {
             retention: Duration::from_secs(24 * 60 * 60),
             max_pending: 10_000,
             max_pending_per_actor: 20,
+            max_stored: 50_000,
         }
     }
 }
@@ -61,11 +70,10 @@ impl ApiSettings {
     /// Every problem of the section as `(path, reason)`, in document order.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
-        if self.rate_limit.is_some_and(|rl| rl.burst == Some(0)) {
-            problems.push((
-                "api.rate_limit.burst".to_owned(),
-                "must be at least 1".to_owned(),
-            ));
+        if let Some(rl) = &self.rate_limit {
+            for (field, reason) in rl.problems() {
+                problems.push((format!("api.rate_limit.{field}"), reason));
+            }
         }
         if self.approvals.ttl.is_zero() {
             problems.push(("api.approvals.ttl".to_owned(), "must be above 0".to_owned()));
@@ -76,6 +84,16 @@ impl ApiSettings {
                 "api.approvals.max_pending_per_actor".to_owned(),
                 format!(
                     "{per_actor} is outside 1..=max_pending ({})",
+                    self.approvals.max_pending
+                ),
+            ));
+        }
+        let stored = self.approvals.max_stored;
+        if stored < self.approvals.max_pending || stored > MAX_STORED_APPROVALS {
+            problems.push((
+                "api.approvals.max_stored".to_owned(),
+                format!(
+                    "{stored} is outside max_pending ({})..={MAX_STORED_APPROVALS}",
                     self.approvals.max_pending
                 ),
             ));

@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(c.api.approvals.ttl, Duration::from_secs(15 * 60));
         assert_eq!(c.api.approvals.retention, Duration::from_secs(24 * 3600));
         assert_eq!(c.api.approvals.max_pending, 10_000);
+        assert_eq!(c.api.approvals.max_stored, 50_000);
         assert!(c.api.roles.is_empty());
         assert_eq!(c.domain_settings, DomainSettings::default());
     }
@@ -263,6 +264,14 @@ mod tests {
         assert_eq!(
             one("api: {rate_limit: {per_actor: 5/s, burst: 0}}\n"),
             "t.yaml: api.rate_limit.burst: must be at least 1"
+        );
+        assert_eq!(
+            one("api: {rate_limit: {per_actor: 5/s, max_actors: 0}}\n"),
+            "t.yaml: api.rate_limit.max_actors: 0 is outside 1..=10000000"
+        );
+        assert_eq!(
+            one("api: {approvals: {max_pending: 100, max_stored: 99}}\n"),
+            "t.yaml: api.approvals.max_stored: 99 is outside max_pending (100)..=10000000"
         );
         let unknown = invalid("api: {rate: 1}\n");
         assert_eq!(unknown[0].path, "api.rate");

@@ -49,6 +49,11 @@ pub enum ApprovalError {
     )]
     TooManyPending { limit: usize },
     #[error(
+        "the approval store holds {limit} approvals (api.approvals.max_stored), none of them \
+         finished; escalations are refused until some are resolved or expire"
+    )]
+    StoreFull { limit: usize },
+    #[error(
         "{actor} already has {limit} approvals pending (api.approvals.max_pending_per_actor); \
          its escalations are refused until some are resolved"
     )]
@@ -86,6 +91,7 @@ impl ApprovalError {
             | ApprovalError::Expired { .. } => S::CONFLICT,
             ApprovalError::ActorLimit { .. } => S::TOO_MANY_REQUESTS,
             ApprovalError::TooManyPending { .. }
+            | ApprovalError::StoreFull { .. }
             | ApprovalError::Io { .. }
             | ApprovalError::Corrupt { .. } => S::SERVICE_UNAVAILABLE,
             ApprovalError::NotEscalated { .. }
@@ -107,6 +113,7 @@ impl ApprovalError {
             ApprovalError::Expired { .. } => "approval_expired",
             ApprovalError::Mismatch { .. } => "approval_mismatch",
             ApprovalError::TooManyPending { .. } => "too_many_pending_approvals",
+            ApprovalError::StoreFull { .. } => "approval_store_full",
             ApprovalError::ActorLimit { .. } => "actor_approval_limit",
             ApprovalError::Io { .. } | ApprovalError::Corrupt { .. } => {
                 "approval_store_unavailable"

@@ -43,6 +43,7 @@ pub struct ApprovalStore {
     retention: SignedDuration,
     max_pending: usize,
     max_pending_per_actor: usize,
+    max_stored: usize,
     approvals: Mutex<BTreeMap<String, Approval>>,
     /// Locked only inside `mutate`, after `approvals` (one order: no deadlock).
     db: Mutex<rusqlite::Connection>,
@@ -84,6 +85,7 @@ impl ApprovalStore {
             retention,
             max_pending: config.max_pending,
             max_pending_per_actor: config.max_pending_per_actor,
+            max_stored: config.max_stored.max(1),
             approvals: Mutex::new(approvals),
             db: Mutex::new(db),
         })
@@ -132,6 +134,7 @@ impl ApprovalStore {
                     limit: self.max_pending,
                 });
             }
+            make_room(map, self.max_stored, now)?;
             let approval = Approval {
                 id: format!("apr_{}", uuid::Uuid::new_v4().simple()),
                 domain: decision.domain.clone(),
@@ -369,9 +372,7 @@ impl ApprovalStore {
         let result = f(&mut map).and_then(|out| {
             let retention = self.retention;
             map.retain(|_, a| {
-                let finished = a.status_at(now) != ApprovalStatus::Pending
-                    && a.status_at(now) != ApprovalStatus::Approved;
-                !finished || a.expires.checked_add(retention).is_ok_and(|t| t > now)
+                !finished(a, now) || a.expires.checked_add(retention).is_ok_and(|t| t > now)
             });
             let changed = map
                 .iter()
@@ -387,6 +388,43 @@ impl ApprovalStore {
         }
         result
     }
+}
+
+/// Whether `a` is over as of `now` (denied, consumed or expired): nothing can redeem it.
+fn finished(a: &Approval, now: Timestamp) -> bool {
+    !matches!(
+        a.status_at(now),
+        ApprovalStatus::Pending | ApprovalStatus::Approved
+    )
+}
+
+/// Makes room for one more approval within `max_stored`: drops the oldest finished approvals
+/// (their retention cut short; an id dropped is answered `approval_not_found`, never a permit),
+/// and refuses ([`ApprovalError::StoreFull`]) when there are not enough of them. A pending or
+/// approved approval is never dropped.
+fn make_room(
+    map: &mut BTreeMap<String, Approval>,
+    max_stored: usize,
+    now: Timestamp,
+) -> Result<(), ApprovalError> {
+    let Some(excess) = (map.len() + 1).checked_sub(max_stored).filter(|n| *n > 0) else {
+        return Ok(());
+    };
+    let mut done: Vec<(Timestamp, String)> = map
+        .iter()
+        .filter(|(_, a)| finished(a, now))
+        .map(|(id, a)| (a.created, id.clone()))
+        .collect();
+    if done.len() < excess {
+        return Err(ApprovalError::StoreFull { limit: max_stored });
+    }
+    if excess < done.len() {
+        done.select_nth_unstable(excess);
+    }
+    for (_, id) in done.iter().take(excess) {
+        map.remove(id);
+    }
+    Ok(())
 }
 
 /// Opens (creating) the database: WAL, full sync, the schema, a busy timeout.

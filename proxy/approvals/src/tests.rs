@@ -588,6 +588,123 @@ fn pending_approvals_are_capped() {
     assert_eq!(store.list(None, at(0)).len(), 2);
 }
 
+/// An escalation of a new actor each time: a flood of unique keys.
+fn escalated_by(i: usize) -> Decision {
+    let mut d = escalated();
+    d.actor = format!("act_ai_agent:flood{i}");
+    d.resource = Some(format!("res_file:/tmp/{i}"));
+    d
+}
+
+#[test]
+fn a_flood_of_escalations_keeps_the_store_within_max_stored_dropping_finished_ones_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApprovalSettings {
+        max_pending: 50,
+        max_pending_per_actor: 1,
+        max_stored: 100,
+        ..ApprovalSettings::default()
+    };
+    let store = ApprovalStore::open(dir.path(), config).unwrap();
+    let r = roles();
+    // 600 distinct actors, one escalation every 20 s: at most 45 pending at once (ttl 15m), the
+    // rest expire and, with a retention of 24h, would pile up without max_stored.
+    let mut latest = Vec::new();
+    let mut kept = None;
+    for i in 0..600 {
+        let now = at(i64::try_from(i).unwrap() * 20);
+        let (a, _) = store.create(&escalated_by(i), digest(), now).unwrap();
+        latest.push(a.id);
+        let held = store.list(None, now).len();
+        assert!(held <= 100, "{held} approvals held after {i} escalations");
+        if i == 300 {
+            // The store has been full for a while: one approval a human approves now is live
+            // until its ttl and must outlast the flood's pressure.
+            assert_eq!(held, 100);
+            let (k, _) = store.create(&escalated(), digest(), now).unwrap();
+            let approver = Approver {
+                id: "alice",
+                roles: &r,
+            };
+            store.approve(&k.id, approver, None, now).unwrap();
+            kept = Some(k.id);
+        }
+        if let Some(k) = kept.as_ref().filter(|_| i < 340) {
+            assert_eq!(
+                store.get(k, now).unwrap().status,
+                ApprovalStatus::Approved,
+                "an approved approval is never dropped to make room"
+            );
+        }
+    }
+    let end = at(599 * 20);
+    assert_eq!(store.list(None, end).len(), 100);
+    // Every approval still pending is kept: the newest 45.
+    for id in &latest[latest.len() - 45..] {
+        assert_eq!(store.get(id, end).unwrap().status, ApprovalStatus::Pending);
+    }
+    // The oldest finished ones went first.
+    assert!(matches!(
+        store.get(&latest[0], end),
+        Err(ApprovalError::NotFound { .. })
+    ));
+    // The database holds what memory holds.
+    drop(store);
+    let reopened = ApprovalStore::open(dir.path(), config_with_max_stored(100)).unwrap();
+    assert_eq!(reopened.list(None, end).len(), 100);
+}
+
+fn config_with_max_stored(max_stored: usize) -> ApprovalSettings {
+    ApprovalSettings {
+        max_pending: max_stored.min(50),
+        max_pending_per_actor: 1,
+        max_stored,
+        ..ApprovalSettings::default()
+    }
+}
+
+#[test]
+fn a_store_full_of_live_approvals_refuses_a_new_escalation_and_drops_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApprovalSettings {
+        max_pending: 5,
+        max_pending_per_actor: 1,
+        max_stored: 5,
+        ..ApprovalSettings::default()
+    };
+    let store = ApprovalStore::open(dir.path(), config).unwrap();
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            store
+                .create(&escalated_by(i), digest(), at(0))
+                .unwrap()
+                .0
+                .id
+        })
+        .collect();
+    let r = roles();
+    for id in &ids[..2] {
+        let approver = Approver {
+            id: "alice",
+            roles: &r,
+        };
+        store.approve(id, approver, None, at(1)).unwrap();
+    }
+    // 3 pending (below max_pending) but 5 live approvals fill the store.
+    let err = store
+        .create(&escalated_by(99), digest(), at(2))
+        .unwrap_err();
+    assert_eq!(err, ApprovalError::StoreFull { limit: 5 });
+    assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(err.code(), "approval_store_full");
+    for id in &ids {
+        assert!(store.get(id, at(2)).is_ok(), "{id} kept");
+    }
+    // Once they expire they are finished, and room is made from them.
+    store.create(&escalated_by(100), digest(), at(901)).unwrap();
+    assert_eq!(store.list(None, at(901)).len(), 5);
+}
+
 #[test]
 fn decision_digest_ignores_key_order_and_ids_but_not_content() {
     let base = |ctx: serde_json::Value, request_id: Option<&str>| DecisionInput {

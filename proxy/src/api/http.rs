@@ -48,7 +48,7 @@ use crate::enforce::{self, Binding, Decided, EnforceError, Pinned};
 use crate::engine::Engine;
 use crate::headers::AUDIENCE_HEADER;
 use crate::identity::{Actor, Identity, Source};
-use crate::limit::{RouteLimiter, DEFAULT_MAX_KEYS};
+use crate::limit::RouteLimiter;
 use lexecon_approvals::Approver;
 use lexecon_token::{Grant, Issued};
 
@@ -132,7 +132,7 @@ impl DecisionApi {
             .api_settings()
             .rate_limit
             .as_ref()
-            .map(|rl| RouteLimiter::new(rl, DEFAULT_MAX_KEYS));
+            .map(RouteLimiter::new);
         let roles = engine.api_settings().roles.clone();
         Self {
             engine,

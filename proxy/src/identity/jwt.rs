@@ -2,7 +2,9 @@
 //! leeway, then the actor claim and the claims copied into the context.
 //!
 //! Verified tokens are cached by the SHA-256 of the token until their `exp`, so a signature is
-//! checked once per token rather than once per request. The cache never holds a token that failed.
+//! checked once per token rather than once per request. The cache never holds a token that failed,
+//! and holds at most `identity.jwt.cache_capacity` tokens (moka evicts the least used beyond it: a
+//! flood of distinct valid tokens costs their signature checks, not memory).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,9 +17,6 @@ use sha2::{Digest, Sha256};
 
 use super::jwks::{self, KeySet};
 use super::{actor_id, Actor, IdentityError};
-
-/// How many verified tokens are kept.
-const CACHE_CAPACITY: u64 = 100_000;
 
 /// How long a JWKS fetch may take.
 pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,13 +99,14 @@ impl JwtVerifier {
                 (*alg, v)
             })
             .collect();
+        let capacity = config.cache_capacity;
         Self {
             config,
             accepted,
             validations,
             keys: ArcSwap::from_pointee(keys),
             cache: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
+                .max_capacity(capacity)
                 .expire_after(UntilExp)
                 .build(),
         }
@@ -185,6 +185,12 @@ impl JwtVerifier {
         Ok(actor)
     }
 
+    /// How many verified tokens are cached now (after moka's pending maintenance).
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
     fn actor_from_claims(
         &self,
         claims: &serde_json::Map<String, serde_json::Value>,
@@ -234,6 +240,7 @@ mod tests {
             claims_to_context: BTreeMap::from([("tenant".to_string(), "tenant_id".to_string())]),
             refresh: Duration::from_secs(60),
             insecure_jwks_http: false,
+            cache_capacity: 100,
         }
     }
 
@@ -314,6 +321,62 @@ mod tests {
             serde_json::json!({"iss": "https://idp.example", "aud": "lexecon", "sub": "c", "exp": now() + 300}),
         );
         assert!(v.verify(&other).is_err());
+    }
+
+    #[test]
+    fn a_flood_of_distinct_valid_tokens_keeps_the_cache_within_its_capacity() {
+        let v = verifier();
+        let exp = now() + 300;
+        let key = EncodingKey::from_ed_pem(ED_PRIV_PEM.as_bytes()).unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        for i in 0..1_000 {
+            let t = encode(
+                &header,
+                &serde_json::json!({"iss": "https://idp.example", "aud": "lexecon", "sub": format!("bot-{i}"), "exp": exp}),
+                &key,
+            )
+            .unwrap();
+            assert_eq!(&*v.verify(&t).unwrap().id, format!("act_ai_agent:bot-{i}"));
+            if i % 250 == 249 {
+                let n = v.cached_tokens();
+                assert!(n <= 100, "{n} tokens cached after {} (capacity 100)", i + 1);
+            }
+        }
+        assert!(v.cached_tokens() <= 100);
+    }
+
+    #[test]
+    fn a_flood_of_unknown_kids_and_bad_tokens_caches_nothing_and_fetches_nothing() {
+        // A JWKS "server" that counts connections: an unknown kid must never trigger a fetch.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut c = config();
+        c.jwks = format!("http://{}/jwks", listener.local_addr().unwrap());
+        c.insecure_jwks_http = true;
+        let v = JwtVerifier::new(c, KeySet::parse(ED_JWKS, &[Algorithm::EdDSA]).unwrap());
+        let key = EncodingKey::from_ed_pem(ED_PRIV_PEM.as_bytes()).unwrap();
+        let claims = serde_json::json!({"iss": "https://idp.example", "aud": "lexecon", "sub": "b", "exp": now() + 300});
+        for i in 0..300 {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(format!("unknown-{i}"));
+            let t = encode(&header, &claims, &key).unwrap();
+            let err = v.verify(&t).unwrap_err();
+            assert!(err.to_string().contains("no EdDSA key with kid"), "{err}");
+        }
+        for i in 0..50_000 {
+            assert!(v.verify(&format!("garbage.{i}.token")).is_err());
+        }
+        assert_eq!(v.cached_tokens(), 0, "a token that failed is never cached");
+        assert_eq!(
+            v.keys.load().keys.len(),
+            1,
+            "the key set is what was loaded"
+        );
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "no JWKS fetch was attempted"
+        );
     }
 
     #[test]

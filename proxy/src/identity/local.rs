@@ -78,6 +78,7 @@ impl LocalIssuer {
             claims_to_context: [(ROLES.to_owned(), ROLES.to_owned())].into(),
             refresh: Duration::from_secs(3600),
             insecure_jwks_http: false,
+            cache_capacity: lexecon_config::file::DEFAULT_JWT_CACHE,
         };
         Ok(Self {
             kid: ring.signer().kid().to_owned(),

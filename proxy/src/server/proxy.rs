@@ -295,8 +295,10 @@ impl ProxyHttp for LexeconProxy {
                 ctx.outcome = Outcome::RateLimited;
                 let secs = limited.retry_after_secs().to_string();
                 let reason = format!(
-                    "rate limit of route {} exceeded for {}; retry after {secs}s",
-                    route.name, actor.id
+                    "rate limit of route {} {} for {}; retry after {secs}s",
+                    route.name,
+                    limited.what(),
+                    actor.id
                 );
                 let a = answer::refusal(
                     Refusal::RateLimited,

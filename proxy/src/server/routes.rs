@@ -41,7 +41,6 @@ impl Route {
         config: &RouteConfig,
         upstream: Arc<Upstream>,
         global_mode: EnforceMode,
-        limiter_max_keys: usize,
     ) -> Result<Self, String> {
         let mut methods = Vec::with_capacity(config.matcher.methods.len());
         for m in &config.matcher.methods {
@@ -74,10 +73,7 @@ impl Route {
                 _ => None,
             },
             upstream,
-            limiter: config
-                .rate_limit
-                .as_ref()
-                .map(|rl| RouteLimiter::new(rl, limiter_max_keys)),
+            limiter: config.rate_limit.as_ref().map(RouteLimiter::new),
             body_limit: config.body_limit.bytes(),
             passthrough: mode == EnforceMode::Passthrough,
             websocket: config

@@ -11,7 +11,6 @@ use lexecon_config::file::{Config, EnforceMode, JwksSource, Unmatched, DEFAULT_U
 
 use crate::enforce::{DecisionPoint, Pinned};
 use crate::identity::{Identity, JwtVerifier, KeySet, LocalIssuer};
-use crate::limit::DEFAULT_MAX_KEYS;
 use crate::server::metrics::Metrics;
 use crate::server::routes::{Route, RouteTable};
 use crate::server::upstream::Upstream;
@@ -123,10 +122,7 @@ impl ProxySnapshot {
                     route.name, route.upstream
                 ))
             })?;
-            routes.push(
-                Route::build(route, upstream, config.mode, DEFAULT_MAX_KEYS)
-                    .map_err(SetupError::Route)?,
-            );
+            routes.push(Route::build(route, upstream, config.mode).map_err(SetupError::Route)?);
         }
         let jwt = match &config.identity.jwt {
             Some(jwt) => Some(Arc::new(load_verifier(jwt)?)),

@@ -24,6 +24,14 @@ pub const NOT_PINNED: &str = "tool is not pinned";
 /// use: it is pinned when a listing shows it).
 pub const NOT_SEEN: &str = "tool definition not seen; list tools first";
 
+/// The reason a tool is hidden when the route already tracks [`MAX_TOOLS`] tool names (an upstream
+/// listing ever new names must not grow the pins, or this route's memory, without bound).
+pub const TOO_MANY: &str = "the route already tracks its maximum number of tools";
+
+/// The most tool names a route remembers as listed, pins on first use, and reports as hidden. A
+/// pinned tool is always remembered, so a flood of junk names cannot unpin a changed definition.
+pub const MAX_TOOLS: usize = 10_000;
+
 /// What a `tools/list` result may show of one tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {
@@ -98,22 +106,32 @@ impl RoutePins {
                 report: false,
             };
         };
-        lock(&self.seen).insert(name.to_owned(), digest.clone());
         let reason = {
             let mut pins = lock(&self.pins);
+            let pinned = pins.contains_key(name);
+            {
+                // INVARIANT: a pinned tool's last listed digest is always kept (check_call
+                // compares it); other names only while there is room.
+                let mut seen = lock(&self.seen);
+                if pinned || seen.len() < MAX_TOOLS || seen.contains_key(name) {
+                    seen.insert(name.to_owned(), digest.clone());
+                }
+            }
             match pins.get(name) {
                 Some(pin) if pin.sha256 == digest => return Listed::Keep,
                 Some(_) => CHANGED,
+                None if self.trust_on_first_use && pins.len() >= MAX_TOOLS => TOO_MANY,
                 None if self.trust_on_first_use => {
                     pins.insert(
                         name.to_owned(),
                         ToolPin {
-                            sha256: digest,
+                            sha256: digest.clone(),
                             approved_at: jiff::Timestamp::now().to_string(),
                             approved_by: Some("trust_on_first_use".into()),
                         },
                     );
                     drop(pins);
+                    lock(&self.seen).insert(name.to_owned(), digest);
                     tracing::info!(tool = name, file = %self.file.display(), "tool pinned on first use");
                     self.persist();
                     return Listed::Keep;
@@ -121,7 +139,10 @@ impl RoutePins {
                 None => NOT_PINNED,
             }
         };
-        let report = lock(&self.reported).insert((name.to_owned(), digest));
+        let report = {
+            let mut reported = lock(&self.reported);
+            reported.len() < MAX_TOOLS && reported.insert((name.to_owned(), digest))
+        };
         Listed::Hide { reason, report }
     }
 
@@ -269,6 +290,55 @@ mod tests {
         assert_eq!(reloaded.check_call("search"), Ok(()), "nothing listed yet");
         reloaded.adopt_seen(&old);
         assert_eq!(reloaded.check_call("search"), Err(CHANGED));
+    }
+
+    fn named(i: usize) -> Value {
+        json!({"name": format!("junk_{i}"), "description": "x"})
+    }
+
+    #[test]
+    fn a_listing_flood_of_new_names_stays_within_max_tools_and_cannot_unpin_a_changed_tool() {
+        let dir = tempfile::tempdir().unwrap();
+        let benign = tool("Search the docs");
+        let pins = pins_with(dir.path(), false, &[&benign]);
+        for i in 0..3 * MAX_TOOLS {
+            assert!(matches!(pins.observe(&named(i)), Listed::Hide { .. }));
+        }
+        assert!(lock(&pins.seen).len() <= MAX_TOOLS + 1);
+        assert!(lock(&pins.reported).len() <= MAX_TOOLS);
+        // The seen map is full of junk; the pinned tool's changed definition is still recorded.
+        assert!(matches!(
+            pins.observe(&tool("poisoned")),
+            Listed::Hide {
+                reason: CHANGED,
+                ..
+            }
+        ));
+        assert_eq!(pins.check_call("search"), Err(CHANGED));
+        assert_eq!(pins.check_call("junk_29999"), Err(NOT_PINNED));
+    }
+
+    #[test]
+    fn trust_on_first_use_pins_at_most_max_tools_and_hides_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = pins_with(dir.path(), true, &[]);
+        for i in 0..MAX_TOOLS {
+            assert_eq!(pins.observe(&named(i)), Listed::Keep);
+        }
+        let extra = pins.observe(&named(MAX_TOOLS));
+        assert!(
+            matches!(
+                extra,
+                Listed::Hide {
+                    reason: TOO_MANY,
+                    ..
+                }
+            ),
+            "{extra:?}"
+        );
+        assert_eq!(pins.pins().len(), MAX_TOOLS);
+        assert_eq!(pins.check_call(&format!("junk_{MAX_TOOLS}")), Err(NOT_SEEN));
+        assert!(lock(&pins.seen).len() <= MAX_TOOLS);
     }
 
     #[test]
