@@ -413,3 +413,61 @@ fn reuse_key(decision: &Decision, audience: &str, bound: Option<&Bound<'_>>) -> 
     }
     h.finalize().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lexecon_policy_cache::Explanation;
+
+    fn permit(actor: &str, resource: &str) -> Decision {
+        Decision {
+            request_id: "req-1".to_owned(),
+            decision_id: "dec-1".to_owned(),
+            domain: "ai".to_owned(),
+            actor: actor.to_owned(),
+            action: "axn_read_data".to_owned(),
+            resource: Some(resource.to_owned()),
+            decision: Verdict::Permit,
+            reasoning: "agents may read".to_owned().into(),
+            rule_id: "agents-may-read".to_owned().into(),
+            policy_version_hash: "cd".repeat(32).into(),
+            compliance_mappings: vec![].into(),
+            risk_level: 1,
+            requires_human_approval: false,
+            review_required: false,
+            explanation: Explanation {
+                matched_rules: vec![].into(),
+                findings: vec![],
+                would_have: None,
+                cached: false,
+            },
+            timestamp: jiff::Timestamp::now(),
+        }
+    }
+
+    /// Every permit of the flood is for a new (actor, resource): a new reuse key, a new token signed
+    /// and cached. The cache keeps at most `reuse_capacity` of them (moka's admission decides which).
+    #[test]
+    fn a_flood_of_distinct_permits_keeps_the_reuse_cache_within_its_capacity() {
+        const CAPACITY: u64 = 64;
+        const FLOOD: usize = 640;
+        let config = TokenSettings {
+            reuse_capacity: CAPACITY,
+            ..TokenSettings::default()
+        };
+        let minter = TokenMinter::new(Arc::new(KeyRing::generate()), &config).unwrap();
+        let led = "ef".repeat(32);
+        for i in 0..FLOOD {
+            let decision = permit(&format!("act_ai_agent:flood-{i}"), &format!("res_file:{i}"));
+            minter.issue(&decision, "app", &led).unwrap();
+        }
+        let cache = minter.cache.as_ref().unwrap();
+        cache.run_pending_tasks();
+        let kept = cache.entry_count();
+        assert!(
+            kept <= CAPACITY,
+            "{kept} tokens cached after {FLOOD} distinct permits (capacity {CAPACITY})"
+        );
+        assert!(kept > 0, "the reuse cache keeps tokens at all");
+    }
+}

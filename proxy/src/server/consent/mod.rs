@@ -483,4 +483,23 @@ mod tests {
         assert_eq!(caller.purposes.len(), 1);
         assert_eq!(caller.purposes[0].code, "TREAT");
     }
+
+    /// A flood of lookups for distinct patients (each answer cached as the lookup caches it) keeps
+    /// at most [`CACHE_CAPACITY`] patients per route; a patient evicted is simply looked up again.
+    #[test]
+    fn a_flood_of_distinct_patients_keeps_the_consent_cache_within_its_capacity() {
+        let lookup = ConsentLookup::new(&ConsentLookupConfig::default(), Some("/fhir"));
+        let flood = CACHE_CAPACITY + CACHE_CAPACITY / 2;
+        let none: Arc<[Value]> = Arc::from(Vec::new());
+        for i in 0..flood {
+            lookup.cache.insert(format!("p-{i}"), none.clone());
+        }
+        lookup.cache.run_pending_tasks();
+        let kept = lookup.cache.entry_count();
+        assert!(
+            kept <= CACHE_CAPACITY,
+            "{kept} patients cached after a flood of {flood} (capacity {CACHE_CAPACITY})"
+        );
+        assert!(kept > 0, "the lookup caches answers at all");
+    }
 }
