@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     pub(crate) last_error: ArcSwapOption<String>,
     /// Outages the writer healed from since start.
     pub(crate) recoveries: AtomicU64,
+    /// Why the writer stopped for good (a chain it cannot verify, a panic), if it did: unlike an
+    /// outage it does not heal; a restart (after `lexecon ledger verify`) is needed.
+    pub(crate) stopped: ArcSwapOption<String>,
 }
 
 /// One message from a handle to the writer thread.
@@ -222,7 +225,9 @@ impl LedgerHandle {
         if self.shared.failed.load(Ordering::Relaxed) {
             let error = self.shared.last_error.load_full();
             let error = error.as_deref().map_or("an error", String::as_str);
-            let reason = if self.tx.is_closed() {
+            let reason = if let Some(stopped) = self.shared.stopped.load_full() {
+                format!("the ledger writer stopped after {stopped}; it needs a restart")
+            } else if self.tx.is_closed() {
                 format!("the ledger writer stopped after {error}")
             } else {
                 format!("the ledger writer cannot write ({error}); appends fail until it recovers")
@@ -304,6 +309,13 @@ impl LedgerHandle {
     /// [`LedgerStats::failed`] says whether it is down now).
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.load_full().map(|e| (*e).clone())
+    }
+
+    /// Why the writer stopped for good, if it did: a tail it could not verify or a panic of its
+    /// thread. Unlike [`LedgerStats::failed`] during an outage, this does not clear by itself; a
+    /// health check should report it as such (it needs a restart, not patience).
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.stopped.load_full().map(|e| (*e).clone())
     }
 
     /// How many times the writer healed from an I/O error since it started (each recorded by a

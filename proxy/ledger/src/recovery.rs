@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::entry::{split_hash, LedgerEntry, GENESIS_HASH};
 use super::segment::{list_segments, segment_path, SegmentBytes};
+use super::segment_io::SegmentIo;
 use super::verify::ChainCursor;
 use super::LedgerError;
 
@@ -35,11 +36,12 @@ pub(crate) struct Recovered {
 
 /// Verifies the last segment (linked to the one before it), truncates a torn final line, and
 /// returns where the chain continues; an empty directory gets its first segment.
-pub(crate) fn recover(dir: &Path) -> Result<Recovered, LedgerError> {
+/// Creating and truncating go through `io` (see [`crate::segment_io`]).
+pub(crate) fn recover(dir: &Path, io: &dyn SegmentIo) -> Result<Recovered, LedgerError> {
     let segments = list_segments(dir)?;
     let Some(last) = segments.last() else {
         let path = segment_path(dir, 1);
-        create_segment(dir, &path)?;
+        create_segment(dir, &path, io)?;
         return Ok(Recovered {
             path,
             len: 0,
@@ -95,10 +97,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, LedgerError> {
             .write(true)
             .open(&last.path)
             .map_err(|e| LedgerError::io("open segment", &last.path, e))?;
-        file.set_len(bytes.complete_len as u64)
+        io.truncate(&file, bytes.complete_len as u64)
             .map_err(|e| LedgerError::io("truncate torn line of", &last.path, e))?;
-        file.sync_all()
-            .map_err(|e| LedgerError::io("fsync", &last.path, e))?;
         torn = Some(format!(
             "truncated a torn final line of {} bytes at byte {} of {} (seq {} was never completed)",
             bytes.torn_len(),
@@ -116,16 +116,18 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, LedgerError> {
     })
 }
 
-/// Creates a segment file and makes its directory entry durable.
-pub(crate) fn create_segment(dir: &Path, path: &Path) -> Result<File, LedgerError> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(path)
+/// Creates a segment file and makes its directory entry durable. A failure may leave the file
+/// behind, empty (created, but its directory entry not known to be durable).
+pub(crate) fn create_segment(
+    dir: &Path,
+    path: &Path,
+    io: &dyn SegmentIo,
+) -> Result<File, LedgerError> {
+    let file = io
+        .create_new(path)
         .map_err(|e| LedgerError::io("create segment", path, e))?;
     // The new file's directory entry must be durable too.
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    io.sync_dir(dir)
         .map_err(|e| LedgerError::io("fsync directory", dir, e))?;
     Ok(file)
 }

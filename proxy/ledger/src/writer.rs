@@ -31,8 +31,11 @@
 //! writes the kept lines again with the seqs and hashes they were given, and resumes with a
 //! `ledger_recovered` entry naming the error, the outage's length, the last durable seq and the
 //! seqs written again. A shutdown during an outage makes one last attempt, then fails naming the
-//! seqs that were not made durable. Writes and syncs go through [`crate::segment_io`], the seam
-//! tests fail them through.
+//! seqs that were not made durable. Writes, syncs, segment creation and truncation go through
+//! [`crate::segment_io`], the seam tests fail them through. Any error but a chain that no longer
+//! ends where the durable one did prolongs the outage; that one, or a panic, stops the writer for
+//! good, reported as such ([`LedgerHandle::stopped`], `last_error`, a log line), never silently.
+//! Its log lines never end it either (see `log`): on a full disk, logging to stderr fails too.
 //!
 //! This file is the thread: [`LedgerWriter::start`] and the loop of named steps (take a batch, place
 //! its lines in seq order, sign checkpoints, commit, answer flushes and pauses, linger). The request
@@ -89,7 +92,7 @@ impl LedgerWriter {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| LedgerError::io("create directory", &config.dir, e))?;
         let lock = lock_dir(&config.dir, crate::dirlock::WAIT)?;
-        let recovered = recover(&config.dir)?;
+        let recovered = recover(&config.dir, io.as_ref())?;
         let file = OpenOptions::new()
             .append(true)
             .open(&recovered.path)
@@ -125,7 +128,7 @@ impl LedgerWriter {
             last_sync: now,
         };
         if let Some(reason) = recovered.torn {
-            tracing::warn!(target: "lexecon::ledger", %reason, "ledger recovered");
+            log(|| tracing::warn!(target: "lexecon::ledger", %reason, "ledger recovered"));
             let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
             let claimed = claim_body(&chain, &body);
             writer.accept(claimed.seq, claimed.line, None)?;
@@ -255,13 +258,33 @@ struct Outage {
 }
 
 impl Writer {
-    /// The thread: runs the loop, and after a failure answers everyone waiting with the reason.
+    /// The thread: runs the loop, and if it stops for good (a chain it cannot verify, or a panic)
+    /// says so — `failed`, [`Shared::stopped`] and a log line naming the reason — and answers
+    /// everyone waiting with it. Never ends silently: a writer that is gone without a reason reads
+    /// as "not running", which tells an operator nothing.
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        if let Err(err) = self.run_inner(&mut rx) {
-            let reason = err.to_string();
-            tracing::error!(target: "lexecon::ledger", error = %reason, "ledger writer failed; appends now fail");
+        let ended =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner(&mut rx)));
+        let stopped = match ended {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                Some(format!("the ledger writer thread panicked: {what}"))
+            }
+        };
+        if let Some(reason) = stopped {
+            // State first, then the log line: logging may fail (see [`log`]).
             self.shared.last_error.store(Some(Arc::new(reason.clone())));
+            self.shared.stopped.store(Some(Arc::new(reason.clone())));
             self.shared.failed.store(true, Ordering::Relaxed);
+            log(
+                || tracing::error!(target: "lexecon::ledger", error = %reason, "the ledger writer stopped for good; appends fail until a restart"),
+            );
             for ack in self.pending.drain(..) {
                 let _ = ack.send(Err(reason.clone()));
             }
@@ -273,13 +296,15 @@ impl Writer {
             }
             let unwritten = self.next_seq - 1 - self.durable_seq;
             if unwritten > 0 {
-                tracing::error!(
-                    target: "lexecon::ledger",
-                    first = self.durable_seq + 1,
-                    last = self.next_seq - 1,
-                    lost = unwritten,
-                    "ledger entries accepted but never made durable were lost"
-                );
+                log(|| {
+                    tracing::error!(
+                        target: "lexecon::ledger",
+                        first = self.durable_seq + 1,
+                        last = self.next_seq - 1,
+                        lost = unwritten,
+                        "ledger entries accepted but never made durable were lost"
+                    )
+                });
             }
             rx.close();
             while let Ok(msg) = rx.try_recv() {
@@ -297,7 +322,9 @@ impl Writer {
                 }
             }
             if lost > 0 {
-                tracing::error!(target: "lexecon::ledger", lost, "claimed ledger entries were not recorded");
+                log(
+                    || tracing::error!(target: "lexecon::ledger", lost, "claimed ledger entries were not recorded"),
+                );
             }
         }
     }
@@ -483,13 +510,15 @@ impl Writer {
         // The queue is closed and empty, and every reserved slot was used: no claimed line can
         // still arrive.
         if let Some((&seq, _)) = self.out_of_order.first_key_value() {
-            tracing::error!(
-                target: "lexecon::ledger",
-                missing = self.next_seq,
-                unwritten = self.out_of_order.len(),
-                first_unwritten = seq,
-                "a claimed ledger entry never arrived; the entries after it were not written"
-            );
+            log(|| {
+                tracing::error!(
+                    target: "lexecon::ledger",
+                    missing = self.next_seq,
+                    unwritten = self.out_of_order.len(),
+                    first_unwritten = seq,
+                    "a claimed ledger entry never arrived; the entries after it were not written"
+                )
+            });
         }
         if self.uncovered() > 0 && self.out_of_order.is_empty() {
             self.push_checkpoint()?;
@@ -547,7 +576,9 @@ impl Writer {
             Err(e) => {
                 // Nothing was claimed, so the chain has no gap; the caller (`sync`) learns it.
                 let reason = format!("cannot serialize the ledger entry: {e}");
-                tracing::error!(target: "lexecon::ledger", decision_id = %entry.decision.decision_id, error = %reason, "decision not recorded");
+                log(
+                    || tracing::error!(target: "lexecon::ledger", decision_id = %entry.decision.decision_id, error = %reason, "decision not recorded"),
+                );
                 if let Some(ack) = ack {
                     let _ = ack.send(Err(reason));
                 }
@@ -584,7 +615,9 @@ impl Writer {
         if seq != self.next_seq {
             if seq < self.next_seq {
                 // Unreachable while claims come from this ledger's own chain head.
-                tracing::error!(target: "lexecon::ledger", seq, next = self.next_seq, "a ledger line claimed a written seq; dropped");
+                log(
+                    || tracing::error!(target: "lexecon::ledger", seq, next = self.next_seq, "a ledger line claimed a written seq; dropped"),
+                );
                 return Ok(());
             }
             self.out_of_order.insert(seq, waiting);
@@ -665,9 +698,20 @@ impl Writer {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes());
             let body = EntryBody::of_checkpoint(&draft, signer.key_id(), &signature)?;
             Ok::<_, LedgerError>(write_body_line(seq, &body, head, out))
-        })?;
-        self.checkpoint_seq = claimed.seq;
-        Ok(Some(claimed))
+        });
+        match claimed {
+            Ok(claimed) => {
+                self.checkpoint_seq = claimed.seq;
+                Ok(Some(claimed))
+            }
+            // Nothing was claimed (the chain has no gap); the next checkpoint covers these entries.
+            Err(e) => {
+                log(
+                    || tracing::error!(target: "lexecon::ledger", error = %e, "a checkpoint could not be serialized; skipped"),
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn push_checkpoint(&mut self) -> Result<(), LedgerError> {
@@ -685,7 +729,7 @@ impl Writer {
             return;
         }
         let path = segment_path(&self.cfg.dir, self.next_seq);
-        match open_new_segment(&self.cfg.dir, &path) {
+        match open_new_segment(&self.cfg.dir, &path, self.io.as_ref()) {
             Ok(file) => {
                 self.file = file;
                 self.segment_path = path;
@@ -761,13 +805,16 @@ impl Writer {
                 outage
             }
             None => {
-                tracing::error!(
-                    target: "lexecon::ledger",
-                    error = %reason,
-                    durable_seq = self.durable_seq,
-                    "ledger write failed; appends fail until the writer recovers"
-                );
+                // Down before the log line: logging may fail on the same full disk (see [`log`]).
                 self.shared.failed.store(true, Ordering::Relaxed);
+                log(|| {
+                    tracing::error!(
+                        target: "lexecon::ledger",
+                        error = %reason,
+                        durable_seq = self.durable_seq,
+                        "ledger write failed; appends fail until the writer recovers"
+                    )
+                });
                 self.outage.insert(Outage {
                     first_error: reason.clone(),
                     last_error: reason.clone(),
@@ -847,39 +894,50 @@ impl Writer {
     }
 
     /// One attempt to heal: on success records the `ledger_recovered` entry and lets appends in
-    /// again; an I/O error prolongs the outage; a segment that no longer ends where the durable
-    /// chain does stops the writer ([`LedgerError::Corrupt`]).
+    /// again; an I/O error (or any error but corruption) prolongs the outage; a segment that no
+    /// longer ends where the durable chain does stops the writer ([`LedgerError::Corrupt`]).
     fn heal_once(&mut self) -> Result<(), LedgerError> {
         let torn = match self.try_heal() {
             Ok(torn) => torn,
-            Err(e @ LedgerError::Io { .. }) => {
+            // Only a chain that does not end where the durable one did stops the writer; any
+            // other error (an I/O error, whatever variant carries it) prolongs the outage.
+            Err(e @ LedgerError::Corrupt { .. }) => return Err(e),
+            Err(e) => {
                 self.fail(e);
                 if let Some(outage) = &mut self.outage {
                     outage.attempts += 1;
                     outage.retry_in = (outage.retry_in * 2).min(RETRY_MAX);
-                    tracing::warn!(
-                        target: "lexecon::ledger",
-                        error = %outage.last_error,
-                        attempts = outage.attempts,
-                        retry_in = ?outage.retry_in,
-                        "the ledger writer is still down"
-                    );
+                    log(|| {
+                        tracing::warn!(
+                            target: "lexecon::ledger",
+                            error = %outage.last_error,
+                            attempts = outage.attempts,
+                            retry_in = ?outage.retry_in,
+                            "the ledger writer is still down"
+                        )
+                    });
                 }
                 return Ok(());
             }
-            Err(e) => return Err(e),
         };
         let Some(outage) = self.outage.take() else {
             return Ok(());
         };
         let reason = recovered_reason(&outage, torn, self.durable_seq);
-        tracing::warn!(target: "lexecon::ledger", %reason, "ledger writer recovered");
+        log(|| tracing::warn!(target: "lexecon::ledger", %reason, "ledger writer recovered"));
         self.shared.recoveries.fetch_add(1, Ordering::Relaxed);
         // Claimed before appends are let in again, so it directly follows the entries it
         // accounts for.
-        let body = EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason))?;
-        let claimed = claim_body(&self.chain, &body);
-        self.accept(claimed.seq, claimed.line, None)?;
+        match EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason)) {
+            Ok(body) => {
+                let claimed = claim_body(&self.chain, &body);
+                self.accept(claimed.seq, claimed.line, None)?;
+            }
+            // Nothing was claimed: the chain has no gap, only the record of the outage is missing.
+            Err(e) => log(
+                || tracing::error!(target: "lexecon::ledger", error = %e, "the ledger_recovered entry could not be serialized"),
+            ),
+        }
         self.commit(true);
         if self.outage.is_none() {
             self.shared.failed.store(false, Ordering::Relaxed);
@@ -912,13 +970,12 @@ impl Writer {
         }
         let torn = len - self.durable_len;
         if torn > 0 {
-            file.set_len(self.durable_len)
+            self.io
+                .truncate(&file, self.durable_len)
                 .map_err(|e| LedgerError::io("truncate torn tail of", &path, e))?;
-            file.sync_all()
-                .map_err(|e| LedgerError::io("fsync", &path, e))?;
         }
         drop(file);
-        let recovered = recover(&self.cfg.dir)?;
+        let recovered = recover(&self.cfg.dir, self.io.as_ref())?;
         // An empty segment whose predecessors were archived has no link to check here: the lines
         // written into it carry it.
         let head_unknown = recovered.len == 0 && recovered.head == crate::GENESIS_HASH;
@@ -948,6 +1005,15 @@ impl Writer {
         self.try_commit(true)?;
         Ok(torn)
     }
+}
+
+/// Emits a log line from the writer thread. INVARIANT: logging never ends the writer. A
+/// subscriber may panic when its output cannot be written: `tracing_subscriber::fmt()` (what
+/// `lexecon serve` installs) reports a failed write with `eprintln!`, which panics when stderr is
+/// on the disk that just filled up — the disk this writer is failing on. Such a panic is caught
+/// here and the line is lost; shared state is always updated before the line is logged.
+fn log(line: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(line));
 }
 
 /// The `ledger_recovered` entry's reason after an outage.
@@ -994,8 +1060,12 @@ fn last_line_hash(buf: &[u8]) -> Option<String> {
 
 /// Creates the segment at `path`, or takes it over when an earlier attempt created it and failed
 /// before anything was written to it; never opens a segment that holds entries.
-fn open_new_segment(dir: &std::path::Path, path: &std::path::Path) -> Result<File, LedgerError> {
-    match create_segment(dir, path) {
+fn open_new_segment(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    io: &dyn SegmentIo,
+) -> Result<File, LedgerError> {
+    match create_segment(dir, path, io) {
         Err(LedgerError::Io { error, .. }) if error.kind() == std::io::ErrorKind::AlreadyExists => {
             let len = std::fs::metadata(path)
                 .map_err(|e| LedgerError::io("stat segment", path, e))?
@@ -1007,8 +1077,7 @@ fn open_new_segment(dir: &std::path::Path, path: &std::path::Path) -> Result<Fil
                 .append(true)
                 .open(path)
                 .map_err(|e| LedgerError::io("open segment", path, e))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
+            io.sync_dir(dir)
                 .map_err(|e| LedgerError::io("fsync directory", dir, e))?;
             Ok(file)
         }

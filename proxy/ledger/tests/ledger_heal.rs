@@ -377,5 +377,46 @@ async fn a_segment_cut_below_its_durable_entries_while_down_stops_the_writer_for
         }
         other => panic!("appends must fail once the writer stopped, got {other:?}"),
     }
+    // Reported as a stop that needs a restart, distinct from an outage it retries.
+    let stopped = handle
+        .stopped()
+        .expect("the stop is reported with its reason");
+    assert!(stopped.contains("corrupt"), "{stopped}");
     assert!(handle.shutdown().await.is_err());
+}
+
+/// A disk whose driver panics: the seam's `write_all` panics instead of failing.
+#[derive(Debug)]
+struct PanickingDisk;
+
+impl SegmentIo for PanickingDisk {
+    fn write_all(&self, _: &mut File, _: &[u8]) -> std::io::Result<()> {
+        panic!("the disk driver panicked");
+    }
+
+    fn sync_data(&self, file: &File) -> std::io::Result<()> {
+        file.sync_data()
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_the_writer_thread_is_reported_as_a_stop_with_its_reason_not_as_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LedgerConfig::new(dir.path());
+    config.checkpoint_every = 0;
+    let handle = LedgerWriter::start_with_io(config, None, Arc::new(PanickingDisk)).unwrap();
+    handle.append(draft(0)).await.unwrap();
+    wait_until("the writer reports the stop", || handle.stats().failed).await;
+    let stopped = handle
+        .stopped()
+        .expect("a panic is a stop, with its reason");
+    assert!(stopped.contains("panicked"), "{stopped}");
+    assert!(stopped.contains("the disk driver panicked"), "{stopped}");
+    match handle.append(draft(1)).await {
+        Err(LedgerError::WriterFailed { reason }) => {
+            assert!(reason.contains("the disk driver panicked"), "{reason}");
+            assert!(reason.contains("needs a restart"), "{reason}");
+        }
+        other => panic!("appends after the stop must name it, got {other:?}"),
+    }
 }
