@@ -21,48 +21,41 @@
 //! Durability, precisely: in `async` mode `append` returns once the entry is queued; it is written
 //! within `linger` and fsynced within `flush_interval` after that. A killed process loses the entries
 //! still queued (at most the last `linger`), an OS crash those of the last `flush_interval` +
+//! `linger`.
 //!
 //! A failed write or fdatasync (ENOSPC, EIO, EDQUOT) or a segment that cannot be created is an
-//! outage, not the end: appends fail at once (`failed`, so requests fail closed) and `sync` callers
-//! waiting are answered with the error, never "durable"; the lines not yet durable stay in memory
-//! (the buffer is kept until fsynced), and lines still queued are placed behind them. The writer
-//! retries with a wait doubling from 50 ms to 5 s: it cuts the segment back to its last durable
-//! line (a torn tail), checks that the chain ends at the durable head as start-up recovery does,
-//! writes the kept lines again with the seqs and hashes they were given, and resumes with a
-//! `ledger_recovered` entry naming the error, the outage's length, the last durable seq and the
-//! seqs written again. A shutdown during an outage makes one last attempt, then fails naming the
-//! seqs that were not made durable. Writes, syncs, segment creation and truncation go through
-//! [`crate::segment_io`], the seam tests fail them through. Any error but a chain that no longer
-//! ends where the durable one did prolongs the outage; that one, or a panic, stops the writer for
-//! good, reported as such ([`LedgerHandle::stopped`], `last_error`, a log line), never silently.
-//! Its log lines never end it either (see `log`): on a full disk, logging to stderr fails too.
+//! outage, not the end: appends fail closed until the writer heals by itself ([`heal`]). Only a
+//! chain that no longer ends where the durable one did, or a panic, stops it for good, reported as
+//! such ([`LedgerHandle::stopped`]); its own log lines never end it (see `log`).
 //!
 //! This file is the thread: [`LedgerWriter::start`] and the loop of named steps (take a batch, place
-//! its lines in seq order, sign checkpoints, commit, answer flushes and pauses, linger). The request
-//! side is [`crate::handle`], opening and recovering a directory [`crate::recovery`], the settings
+//! its lines in seq order, sign checkpoints, commit, answer flushes and pauses, linger). Writing,
+//! syncing and rotating segments is [`commit`], outages and healing [`heal`]; the request side is
+//! [`crate::handle`], opening and recovering a directory [`crate::recovery`], the settings
 //! [`crate::config`].
+
+mod commit;
+mod heal;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{Durability, LedgerConfig};
-use super::entry::{
-    checkpoint_message, split_hash, write_body_line, EntryBody, EntryDraft, EventType,
-};
+use super::entry::{checkpoint_message, write_body_line, EntryBody, EntryDraft, EventType};
 use super::handle::{claim_body, AckResult, DecisionEntry, LedgerHandle, Msg, Shared};
 use super::head::{ChainHead, Claimed};
-use super::recovery::{create_segment, lock_dir, recover};
-use super::segment::segment_path;
+use super::recovery::{lock_dir, recover};
 use super::segment_io::{OsIo, SegmentIo};
 use super::signer::CheckpointSigner;
 use super::LedgerError;
+use heal::{Healed, Outage};
 
 /// Starts the ledger writer.
 #[derive(Debug)]
@@ -225,38 +218,6 @@ struct Waiters {
     shutdowns: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
-/// The first wait before the writer tries again after a failed write or sync; it doubles after
-/// every failed attempt, up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_millis(50);
-/// The longest wait between two attempts to heal.
-const RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// How [`Writer::heal`] ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Healed {
-    /// The writer writes again.
-    Writing,
-    /// Still down, and asked to stop (or every handle is gone).
-    Stopping,
-}
-
-/// A failed write or sync, from the moment it happened until the writer healed: appends fail
-/// (`failed` is set) and the lines not yet durable wait in `buf`, in seq order, to be written again.
-struct Outage {
-    /// The error that began it, and the latest one.
-    first_error: String,
-    last_error: String,
-    since: Instant,
-    /// Attempts to heal so far, and the wait before the next one.
-    attempts: u32,
-    retry_in: Duration,
-    /// The last durable seq when it began.
-    durable_seq: u64,
-    /// `sync` callers answered with the error (their entries are written all the same once the
-    /// writer heals: they were claimed).
-    refused: u64,
-}
-
 impl Writer {
     /// The thread: runs the loop, and if it stops for good (a chain it cannot verify, or a panic)
     /// says so — `failed`, [`Shared::stopped`] and a log line naming the reason — and answers
@@ -278,54 +239,7 @@ impl Writer {
             }
         };
         if let Some(reason) = stopped {
-            // State first, then the log line: logging may fail (see [`log`]).
-            self.shared.last_error.store(Some(Arc::new(reason.clone())));
-            self.shared.stopped.store(Some(Arc::new(reason.clone())));
-            self.shared.failed.store(true, Ordering::Relaxed);
-            log(
-                || tracing::error!(target: "lexecon::ledger", error = %reason, "the ledger writer stopped for good; appends fail until a restart"),
-            );
-            for ack in self.pending.drain(..) {
-                let _ = ack.send(Err(reason.clone()));
-            }
-            let mut lost = self.out_of_order.len() as u64;
-            for (_, waiting) in std::mem::take(&mut self.out_of_order) {
-                if let Some(ack) = waiting.ack {
-                    let _ = ack.send(Err(reason.clone()));
-                }
-            }
-            let unwritten = self.next_seq - 1 - self.durable_seq;
-            if unwritten > 0 {
-                log(|| {
-                    tracing::error!(
-                        target: "lexecon::ledger",
-                        first = self.durable_seq + 1,
-                        last = self.next_seq - 1,
-                        lost = unwritten,
-                        "ledger entries accepted but never made durable were lost"
-                    )
-                });
-            }
-            rx.close();
-            while let Ok(msg) = rx.try_recv() {
-                match msg {
-                    Msg::Append { ack, .. } | Msg::Decision { ack, .. } => {
-                        lost += 1;
-                        if let Some(ack) = ack {
-                            let _ = ack.send(Err(reason.clone()));
-                        }
-                    }
-                    Msg::Flush(ack) | Msg::Shutdown(ack) => {
-                        let _ = ack.send(Err(reason.clone()));
-                    }
-                    Msg::Pause { .. } | Msg::Tick => {}
-                }
-            }
-            if lost > 0 {
-                log(
-                    || tracing::error!(target: "lexecon::ledger", lost, "claimed ledger entries were not recorded"),
-                );
-            }
+            self.stop_for_good(&reason, &mut rx);
         }
     }
 
@@ -720,291 +634,6 @@ impl Writer {
         }
         Ok(())
     }
-
-    /// Writes the buffered lines, fsyncs the current segment, and continues in a new one. A failure
-    /// begins an outage and leaves the writer in the current segment.
-    fn rotate(&mut self) {
-        self.commit(true);
-        if self.outage.is_some() {
-            return;
-        }
-        let path = segment_path(&self.cfg.dir, self.next_seq);
-        match open_new_segment(&self.cfg.dir, &path, self.io.as_ref()) {
-            Ok(file) => {
-                self.file = file;
-                self.segment_path = path;
-                self.durable_len = 0;
-            }
-            Err(e) => self.fail(e),
-        }
-    }
-
-    /// [`Self::try_commit`]; a failed write or sync begins an outage (or prolongs it), which the
-    /// loop heals before it takes the next message. Does nothing while the writer is down.
-    fn commit(&mut self, sync: bool) {
-        if self.outage.is_some() {
-            return;
-        }
-        if let Err(e) = self.try_commit(sync) {
-            self.fail(e);
-        }
-    }
-
-    /// Writes what of the buffer is not written yet; fsyncs when `sync` and acknowledges the `sync`
-    /// callers. The buffer is kept until it is durable.
-    fn try_commit(&mut self, sync: bool) -> Result<(), LedgerError> {
-        if self.written < self.buf.len() {
-            self.io
-                .write_all(&mut self.file, &self.buf[self.written..])
-                .map_err(|e| LedgerError::io("write", &self.segment_path, e))?;
-            self.written = self.buf.len();
-            self.dirty = true;
-            self.shared.writes.fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .head_seq
-                .store(self.next_seq - 1, Ordering::Relaxed);
-            if let Some(t) = self.oldest_enqueued.take() {
-                let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.shared.lag_micros.store(micros, Ordering::Relaxed);
-            }
-        }
-        if sync && self.dirty {
-            self.io
-                .sync_data(&self.file)
-                .map_err(|e| LedgerError::io("fdatasync", &self.segment_path, e))?;
-            self.dirty = false;
-            self.last_sync = Instant::now();
-            self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-            self.durable_len += self.buf.len() as u64;
-            if let Some(hash) = last_line_hash(&self.buf) {
-                self.durable_hash = hash;
-            }
-            self.buf.clear();
-            self.written = 0;
-            self.durable_seq = self.next_seq - 1;
-            self.shared
-                .durable_seq
-                .store(self.durable_seq, Ordering::Relaxed);
-        }
-        if !self.dirty {
-            for ack in self.pending.drain(..) {
-                let _ = ack.send(Ok(()));
-            }
-        }
-        Ok(())
-    }
-
-    /// A write, sync or new segment failed: appends fail from now on, `sync` callers waiting are
-    /// told, and the lines not yet durable stay in `buf` until the writer heals.
-    fn fail(&mut self, error: LedgerError) {
-        let reason = error.to_string();
-        self.shared.last_error.store(Some(Arc::new(reason.clone())));
-        let outage = match &mut self.outage {
-            Some(outage) => {
-                outage.last_error.clone_from(&reason);
-                outage
-            }
-            None => {
-                // Down before the log line: logging may fail on the same full disk (see [`log`]).
-                self.shared.failed.store(true, Ordering::Relaxed);
-                log(|| {
-                    tracing::error!(
-                        target: "lexecon::ledger",
-                        error = %reason,
-                        durable_seq = self.durable_seq,
-                        "ledger write failed; appends fail until the writer recovers"
-                    )
-                });
-                self.outage.insert(Outage {
-                    first_error: reason.clone(),
-                    last_error: reason.clone(),
-                    since: Instant::now(),
-                    attempts: 0,
-                    retry_in: RETRY_FIRST,
-                    durable_seq: self.durable_seq,
-                    refused: 0,
-                })
-            }
-        };
-        for ack in self.pending.drain(..) {
-            outage.refused += 1;
-            let _ = ack.send(Err(reason.clone()));
-        }
-    }
-
-    /// Down after a failed write or sync: waits (taking messages meanwhile: lines are placed,
-    /// flushes answered with the error) and tries again, with a wait doubling from
-    /// [`RETRY_FIRST`] to [`RETRY_MAX`], until the writer heals. A shutdown gets one more attempt
-    /// (in [`Self::finish`]), then the writer stops.
-    fn heal(
-        &mut self,
-        rx: &mut mpsc::Receiver<Msg>,
-        timer: &tokio::runtime::Runtime,
-        waiters: &mut Waiters,
-    ) -> Result<Healed, LedgerError> {
-        while let Some(outage) = &self.outage {
-            let reason = outage.last_error.clone();
-            let deadline = Instant::now() + outage.retry_in;
-            for ack in waiters.flushes.drain(..) {
-                let _ = ack.send(Err(reason.clone()));
-            }
-            // Not durable, so not paused consistently: dropping the answer fails the caller.
-            waiters.pauses.clear();
-            loop {
-                if !waiters.shutdowns.is_empty() {
-                    // The queue is closed: take what is left in it, and let `finish` make the
-                    // last attempt.
-                    while let Ok(msg) = rx.try_recv() {
-                        self.take_while_down(msg, rx, waiters, &reason)?;
-                    }
-                    return Ok(Healed::Stopping);
-                }
-                let wait = deadline.saturating_duration_since(Instant::now());
-                if wait.is_zero() {
-                    break;
-                }
-                match timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-                    Ok(None) => return Ok(Healed::Stopping),
-                    Ok(Some(msg)) => self.take_while_down(msg, rx, waiters, &reason)?,
-                    Err(_elapsed) => break,
-                }
-            }
-            self.heal_once()?;
-        }
-        Ok(Healed::Writing)
-    }
-
-    /// A message that arrives while the writer is down: lines are placed (they hold a place in
-    /// the chain), flushes answered with the error, pauses refused, ticks ignored.
-    fn take_while_down(
-        &mut self,
-        msg: Msg,
-        rx: &mut mpsc::Receiver<Msg>,
-        waiters: &mut Waiters,
-        reason: &str,
-    ) -> Result<(), LedgerError> {
-        match msg {
-            Msg::Flush(ack) => {
-                let _ = ack.send(Err(reason.to_owned()));
-                Ok(())
-            }
-            Msg::Pause { .. } | Msg::Tick => Ok(()),
-            msg => self.take(msg, rx, waiters),
-        }
-    }
-
-    /// One attempt to heal: on success records the `ledger_recovered` entry and lets appends in
-    /// again; an I/O error (or any error but corruption) prolongs the outage; a segment that no
-    /// longer ends where the durable chain does stops the writer ([`LedgerError::Corrupt`]).
-    fn heal_once(&mut self) -> Result<(), LedgerError> {
-        let torn = match self.try_heal() {
-            Ok(torn) => torn,
-            // Only a chain that does not end where the durable one did stops the writer; any
-            // other error (an I/O error, whatever variant carries it) prolongs the outage.
-            Err(e @ LedgerError::Corrupt { .. }) => return Err(e),
-            Err(e) => {
-                self.fail(e);
-                if let Some(outage) = &mut self.outage {
-                    outage.attempts += 1;
-                    outage.retry_in = (outage.retry_in * 2).min(RETRY_MAX);
-                    log(|| {
-                        tracing::warn!(
-                            target: "lexecon::ledger",
-                            error = %outage.last_error,
-                            attempts = outage.attempts,
-                            retry_in = ?outage.retry_in,
-                            "the ledger writer is still down"
-                        )
-                    });
-                }
-                return Ok(());
-            }
-        };
-        let Some(outage) = self.outage.take() else {
-            return Ok(());
-        };
-        let reason = recovered_reason(&outage, torn, self.durable_seq);
-        log(|| tracing::warn!(target: "lexecon::ledger", %reason, "ledger writer recovered"));
-        self.shared.recoveries.fetch_add(1, Ordering::Relaxed);
-        // Claimed before appends are let in again, so it directly follows the entries it
-        // accounts for.
-        match EntryBody::of_draft(&EntryDraft::event(EventType::LedgerRecovered, reason)) {
-            Ok(body) => {
-                let claimed = claim_body(&self.chain, &body);
-                self.accept(claimed.seq, claimed.line, None)?;
-            }
-            // Nothing was claimed: the chain has no gap, only the record of the outage is missing.
-            Err(e) => log(
-                || tracing::error!(target: "lexecon::ledger", error = %e, "the ledger_recovered entry could not be serialized"),
-            ),
-        }
-        self.commit(true);
-        if self.outage.is_none() {
-            self.shared.failed.store(false, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Cuts the current segment back to its last durable line, checks that the directory's chain
-    /// ends there (the same check as at start-up), reopens the segment and writes the lines kept
-    /// since, with an fsync. Returns how many torn bytes were cut.
-    fn try_heal(&mut self) -> Result<u64, LedgerError> {
-        let path = self.segment_path.clone();
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| LedgerError::io("open segment", &path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| LedgerError::io("stat segment", &path, e))?
-            .len();
-        if len < self.durable_len {
-            return Err(LedgerError::Corrupt {
-                path,
-                seq: self.durable_seq,
-                reason: format!(
-                    "the segment is {len} bytes, shorter than the {} bytes already fsynced",
-                    self.durable_len
-                ),
-            });
-        }
-        let torn = len - self.durable_len;
-        if torn > 0 {
-            self.io
-                .truncate(&file, self.durable_len)
-                .map_err(|e| LedgerError::io("truncate torn tail of", &path, e))?;
-        }
-        drop(file);
-        let recovered = recover(&self.cfg.dir, self.io.as_ref())?;
-        // An empty segment whose predecessors were archived has no link to check here: the lines
-        // written into it carry it.
-        let head_unknown = recovered.len == 0 && recovered.head == crate::GENESIS_HASH;
-        if recovered.next_seq != self.durable_seq + 1
-            || (recovered.head != self.durable_hash && !head_unknown)
-        {
-            return Err(LedgerError::Corrupt {
-                path: recovered.path,
-                seq: recovered.next_seq,
-                reason: format!(
-                    "after an I/O error the ledger ends at seq {} (hash {}), but seq {} (hash {}) was fsynced last",
-                    recovered.next_seq - 1,
-                    recovered.head,
-                    self.durable_seq,
-                    self.durable_hash
-                ),
-            });
-        }
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&recovered.path)
-            .map_err(|e| LedgerError::io("open segment", &recovered.path, e))?;
-        self.segment_path = recovered.path;
-        self.durable_len = recovered.len;
-        self.written = 0;
-        self.dirty = false;
-        self.try_commit(true)?;
-        Ok(torn)
-    }
 }
 
 /// Emits a log line from the writer thread. INVARIANT: logging never ends the writer. A
@@ -1016,78 +645,10 @@ fn log(line: impl FnOnce()) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(line));
 }
 
-/// The `ledger_recovered` entry's reason after an outage.
-fn recovered_reason(outage: &Outage, torn: u64, durable_now: u64) -> String {
-    let rewritten = durable_now - outage.durable_seq;
-    let mut reason = format!(
-        "the ledger writer could not write for {} ms ({} attempts to recover): {}; last durable seq before it: {}",
-        outage.since.elapsed().as_millis(),
-        outage.attempts + 1,
-        outage.first_error,
-        outage.durable_seq
-    );
-    if outage.last_error != outage.first_error {
-        reason.push_str(&format!("; last error: {}", outage.last_error));
-    }
-    if torn > 0 {
-        reason.push_str(&format!(
-            "; truncated a torn tail of {torn} bytes after the last durable entry"
-        ));
-    }
-    if rewritten > 0 {
-        reason.push_str(&format!(
-            "; {rewritten} entries accepted but not durable (seqs {} to {durable_now}) were written again from memory, none lost",
-            outage.durable_seq + 1
-        ));
-    } else {
-        reason.push_str("; no accepted entry was waiting, none lost");
-    }
-    if outage.refused > 0 {
-        reason.push_str(&format!(
-            "; {} `sync` callers among them were answered with the error",
-            outage.refused
-        ));
-    }
-    reason
-}
-
-/// The `entry_hash` of the last line in `buf` (complete lines, each ending in `\n`).
-fn last_line_hash(buf: &[u8]) -> Option<String> {
-    let body = buf.strip_suffix(b"\n")?;
-    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    split_hash(&body[start..]).map(|(_, hash)| String::from_utf8_lossy(hash).into_owned())
-}
-
-/// Creates the segment at `path`, or takes it over when an earlier attempt created it and failed
-/// before anything was written to it; never opens a segment that holds entries.
-fn open_new_segment(
-    dir: &std::path::Path,
-    path: &std::path::Path,
-    io: &dyn SegmentIo,
-) -> Result<File, LedgerError> {
-    match create_segment(dir, path, io) {
-        Err(LedgerError::Io { error, .. }) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let len = std::fs::metadata(path)
-                .map_err(|e| LedgerError::io("stat segment", path, e))?
-                .len();
-            if len > 0 {
-                return Err(LedgerError::io("create segment", path, error));
-            }
-            let file = OpenOptions::new()
-                .append(true)
-                .open(path)
-                .map_err(|e| LedgerError::io("open segment", path, e))?;
-            io.sync_dir(dir)
-                .map_err(|e| LedgerError::io("fsync directory", dir, e))?;
-            Ok(file)
-        }
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::segment_path;
     use crate::{verify_dir, LedgerEntry};
     use std::path::Path;
     use std::time::Duration;
