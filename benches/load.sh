@@ -5,7 +5,9 @@
 #   enforce-async  lexecon, full enforcement: EdDSA JWT (verified, cached) + REST classify + decide +
 #                  ledger `durability: async` + capability token (`mode: reuse`)
 #   enforce-sync   the same with ledger `durability: sync` (each permit waits for fdatasync)
-# on a small GET (/v1/files/<id>, 1,000 ids) and a 1 KiB JSON POST (/v1/records).
+# on a small GET (/v1/files/<id>, 1,000 ids), a 1 KiB JSON POST (/v1/records) and an MCP tools/call
+# (POST /mcp, JSON-RPC, JWT; the traffic an agent sidecar sees). Phase 3 adds latency rows at a fixed
+# $LOAD_LOW_RATE (1,000) req/s for GET and MCP: direct, passthrough, enforce-async.
 #
 # Phase 1 (max load): wrk -t1 -c$LOAD_CONNECTIONS, closed loop, $LOAD_DURATION s per row after a
 # $LOAD_WARMUP s warm-up. Phase 2 (latency at half load): `loadgen` (benches/loadgen, built here),
@@ -46,7 +48,7 @@ log() { printf '[load %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
 us() { awk -v a="$1" 'BEGIN { printf "%.0f", a }'; }
-label() { case $1 in get) echo "GET small" ;; post) echo "POST 1 KiB JSON" ;; esac; }
+label() { case $1 in get) echo "GET small" ;; post) echo "POST 1 KiB JSON" ;; mcp) echo "MCP tools/call" ;; esac; }
 
 WORK=$(mktemp -d /tmp/lexecon-load.XXXXXX)
 declare -a STARTED=()
@@ -67,115 +69,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---------------------------------------------------------------------------------------------
-# Tools: wrk and nginx from Debian when missing.
-as_root() {
-    if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
-}
-apt_install() {
-    log "installing $* from Debian"
-    # Do not let the package start a system nginx on port 80 (no init system here, and none wanted).
-    local policy=/usr/sbin/policy-rc.d added=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-        as_root chmod +x "$policy"
-        added=1
-    fi
-    local ok=0
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" ||
-        { as_root apt-get update && as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y --no-install-recommends "$@"; } || ok=1
-    if [[ $added == 1 ]]; then as_root rm -f "$policy"; fi
-    return $ok
-}
-command -v wrk >/dev/null || apt_install wrk || die "cannot install wrk"
-NGINX=$(command -v nginx || true)
-[[ -n $NGINX ]] || { [[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx; } || true
-if [[ -z $NGINX ]]; then
-    apt_install nginx-light || apt_install nginx || die "cannot install nginx"
-    NGINX=/usr/sbin/nginx
-fi
-for tool in curl openssl; do command -v "$tool" >/dev/null || die "$tool is required"; done
-
-# ---------------------------------------------------------------------------------------------
-# Build: lexecon (unless LOAD_BIN names a binary) and the phase-2 load generator.
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-if [[ -n ${LOAD_BIN:-} ]]; then
-    BIN=$LOAD_BIN
-    log "using lexecon binary $BIN (LOAD_BIN)"
-else
-    log "building lexecon (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p lexecon --bin lexecon)
-    BIN=$TARGET_DIR/release/lexecon
-fi
-[[ -x $BIN ]] || die "no lexecon binary at $BIN"
-log "building loadgen (release)"
-(cd "$ROOT" && cargo build --release --quiet -p lexecon-loadgen)
-LOADGEN=$TARGET_DIR/release/loadgen
-[[ -x $LOADGEN ]] || die "no loadgen binary at $LOADGEN"
-
-# ---------------------------------------------------------------------------------------------
-# Identity: the identity provider's Ed25519 key pair (openssl), its JWKS, and a token valid for a year
-# (no network). `lexecon keys generate` writes PKCS#8 v2 (with the public key), which OpenSSL 3.0's
-# `pkeyutl` cannot read, so the IdP key comes from `openssl genpkey`.
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-mkdir -p "$WORK/idp"
-openssl genpkey -algorithm ed25519 -out "$WORK/idp/idp-ed25519.pem" 2>/dev/null
-KID=load-idp-1
-JWK_X=$(openssl pkey -in "$WORK/idp/idp-ed25519.pem" -pubout -outform DER | tail -c 32 | b64url)
-printf '{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"%s","x":"%s"}]}\n' \
-    "$KID" "$JWK_X" >"$WORK/idp/jwks.json"
-NOW=$(date +%s)
-JWT_HEADER=$(printf '{"alg":"EdDSA","typ":"JWT","kid":"%s"}' "$KID" | b64url)
-JWT_CLAIMS=$(printf '{"iss":"https://idp.load.test","aud":"lexecon-load","sub":"load-agent","tenant":"acme","iat":%d,"exp":%d}' \
-    "$NOW" "$((NOW + 365 * 24 * 3600))" | b64url)
-printf '%s.%s' "$JWT_HEADER" "$JWT_CLAIMS" >"$WORK/jwt-input"
-JWT_SIG=$(openssl pkeyutl -sign -inkey "$WORK/idp/idp-ed25519.pem" -rawin -in "$WORK/jwt-input" | b64url)
-TOKEN="$JWT_HEADER.$JWT_CLAIMS.$JWT_SIG"
-
-# ---------------------------------------------------------------------------------------------
-# Processes.
-wait_http() { # url seconds
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-start_nginx() {
-    mkdir -p "$WORK/nginx"
-    sed -e "s|@PORT@|$UP_PORT|g" -e "s|@DIR@|$WORK/nginx|g" "$HERE/nginx.conf.in" >"$WORK/nginx/nginx.conf"
-    "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/nginx-error.log" &
-    STARTED+=($!)
-    wait_http "http://127.0.0.1:$UP_PORT/" 10 || die "nginx did not start (see $WORK/nginx/nginx-error.log)"
-}
-
-LEXECON_PID=
-start_lexecon() { # variant mode durability
-    local dir=$WORK/$1
-    mkdir -p "$dir"
-    sed -e "s|@DATA_DIR@|$dir/data|g" -e "s|@PROXY_PORT@|$PROXY_PORT|g" \
-        -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" -e "s|@THREADS@|$THREADS|g" \
-        -e "s|@UPSTREAM_PORT@|$UP_PORT|g" -e "s|@JWKS@|$WORK/idp/jwks.json|g" \
-        -e "s|@MODE@|$2|g" -e "s|@DURABILITY@|$3|g" -e "s|@POLICY@|$HERE/policies/ai.yaml|g" \
-        "$HERE/lexecon.yaml.in" >"$dir/lexecon.yaml"
-    RUST_LOG=warn "$BIN" serve --config "$dir/lexecon.yaml" >"$dir/lexecon.log" 2>&1 &
-    LEXECON_PID=$!
-    STARTED+=("$LEXECON_PID")
-    wait_http "http://127.0.0.1:$ADMIN_PORT/health" 20 || die "lexecon ($1) did not start; log: $(tail -n 20 "$dir/lexecon.log")"
-    wait_http "http://127.0.0.1:$PROXY_PORT/" 10 || die "lexecon ($1) proxy port not open"
-}
-
-stop_lexecon() {
-    [[ -n $LEXECON_PID ]] || return 0
-    kill -TERM "$LEXECON_PID" 2>/dev/null || true
-    wait "$LEXECON_PID" 2>/dev/null || true
-    LEXECON_PID=
-}
-
-port_of() { if [[ $1 == direct ]]; then echo "$UP_PORT"; else echo "$PROXY_PORT"; fi; }
+# Tools, builds, identity, processes: shared with benches/profile.sh.
+# shellcheck source=load/common.sh
+source "$HERE/common.sh"
 
 # One request of each workload must be answered as expected before anything is measured.
 check_target() { # target
@@ -188,6 +84,12 @@ check_target() { # target
         -H 'Content-Type: application/json' --data '{"table":"events","rows":25,"purpose":"sync"}' \
         "http://127.0.0.1:$port/v1/records")
     [[ $code == 201 ]] || die "$1: POST answered $code, expected 201"
+    code=$(curl -s -o "$WORK/mcp-answer" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+        -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+        --data '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"q"}}}' \
+        "http://127.0.0.1:$port/mcp")
+    [[ $code == 200 ]] && grep -q '"result"' "$WORK/mcp-answer" ||
+        die "$1: MCP tools/call answered $code: $(head -c 300 "$WORK/mcp-answer")"
     if [[ $1 == enforce-* ]]; then
         headers=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $TOKEN" \
             "http://127.0.0.1:$port/v1/files/f1")
@@ -198,6 +100,15 @@ check_target() { # target
             -H 'Content-Type: application/json' --data '{"table":"events","rows":500,"purpose":"sync"}' \
             "http://127.0.0.1:$port/v1/records")
         [[ $code == 403 ]] || die "$1: a 500-row batch answered $code, expected 403 (escalate)"
+        # A tool the policy forbids is refused as a tool error (JSON-RPC error), not forwarded.
+        curl -s -o "$WORK/mcp-answer" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+            -H 'Accept: application/json, text/event-stream' \
+            --data '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_docs","arguments":{}}}' \
+            "http://127.0.0.1:$port/mcp"
+        grep -q '"result"' "$WORK/mcp-answer" && grep -q '3 documents match' "$WORK/mcp-answer" &&
+            die "$1: a forbidden tool call reached the upstream"
+        grep -qi 'delete\|forbid\|denied\|deny' "$WORK/mcp-answer" ||
+            die "$1: a forbidden tool call was not refused: $(head -c 300 "$WORK/mcp-answer")"
     fi
 }
 
@@ -278,7 +189,10 @@ measure_half() {
     log "half $target $kind @ $rate req/s: $(field rps "$line") req/s, p50 $(field p50 "$line") µs, p99 $(field p99 "$line") µs, p99.9 $(field p999 "$line") µs, send lag p99 $(field send_lag_p99 "$line") µs, behind $(field behind "$line") of $req"
 }
 
-KINDS=(get post)
+KINDS=(get post mcp)
+# The fixed-rate rows at the rate a busy agent sidecar sees (issue 17: added p99 under 250 µs).
+LOW_RATE=${LOAD_LOW_RATE:-1000}
+LOW_KINDS=(get mcp)
 VARIANTS=(passthrough enforce-async enforce-sync)
 declare -A MODE=([passthrough]=passthrough [enforce-async]=enforce [enforce-sync]=enforce)
 declare -A DURABILITY=([passthrough]=async [enforce-async]=async [enforce-sync]=sync)
@@ -332,6 +246,13 @@ for v in "${VARIANTS[@]}"; do
     stop_lexecon
 done
 
+# Phase 3: latency at $LOW_RATE req/s (direct, passthrough, enforce-async).
+for kind in "${LOW_KINDS[@]}"; do measure_half direct "$kind" "$LOW_RATE"; done
+for v in passthrough enforce-async; do
+    start_lexecon "$v-low" "${MODE[$v]}" "${DURABILITY[$v]}"
+    for kind in "${LOW_KINDS[@]}"; do measure_half "$v" "$kind" "$LOW_RATE"; done
+    stop_lexecon
+done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -371,6 +292,20 @@ for kind in "${KINDS[@]}"; do
             [[ $t == direct ]] && added="–"
             echo "| $(label "$kind") | $t | $rate | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added |"
         done
+    done
+done
+echo
+echo "Latency at $LOW_RATE req/s (loadgen, as above; goal: enforce-async adds under 250 µs of p99 over direct):"
+echo
+echo "| workload | variant | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | send lag p99 µs | added p99 vs direct µs |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+for kind in "${LOW_KINDS[@]}"; do
+    for t in direct passthrough enforce-async; do
+        read -r -a h <<<"${HALF[$t,$kind,$LOW_RATE]}"
+        read -r -a d <<<"${HALF[direct,$kind,$LOW_RATE]}"
+        added=$(awk -v a="${h[3]}" -v b="${d[3]}" 'BEGIN { printf "%+.0f", a - b }')
+        [[ $t == direct ]] && added="–"
+        echo "| $(label "$kind") | $t | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added |"
     done
 done
 echo

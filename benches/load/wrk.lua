@@ -1,5 +1,6 @@
 -- wrk script of benches/load.sh (max-load phase, closed loop). Environment:
---   LOAD_KIND   get | post      small GET of /v1/files/<id> or a 1 KiB JSON POST to /v1/records
+--   LOAD_KIND   get | post | mcp   small GET of /v1/files/<id>, a 1 KiB JSON POST to /v1/records,
+--                                  or an MCP tools/call of search_docs (POST /mcp, JSON-RPC)
 --   LOAD_TOKEN  bearer JWT sent on every request (all variants send the same bytes)
 -- The half-load latency phase uses benches/loadgen instead, which sends the same requests.
 -- Requests are built once (1,000 of them, cycling the file id) so that wrk spends no Lua time per
@@ -19,7 +20,17 @@ end
 
 function init(args)
   local headers = { ["Authorization"] = "Bearer " .. token, ["Host"] = "load.test" }
-  if kind == "post" then
+  if kind == "mcp" then
+    headers["Content-Type"] = "application/json"
+    headers["Accept"] = "application/json, text/event-stream"
+    headers["MCP-Protocol-Version"] = "2025-06-18"
+    for i = 1, 1000 do
+      local body = string.format(
+        '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"quarterly report %d"}}}',
+        i - 1, i - 1)
+      requests[i] = wrk.format("POST", "/mcp", headers, body)
+    end
+  elseif kind == "post" then
     headers["Content-Type"] = "application/json"
     local body = body_1k()
     requests[1] = wrk.format("POST", "/v1/records", headers, body)

@@ -1,7 +1,8 @@
-//! The request bytes of the two workloads of `benches/load/wrk.lua`, built once before a run:
+//! The request bytes of the three workloads of `benches/load/wrk.lua`, built once before a run:
 //! `get` is `GET /v1/files/f<i>` for i in 0..1000 (the run cycles through them), `post` is
-//! `POST /v1/records` with a 1,024-byte JSON body. Both carry `Host: load.test` and, when a token
-//! is given, `Authorization: Bearer <token>`.
+//! `POST /v1/records` with a 1,024-byte JSON body, `mcp` is an MCP `tools/call` of `search_docs`
+//! (`POST /mcp`, JSON-RPC, the query cycling through 1,000 values). All carry `Host: load.test`
+//! and, when a token is given, `Authorization: Bearer <token>`.
 
 use std::str::FromStr;
 
@@ -16,6 +17,7 @@ pub const POST_BODY_LEN: usize = 1024;
 pub enum Workload {
     Get,
     Post,
+    Mcp,
 }
 
 impl FromStr for Workload {
@@ -25,6 +27,7 @@ impl FromStr for Workload {
         match s {
             "get" => Ok(Self::Get),
             "post" => Ok(Self::Post),
+            "mcp" => Ok(Self::Mcp),
             other => Err(LoadgenError::UnknownWorkload(other.to_owned())),
         }
     }
@@ -42,6 +45,13 @@ pub fn post_body() -> String {
     ));
     body.push_str(tail);
     body
+}
+
+/// The JSON-RPC body of the `mcp` workload's request `i`: a `tools/call` of `search_docs`.
+pub fn mcp_body(i: usize) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"search_docs","arguments":{{"query":"quarterly report {i}"}}}}}}"#
+    )
 }
 
 /// The complete request messages of `workload`; request k of a run sends element `k % len`.
@@ -67,6 +77,18 @@ pub fn requests(workload: Workload, token: Option<&str>) -> Result<Vec<Vec<u8>>,
             )
             .into_bytes()]
         }
+        Workload::Mcp => (0..FILE_IDS)
+            .map(|i| {
+                let body = mcp_body(i);
+                format!(
+                    "POST /mcp HTTP/1.1\r\nHost: load.test\r\n{auth}Content-Type: application/json\r\n\
+                     Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            })
+            .collect(),
     })
 }
 
@@ -108,6 +130,23 @@ mod tests {
     }
 
     #[test]
+    fn mcp_requests_are_json_rpc_tool_calls_with_their_length() {
+        let reqs = requests(Workload::Mcp, Some("t")).unwrap();
+        assert_eq!(reqs.len(), 1000);
+        let text = String::from_utf8(reqs[7].clone()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /mcp HTTP/1.1\r\n"));
+        assert!(head
+            .lines()
+            .any(|l| l == format!("Content-Length: {}", body.len())));
+        let rpc: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(rpc["method"], "tools/call");
+        assert_eq!(rpc["id"], 7);
+        assert_eq!(rpc["params"]["name"], "search_docs");
+        assert_eq!(rpc["params"]["arguments"]["query"], "quarterly report 7");
+    }
+
+    #[test]
     fn no_token_sends_no_authorization_header() {
         let reqs = requests(Workload::Get, None).unwrap();
         assert_eq!(
@@ -133,6 +172,7 @@ mod tests {
     fn workload_names_parse() {
         assert_eq!("get".parse::<Workload>().unwrap(), Workload::Get);
         assert_eq!("post".parse::<Workload>().unwrap(), Workload::Post);
+        assert_eq!("mcp".parse::<Workload>().unwrap(), Workload::Mcp);
         assert!("put".parse::<Workload>().is_err());
     }
 }
