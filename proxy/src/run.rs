@@ -50,7 +50,11 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is dropped: by default the
+        // subscriber reports it with `eprintln!`, which panics the thread that logged — a request
+        // thread, or the ledger writer in the middle of healing from that very disk (issue 18).
+        .log_internal_errors(false);
     // A second initialisation (tests) is not an error worth failing for.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

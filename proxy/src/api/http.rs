@@ -508,17 +508,32 @@ impl DecisionApi {
             Some(handle) => {
                 let s = handle.stats();
                 let full = s.queue_capacity > 0 && s.queue_depth >= s.queue_capacity;
-                let error = if s.failed {
-                    Some("the ledger writer cannot write (an I/O error); appends fail until it recovers")
+                // A writer that stopped for good (an unverifiable tail, a panic) needs a restart;
+                // an outage heals by itself: the two are told apart.
+                let stopped = handle.stopped();
+                let error = if let Some(reason) = &stopped {
+                    Some(format!(
+                        "the ledger writer stopped and needs a restart: {reason}"
+                    ))
+                } else if s.failed {
+                    Some(match handle.last_error() {
+                        Some(e) => format!("the ledger writer cannot write ({e}); appends fail until it recovers"),
+                        None => "the ledger writer cannot write (an I/O error); appends fail until it recovers".to_owned(),
+                    })
                 } else if full {
-                    Some("the ledger queue is full")
+                    Some("the ledger queue is full".to_owned())
                 } else {
                     None
+                };
+                let status = match (&stopped, &error) {
+                    (Some(_), _) => "stopped",
+                    (None, Some(_)) => "failed",
+                    (None, None) => "ok",
                 };
                 (
                     error.is_none(),
                     json!({
-                        "status": if error.is_none() { "ok" } else { "failed" },
+                        "status": status,
                         "queue_depth": s.queue_depth,
                         "queue_capacity": s.queue_capacity,
                         "head_seq": s.head_seq,
