@@ -8,6 +8,20 @@ routes rebuilt and swapped). Every --sample-every seconds it samples the process
 descriptors and threads from /proc. At the end it prints start, end and max of each and exits 1 if any
 answer was unexpected, a request failed, or RSS, descriptors or threads grew beyond their bounds.
 Loopback only; stops by itself.
+
+The RSS bound is derived, not fixed: RSS may grow after warm-up by at most what the demo's bounded
+maps can hold given the distinct keys this soak sends, plus a slack (printed with its reasoning at
+the start; --max-rss-growth-mb overrides it):
+
+    bound = sum over the maps of  min(capacity, distinct keys sent) x entry size  +  SLACK_MB
+
+The keys are counted by replaying the workload this run is set to send (every connection's request
+indices, each at its scheduled time): the decision cache keys on the snapshot version, so a key
+counts once per snapshot (every reload is a new one) -- (snapshot, request kind, actor); token
+reuse keys on the forwarded request (an MCP body carries its JSON-RPC id, so every MCP permit is a
+new key) and an entry lives at most tokens.ttl, so it counts the most permits minted within any
+ttl; approvals count every escalation (kept up to max_stored); the consent cache counts patients;
+the limiters count actors. The demo sets none of these bounds, so they are the defaults (CAPS).
 """
 
 import argparse
@@ -20,6 +34,27 @@ import threading
 import time
 
 MCP = "/mcp"
+
+# The bounded maps of the soak's configuration (the built-in demo, deploy/demo.yaml, which sets none
+# of them: the defaults, docs/architecture.md "Bounded memory under hostile keys"), with an estimate
+# of one entry's size in bytes (moka's own per-entry cost, ~300 bytes, included).
+CAPS = {
+    # policy-cache ServiceConfig::default; key ~150 B + an Arc'd evaluation whose strings the policy shares
+    "decision cache": (100_000, 1024),
+    # tokens.reuse_capacity; a ~1 KB compact JWS (htm/htu/bdh/ctx claims), its jti, the Arc
+    "token reuse": (100_000, 2048),
+    # api.approvals.max_stored; the escalated request's decision, context and reason, in memory
+    "approvals": (50_000, 4096),
+    # server/consent CACHE_CAPACITY per route; a patient's Consent resources as JSON values
+    "consent cache": (100_000, 16384),
+    # routes[].rate_limit.max_actors, per limited route; an actor id and a governor state
+    "rate limiters": (100_000, 256),
+}
+TOKEN_TTL = 60  # tokens.ttl (the demo's default): a reused token's cache entry lives at most this long
+# Allocator and fragmentation (mimalloc's per-thread heaps keep freed pages until they purge), the
+# snapshot and upstream connection pools rebuilt at every reload, SQLite's page cache for the
+# approvals (<= 2 MiB), the ledger writer's buffers.
+SLACK_MB = 16
 
 
 def mcp_call(i, tool, arguments):
@@ -76,6 +111,43 @@ def workload(i):
     return ("fhir-no-consent", "GET", "/fhir/Patient/456",
             {"x-agent-id": "act_physician:dr_lee", "x-patient-consent": "true"}, None,
             lambda s, b: None if s == 403 else f"status {s}")
+
+
+def derived_rss_bound(a):
+    """(bound in MiB, lines of reasoning): the most the demo's bounded maps can hold given the
+    distinct keys this run sends, plus SLACK_MB."""
+    per_connection = int(a.rate * a.duration)
+    decisions, approvals, patients, actors = set(), 0, set(), set()
+    minted = {}  # ttl bucket -> token-reuse keys minted in it
+    for k in range(a.connections):
+        for n in range(per_connection):
+            i = k * 1000003 + n * 7919
+            t = n / a.rate
+            name, _method, path, headers, body, _check = workload(i)
+            actor = headers["x-agent-id"]
+            decisions.add((int(t // a.reload_every), name, actor))
+            if name == "mcp-escalate":
+                approvals += 1
+            if path.startswith("/fhir/"):
+                patients.add(path)
+            if path in (MCP, "/v1/orders"):
+                actors.add((path, actor))
+            if name in ("mcp-permit", "fhir-consent"):
+                key = body if name == "mcp-permit" else (name, actor, path)
+                minted.setdefault(int(t // TOKEN_TTL), set()).add(key)
+    buckets = sorted(minted)
+    # Any ttl-long window lies within two adjacent buckets.
+    tokens = max((len(minted[b] | minted.get(b + 1, set())) for b in buckets), default=0)
+    keys = {"decision cache": len(decisions), "token reuse": tokens, "approvals": approvals,
+            "consent cache": len(patients), "rate limiters": len(actors)}
+    lines, total = [], 0
+    for name, (cap, size) in CAPS.items():
+        held = min(cap, keys[name])
+        total += held * size
+        lines.append(f"  {name}: min({cap}, {keys[name]} keys) x {size} B = {held * size / 2**20:.1f} MiB")
+    bound = total / 2**20 + SLACK_MB
+    lines.append(f"  + {SLACK_MB} MiB slack (allocator, per-reload rebuilds, SQLite page cache, ledger buffers)")
+    return bound, lines
 
 
 def sample(pid):
@@ -142,11 +214,20 @@ def main():
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--reload-every", type=float, default=3)
     p.add_argument("--sample-every", type=float, default=10)
-    p.add_argument("--max-rss-growth-mb", type=float, default=64)
+    p.add_argument("--max-rss-growth-mb", type=float, default=None,
+                   help="override the derived bound (see the module docs)")
     p.add_argument("--max-fd-growth", type=int, default=16)
     p.add_argument("--max-thread-growth", type=int, default=2)
     a = p.parse_args()
     host, port = a.proxy.rsplit(":", 1)
+    bound, reasoning = derived_rss_bound(a)
+    if a.max_rss_growth_mb is None:
+        a.max_rss_growth_mb = round(bound, 1)
+        print(f"RSS growth bound after warm-up: {a.max_rss_growth_mb} MiB, what the demo's bounded maps can"
+              " hold given the keys this run sends:")
+    else:
+        print(f"RSS growth bound after warm-up: {a.max_rss_growth_mb} MiB (given; derived: {bound:.1f} MiB):")
+    print("\n".join(reasoning), flush=True)
     stop = threading.Event()
     workers = [Traffic(host, int(port), a.rate, stop, k * 1000003) for k in range(a.connections)]
     for w in workers:
