@@ -11,6 +11,7 @@ pub mod answer;
 pub mod break_glass;
 mod check;
 pub mod consent;
+mod downstream;
 pub mod held;
 pub mod metrics;
 pub mod proxy;

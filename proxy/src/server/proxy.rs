@@ -12,10 +12,10 @@
 //! Per request: one snapshot load, no lock, no string built that is not sent.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use lexecon_config::file::Unmatched;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -23,11 +23,12 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::headers::{APPROVAL_HEADER, CAPABILITY_HEADER, DECISION_ID_HEADER};
-use crate::server::answer::{self, Answer, Refusal};
+use crate::server::answer::{self, Refusal};
 use crate::server::break_glass::BreakGlass;
 use crate::server::check::{
     caller_request_id, check, new_request_id, record, record_blocked, Checked,
 };
+use crate::server::downstream::{content_length, read_body, send, write_answer, Body};
 use crate::server::held::{HeldBodies, Reservation};
 use crate::server::metrics::Outcome;
 use crate::server::routes::Route;
@@ -36,9 +37,6 @@ use crate::server::tools_filter::ToolsFilter;
 use crate::server::upstream::{BreakerTransition, Upstream};
 use lexecon_classify::{head, target};
 use lexecon_token::RequestBinding;
-
-/// The longest body drained before an early answer to keep the connection alive.
-const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// The enforcement proxy.
 pub struct LexeconProxy {
@@ -107,18 +105,6 @@ impl RequestCtx {
     fn route<'a>(&self, snap: &'a ProxySnapshot) -> Option<&'a Route> {
         self.route.and_then(|i| snap.routes.routes.get(i))
     }
-}
-
-/// What the body reader found.
-enum Body {
-    /// The whole body, and its bytes in the budget of held bodies.
-    Read(Bytes, Reservation),
-    TooLarge,
-    TimedOut,
-    /// The budget of held bodies has no room for it; `started`: part of the body was read.
-    Overloaded {
-        started: bool,
-    },
 }
 
 #[async_trait]
@@ -684,28 +670,6 @@ async fn too_large(session: &mut Session, ctx: &mut RequestCtx, route: &Route) -
     send(session, a, &[], false).await
 }
 
-fn content_length(session: &Session) -> Option<u64> {
-    session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
-/// pingora does not answer `Expect: 100-continue` when the proxy reads the body itself.
-async fn write_continue_if_expected(session: &mut Session) -> Result<()> {
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        session.write_continue_response().await?;
-    }
-    Ok(())
-}
-
 fn is_connect_error(e: &ErrorType) -> bool {
     matches!(
         e,
@@ -720,101 +684,4 @@ fn is_connect_error(e: &ErrorType) -> bool {
 /// The caller's `x-request-id`, or a new one (only called when an answer is sent).
 fn request_id(session: &Session) -> String {
     caller_request_id(session.req_header()).map_or_else(new_request_id, str::to_string)
-}
-
-/// Reads the whole request body into Lexecon's own buffer, refusing more than `limit` bytes and a
-/// body not complete within `timeout` (a slow client cannot hold the request open). Its bytes are
-/// claimed from the budget of held bodies (`budget`: the process's, and the snapshot's capacity)
-/// before they are held: a declared length at once, before `100 Continue` invites the body; a
-/// chunked body chunk by chunk. One chunk is kept as it came; several are joined once.
-async fn read_body(
-    session: &mut Session,
-    limit: u64,
-    timeout: Duration,
-    budget: (&Arc<HeldBodies>, usize),
-) -> Result<Body> {
-    let (held_bodies, capacity) = budget;
-    let declared = content_length(session).map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    // INVARIANT: every byte held is in `reservation`, which gives it back when dropped — on every
-    // return below, and with the request context after a permit.
-    let Some(mut reservation) = held_bodies.reserve(declared, capacity) else {
-        return Ok(Body::Overloaded { started: false });
-    };
-    write_continue_if_expected(session).await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut total: u64 = 0;
-    loop {
-        let Ok(read) = tokio::time::timeout_at(deadline, session.read_request_body()).await else {
-            return Ok(Body::TimedOut);
-        };
-        let Some(chunk) = read? else { break };
-        total = total.saturating_add(chunk.len() as u64);
-        if total > limit {
-            return Ok(Body::TooLarge);
-        }
-        let needed = usize::try_from(total).unwrap_or(usize::MAX);
-        if let Some(more) = needed.checked_sub(reservation.bytes()).filter(|n| *n > 0) {
-            if !reservation.grow(more, capacity) {
-                return Ok(Body::Overloaded { started: true });
-            }
-        }
-        chunks.push(chunk);
-    }
-    let body = match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => {
-            let mut joined = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
-            for chunk in &chunks {
-                joined.extend_from_slice(chunk);
-            }
-            joined.freeze()
-        }
-    };
-    Ok(Body::Read(body, reservation))
-}
-
-/// Writes an answer. `before_body`: the request body has not been read yet, so drain a small one
-/// (keeping the connection alive) or close the connection after answering.
-async fn send(
-    session: &mut Session,
-    a: Answer,
-    headers: &[(&'static str, &str)],
-    before_body: bool,
-) -> Result<bool> {
-    if before_body && !session.is_body_done() {
-        let small = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n <= DRAIN_LIMIT);
-        if small {
-            if session.drain_request_body().await.is_err() {
-                session.set_keepalive(None);
-            }
-        } else if !session.is_body_empty() {
-            session.set_keepalive(None);
-        }
-    }
-    write_answer(session, a, headers).await?;
-    Ok(true)
-}
-
-async fn write_answer(
-    session: &mut Session,
-    a: Answer,
-    headers: &[(&'static str, &str)],
-) -> Result<()> {
-    let mut resp = ResponseHeader::build(a.status, Some(3 + headers.len()))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, a.body.len().to_string())?;
-    for (name, value) in headers {
-        resp.insert_header(*name, *value)?;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(a.body), true).await?;
-    Ok(())
 }
