@@ -326,6 +326,12 @@ fn main() {
                 &b,
             );
         }
+        // Idle for 2 s, as a reference for the paced rows: what the process spends (CPU,
+        // allocations) per millisecond with no request at all ("requests" counts milliseconds).
+        let a = sample();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b = sample();
+        report("idle, per millisecond (no requests)", 2_000, &a, &b);
     });
     // The ledger writer flushes and stops with the engine when the setup drops.
     drop(setup);
