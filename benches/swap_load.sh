@@ -44,37 +44,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-NGINX=$(command -v nginx || true)
-[[ -n $NGINX ]] || { [[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx; } || die "nginx is required (.ci/deps installs it)"
-for tool in curl openssl; do command -v "$tool" >/dev/null || die "$tool is required"; done
-
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-if [[ -n ${LOAD_BIN:-} ]]; then
-    BIN=$LOAD_BIN
-else
-    log "building lexecon (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p lexecon --bin lexecon)
-    BIN=$TARGET_DIR/release/lexecon
-fi
-log "building loadgen (release)"
-(cd "$ROOT" && cargo build --release --quiet -p lexecon-loadgen)
-LOADGEN=$TARGET_DIR/release/loadgen
-
-# The identity provider's key, JWKS and a year-long token (as benches/load.sh makes them).
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+THREADS=1
+# Tools, builds, the identity provider's key, JWKS and token, nginx: as benches/load.sh.
+# shellcheck source=load/common.sh
+source "$HERE/common.sh"
 mkdir -p "$WORK/src/policies"
-openssl genpkey -algorithm ed25519 -out "$WORK/idp.pem" 2>/dev/null
-KID=load-idp-1
-JWK_X=$(openssl pkey -in "$WORK/idp.pem" -pubout -outform DER | tail -c 32 | b64url)
-printf '{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"%s","x":"%s"}]}\n' \
-    "$KID" "$JWK_X" >"$WORK/src/jwks.json"
-NOW=$(date +%s)
-JWT_HEADER=$(printf '{"alg":"EdDSA","typ":"JWT","kid":"%s"}' "$KID" | b64url)
-JWT_CLAIMS=$(printf '{"iss":"https://idp.load.test","aud":"lexecon-load","sub":"load-agent","tenant":"acme","iat":%d,"exp":%d}' \
-    "$NOW" "$((NOW + 365 * 24 * 3600))" | b64url)
-printf '%s.%s' "$JWT_HEADER" "$JWT_CLAIMS" >"$WORK/jwt-input"
-JWT_SIG=$(openssl pkeyutl -sign -inkey "$WORK/idp.pem" -rawin -in "$WORK/jwt-input" | b64url)
-TOKEN="$JWT_HEADER.$JWT_CLAIMS.$JWT_SIG"
+cp "$WORK/idp/jwks.json" "$WORK/src/jwks.json"
 
 # The bundle: the load benchmark's enforcement configuration (its node-local settings are ignored
 # by the sidecar), the JWKS and the policy, signed with a control-plane key.
@@ -98,20 +73,7 @@ server: {threads: 1}
 control_plane: {trusted_keys: ["$WORK/cp.pub"], push_token_max_ttl: 1h}
 EOF
 
-wait_http() { # url seconds
-    local i
-    for ((i = 0; i < $2 * 20; i++)); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-mkdir -p "$WORK/nginx"
-sed -e "s|@PORT@|$UP_PORT|g" -e "s|@DIR@|$WORK/nginx|g" "$HERE/nginx.conf.in" >"$WORK/nginx/nginx.conf"
-"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/nginx-error.log" &
-STARTED+=($!)
-wait_http "http://127.0.0.1:$UP_PORT/" 10 || die "nginx did not start"
+start_nginx
 
 (cd "$WORK/node" && RUST_LOG=warn exec "$BIN" serve --config lexecon.yaml >lexecon.log 2>&1) &
 STARTED+=($!)
