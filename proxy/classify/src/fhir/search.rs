@@ -4,7 +4,10 @@
 //! body as text once its headers say it is one. Pure; refuses (fails closed) whatever it cannot
 //! read as the upstream would.
 
-use super::*;
+use lexecon_config::classifier::{is_fhir_type, FhirClassifier};
+use serde_json::{Map, Value};
+
+use super::{interaction_segments, is_fhir_id, value, ClassifyError, Parsed};
 
 /// The search parameters [`patient_id`] reads (and `_id` on `Patient`): each must appear once.
 const PATIENT_PARAMS: [&str; 4] = ["patient", "patient:Patient", "subject", "subject:Patient"];
