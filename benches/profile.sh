@@ -5,7 +5,8 @@
 #   - context switches per request, voluntary and involuntary, per thread (/proc/<pid>/task/*/status),
 #   - with PROFILE_STRACE=1: syscalls per request (`strace -c -f` attached for the run; strace slows
 #     the process, so only its counts mean anything, not the latency of that run),
-#   - with PROFILE_PERF=1: an on-CPU profile (`perf record --call-graph dwarf`) of the run, its top
+#   - with PROFILE_PERF=1: an on-CPU profile (`perf record --call-graph dwarf`; PROFILE_CALLGRAPH=fp for a
+#     binary built with RUSTFLAGS="-C force-frame-pointers=yes", far cleaner stacks) of the run, its top
 #     entries printed and the data kept in $WORK (PROFILE_KEEP=1 keeps $WORK).
 # The latency line is loadgen's (corrected for coordinated omission).
 #
@@ -84,7 +85,7 @@ if [[ ${PROFILE_STRACE:-0} == 1 ]]; then
     ATTACHED=$!
     sleep 0.5
 elif [[ ${PROFILE_PERF:-0} == 1 ]]; then
-    perf record -q -F 999 --call-graph ${PROFILE_CALLGRAPH:-fp} -o "$WORK/perf.data" -p "$LEXECON_PID" 2>/dev/null &
+    perf record -q -F 999 --call-graph "${PROFILE_CALLGRAPH:-dwarf,16384}" -o "$WORK/perf.data" -p "$LEXECON_PID" 2>/dev/null &
     ATTACHED=$!
     sleep 0.5
 fi
@@ -121,6 +122,6 @@ fi
 if [[ ${PROFILE_PERF:-0} == 1 ]]; then
     echo
     echo "on-CPU profile, top self entries (perf report --no-children):"
-    perf report -q -i "$WORK/perf.data" --no-children --sort dso,symbol --percent-limit 0.7 2>/dev/null |
-        grep -v '^$' | grep -v '^ *|' | grep -v '^ *-' | head -60 || true
+    perf report -q -i "$WORK/perf.data" --no-children --sort comm,dso,symbol -g none --percent-limit 0.7 2>/dev/null |
+        grep -v "^$" | cut -c1-160 | head -60 || true
 fi
