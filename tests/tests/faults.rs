@@ -206,6 +206,16 @@ fn a_served_binary_fails_closed_while_its_disk_is_full_and_heals_without_a_resta
         body["checks"]["ledger_writer"]["status"], "failed",
         "{body}"
     );
+    // Healing, not stopped: /health names the I/O error it retries, and does not ask for a restart.
+    let last_error = body["checks"]["ledger_writer"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        last_error.contains("No space left on device") && last_error.contains("until it recovers"),
+        "{body}"
+    );
+    assert!(!last_error.contains("needs a restart"), "{body}");
     assert_eq!(
         tools.requests().len(),
         0,
