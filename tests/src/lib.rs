@@ -710,3 +710,33 @@ pub fn lexecon_binary() -> std::path::PathBuf {
         })
         .clone()
 }
+
+/// The entries of the ledger in `dir`, once `lexecon ledger verify` (the real binary, as an
+/// operator runs it) says its hash chain holds: a suite that stopped a sidecar reads what it
+/// recorded from here. Panics, with the verifier's report, when the chain does not verify.
+pub fn verified_ledger_entries(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let verify = std::process::Command::new(lexecon_binary())
+        .args(["ledger", "verify", dir.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "the ledger does not verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let mut exported = Vec::new();
+    lexecon_ledger::export(
+        dir,
+        None,
+        None,
+        lexecon_ledger::ExportFormat::Jsonl,
+        &mut exported,
+    )
+    .unwrap();
+    String::from_utf8(exported)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

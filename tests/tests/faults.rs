@@ -244,29 +244,8 @@ fn a_served_binary_fails_closed_while_its_disk_is_full_and_heals_without_a_resta
         exit_status(&mut served.0, "lexecon serve did not exit").code(),
         Some(0)
     );
-    let verify = Command::new(support::lexecon_binary())
-        .args(["ledger", "verify", ledger.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let mut exported = Vec::new();
-    lexecon_ledger::export(
-        &ledger,
-        None,
-        None,
-        lexecon_ledger::ExportFormat::Jsonl,
-        &mut exported,
-    )
-    .unwrap();
-    let recovered: Vec<Value> = String::from_utf8(exported)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let recovered: Vec<Value> = support::verified_ledger_entries(&ledger)
+        .into_iter()
         .filter(|e| e["event_type"] == "ledger_recovered")
         .collect();
     assert_eq!(recovered.len(), 1, "{recovered:?}");

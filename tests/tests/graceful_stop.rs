@@ -133,28 +133,8 @@ fn stop_under_load(durability: &str) {
 
     // The ledger verifies, and holds every decision that was answered.
     let ledger = dir.join("data/ledger");
-    let verify = Command::new(support::lexecon_binary())
-        .args(["ledger", "verify", ledger.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let mut out = Vec::new();
-    lexecon_ledger::export(
-        &ledger,
-        None,
-        None,
-        lexecon_ledger::ExportFormat::Jsonl,
-        &mut out,
-    )
-    .unwrap();
-    let recorded: BTreeSet<String> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let recorded: BTreeSet<String> = support::verified_ledger_entries(&ledger)
+        .iter()
         .filter_map(|e| e["decision_id"].as_str().map(str::to_owned))
         .collect();
     let missing: Vec<&String> = answered.difference(&recorded).collect();

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::process::{exit_status, signal, wait_until_accepting, Served};
 use support::{deploy_dir, free_addr, post, TestUpstream};
 
@@ -149,30 +149,7 @@ fn served_binary_reloads_policy_on_sighup_stops_on_sigterm_and_its_ledger_verifi
     assert_eq!(status.code(), Some(0));
 
     let ledger = dir.path().join("data/ledger");
-    let verify = Command::new(lexecon_tests::lexecon_binary())
-        .args(["ledger", "verify", ledger.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let mut exported = Vec::new();
-    lexecon_ledger::export(
-        &ledger,
-        None,
-        None,
-        lexecon_ledger::ExportFormat::Jsonl,
-        &mut exported,
-    )
-    .unwrap();
-    let entries: Vec<Value> = String::from_utf8(exported)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let entries = lexecon_tests::verified_ledger_entries(&ledger);
     for id in &ids {
         assert!(
             entries.iter().any(|e| e["decision_id"] == json!(id)),
