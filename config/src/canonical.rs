@@ -42,6 +42,15 @@ pub fn write_canonical_map(map: &serde_json::Map<String, Value>, out: &mut Vec<u
     out.push(b'}');
 }
 
+/// SHA-256 of `map`'s canonical JSON: what a capability token's `ctx` claim (base64url) and a ledger
+/// entry's `context_digest` (hex) both name. Computed once per decision and handed to both.
+pub fn map_digest(map: &serde_json::Map<String, Value>) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut out = Vec::with_capacity(256);
+    write_canonical_map(map, &mut out);
+    Sha256::digest(&out).into()
+}
+
 /// Appends `value` in canonical form to `out`.
 pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {

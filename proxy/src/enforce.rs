@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use lexecon_approvals::{Call, RequestDigest};
 use lexecon_domains::Verdict;
 use lexecon_policy_cache::{Decision, DecisionInput};
-use lexecon_token::{Grant, Issued};
+use lexecon_token::{Grant, Minted};
 use serde_json::{Map, Value};
 
 /// What recording a decision produced.
@@ -25,7 +25,7 @@ pub struct Recorded {
     /// The hash of the decision's ledger entry, when known.
     pub ledger_entry_hash: Option<String>,
     /// For a permit with an audience: the signed capability token and its id and lifetime.
-    pub capability_token: Option<Issued>,
+    pub capability_token: Option<std::sync::Arc<Minted>>,
 }
 
 /// The policy decision point as the enforcement pipeline sees it. Called on the request path: it

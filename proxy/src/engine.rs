@@ -26,7 +26,7 @@ use lexecon_ledger::{
     CheckpointSigner, EntryBody, EntryDraft, EventType, LedgerConfig, LedgerError, LedgerHandle,
     LedgerWriter, RedactionConfig,
 };
-use lexecon_token::{Grant, Issued, KeyError, KeyRing, TokenError, TokenMinter};
+use lexecon_token::{Grant, KeyError, KeyRing, Minted, TokenError, TokenMinter};
 
 /// Why the engine could not be built or reloaded. The message names the step; its source says
 /// what was wrong (`lexecon serve` prints both on one line: `cannot start the audit ledger: …`).
@@ -328,10 +328,13 @@ impl Engine {
         grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
         let permit = grant.filter(|_| decision.decision == Verdict::Permit);
+        // Once for the token's binding (`ctx`) and the entry's `context_digest`.
+        let digest = lexecon_config::canonical::map_digest(context);
         // A token still reusable (`tokens.mode: reuse`) links the entry of the decision that first
         // minted it.
-        let reused = permit.and_then(|g| self.minter.reusable_for(decision, g, context));
-        self.record_claimed(decision, context, permit, reused).await
+        let reused = permit.and_then(|g| self.minter.reusable_for_digest(decision, g, &digest));
+        self.record_claimed(decision, context, &digest, permit, reused)
+            .await
     }
 
     /// [`Self::record_decision`] for a caller that needs no entry hash and gives the decision away:
@@ -344,21 +347,33 @@ impl Engine {
         context: Map<String, Value>,
         grant: Option<Grant<'_>>,
     ) -> Result<Recorded, EnforceError> {
-        let permit = grant.filter(|_| decision.decision == Verdict::Permit);
-        let reused = permit.and_then(|g| self.minter.reusable_for(&decision, g, &context));
-        if permit.is_some() && reused.is_none() {
+        let Some(permit) = grant.filter(|_| decision.decision == Verdict::Permit) else {
+            // No token: the writer digests the context itself, off this thread.
+            if let Some(ledger) = &self.ledger {
+                ledger
+                    .append_decision(decision, context, Arc::clone(&self.redaction))
+                    .await
+                    .map_err(ledger_unavailable)?;
+            }
+            return Ok(Recorded::default());
+        };
+        // Once for the token's binding (`ctx`) and the entry's `context_digest`.
+        let digest = lexecon_config::canonical::map_digest(&context);
+        let Some(reused) = self.minter.reusable_for_digest(&decision, permit, &digest) else {
             // A new token names its decision's entry: claim it here.
-            return self.record_claimed(&decision, &context, permit, None).await;
-        }
+            return self
+                .record_claimed(&decision, &context, &digest, Some(permit), None)
+                .await;
+        };
         if let Some(ledger) = &self.ledger {
             ledger
-                .append_decision(decision, context, Arc::clone(&self.redaction))
+                .append_decision_digested(decision, context, digest, Arc::clone(&self.redaction))
                 .await
-                .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
+                .map_err(ledger_unavailable)?;
         }
         Ok(Recorded {
             ledger_entry_hash: None,
-            capability_token: reused,
+            capability_token: Some(reused),
         })
     }
 
@@ -368,20 +383,20 @@ impl Engine {
         &self,
         decision: &Decision,
         context: &Map<String, Value>,
+        context_digest: &[u8; 32],
         permit: Option<Grant<'_>>,
-        reused: Option<Issued>,
+        reused: Option<Arc<Minted>>,
     ) -> Result<Recorded, EnforceError> {
         let mut recorded = Recorded::default();
         if let Some(ledger) = &self.ledger {
             // Serialized here, from the borrowed decision: nothing is copied for the writer.
-            let body = EntryBody::of_decision(decision, context, &self.redaction).map_err(|e| {
-                EnforceError::new(500, format!("cannot serialize the ledger entry: {e}"))
-            })?;
+            let body =
+                EntryBody::of_decision_digested(decision, context, context_digest, &self.redaction)
+                    .map_err(|e| {
+                        EnforceError::new(500, format!("cannot serialize the ledger entry: {e}"))
+                    })?;
             // A full queue under `fail_closed`, or a stopped writer, blocks the request (503).
-            let appended = ledger
-                .append_body(body)
-                .await
-                .map_err(|e| EnforceError::new(503, format!("audit ledger unavailable: {e}")))?;
+            let appended = ledger.append_body(body).await.map_err(ledger_unavailable)?;
             recorded.ledger_entry_hash = Some(appended.entry_hash);
         }
         if reused.is_some() {
@@ -390,7 +405,7 @@ impl Engine {
             let led = recorded.ledger_entry_hash.as_deref().unwrap_or("");
             let token = self
                 .minter
-                .issue_for(decision, grant, context, led)
+                .issue_for_digest(decision, grant, context_digest, led)
                 .map_err(|e| {
                     EnforceError::new(500, format!("cannot mint capability token: {e}"))
                 })?;
@@ -417,6 +432,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A decision the ledger would not take (queue full under `fail_closed`, writer down): 503.
+fn ledger_unavailable(e: LedgerError) -> EnforceError {
+    EnforceError::new(503, format!("audit ledger unavailable: {e}"))
 }
 
 /// Maps an engine error to the HTTP status a caller gets. Never a permit.
@@ -674,7 +694,7 @@ mod tests {
             .expect("claimed for the new token");
         let token = first.capability_token.expect("minted");
         let jwks = lexecon_token::parse_jwks(&engine.keys().jwks_json()).unwrap();
-        let claims = lexecon_token::verify_token(&token.token, &jwks, Some("app")).unwrap();
+        let claims = lexecon_token::verify_token(&token.issued.token, &jwks, Some("app")).unwrap();
         assert_eq!(claims.led, hash);
         // The same call again reuses that token: nothing needs this entry's hash.
         let second = engine
@@ -682,7 +702,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(second.ledger_entry_hash, None);
-        assert_eq!(second.capability_token.unwrap().token, token.token);
+        assert_eq!(
+            second.capability_token.unwrap().issued.token,
+            token.issued.token
+        );
         // A deny gets no token and is handed over too.
         let third = engine
             .record_decision_owned(permit(3, Verdict::Deny), ctx(), Some(Grant::to("app")))

@@ -366,7 +366,20 @@ impl EntryBody {
         context: &Map<String, Value>,
         redaction: &RedactionConfig,
     ) -> Result<Self, serde_json::Error> {
-        let digest = context_digest(context);
+        let digest = lexecon_config::canonical::map_digest(context);
+        Self::of_decision_digested(decision, context, &digest, redaction)
+    }
+
+    /// [`Self::of_decision`] with the context's digest already computed
+    /// ([`lexecon_config::canonical::map_digest`] of `context`; the request path computes it once
+    /// for the capability token's binding and the entry).
+    pub fn of_decision_digested(
+        decision: &Decision,
+        context: &Map<String, Value>,
+        context_digest: &[u8; 32],
+        redaction: &RedactionConfig,
+    ) -> Result<Self, serde_json::Error> {
+        let digest = hex_lower(context_digest);
         let kept = redaction.apply(&decision.domain, context);
         let mut out = Vec::with_capacity(BODY_CAPACITY);
         json::push_timestamp(&mut out, "timestamp", &decision.timestamp);
@@ -469,9 +482,7 @@ pub(crate) fn hash_body(body: &[u8]) -> String {
 
 /// SHA-256 (hex) of the canonical JSON of a context: keys sorted at every level, no whitespace.
 pub fn context_digest(context: &Map<String, Value>) -> String {
-    let mut out = Vec::with_capacity(256);
-    lexecon_config::canonical::write_canonical_map(context, &mut out);
-    hex_lower(&Sha256::digest(&out))
+    hex_lower(&lexecon_config::canonical::map_digest(context))
 }
 
 /// Lowercase hex of `bytes`, as `hex::encode` writes it. `hex::encode` collects a char iterator (its
@@ -716,6 +727,21 @@ mod tests {
         assert_eq!(hex_lower(&[]), "");
         let digest = Sha256::digest(b"lexecon");
         assert_eq!(hex_lower(&digest), hex::encode(digest));
+    }
+
+    /// The request path hands the writer the digest it computed for the capability token: the
+    /// entry is byte for byte the one the writer would build by itself.
+    #[test]
+    fn a_decision_body_with_a_precomputed_digest_is_the_same_body() {
+        let context = ctx(json!({"b": 1, "a": {"y": [1, 2], "x": "s"}}));
+        let digest = lexecon_config::canonical::map_digest(&context);
+        assert_eq!(context_digest(&context), hex_lower(&digest));
+        let d = sample_decision(Some("res_file:1"), true);
+        let redaction = RedactionConfig::default();
+        assert_eq!(
+            EntryBody::of_decision_digested(&d, &context, &digest, &redaction).unwrap(),
+            EntryBody::of_decision(&d, &context, &redaction).unwrap()
+        );
     }
 
     #[test]

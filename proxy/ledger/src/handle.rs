@@ -116,6 +116,8 @@ pub(crate) enum Msg {
 pub(crate) struct DecisionEntry {
     pub(crate) decision: Decision,
     pub(crate) context: Map<String, Value>,
+    /// The context's digest, when the caller computed it already.
+    pub(crate) context_digest: Option<[u8; 32]>,
     pub(crate) redaction: Arc<RedactionConfig>,
 }
 
@@ -187,12 +189,38 @@ impl LedgerHandle {
         context: Map<String, Value>,
         redaction: Arc<RedactionConfig>,
     ) -> Result<(), LedgerError> {
+        self.queue_decision(decision, context, None, redaction)
+            .await
+    }
+
+    /// [`Self::append_decision`] with the context's digest already computed by the caller
+    /// ([`lexecon_config::canonical::map_digest`] of `context`, which the request path needs for the
+    /// capability token anyway): the writer does not canonicalize and hash the context again.
+    pub async fn append_decision_digested(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        context_digest: [u8; 32],
+        redaction: Arc<RedactionConfig>,
+    ) -> Result<(), LedgerError> {
+        self.queue_decision(decision, context, Some(context_digest), redaction)
+            .await
+    }
+
+    async fn queue_decision(
+        &self,
+        decision: Decision,
+        context: Map<String, Value>,
+        context_digest: Option<[u8; 32]>,
+        redaction: Arc<RedactionConfig>,
+    ) -> Result<(), LedgerError> {
         let permit = self.room().await?;
         let (ack, rx) = self.ack_channel();
         permit.send(Msg::Decision {
             entry: Box::new(DecisionEntry {
                 decision,
                 context,
+                context_digest,
                 redaction,
             }),
             ack,

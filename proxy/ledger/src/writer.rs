@@ -485,7 +485,16 @@ impl Writer {
         entry: DecisionEntry,
         ack: Option<oneshot::Sender<AckResult>>,
     ) -> Result<(), LedgerError> {
-        let body = match EntryBody::of_decision(&entry.decision, &entry.context, &entry.redaction) {
+        let serialized = match &entry.context_digest {
+            Some(digest) => EntryBody::of_decision_digested(
+                &entry.decision,
+                &entry.context,
+                digest,
+                &entry.redaction,
+            ),
+            None => EntryBody::of_decision(&entry.decision, &entry.context, &entry.redaction),
+        };
+        let body = match serialized {
             Ok(body) => body,
             Err(e) => {
                 // Nothing was claimed, so the chain has no gap; the caller (`sync`) learns it.

@@ -475,7 +475,7 @@ impl DecisionApi {
             .await
             .map_err(|f| failure_to_api(f, &domain))?;
         let token = match recorded.capability_token {
-            Some(t) => Some(issued(t)?),
+            Some(t) => Some(issued(t.issued.clone())?),
             None => None,
         };
         Ok(Outcome {

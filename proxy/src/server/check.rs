@@ -51,7 +51,7 @@ pub(super) async fn record(
     route: &Route,
     made: Vec<Decided>,
     request: Option<RequestBinding<'_>>,
-) -> std::result::Result<Option<String>, Answer> {
+) -> std::result::Result<Option<http::HeaderValue>, Answer> {
     let mut token = None;
     let single = made.len() == 1;
     for m in made {
@@ -68,8 +68,8 @@ pub(super) async fn record(
             .await
         {
             Ok(recorded) => {
-                if let Some(issued) = recorded.capability_token {
-                    token = Some(issued.token);
+                if let Some(minted) = recorded.capability_token {
+                    token = Some(minted.header.clone());
                 }
             }
             Err(failure) => return Err(unrecorded(route, &failure, &request_id)),

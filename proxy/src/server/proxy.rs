@@ -86,7 +86,7 @@ pub struct RequestCtx {
     upstream: Option<Arc<Upstream>>,
     decision_ids: Option<String>,
     /// The capability token minted for a permitted single-call request.
-    capability: Option<String>,
+    capability: Option<http::HeaderValue>,
     outcome: Outcome,
     tries: usize,
     upstream_answered: bool,

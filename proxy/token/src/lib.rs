@@ -12,7 +12,8 @@ pub mod verify;
 
 pub use lexecon_keys::{KeyError, KeyRing};
 pub use mint::{
-    Claims, Grant, Issued, MintMode, RequestBinding, TokenConfig, TokenMinter, TokenSettings,
+    Claims, Grant, Issued, MintMode, Minted, RequestBinding, TokenConfig, TokenMinter,
+    TokenSettings,
 };
 pub use verify::{parse_jwks, verify_token, LEEWAY_SECS};
 

@@ -68,27 +68,26 @@ pub struct RequestBinding<'a> {
     pub body: Option<&'a [u8]>,
 }
 
-/// The binding claims of one token, computed once: `ctx` over the decided context, and the
-/// request's `htm`, `htu`, `bdh`.
+/// The binding claims of one token, computed once, as raw digests: base64url only when a token is
+/// signed (a reused one needs them only for its key). `ctx` is the decided context's digest,
+/// `bdh` the read body's.
 struct Bound<'a> {
-    ctx: String,
+    ctx: [u8; 32],
     htm: Option<&'a str>,
     htu: Option<&'a str>,
-    bdh: Option<String>,
+    bdh: Option<[u8; 32]>,
 }
 
 impl<'a> Bound<'a> {
-    fn of(grant: &Grant<'a>, context: &serde_json::Map<String, serde_json::Value>) -> Self {
-        let mut canonical = Vec::with_capacity(128);
-        lexecon_config::canonical::write_canonical_map(context, &mut canonical);
+    fn of(grant: &Grant<'a>, context_digest: &[u8; 32]) -> Self {
         let request = grant.request.as_ref();
         Bound {
-            ctx: B64.encode(Sha256::digest(&canonical)),
+            ctx: *context_digest,
             htm: request.map(|r| r.method),
             htu: request.map(|r| r.target),
             bdh: request
                 .and_then(|r| r.body)
-                .map(|body| B64.encode(Sha256::digest(body))),
+                .map(|body| Sha256::digest(body).into()),
         }
     }
 }
@@ -142,13 +141,31 @@ pub struct Issued {
     pub exp: i64,
 }
 
+/// A minted token as the proxy forwards it: [`Issued`] and its header value, built once when it
+/// is signed, so that a reused token costs a reference count, not a copy of its 700 bytes and a
+/// header validation per request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Minted {
+    pub issued: Issued,
+    pub header: http::HeaderValue,
+}
+
+impl Minted {
+    fn of(issued: Issued) -> Result<Self, TokenError> {
+        // A compact JWS is base64url and dots: always a valid header value.
+        let header = http::HeaderValue::try_from(issued.token.as_str())
+            .map_err(|e| TokenError::Encode(format!("token is not a header value: {e}")))?;
+        Ok(Minted { issued, header })
+    }
+}
+
 /// Mints capability tokens. Share it (`Arc`) between request threads.
 #[derive(Debug)]
 pub struct TokenMinter {
     keys: Arc<KeyRing>,
     issuer: String,
     ttl_secs: i64,
-    cache: Option<moka::sync::Cache<[u8; 32], Arc<Issued>>>,
+    cache: Option<moka::sync::Cache<[u8; 32], Arc<Minted>>>,
 }
 
 impl TokenMinter {
@@ -220,6 +237,7 @@ impl TokenMinter {
         now: jiff::Timestamp,
     ) -> Result<Issued, TokenError> {
         self.issue_bound(decision, audience, None, ledger_entry_hash, now)
+            .map(|minted| minted.issued.clone())
     }
 
     fn issue_bound(
@@ -229,7 +247,7 @@ impl TokenMinter {
         bound: Option<&Bound<'_>>,
         ledger_entry_hash: &str,
         now: jiff::Timestamp,
-    ) -> Result<Issued, TokenError> {
+    ) -> Result<Arc<Minted>, TokenError> {
         if decision.decision != Verdict::Permit {
             return Err(TokenError::NotPermitted {
                 decision_id: decision.decision_id.clone(),
@@ -238,15 +256,17 @@ impl TokenMinter {
         }
         let now_secs = now.as_second();
         let Some(cache) = &self.cache else {
-            return self.sign(decision, audience, bound, ledger_entry_hash, now_secs);
+            let issued = self.sign(decision, audience, bound, ledger_entry_hash, now_secs)?;
+            return Minted::of(issued).map(Arc::new);
         };
         let key = reuse_key(decision, audience, bound);
-        if let Some(issued) = self.cached(&key, now_secs) {
-            return Ok(issued);
+        if let Some(minted) = self.cached(&key, now_secs) {
+            return Ok(minted);
         }
         let issued = self.sign(decision, audience, bound, ledger_entry_hash, now_secs)?;
-        cache.insert(key, Arc::new(issued.clone()));
-        Ok(issued)
+        let minted = Arc::new(Minted::of(issued)?);
+        cache.insert(key, Arc::clone(&minted));
+        Ok(minted)
     }
 
     /// A token for a permitted `decision` taken on `context`, for `grant.audience`, bound to the
@@ -259,7 +279,22 @@ impl TokenMinter {
         context: &serde_json::Map<String, serde_json::Value>,
         ledger_entry_hash: &str,
     ) -> Result<Issued, TokenError> {
-        let bound = Bound::of(&grant, context);
+        let digest = lexecon_config::canonical::map_digest(context);
+        self.issue_for_digest(decision, grant, &digest, ledger_entry_hash)
+            .map(|minted| minted.issued.clone())
+    }
+
+    /// [`Self::issue_for`] with the context's digest already computed
+    /// ([`lexecon_config::canonical::map_digest`]), answered as [`Minted`] (shared with the reuse
+    /// cache).
+    pub fn issue_for_digest(
+        &self,
+        decision: &Decision,
+        grant: Grant<'_>,
+        context_digest: &[u8; 32],
+        ledger_entry_hash: &str,
+    ) -> Result<Arc<Minted>, TokenError> {
+        let bound = Bound::of(&grant, context_digest);
         self.issue_bound(
             decision,
             grant.audience,
@@ -279,7 +314,23 @@ impl TokenMinter {
         if decision.decision != Verdict::Permit || self.cache.is_none() {
             return None;
         }
-        let bound = Bound::of(&grant, context);
+        let digest = lexecon_config::canonical::map_digest(context);
+        self.reusable_for_digest(decision, grant, &digest)
+            .map(|minted| minted.issued.clone())
+    }
+
+    /// [`Self::reusable_for`] with the context's digest already computed: the request path's
+    /// lookup (a digest of the binding and a cache hit; nothing copied).
+    pub fn reusable_for_digest(
+        &self,
+        decision: &Decision,
+        grant: Grant<'_>,
+        context_digest: &[u8; 32],
+    ) -> Option<Arc<Minted>> {
+        if decision.decision != Verdict::Permit || self.cache.is_none() {
+            return None;
+        }
+        let bound = Bound::of(&grant, context_digest);
         self.cached(
             &reuse_key(decision, grant.audience, Some(&bound)),
             jiff::Timestamp::now().as_second(),
@@ -304,12 +355,14 @@ impl TokenMinter {
             return None;
         }
         self.cached(&reuse_key(decision, audience, None), now.as_second())
+            .map(|minted| minted.issued.clone())
     }
 
     /// A cached token while more than half its lifetime remains.
-    fn cached(&self, key: &[u8; 32], now_secs: i64) -> Option<Issued> {
+    fn cached(&self, key: &[u8; 32], now_secs: i64) -> Option<Arc<Minted>> {
         let hit = self.cache.as_ref()?.get(key)?;
-        (now_secs >= hit.iat && (now_secs - hit.iat) * 2 < self.ttl_secs).then(|| (*hit).clone())
+        let iat = hit.issued.iat;
+        (now_secs >= iat && (now_secs - iat) * 2 < self.ttl_secs).then_some(hit)
     }
 
     fn sign(
@@ -322,6 +375,8 @@ impl TokenMinter {
     ) -> Result<Issued, TokenError> {
         let jti = lexecon_policy_cache::new_uuid_v7(jiff::Timestamp::now());
         let exp = now_secs.saturating_add(self.ttl_secs);
+        let ctx = bound.map(|b| B64.encode(b.ctx));
+        let bdh = bound.and_then(|b| b.bdh.map(|d| B64.encode(d)));
         let claims = ClaimsRef {
             iss: &self.issuer,
             sub: &decision.actor,
@@ -335,10 +390,10 @@ impl TokenMinter {
             iat: now_secs,
             exp,
             jti,
-            ctx: bound.map(|b| b.ctx.as_str()),
+            ctx: ctx.as_deref(),
             htm: bound.and_then(|b| b.htm),
             htu: bound.and_then(|b| b.htu),
-            bdh: bound.and_then(|b| b.bdh.as_deref()),
+            bdh: bdh.as_deref(),
         };
         let payload = serde_json::to_vec(&claims).map_err(|e| TokenError::Encode(e.to_string()))?;
         let key = self.keys.signer();
@@ -386,27 +441,27 @@ struct ClaimsRef<'a> {
 }
 
 /// SHA-256 over the length-prefixed (domain, actor, action, resource, policy hash, audience, and
-/// the binding claims): no ambiguity between fields, and a token is reused only for the same
-/// decided context and request.
+/// the binding claims — the context's and the body's digests raw, as they would be encoded): no
+/// ambiguity between fields, and a token is reused only for the same decided context and request.
 fn reuse_key(decision: &Decision, audience: &str, bound: Option<&Bound<'_>>) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
-        Some(decision.domain.as_str()),
-        Some(decision.actor.as_str()),
-        Some(decision.action.as_str()),
-        decision.resource.as_deref(),
-        Some(decision.policy_version_hash.as_str()),
-        Some(audience),
-        bound.map(|b| b.ctx.as_str()),
-        bound.and_then(|b| b.htm),
-        bound.and_then(|b| b.htu),
-        bound.and_then(|b| b.bdh.as_deref()),
+        Some(decision.domain.as_bytes()),
+        Some(decision.actor.as_bytes()),
+        Some(decision.action.as_bytes()),
+        decision.resource.as_deref().map(str::as_bytes),
+        Some(decision.policy_version_hash.as_bytes()),
+        Some(audience.as_bytes()),
+        bound.map(|b| &b.ctx[..]),
+        bound.and_then(|b| b.htm).map(str::as_bytes),
+        bound.and_then(|b| b.htu).map(str::as_bytes),
+        bound.and_then(|b| b.bdh.as_ref()).map(|d| &d[..]),
     ] {
         match part {
             Some(p) => {
                 h.update([1]);
                 h.update((p.len() as u64).to_le_bytes());
-                h.update(p.as_bytes());
+                h.update(p);
             }
             None => h.update([0]),
         }
@@ -469,5 +524,62 @@ mod tests {
             "{kept} tokens cached after {FLOOD} distinct permits (capacity {CAPACITY})"
         );
         assert!(kept > 0, "the reuse cache keeps tokens at all");
+    }
+
+    /// A proxied token names the decided context's digest (`ctx`) and the read body's (`bdh`) in
+    /// base64url; the same binding gets the same token back from the reuse cache — the very
+    /// `Minted` (a reference, not a copy) with its header value — and any other context or body
+    /// does not.
+    #[test]
+    fn a_bound_token_names_its_digests_and_is_reused_by_reference_for_that_binding_only() {
+        let minter =
+            TokenMinter::new(Arc::new(KeyRing::generate()), &TokenSettings::default()).unwrap();
+        let decision = permit("act_ai_agent:a", "res_file:1");
+        let context = serde_json::json!({"b": [1, 2], "a": "x"});
+        let context = context.as_object().unwrap();
+        let digest = lexecon_config::canonical::map_digest(context);
+        let grant = |body: &'static [u8]| Grant {
+            audience: "app",
+            request: Some(RequestBinding {
+                method: "POST",
+                target: "/v1/files?x=1",
+                body: Some(body),
+            }),
+        };
+        let led = "ef".repeat(32);
+        let minted = minter
+            .issue_for_digest(&decision, grant(b"{}"), &digest, &led)
+            .unwrap();
+        assert_eq!(minted.header.as_bytes(), minted.issued.token.as_bytes());
+        let jwks = crate::parse_jwks(&minter.key_ring().jwks_json()).unwrap();
+        let claims = crate::verify_token(&minted.issued.token, &jwks, Some("app")).unwrap();
+        assert_eq!(claims.ctx.as_deref(), Some(B64.encode(digest).as_str()));
+        assert_eq!(
+            claims.bdh.as_deref(),
+            Some(B64.encode(Sha256::digest(b"{}")).as_str())
+        );
+        assert_eq!(
+            (claims.htm.as_deref(), claims.htu.as_deref()),
+            (Some("POST"), Some("/v1/files?x=1"))
+        );
+        // The map form computes the same digest.
+        assert_eq!(
+            minter
+                .issue_for(&decision, grant(b"{}"), context, &led)
+                .unwrap(),
+            minted.issued
+        );
+        let again = minter
+            .reusable_for_digest(&decision, grant(b"{}"), &digest)
+            .expect("the same binding reuses the token");
+        assert!(Arc::ptr_eq(&again, &minted), "reused by reference");
+        assert!(minter
+            .reusable_for_digest(&decision, grant(b"{ }"), &digest)
+            .is_none());
+        let mut other = digest;
+        other[0] ^= 1;
+        assert!(minter
+            .reusable_for_digest(&decision, grant(b"{}"), &other)
+            .is_none());
     }
 }
