@@ -84,7 +84,8 @@ pub struct RequestCtx {
     snapshot: Option<Arc<ProxySnapshot>>,
     route: Option<usize>,
     upstream: Option<Arc<Upstream>>,
-    decision_ids: Option<String>,
+    /// Built once and sent twice (upstream and back to the client): a clone is a reference count.
+    decision_ids: Option<http::HeaderValue>,
     /// The capability token minted for a permitted single-call request.
     capability: Option<http::HeaderValue>,
     outcome: Outcome,
@@ -391,7 +392,15 @@ impl ProxyHttp for LexeconProxy {
                     Ok(token) => {
                         ctx.held = body;
                         ctx.tools_list = tools_list;
-                        ctx.decision_ids = ids;
+                        ctx.decision_ids = ids
+                            .map(http::HeaderValue::try_from)
+                            .transpose()
+                            .map_err(|e| {
+                                Error::explain(
+                                    ErrorType::InternalError,
+                                    format!("decision ids are not a header value: {e}"),
+                                )
+                            })?;
                         ctx.capability = token;
                         ctx.outcome = Outcome::Permit;
                         Ok(false)
@@ -495,8 +504,8 @@ impl ProxyHttp for LexeconProxy {
         upstream_request.remove_header(CAPABILITY_HEADER);
         // The approval a retry redeemed is for Lexecon, not the upstream.
         upstream_request.remove_header(APPROVAL_HEADER);
-        if let Some(ids) = ctx.decision_ids.as_deref() {
-            upstream_request.insert_header(DECISION_ID_HEADER, ids)?;
+        if let Some(ids) = &ctx.decision_ids {
+            upstream_request.insert_header(DECISION_ID_HEADER, ids.clone())?;
         }
         if let Some(token) = ctx.capability.take() {
             upstream_request.insert_header(CAPABILITY_HEADER, token)?;
@@ -525,8 +534,8 @@ impl ProxyHttp for LexeconProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(ids) = ctx.decision_ids.as_deref() {
-            upstream_response.insert_header(DECISION_ID_HEADER, ids)?;
+        if let Some(ids) = &ctx.decision_ids {
+            upstream_response.insert_header(DECISION_ID_HEADER, ids.clone())?;
         }
         if let Some(filter) = ctx.tools_list.as_mut() {
             if !filter.start(upstream_response, &request_id(session))? {
