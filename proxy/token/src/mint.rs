@@ -269,24 +269,11 @@ impl TokenMinter {
         Ok(minted)
     }
 
-    /// A token for a permitted `decision` taken on `context`, for `grant.audience`, bound to the
-    /// decided context (`ctx`) and, on the proxy, to the forwarded request (`htm`, `htu`, `bdh`).
-    /// Reused (`mode: reuse`) only for the same binding.
-    pub fn issue_for(
-        &self,
-        decision: &Decision,
-        grant: Grant<'_>,
-        context: &serde_json::Map<String, serde_json::Value>,
-        ledger_entry_hash: &str,
-    ) -> Result<Issued, TokenError> {
-        let digest = lexecon_config::canonical::map_digest(context);
-        self.issue_for_digest(decision, grant, &digest, ledger_entry_hash)
-            .map(|minted| minted.issued.clone())
-    }
-
-    /// [`Self::issue_for`] with the context's digest already computed
-    /// ([`lexecon_config::canonical::map_digest`]), answered as [`Minted`] (shared with the reuse
-    /// cache).
+    /// A token for a permitted `decision` for `grant.audience`, bound to the decided context — by
+    /// its digest, [`lexecon_config::canonical::map_digest`] of the context, which the caller
+    /// computes once for the ledger entry too (`ctx`) — and, on the proxy, to the forwarded
+    /// request (`htm`, `htu`, `bdh`). Reused (`mode: reuse`) only for the same binding; answered
+    /// as [`Minted`], shared with the reuse cache.
     pub fn issue_for_digest(
         &self,
         decision: &Decision,
@@ -304,23 +291,8 @@ impl TokenMinter {
         )
     }
 
-    /// The token [`Self::issue_for`] would return now without signing, or `None`.
-    pub fn reusable_for(
-        &self,
-        decision: &Decision,
-        grant: Grant<'_>,
-        context: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<Issued> {
-        if decision.decision != Verdict::Permit || self.cache.is_none() {
-            return None;
-        }
-        let digest = lexecon_config::canonical::map_digest(context);
-        self.reusable_for_digest(decision, grant, &digest)
-            .map(|minted| minted.issued.clone())
-    }
-
-    /// [`Self::reusable_for`] with the context's digest already computed: the request path's
-    /// lookup (a digest of the binding and a cache hit; nothing copied).
+    /// The token [`Self::issue_for_digest`] would return now without signing, or `None`: the
+    /// request path's lookup (a digest of the binding and a cache hit; nothing copied).
     pub fn reusable_for_digest(
         &self,
         decision: &Decision,
@@ -562,13 +534,6 @@ mod tests {
             (claims.htm.as_deref(), claims.htu.as_deref()),
             (Some("POST"), Some("/v1/files?x=1"))
         );
-        // The map form computes the same digest.
-        assert_eq!(
-            minter
-                .issue_for(&decision, grant(b"{}"), context, &led)
-                .unwrap(),
-            minted.issued
-        );
         let again = minter
             .reusable_for_digest(&decision, grant(b"{}"), &digest)
             .expect("the same binding reuses the token");
@@ -576,6 +541,32 @@ mod tests {
         assert!(minter
             .reusable_for_digest(&decision, grant(b"{ }"), &digest)
             .is_none());
+        // Another path, another method, or no body read: another binding, no reuse.
+        for request in [
+            RequestBinding {
+                method: "POST",
+                target: "/v1/files?x=2",
+                body: Some(b"{}"),
+            },
+            RequestBinding {
+                method: "PUT",
+                target: "/v1/files?x=1",
+                body: Some(b"{}"),
+            },
+            RequestBinding {
+                method: "POST",
+                target: "/v1/files?x=1",
+                body: None,
+            },
+        ] {
+            let grant = Grant {
+                audience: "app",
+                request: Some(request),
+            };
+            assert!(minter
+                .reusable_for_digest(&decision, grant, &digest)
+                .is_none());
+        }
         let mut other = digest;
         other[0] ^= 1;
         assert!(minter
