@@ -21,7 +21,11 @@
 # it is part of that latency, and a high value means loadgen was short of CPU (it shares the
 # 2 cores with the proxy and nginx). "behind" (log only) counts requests sent late because their
 # connection still waited for the previous response: the target's queueing, charged to it.
-# The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request.
+# The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request,
+# its context switches per request (voluntary / involuntary, summed over its threads from
+# /proc/<pid>/task/*/status) and, with LOAD_SYSCALLS=1, its syscalls per request (`perf stat -e
+# raw_syscalls:sys_enter -p <pid>` attached for the row; the tracepoint costs every syscall a little,
+# so the CPU column of such a run reads slightly higher — compare runs made the same way).
 #
 # Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
 # Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
@@ -138,18 +142,33 @@ wrk_run() {
     echo "$rps $p50 $p90 $p99 $p999 $req"
 }
 
-declare -A MAX_RPS MAX_P50 MAX_P99 MAX_CPU ALL_RPS HALF HALF_RATE
+declare -A MAX_RPS MAX_P50 MAX_P99 MAX_CPU MAX_CS MAX_SC ALL_RPS HALF HALF_RATE
 
 measure_max() { # target kind
     wrk_run "$1" "$2" "$CONNS" "$WARMUP" >/dev/null
-    local r cpu0 cpu1 cpu="–"
+    local r cpu0 cpu1 cpu="–" cs0 cs1 cs="–" sc="–" perf_pid=""
     cpu0=$(proc_cpu_ticks)
+    cs0=$(proc_ctx_switches)
+    if [[ ${LOAD_SYSCALLS:-0} == 1 && -n $LEXECON_PID ]] && command -v perf >/dev/null; then
+        perf stat -e raw_syscalls:sys_enter -x, -o "$WORK/syscalls.csv" -p "$LEXECON_PID" 2>/dev/null &
+        perf_pid=$!
+    fi
     read -r -a r <<<"$(wrk_run "$1" "$2" "$CONNS" "$DURATION")"
     cpu1=$(proc_cpu_ticks)
+    cs1=$(proc_ctx_switches)
+    if [[ -n $perf_pid ]]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        sc=$(awk -F, -v n="${r[5]}" '/raw_syscalls:sys_enter/ && $1 ~ /^[0-9]+$/ { printf "%.2f", $1 / n }' "$WORK/syscalls.csv" 2>/dev/null)
+        [[ -n $sc ]] || sc="–"
+    fi
     if [[ -n $cpu0 && -n $cpu1 ]]; then
         cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="${r[5]}" 'BEGIN { printf "%.1f", d / t * 1e6 / n }')
     fi
-    log "max  $1 $2 (round $round): ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests), lexecon CPU $cpu µs/request"
+    if [[ -n $cs0 && -n $cs1 ]]; then
+        cs=$(awk -v a="$cs0" -v b="$cs1" -v n="${r[5]}" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.3f / %.3f", (y[1] - x[1]) / n, (y[2] - x[2]) / n }')
+    fi
+    log "max  $1 $2 (round $round): ${r[0]} req/s, p50 ${r[1]} µs, p99 ${r[3]} µs (${r[5]} requests), lexecon CPU $cpu µs/request, context switches $cs, syscalls $sc per request"
     ALL_RPS[$1,$2]="${ALL_RPS[$1,$2]:-}${ALL_RPS[$1,$2]:+ / }$(us "${r[0]}")"
     # Other load on the machine only ever lowers a row: keep each row's best round.
     if [[ -z ${MAX_RPS[$1,$2]:-} ]] || awk -v a="${r[0]}" -v b="${MAX_RPS[$1,$2]}" 'BEGIN { exit !(a > b) }'; then
@@ -157,7 +176,17 @@ measure_max() { # target kind
         MAX_P50[$1,$2]=${r[1]}
         MAX_P99[$1,$2]=${r[3]}
         MAX_CPU[$1,$2]=$cpu
+        MAX_CS[$1,$2]=$cs
+        MAX_SC[$1,$2]=$sc
     fi
+}
+
+# "voluntary involuntary" context switches of every thread of the running lexecon process so far,
+# empty for `direct` (threads that ended meanwhile are not counted; the proxy's do not end).
+proc_ctx_switches() {
+    [[ -n $LEXECON_PID && -d /proc/$LEXECON_PID/task ]] || return 0
+    cat /proc/"$LEXECON_PID"/task/*/status 2>/dev/null |
+        awk '/^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { i += $2 } END { print v, i }'
 }
 
 # utime + stime (clock ticks) of the running lexecon process, empty for `direct`.
@@ -267,11 +296,11 @@ echo "Run $START – $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev
 echo
 echo "Max load (closed loop, wrk -t1 -c$CONNS):"
 echo
-echo "| workload | variant | req/s (best round) | vs passthrough | p50 µs | p99 µs | lexecon CPU µs/request | req/s of each round |"
-echo "|---|---|---:|---:|---:|---:|---:|---|"
+echo "| workload | variant | req/s (best round) | vs passthrough | p50 µs | p99 µs | lexecon CPU µs/request | context switches/request (vol / invol) | syscalls/request | req/s of each round |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for kind in "${KINDS[@]}"; do
     for t in direct "${VARIANTS[@]}"; do
-        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") | ${MAX_CPU[$t,$kind]} | ${ALL_RPS[$t,$kind]} |"
+        echo "| $(label "$kind") | $t | $(us "${MAX_RPS[$t,$kind]}") | $(pct "${MAX_RPS[$t,$kind]}" "${MAX_RPS[passthrough,$kind]}") | $(us "${MAX_P50[$t,$kind]}") | $(us "${MAX_P99[$t,$kind]}") | ${MAX_CPU[$t,$kind]} | ${MAX_CS[$t,$kind]} | ${MAX_SC[$t,$kind]} | ${ALL_RPS[$t,$kind]} |"
     done
 done
 echo
