@@ -2,7 +2,8 @@
 //! signalled, waited for. Shared by the suites that run the real binary.
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// A child process, killed and reaped when dropped (a failed test leaves nothing running).
@@ -13,6 +14,22 @@ impl Drop for Served {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts `lexecon serve --config CONFIG` in `dir` (its output discarded) and waits until its
+/// proxy listens on `proxy`.
+pub fn serve(dir: &Path, config: &Path, proxy: SocketAddr) -> Served {
+    let child = Command::new(crate::lexecon_binary())
+        .args(["serve", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    wait_until_accepting(proxy, &mut served.0);
+    served
 }
 
 /// Sends signal `name` (`TERM`, `HUP`, …) to `child`.

@@ -26,11 +26,10 @@ use lexecon_tests as support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::process::{wait_until_accepting, Served};
+use support::process::serve;
 use support::{free_addr, now, TestUpstream, ED_JWKS, ED_PRIVATE_PEM};
 
 /// `rate_limit.max_actors`, `identity.jwt.cache_capacity` and `tokens.reuse_capacity`.
@@ -266,16 +265,7 @@ fn a_flood_of_distinct_tokens_actors_and_resources_keeps_the_served_binarys_rss_
     let tmp = tempfile::tempdir().unwrap();
     let (proxy, admin) = (free_addr(), free_addr());
     write_config(tmp.path(), proxy, admin, upstream.addr);
-    let child = Command::new(support::lexecon_binary())
-        .args(["serve", "--config", "lexecon.yaml"])
-        .current_dir(tmp.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut served = Served(child);
-    wait_until_accepting(proxy, &mut served.0);
+    let mut served = serve(tmp.path(), Path::new("lexecon.yaml"), proxy);
     let pid = served.0.id();
     let signer = Signer::new();
     let started = Instant::now();

@@ -14,12 +14,13 @@ use lexecon_tests as support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::process::{wait_until_accepting, Served};
+use support::process::{serve, Served};
 use support::{free_addr, TestUpstream};
 
 const POLICY: &str = "id: stop\ndomain: ai\nmode: strict\nrules:\n  - {id: reads-on, effect: permit, actor: \"act_ai_agent:*\", action: axn_read_data, resource: \"res_file:f[0-4]*\", reason: fine}\n  - {id: reads-off, effect: forbid, actor: \"act_ai_agent:*\", action: axn_read_data, resource: \"res_file:f[5-9]*\", reason: not these}\n";
@@ -41,16 +42,7 @@ fn start(dir: &std::path::Path, durability: &str, upstream: SocketAddr) -> (Serv
         ),
     )
     .unwrap();
-    let child = Command::new(support::lexecon_binary())
-        .args(["serve", "--config", "lexecon.yaml"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut served = Served(child);
-    wait_until_accepting(proxy, &mut served.0);
-    (served, proxy)
+    (serve(dir, Path::new("lexecon.yaml"), proxy), proxy)
 }
 
 fn stop_under_load(durability: &str) {

@@ -16,22 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::process::{exit_status, signal, wait_until_accepting, Served};
+use support::process::{exit_status, serve, signal, Served};
 use support::{deploy_dir, free_addr, post, TestUpstream};
-
-/// Starts `lexecon serve --config CONFIG` in `dir` and waits until its proxy listens on `proxy`.
-fn serve(dir: &std::path::Path, config: &std::path::Path, proxy: SocketAddr) -> Served {
-    let child = Command::new(lexecon_tests::lexecon_binary())
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut served = Served(child);
-    wait_until_accepting(proxy, &mut served.0);
-    served
-}
 
 fn search(url: &str, id: u64) -> support::Reply {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
