@@ -1,4 +1,4 @@
-//! The decision cache: a bounded `moka` cache of policy evaluations keyed by the snapshot version, the domain, the actor, action and
+//! The decision cache: a bounded `quick_cache` cache of policy evaluations keyed by the snapshot version, the domain, the actor, action and
 //! resource references and the values of exactly the context fields the policy (with its template
 //! data rules) reads, and the provenance of the context keys its conditions ask it of. The key is an exact, self-delimiting binary encoding of those inputs (not a
 //! lossy hash; the cache compares whole keys), so two requests share an entry only when the policy
@@ -10,10 +10,12 @@
 //! service also bypasses the cache for time-dependent or stateful plugins and for requests with an
 //! explicit decision time.
 //!
-//! Two levels: the shared, bounded `moka` cache, and in front of it a small per-thread table
-//! ([`FRONT_SLOTS`] entries, direct-mapped) of the evaluations this thread looked up last. A front
-//! hit costs one hash and one key comparison instead of moka's lookup, hashing and read recording;
-//! a front miss falls through to moka. Front entries carry the same exact key (snapshot version
+//! Two levels: the shared, bounded cache (`quick_cache`: sharded, its eviction — scan-resistant,
+//! a cold queue before the hot one — runs only when an insert finds a shard full, so a lookup never
+//! does housekeeping), and in front of it a small per-thread table ([`FRONT_SLOTS`] entries,
+//! direct-mapped) of the evaluations this thread looked up last. A front hit costs one hash and one
+//! key comparison instead of a shard's read lock and hash lookup; a front miss falls through to
+//! the shared cache. Front entries carry the same exact key (snapshot version
 //! included) and the cache's identity, so they are never served for another snapshot or cache.
 //! The key is encoded into a per-thread buffer, so a hit allocates nothing. Keys longer than
 //! [`MAX_KEY_BYTES`] are not cached (both levels count entries, not bytes).
@@ -193,7 +195,8 @@ thread_local! {
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Hashes keys for the front table. A fixed seed is enough: crafted collisions only evict each
-/// other from one thread's front, and the lookup then goes to moka as without a front.
+/// other from one thread's front, and the lookup then goes to the shared cache as without a front.
+/// (The shared cache hashes with a random seed per cache.)
 fn front_hash(key: &[u8]) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6c65_7865_636f_6e31).hash_one(key)
 }
@@ -203,17 +206,30 @@ fn front_hash(key: &[u8]) -> u64 {
 pub struct DecisionCache {
     /// Identifies this cache's entries in the per-thread front tables.
     id: u64,
-    inner: moka::sync::Cache<CacheKey, Arc<Evaluation>, foldhash::fast::RandomState>,
+    /// Shared by every clone.
+    inner: Arc<Shared>,
 }
+
+type Shared = quick_cache::sync::Cache<
+    CacheKey,
+    Arc<Evaluation>,
+    quick_cache::UnitWeighter,
+    foldhash::fast::RandomState,
+>;
 
 impl DecisionCache {
     /// A cache holding at most `capacity` evaluations (plus up to [`FRONT_SLOTS`] per thread).
     pub fn new(capacity: u64) -> Self {
         Self {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
-            inner: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            inner: Arc::new(Shared::with(
+                // Only the initial sizing: the shards grow as entries arrive.
+                usize::try_from(capacity.min(4_096)).unwrap_or(4_096),
+                capacity,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            )),
         }
     }
 
@@ -305,7 +321,7 @@ impl DecisionCache {
 
     /// Drops every entry (e.g. after a snapshot swap, to free memory early).
     pub fn invalidate_all(&self) {
-        self.inner.invalidate_all();
+        self.inner.clear();
     }
 }
 
@@ -481,8 +497,7 @@ mod tests {
             );
             look(&cache, &p, &r, &mut evaluations);
             if i % 10_000 == 9_999 {
-                cache.inner.run_pending_tasks();
-                let n = cache.inner.entry_count();
+                let n = cache.inner.len();
                 assert!(n <= 1_000, "{n} entries after {} requests", i + 1);
             }
         }

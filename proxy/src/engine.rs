@@ -182,6 +182,12 @@ fn ledger_config(config: &Config) -> (Option<LedgerConfig>, RedactionConfig) {
 }
 
 impl Engine {
+    /// Drops the capability tokens that can no longer be reused from the minter's reuse cache (see
+    /// [`TokenMinter::sweep_expired`]); for the cache sweeper, off the request path.
+    pub fn sweep_expired_tokens(&self) -> usize {
+        self.minter.sweep_expired()
+    }
+
     /// Builds the engine: domains, policies, ledger writer (recovering its tail), keys (generated
     /// into the data directory at first start) and approvals. Blocking: call at start-up.
     pub fn from_config(config: &Config) -> Result<Engine, EngineError> {

@@ -3,16 +3,18 @@
 //!
 //! Verified tokens are cached by the SHA-256 of the token until their `exp`, so a signature is
 //! checked once per token rather than once per request. The cache never holds a token that failed,
-//! and holds at most `identity.jwt.cache_capacity` tokens (moka evicts the least used beyond it: a
-//! flood of distinct valid tokens costs their signature checks, not memory).
+//! never answers for one past its `exp` (a hit checks it; the full verification, with its leeway,
+//! decides after that), and holds at most `identity.jwt.cache_capacity` tokens (beyond it the
+//! cache evicts, scan-resistant: a flood of distinct valid tokens costs their signature checks, not
+//! memory, nor the tokens in use). A lookup never does housekeeping; expired entries are dropped by
+//! [`JwtVerifier::sweep_expired`], off the request path.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::{Algorithm, Validation};
 use lexecon_config::file::{JwksSource, JwtAlgorithm, JwtConfig};
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use super::jwks::{self, KeySet};
@@ -28,21 +30,21 @@ struct Cached {
     exp: u64,
 }
 
-struct UntilExp;
+/// Verified tokens by the SHA-256 of the token.
+type Cache = quick_cache::sync::Cache<
+    [u8; 32],
+    Cached,
+    quick_cache::UnitWeighter,
+    foldhash::fast::RandomState,
+>;
 
-impl moka::Expiry<[u8; 32], Cached> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Cached,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(u64::MAX);
-        Some(Duration::from_secs(value.exp.saturating_sub(now)))
-    }
+/// Seconds since the epoch; a clock before 1970 reads as the end of time, so nothing cached is
+/// served.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(u64::MAX)
 }
 
 /// Verifies bearer tokens for one `identity.jwt` configuration.
@@ -51,7 +53,7 @@ pub struct JwtVerifier {
     accepted: Vec<Algorithm>,
     validations: Vec<(Algorithm, Validation)>,
     keys: ArcSwap<KeySet>,
-    cache: Cache<[u8; 32], Cached>,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -105,10 +107,14 @@ impl JwtVerifier {
             accepted,
             validations,
             keys: ArcSwap::from_pointee(keys),
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilExp)
-                .build(),
+            cache: Cache::with(
+                // Only the initial sizing: the shards grow as tokens arrive.
+                usize::try_from(capacity.min(4_096)).unwrap_or(4_096),
+                capacity,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            ),
         }
     }
 
@@ -135,7 +141,7 @@ impl JwtVerifier {
         let keys = KeySet::parse(&text, &self.accepted)?;
         let n = keys.keys.len();
         self.keys.store(Arc::new(keys));
-        self.cache.invalidate_all();
+        self.cache.clear();
         Ok(n)
     }
 
@@ -143,7 +149,9 @@ impl JwtVerifier {
     pub fn verify(&self, token: &str) -> Result<Arc<Actor>, IdentityError> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(hit) = self.cache.get(&hash) {
-            return Ok(hit.actor);
+            if now_secs() < hit.exp {
+                return Ok(hit.actor);
+            }
         }
         let invalid = |m: String| IdentityError::InvalidToken(m);
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
@@ -175,20 +183,35 @@ impl JwtVerifier {
             .ok_or_else(|| invalid("the token has no numeric exp".into()))?;
         let actor = self.actor_from_claims(&claims)?;
         let actor = Arc::new(actor);
-        self.cache.insert(
-            hash,
-            Cached {
-                actor: actor.clone(),
-                exp,
-            },
-        );
+        if now_secs() < exp {
+            self.cache.insert(
+                hash,
+                Cached {
+                    actor: actor.clone(),
+                    exp,
+                },
+            );
+        } else {
+            // Accepted within the leeway only: verified again next time, never served cached.
+            self.cache.remove(&hash);
+        }
         Ok(actor)
     }
 
-    /// How many verified tokens are cached now (after moka's pending maintenance).
+    /// How many verified tokens are cached now.
     pub fn cached_tokens(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len() as u64
+    }
+
+    /// Drops the cached tokens past their `exp` (a hit would not serve them anyway), so that
+    /// their memory does not wait for capacity eviction. Takes each shard's write lock in turn:
+    /// call it off the request path (the proxy's cache sweeper does). Returns how many were
+    /// dropped.
+    pub fn sweep_expired(&self) -> usize {
+        let now = now_secs();
+        let before = self.cache.len();
+        self.cache.retain(|_, cached| now < cached.exp);
+        before.saturating_sub(self.cache.len())
     }
 
     fn actor_from_claims(
@@ -274,6 +297,39 @@ mod tests {
         let actor = verifier().verify(&t).unwrap();
         assert_eq!(&*actor.id, "act_ai_agent:bot-1");
         assert_eq!(actor.context["tenant_id"], "acme");
+    }
+
+    /// A hostile agent keeps presenting a token that was verified (and cached) while valid: once
+    /// its `exp` passes, the cache no longer answers for it and the full verification refuses it;
+    /// the sweeper drops it. A token accepted only within the leeway is never cached.
+    #[test]
+    fn a_cached_token_is_refused_once_it_expires_and_the_sweep_drops_it() {
+        let v = verifier();
+        let soon = token(serde_json::json!({
+            "iss": "https://idp.example", "aud": "lexecon", "sub": "b", "exp": now() + 1
+        }));
+        v.verify(&soon).unwrap();
+        assert_eq!(v.cached_tokens(), 1);
+        assert_eq!(v.sweep_expired(), 0, "a token before its exp stays");
+        std::thread::sleep(Duration::from_millis(2_100));
+        assert!(
+            matches!(v.verify(&soon), Err(IdentityError::InvalidToken(_))),
+            "an expired token was served from the cache"
+        );
+        assert_eq!(v.sweep_expired(), 1);
+        assert_eq!(v.cached_tokens(), 0);
+
+        let mut lenient = config();
+        lenient.leeway = Duration::from_secs(60);
+        let v = JwtVerifier::new(
+            lenient,
+            KeySet::parse(ED_JWKS, &[Algorithm::EdDSA]).unwrap(),
+        );
+        let late = token(serde_json::json!({
+            "iss": "https://idp.example", "aud": "lexecon", "sub": "b", "exp": now() - 5
+        }));
+        assert!(v.verify(&late).is_ok(), "within the leeway");
+        assert_eq!(v.cached_tokens(), 0, "a token past its exp is not cached");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod state;
+pub mod sweeper;
 pub mod tool_pins;
 pub mod tools_filter;
 pub mod upstream;
@@ -189,6 +190,13 @@ fn build(config: &Config, opts: ServeOptions) -> Result<(Server, Arc<ProxyState>
         "break-glass sweeper",
         BreakGlassSweeper {
             sessions: break_glass,
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "cache sweeper",
+        sweeper::CacheSweeper {
+            engine: opts.engine.clone(),
             state: state.clone(),
         },
     ));

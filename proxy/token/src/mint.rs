@@ -165,18 +165,33 @@ pub struct TokenMinter {
     keys: Arc<KeyRing>,
     issuer: String,
     ttl_secs: i64,
-    cache: Option<moka::sync::Cache<[u8; 32], Arc<Minted>>>,
+    cache: Option<ReuseCache>,
 }
+
+/// Tokens kept for reuse, by the digest of what they were minted for. Bounded by
+/// `reuse_capacity`; a lookup is a shard's read lock and one hash probe, never housekeeping. A
+/// token past half its life is never served ([`TokenMinter::cached`]) and is dropped by
+/// [`TokenMinter::sweep_expired`], which a background service calls.
+type ReuseCache = quick_cache::sync::Cache<
+    [u8; 32],
+    Arc<Minted>,
+    quick_cache::UnitWeighter,
+    foldhash::fast::RandomState,
+>;
 
 impl TokenMinter {
     pub fn new(keys: Arc<KeyRing>, config: &TokenSettings) -> Result<Self, TokenError> {
         validate(config)?;
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX);
         let cache = (config.mode == MintMode::Reuse).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(config.reuse_capacity)
-                .time_to_live(config.ttl)
-                .build()
+            ReuseCache::with(
+                // Only the initial sizing: the shards grow as tokens arrive.
+                usize::try_from(config.reuse_capacity.min(4_096)).unwrap_or(4_096),
+                config.reuse_capacity,
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            )
         });
         Ok(TokenMinter {
             keys,
@@ -333,8 +348,31 @@ impl TokenMinter {
     /// A cached token while more than half its lifetime remains.
     fn cached(&self, key: &[u8; 32], now_secs: i64) -> Option<Arc<Minted>> {
         let hit = self.cache.as_ref()?.get(key)?;
-        let iat = hit.issued.iat;
-        (now_secs >= iat && (now_secs - iat) * 2 < self.ttl_secs).then_some(hit)
+        self.reusable_now(&hit, now_secs).then_some(hit)
+    }
+
+    /// Whether `minted` may still be handed out at `now_secs`: issued, and more than half its
+    /// lifetime left.
+    fn reusable_now(&self, minted: &Minted, now_secs: i64) -> bool {
+        let iat = minted.issued.iat;
+        now_secs >= iat && (now_secs - iat).saturating_mul(2) < self.ttl_secs
+    }
+
+    /// Drops the cached tokens that can no longer be reused (past half their life), so that a
+    /// burst of distinct permits does not keep its tokens' memory until capacity evicts them.
+    /// Takes each shard's write lock in turn: call it off the request path (the proxy's cache
+    /// sweeper does, every few seconds). Returns how many were dropped.
+    pub fn sweep_expired(&self) -> usize {
+        let Some(cache) = &self.cache else { return 0 };
+        let now_secs = jiff::Timestamp::now().as_second();
+        let before = cache.len();
+        cache.retain(|_, minted| self.reusable_now(minted, now_secs));
+        before.saturating_sub(cache.len())
+    }
+
+    /// How many tokens the reuse cache holds now.
+    pub fn reusable_tokens(&self) -> usize {
+        self.cache.as_ref().map_or(0, ReuseCache::len)
     }
 
     fn sign(
@@ -473,7 +511,7 @@ mod tests {
     }
 
     /// Every permit of the flood is for a new (actor, resource): a new reuse key, a new token signed
-    /// and cached. The cache keeps at most `reuse_capacity` of them (moka's admission decides which).
+    /// and cached. The cache keeps at most `reuse_capacity` of them (its eviction decides which).
     #[test]
     fn a_flood_of_distinct_permits_keeps_the_reuse_cache_within_its_capacity() {
         const CAPACITY: u64 = 64;
@@ -488,14 +526,36 @@ mod tests {
             let decision = permit(&format!("act_ai_agent:flood-{i}"), &format!("res_file:{i}"));
             minter.issue(&decision, "app", &led).unwrap();
         }
-        let cache = minter.cache.as_ref().unwrap();
-        cache.run_pending_tasks();
-        let kept = cache.entry_count();
+        let kept = minter.reusable_tokens() as u64;
         assert!(
             kept <= CAPACITY,
             "{kept} tokens cached after {FLOOD} distinct permits (capacity {CAPACITY})"
         );
         assert!(kept > 0, "the reuse cache keeps tokens at all");
+    }
+
+    /// A token past half its life is never reused, and the sweeper drops it from the cache (its
+    /// memory does not wait for capacity eviction); a fresh one stays and is still reused.
+    #[test]
+    fn the_sweep_drops_tokens_that_can_no_longer_be_reused_and_keeps_fresh_ones() {
+        let minter =
+            TokenMinter::new(Arc::new(KeyRing::generate()), &TokenSettings::default()).unwrap();
+        let led = "ef".repeat(32);
+        let old = permit("act_ai_agent:old", "res_file:1");
+        let fresh = permit("act_ai_agent:fresh", "res_file:2");
+        let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+        minter.issue_at(&old, "app", &led, an_hour_ago).unwrap();
+        let fresh_token = minter.issue(&fresh, "app", &led).unwrap();
+        assert_eq!(minter.reusable_tokens(), 2);
+        assert!(minter.reusable(&old, "app").is_none(), "stale token served");
+
+        assert_eq!(minter.sweep_expired(), 1);
+        assert_eq!(minter.reusable_tokens(), 1);
+        assert_eq!(
+            minter.reusable(&fresh, "app").map(|t| t.token),
+            Some(fresh_token.token),
+            "the fresh token is still reused after the sweep"
+        );
     }
 
     /// A proxied token names the decided context's digest (`ctx`) and the read body's (`bdh`) in
