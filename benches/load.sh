@@ -21,6 +21,8 @@
 # it is part of that latency, and a high value means loadgen was short of CPU (it shares the
 # 2 cores with the proxy and nginx). "behind" (log only) counts requests sent late because their
 # connection still waited for the previous response: the target's queueing, charged to it.
+# The latency tables give the lexecon process's CPU per request at their fixed rate (warm-up
+# included, at the same rate), and the summary the CPU enforcement adds at max load and at half load.
 # The max-load table also gives the lexecon process's CPU time (utime + stime from /proc) per request,
 # its context switches per request (voluntary / involuntary, summed over its threads from
 # /proc/<pid>/task/*/status) and, with LOAD_SYSCALLS=1, its syscalls per request (`perf stat -e
@@ -197,11 +199,13 @@ proc_cpu_ticks() {
 
 # measure_half target kind rate: $WARMUP s unrecorded, then $DURATION s at `rate` (open loop).
 measure_half() {
-    local target=$1 kind=$2 rate=$3 port out line req errors status missed scheduled
+    local target=$1 kind=$2 rate=$3 port out line req errors status missed scheduled cpu0 cpu1 cpu="–"
     port=$(port_of "$target")
+    cpu0=$(proc_cpu_ticks)
     out=$(LOAD_TOKEN=$TOKEN "$LOADGEN" --target "127.0.0.1:$port" --workload "$kind" --rate "$rate" \
         --connections "$CONNS" --warmup "${WARMUP}s" --duration "${DURATION}s" --timeout 5s 2>&1) ||
         die "loadgen $target $kind failed: $out"
+    cpu1=$(proc_cpu_ticks)
     line=$(grep '^RESULT' <<<"$out") || die "loadgen printed no RESULT line: $out"
     req=$(field requests "$line")
     errors=$(field errors "$line")
@@ -214,8 +218,13 @@ measure_half() {
     if ((missed > 0)); then
         log "warning: $target $kind: $missed of $scheduled scheduled requests were not sent in time (the target fell behind)"
     fi
-    HALF[$target,$kind,$rate]="$(field rps "$line") $(field p50 "$line") $(field p90 "$line") $(field p99 "$line") $(field p999 "$line") $req $(field send_lag_p99 "$line")"
-    log "half $target $kind @ $rate req/s: $(field rps "$line") req/s, p50 $(field p50 "$line") µs, p99 $(field p99 "$line") µs, p99.9 $(field p999 "$line") µs, send lag p99 $(field send_lag_p99 "$line") µs, behind $(field behind "$line") of $req"
+    # CPU over warm-up and measurement together, at one constant rate: per request of both.
+    if [[ -n $cpu0 && -n $cpu1 ]]; then
+        cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="$req" -v w="$WARMUP" -v s="$DURATION" \
+            'BEGIN { printf "%.1f", d / t * 1e6 / (n * (w + s) / s) }')
+    fi
+    HALF[$target,$kind,$rate]="$(field rps "$line") $(field p50 "$line") $(field p90 "$line") $(field p99 "$line") $(field p999 "$line") $req $(field send_lag_p99 "$line") $cpu"
+    log "half $target $kind @ $rate req/s: $(field rps "$line") req/s, p50 $(field p50 "$line") µs, p99 $(field p99 "$line") µs, p99.9 $(field p999 "$line") µs, send lag p99 $(field send_lag_p99 "$line") µs, behind $(field behind "$line") of $req, lexecon CPU $cpu µs/request"
 }
 
 KINDS=(get post mcp)
@@ -307,8 +316,8 @@ echo
 echo "Latency at half load (loadgen: open loop at a constant total rate over $CONNS keep-alive connections;" \
     "latency from each request's scheduled send time to the end of its response, corrected for coordinated omission):"
 echo
-echo "| workload | variant | target req/s | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | send lag p99 µs | added p99 vs direct µs |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | variant | target req/s | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | send lag p99 µs | added p99 vs direct µs | lexecon CPU µs/request |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for kind in "${KINDS[@]}"; do
     for t in direct "${VARIANTS[@]}"; do
         rates=${HALF_RATE[$kind]}
@@ -319,23 +328,38 @@ for kind in "${KINDS[@]}"; do
             read -r -a d <<<"${HALF[direct,$kind,$rate]}"
             added=$(awk -v a="${h[3]}" -v b="${d[3]}" 'BEGIN { printf "%+.0f", a - b }')
             [[ $t == direct ]] && added="–"
-            echo "| $(label "$kind") | $t | $rate | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added |"
+            echo "| $(label "$kind") | $t | $rate | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added | ${h[7]:-–} |"
         done
     done
 done
 echo
 echo "Latency at $LOW_RATE req/s (loadgen, as above; goal: enforce-async adds under 250 µs of p99 over direct):"
 echo
-echo "| workload | variant | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | send lag p99 µs | added p99 vs direct µs |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | variant | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | send lag p99 µs | added p99 vs direct µs | lexecon CPU µs/request |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for kind in "${LOW_KINDS[@]}"; do
     for t in direct passthrough enforce-async; do
         read -r -a h <<<"${HALF[$t,$kind,$LOW_RATE]}"
         read -r -a d <<<"${HALF[direct,$kind,$LOW_RATE]}"
         added=$(awk -v a="${h[3]}" -v b="${d[3]}" 'BEGIN { printf "%+.0f", a - b }')
         [[ $t == direct ]] && added="–"
-        echo "| $(label "$kind") | $t | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added |"
+        echo "| $(label "$kind") | $t | $(us "${h[0]}") | $(us "${h[1]}") | $(us "${h[2]}") | $(us "${h[3]}") | $(us "${h[4]}") | $(us "${h[6]}") | $added | ${h[7]:-–} |"
     done
+done
+echo
+# Enforcement's added CPU per request over passthrough: at max load (where the proxy thread is the
+# bottleneck and every µs on it also costs wake-ups of its idle peers on this shared 2-vCPU box),
+# and at the half-load rate, where neither variant is saturated.
+for kind in "${KINDS[@]}"; do
+    read -r -a hp <<<"${HALF[passthrough,$kind,${HALF_RATE[$kind]}]}"
+    read -r -a he <<<"${HALF[enforce-async,$kind,${HALF_RATE[$kind]}]}"
+    echo "$(label "$kind"): enforce-async adds $(awk -v a="${MAX_CPU[enforce-async,$kind]}" -v b="${MAX_CPU[passthrough,$kind]}" 'BEGIN { printf "%+.1f", a - b }') µs of lexecon CPU per request at max load," \
+        "$(awk -v a="${he[7]:-0}" -v b="${hp[7]:-0}" 'BEGIN { printf "%+.1f", a - b }') µs at ${HALF_RATE[$kind]} req/s (goal <= 8 µs)"
+done
+for kind in "${LOW_KINDS[@]}"; do
+    read -r -a hp <<<"${HALF[passthrough,$kind,$LOW_RATE]}"
+    read -r -a he <<<"${HALF[enforce-async,$kind,$LOW_RATE]}"
+    echo "$(label "$kind") at $LOW_RATE req/s: enforce-async adds $(awk -v a="${he[7]:-0}" -v b="${hp[7]:-0}" 'BEGIN { printf "%+.1f", a - b }') µs of lexecon CPU per request (the ledger writer's cadence: a cost per second, not per request)"
 done
 echo
 for kind in "${KINDS[@]}"; do
