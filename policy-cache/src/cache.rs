@@ -504,6 +504,35 @@ mod tests {
         assert_eq!(evaluations, 100_000, "every distinct request was evaluated");
     }
 
+    /// A hostile agent floods the cache with requests that are all different (20 times its
+    /// capacity) while a busy agent repeats one: the repeated one stays in the shared cache — the
+    /// flood evicts its own cold entries, not the entry in use.
+    #[test]
+    fn a_flood_of_one_off_requests_does_not_evict_an_entry_in_use() {
+        let p = policy();
+        let cache = DecisionCache::new(1_000);
+        let mut evaluations = 0;
+        let hot = order(7);
+        look(&cache, &p, &hot, &mut evaluations);
+        for i in 0..20_000u64 {
+            let r = request(
+                &format!("act_trading_algo:flood{i}"),
+                "axn_place_order",
+                None,
+                json!({"order": {"value": i}}),
+            );
+            look(&cache, &p, &r, &mut evaluations);
+            if i % 10 == 0 {
+                // The shared cache itself, as another thread (with its own front) would ask it.
+                assert!(
+                    cache.get(&CacheKey::new(1, &p, &hot)).is_some(),
+                    "the entry in use was evicted after {i} flood requests"
+                );
+            }
+        }
+        assert!(cache.inner.len() <= 1_000);
+    }
+
     #[test]
     fn requests_with_huge_read_fields_are_evaluated_but_not_cached() {
         let p = policy();
