@@ -92,6 +92,11 @@ impl LocalIssuer {
         &self.kid
     }
 
+    /// Drops its cached tokens past their `exp` (see [`JwtVerifier::sweep_expired`]).
+    pub fn sweep_expired(&self) -> usize {
+        self.verifier.sweep_expired()
+    }
+
     /// Verifies a token and checks that every role it names is one this issuer may grant.
     pub fn verify(&self, token: &str) -> Result<Arc<Actor>, IdentityError> {
         let actor = self.verifier.verify(token)?;

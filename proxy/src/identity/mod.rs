@@ -155,6 +155,13 @@ impl Identity {
         self.jwt.as_ref()
     }
 
+    /// Drops the verified tokens past their `exp` from the JWT verifier's and the local issuer's
+    /// caches (see [`JwtVerifier::sweep_expired`]); for the cache sweeper, off the request path.
+    pub fn sweep_expired(&self) -> usize {
+        self.jwt.as_ref().map_or(0, |v| v.sweep_expired())
+            + self.local.as_ref().map_or(0, |l| l.sweep_expired())
+    }
+
     /// Finds the actor of a request. `peer` is the downstream address: the trusted header counts
     /// only from a loopback peer.
     pub fn identify(

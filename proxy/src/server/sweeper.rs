@@ -16,7 +16,7 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 pub struct CacheSweeper {
     /// The engine whose token minter keeps reusable tokens (none with a custom decision point).
     pub engine: Option<Arc<Engine>>,
-    /// For the JWT verifier of the snapshot in force.
+    /// For the token verifiers (JWT, local issuer) of the snapshot in force.
     pub state: Arc<ProxyState>,
 }
 
@@ -32,10 +32,7 @@ impl pingora::services::background::BackgroundService for CacheSweeper {
                 .engine
                 .as_ref()
                 .map_or(0, |engine| engine.sweep_expired_tokens());
-            let jwts = self
-                .state
-                .current_jwt()
-                .map_or(0, |verifier| verifier.sweep_expired());
+            let jwts = self.state.load().identity.sweep_expired();
             if tokens + jwts > 0 {
                 tracing::debug!(tokens, jwts, "expired cache entries dropped");
             }
