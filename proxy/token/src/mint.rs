@@ -534,6 +534,29 @@ mod tests {
         assert!(kept > 0, "the reuse cache keeps tokens at all");
     }
 
+    /// The reuse cache's size is the operator's (`tokens.reuse_capacity`, unbounded by the schema):
+    /// 0 keeps nothing and every permit is signed anew; a huge one allocates only as tokens arrive.
+    #[test]
+    fn a_reuse_capacity_of_zero_or_of_u64_max_mints_without_panicking() {
+        let led = "ef".repeat(32);
+        let decision = permit("act_ai_agent:a", "res_file:1");
+        for capacity in [0, u64::MAX] {
+            let config = TokenSettings {
+                reuse_capacity: capacity,
+                ..TokenSettings::default()
+            };
+            let minter = TokenMinter::new(Arc::new(KeyRing::generate()), &config).unwrap();
+            let first = minter.issue(&decision, "app", &led).unwrap();
+            let second = minter.issue(&decision, "app", &led).unwrap();
+            if capacity == 0 {
+                assert_eq!(minter.reusable_tokens(), 0);
+                assert_ne!(first.jti, second.jti, "nothing kept, so a new token");
+            } else {
+                assert_eq!(first.jti, second.jti, "reused");
+            }
+        }
+    }
+
     /// A token past half its life is never reused, and the sweeper drops it from the cache (its
     /// memory does not wait for capacity eviction); a fresh one stays and is still reused.
     #[test]
