@@ -437,6 +437,16 @@ mod tests {
         )
     }
 
+    /// The `i`th request of a flood: a new actor and a new value each time.
+    fn flood_request(i: u64) -> Request {
+        request(
+            &format!("act_trading_algo:flood{i}"),
+            "axn_place_order",
+            None,
+            json!({"order": {"value": i}}),
+        )
+    }
+
     /// Looks `r` up, counting how often the policy had to be evaluated.
     fn look(
         cache: &DecisionCache,
@@ -489,13 +499,7 @@ mod tests {
         let cache = DecisionCache::new(1_000);
         let mut evaluations = 0;
         for i in 0..100_000u64 {
-            let r = request(
-                &format!("act_trading_algo:flood{i}"),
-                "axn_place_order",
-                None,
-                json!({"order": {"value": i}}),
-            );
-            look(&cache, &p, &r, &mut evaluations);
+            look(&cache, &p, &flood_request(i), &mut evaluations);
             if i % 10_000 == 9_999 {
                 let n = cache.inner.len();
                 assert!(n <= 1_000, "{n} entries after {} requests", i + 1);
@@ -515,13 +519,7 @@ mod tests {
         let hot = order(7);
         look(&cache, &p, &hot, &mut evaluations);
         for i in 0..20_000u64 {
-            let r = request(
-                &format!("act_trading_algo:flood{i}"),
-                "axn_place_order",
-                None,
-                json!({"order": {"value": i}}),
-            );
-            look(&cache, &p, &r, &mut evaluations);
+            look(&cache, &p, &flood_request(i), &mut evaluations);
             if i % 10 == 0 {
                 // The shared cache itself, as another thread (with its own front) would ask it.
                 assert!(
