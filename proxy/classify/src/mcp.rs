@@ -54,6 +54,13 @@ const READ_METHODS: &[&str] = &[
     "tasks/cancel",
 ];
 
+// The routing headers, named once: a lookup by `&str` parses and validates the name every time.
+const MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
+const MCP_NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
+const MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+
 /// What the request headers say about the call, read once per request.
 struct Hints<'h> {
     method: Option<&'h str>,
@@ -67,10 +74,10 @@ struct Hints<'h> {
 /// and of the last copy would disagree about what the request is.
 fn single_header<'h>(
     headers: &'h http::HeaderMap,
-    name: &'static str,
+    name: http::HeaderName,
     display: &'static str,
 ) -> Result<Option<&'h str>, ClassifyError> {
-    let mut values = headers.get_all(name).iter();
+    let mut values = headers.get_all(&name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
     };
@@ -111,15 +118,15 @@ pub(super) fn classify(
     body: Option<&[u8]>,
 ) -> Result<Classified, ClassifyError> {
     let hints = Hints {
-        method: single_header(parts.headers, "mcp-method", "Mcp-Method")?,
-        name: single_header(parts.headers, "mcp-name", "Mcp-Name")?
+        method: single_header(parts.headers, MCP_METHOD, "Mcp-Method")?,
+        name: single_header(parts.headers, MCP_NAME, "Mcp-Name")?
             .map(|raw| (raw, decode_header_value(raw))),
         protocol_version: single_header(
             parts.headers,
-            "mcp-protocol-version",
+            MCP_PROTOCOL_VERSION,
             "MCP-Protocol-Version",
         )?,
-        session: parts.headers.contains_key("mcp-session-id"),
+        session: parts.headers.contains_key(MCP_SESSION_ID),
     };
     match parts.method {
         "POST" => {}
