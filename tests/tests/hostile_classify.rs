@@ -511,6 +511,35 @@ fn mcp_cases() -> Vec<Refused> {
         tool_call(&"a".repeat(129)),
         tool,
     ));
+    // The routing headers of the stateless generation are hints that must agree with the body:
+    // a gateway routing on the first copy or on the header alone would see a harmless call.
+    for (name, headers, reason) in [
+        (
+            "Mcp-Method sent twice",
+            "application/json\r\nmcp-method: tools/list\r\nmcp-method: tools/call",
+            "appears more than once",
+        ),
+        (
+            "Mcp-Name sent twice",
+            "application/json\r\nmcp-method: tools/call\r\nmcp-name: search\r\nmcp-name: delete_file",
+            "appears more than once",
+        ),
+        (
+            "Mcp-Method naming a read while the body calls a tool",
+            "application/json\r\nmcp-method: tools/list",
+            "but the body says",
+        ),
+        (
+            "Mcp-Name naming a harmless tool while the body calls another",
+            "application/json\r\nmcp-method: tools/call\r\nmcp-name: search",
+            "but the body says",
+        ),
+    ] {
+        cases.push(Refused {
+            content_type: headers,
+            ..refused(name, "POST", "/mcp", tool_call("delete_file"), reason)
+        });
+    }
     cases
 }
 
