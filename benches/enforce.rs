@@ -18,7 +18,6 @@
     reason = "benchmark setup: a failure aborts the benchmark"
 )]
 
-use std::alloc::System;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
@@ -33,15 +32,15 @@ use lexecon::server::state::ProxySnapshot;
 use lexecon_classify::RequestParts;
 use lexecon_policy_cache::DecisionInput;
 use lexecon_token::{Grant, RequestBinding};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use stats_alloc::StatsAlloc;
 
 // ---------------------------------------------------------------------------------------------
-// A counting allocator (stats_alloc, process-wide). Its const constructor exists only for the
-// system allocator (glibc malloc), so this bench allocates with glibc where the binary uses
-// mimalloc: the counts do not depend on the allocator, the CPU figures a little.
+// A counting allocator (stats_alloc, process-wide) over mimalloc, the allocator the binary uses
+// (glibc malloc, the default, adds arena-lock wake-ups and page faults of its own when the request
+// thread allocates what the ledger writer frees).
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: StatsAlloc<mimalloc::MiMalloc> = StatsAlloc::new(mimalloc::MiMalloc);
 
 // ---------------------------------------------------------------------------------------------
 // CPU time from /proc (clock ticks): the bench thread's and the process's.

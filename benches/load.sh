@@ -7,7 +7,9 @@
 #   enforce-sync   the same with ledger `durability: sync` (each permit waits for fdatasync)
 # on a small GET (/v1/files/<id>, 1,000 ids), a 1 KiB JSON POST (/v1/records) and an MCP tools/call
 # (POST /mcp, JSON-RPC, JWT; the traffic an agent sidecar sees). Phase 3 adds latency rows at a fixed
-# $LOAD_LOW_RATE (1,000) req/s for GET and MCP: direct, passthrough, enforce-async.
+# $LOAD_LOW_RATE (1,000) req/s for GET and MCP: direct, passthrough, enforce-async, each for
+# $LOAD_LOW_DURATION (20) s, so that their p99 rests on the slowest 200 of 20,000 requests rather
+# than the slowest 60 of 6,000 (the row moved by hundreds of µs between runs of one binary).
 #
 # Phase 1 (max load): wrk -t1 -c$LOAD_CONNECTIONS, closed loop, $LOAD_DURATION s per row after a
 # $LOAD_WARMUP s warm-up. Phase 2 (latency at half load): `loadgen` (benches/loadgen, built here),
@@ -30,7 +32,7 @@
 # so the CPU column of such a run reads slightly higher — compare runs made the same way).
 #
 # Usage: benches/load.sh            (from anywhere; needs root or sudo only to install wrk/nginx)
-# Environment: LOAD_DURATION (10), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
+# Environment: LOAD_DURATION (10), LOAD_LOW_DURATION (20), LOAD_WARMUP (2), LOAD_CONNECTIONS (32), LOAD_ROUNDS (2: phase 1
 # runs every target this often, interleaved, and keeps each row's best), LOAD_THREADS (1, the
 # proxy's worker threads), LOAD_BASE_PORT (18600: upstream, +1 proxy, +2 admin), LOAD_KEEP=1 keeps
 # the work directory, LOAD_BIN=/path/to/lexecon uses that binary instead of building one (loadgen
@@ -197,13 +199,14 @@ proc_cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$LEXECON_PID/stat"
 }
 
-# measure_half target kind rate: $WARMUP s unrecorded, then $DURATION s at `rate` (open loop).
+# measure_half target kind rate [seconds]: $WARMUP s unrecorded, then `seconds` ($DURATION) at
+# `rate` (open loop).
 measure_half() {
-    local target=$1 kind=$2 rate=$3 port out line req errors status missed scheduled cpu0 cpu1 cpu="–"
+    local target=$1 kind=$2 rate=$3 seconds=${4:-$DURATION} port out line req errors status missed scheduled cpu0 cpu1 cpu="–"
     port=$(port_of "$target")
     cpu0=$(proc_cpu_ticks)
     out=$(LOAD_TOKEN=$TOKEN "$LOADGEN" --target "127.0.0.1:$port" --workload "$kind" --rate "$rate" \
-        --connections "$CONNS" --warmup "${WARMUP}s" --duration "${DURATION}s" --timeout 5s 2>&1) ||
+        --connections "$CONNS" --warmup "${WARMUP}s" --duration "${seconds}s" --timeout 5s 2>&1) ||
         die "loadgen $target $kind failed: $out"
     cpu1=$(proc_cpu_ticks)
     line=$(grep '^RESULT' <<<"$out") || die "loadgen printed no RESULT line: $out"
@@ -220,7 +223,7 @@ measure_half() {
     fi
     # CPU over warm-up and measurement together, at one constant rate: per request of both.
     if [[ -n $cpu0 && -n $cpu1 ]]; then
-        cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="$req" -v w="$WARMUP" -v s="$DURATION" \
+        cpu=$(awk -v d=$((cpu1 - cpu0)) -v t="$(getconf CLK_TCK)" -v n="$req" -v w="$WARMUP" -v s="$seconds" \
             'BEGIN { printf "%.1f", d / t * 1e6 / (n * (w + s) / s) }')
     fi
     HALF[$target,$kind,$rate]="$(field rps "$line") $(field p50 "$line") $(field p90 "$line") $(field p99 "$line") $(field p999 "$line") $req $(field send_lag_p99 "$line") $cpu"
@@ -230,6 +233,7 @@ measure_half() {
 KINDS=(get post mcp)
 # The fixed-rate rows at the rate a busy agent sidecar sees (issue 17: added p99 under 250 µs).
 LOW_RATE=${LOAD_LOW_RATE:-1000}
+LOW_DURATION=${LOAD_LOW_DURATION:-20}
 LOW_KINDS=(get mcp)
 VARIANTS=(passthrough enforce-async enforce-sync)
 declare -A MODE=([passthrough]=passthrough [enforce-async]=enforce [enforce-sync]=enforce)
@@ -285,10 +289,10 @@ for v in "${VARIANTS[@]}"; do
 done
 
 # Phase 3: latency at $LOW_RATE req/s (direct, passthrough, enforce-async).
-for kind in "${LOW_KINDS[@]}"; do measure_half direct "$kind" "$LOW_RATE"; done
+for kind in "${LOW_KINDS[@]}"; do measure_half direct "$kind" "$LOW_RATE" "$LOW_DURATION"; done
 for v in passthrough enforce-async; do
     start_lexecon "$v-low" "${MODE[$v]}" "${DURABILITY[$v]}"
-    for kind in "${LOW_KINDS[@]}"; do measure_half "$v" "$kind" "$LOW_RATE"; done
+    for kind in "${LOW_KINDS[@]}"; do measure_half "$v" "$kind" "$LOW_RATE" "$LOW_DURATION"; done
     stop_lexecon
 done
 
@@ -300,7 +304,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
 echo "Run $START – $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)," \
     "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)), load average before $LOAD_BEFORE, after $LOAD_AFTER;" \
-    "proxy threads $THREADS; ${DURATION}s per row after ${WARMUP}s warm-up; max load: wrk -t1 -c$CONNS, $ROUNDS rounds;" \
+    "proxy threads $THREADS; ${DURATION}s per row (the $LOW_RATE req/s rows ${LOW_DURATION}s) after ${WARMUP}s warm-up; max load: wrk -t1 -c$CONNS, $ROUNDS rounds;" \
     "half load: loadgen, $CONNS connections, constant rate."
 echo
 echo "Max load (closed loop, wrk -t1 -c$CONNS):"

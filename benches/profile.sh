@@ -18,7 +18,8 @@
 #   rate     requests per second                           (default 5000)
 #   seconds  measured seconds after a 2 s warm-up          (default 10)
 # Environment: LOAD_BIN=/path/to/lexecon (else built), LOAD_CONNECTIONS (32), LOAD_THREADS (1),
-# LOAD_BASE_PORT (18640). Only loopback is used; everything started is stopped on exit.
+# LOAD_BASE_PORT (18640), PROFILE_PIN=1 (lexecon's threads on CPU 1, nginx and loadgen on CPU 0: the
+# proxy no longer shares a vCPU with its client and upstream, as on a host with cores to spare). Only loopback is used; everything started is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -80,9 +81,16 @@ thread_sample() {
 start_nginx
 start_lexecon "$VARIANT" "$MODE" "$DURABILITY"
 log "lexecon $VARIANT (pid $LEXECON_PID), $KIND at $RATE req/s over $CONNS connections, ${SECONDS_MEASURED}s"
+PEERS_CPU=()
+if [[ ${PROFILE_PIN:-0} == 1 ]]; then
+    taskset -apc 1 "$LEXECON_PID" >/dev/null || die "cannot pin lexecon to CPU 1"
+    for pid in $(pgrep -f "$WORK/nginx"); do taskset -apc 0 "$pid" >/dev/null || die "cannot pin nginx to CPU 0"; done
+    PEERS_CPU=(taskset -c 0)
+    log "pinned: lexecon on CPU 1, nginx and loadgen on CPU 0"
+fi
 
 run_loadgen() { # seconds
-    LOAD_TOKEN=$TOKEN "$LOADGEN" --target "127.0.0.1:$PROXY_PORT" --workload "$KIND" --rate "$RATE" \
+    LOAD_TOKEN=$TOKEN "${PEERS_CPU[@]}" "$LOADGEN" --target "127.0.0.1:$PROXY_PORT" --workload "$KIND" --rate "$RATE" \
         --connections "$CONNS" --warmup 0s --duration "${1}s" --timeout 5s 2>&1
 }
 run_loadgen 2 >/dev/null || die "warm-up failed"
