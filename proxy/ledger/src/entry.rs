@@ -379,8 +379,18 @@ impl EntryBody {
         context_digest: &[u8; 32],
         redaction: &RedactionConfig,
     ) -> Result<Self, serde_json::Error> {
-        let digest = hex_lower(context_digest);
         let kept = redaction.apply(&decision.domain, context);
+        Self::of_decision_redacted(decision, context_digest, kept.as_ref())
+    }
+
+    /// [`Self::of_decision_digested`] with the context already redacted
+    /// ([`RedactionConfig::apply`]): `kept` is all of the context the entry shows.
+    pub fn of_decision_redacted(
+        decision: &Decision,
+        context_digest: &[u8; 32],
+        kept: Option<&Map<String, Value>>,
+    ) -> Result<Self, serde_json::Error> {
+        let digest = hex_lower(context_digest);
         let mut out = Vec::with_capacity(BODY_CAPACITY);
         json::push_timestamp(&mut out, "timestamp", &decision.timestamp);
         json::push_member(&mut out, "event_type", EventType::Decision.as_str());
@@ -405,7 +415,7 @@ impl EntryBody {
             push_compliance(&mut out, &decision.compliance_mappings);
         }
         json::push_member(&mut out, "context_digest", &digest);
-        if let Some(kept) = &kept {
+        if let Some(kept) = kept {
             json::push_serialized(&mut out, "context", kept)?;
         }
         Ok(EntryBody(out))

@@ -115,10 +115,23 @@ pub(crate) enum Msg {
 /// What [`LedgerHandle::append_decision`] hands to the writer.
 pub(crate) struct DecisionEntry {
     pub(crate) decision: Decision,
-    pub(crate) context: Map<String, Value>,
-    /// The context's digest, when the caller computed it already.
-    pub(crate) context_digest: Option<[u8; 32]>,
-    pub(crate) redaction: Arc<RedactionConfig>,
+    pub(crate) context: EntryContext,
+}
+
+/// The decision's context as the writer gets it.
+pub(crate) enum EntryContext {
+    /// The whole context: the writer digests and redacts it (the caller computed nothing).
+    Whole {
+        context: Map<String, Value>,
+        redaction: Arc<RedactionConfig>,
+    },
+    /// The caller digested the context already and applied the redaction: only the fields the
+    /// entry shows cross to the writer thread, and the caller frees the rest on its own thread
+    /// (cheaper than freeing another thread's allocations, and the raw context never leaves it).
+    Digested {
+        digest: [u8; 32],
+        kept: Option<Map<String, Value>>,
+    },
 }
 
 /// The request path's side of the ledger. Clone it freely.
@@ -189,40 +202,44 @@ impl LedgerHandle {
         context: Map<String, Value>,
         redaction: Arc<RedactionConfig>,
     ) -> Result<(), LedgerError> {
-        self.queue_decision(decision, context, None, redaction)
+        self.queue_decision(decision, EntryContext::Whole { context, redaction })
             .await
     }
 
     /// [`Self::append_decision`] with the context's digest already computed by the caller
     /// ([`lexecon_config::canonical::map_digest`] of `context`, which the request path needs for the
-    /// capability token anyway): the writer does not canonicalize and hash the context again.
-    pub async fn append_decision_digested(
+    /// capability token anyway): the writer does not canonicalize and hash the context again, and
+    /// gets only the fields `redaction` shows (applied here, before queueing).
+    ///
+    /// Not an `async fn`: the context is redacted and freed before the returned future exists, so
+    /// that future (boxed on the request path) carries none of it.
+    pub fn append_decision_digested(
         &self,
         decision: Decision,
         context: Map<String, Value>,
         context_digest: [u8; 32],
         redaction: Arc<RedactionConfig>,
-    ) -> Result<(), LedgerError> {
-        self.queue_decision(decision, context, Some(context_digest), redaction)
-            .await
+    ) -> impl std::future::Future<Output = Result<(), LedgerError>> + Send + '_ {
+        // Redacted here (an unconfigured domain keeps nothing: one map lookup), and the raw
+        // context freed on this thread (see `EntryContext::Digested`).
+        let kept = redaction.apply(&decision.domain, &context);
+        drop(context);
+        let context = EntryContext::Digested {
+            digest: context_digest,
+            kept,
+        };
+        self.queue_decision(decision, context)
     }
 
     async fn queue_decision(
         &self,
         decision: Decision,
-        context: Map<String, Value>,
-        context_digest: Option<[u8; 32]>,
-        redaction: Arc<RedactionConfig>,
+        context: EntryContext,
     ) -> Result<(), LedgerError> {
         let permit = self.room().await?;
         let (ack, rx) = self.ack_channel();
         permit.send(Msg::Decision {
-            entry: Box::new(DecisionEntry {
-                decision,
-                context,
-                context_digest,
-                redaction,
-            }),
+            entry: Box::new(DecisionEntry { decision, context }),
             ack,
             enqueued: Instant::now(),
         });

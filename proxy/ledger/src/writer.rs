@@ -49,7 +49,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::{Durability, LedgerConfig};
 use super::entry::{checkpoint_message, write_body_line, EntryBody, EntryDraft, EventType};
-use super::handle::{claim_body, AckResult, DecisionEntry, LedgerHandle, Msg, Shared};
+use super::handle::{
+    claim_body, AckResult, DecisionEntry, EntryContext, LedgerHandle, Msg, Shared,
+};
 use super::head::{ChainHead, Claimed};
 use super::recovery::{lock_dir, recover};
 use super::segment_io::{OsIo, SegmentIo};
@@ -485,14 +487,13 @@ impl Writer {
         entry: DecisionEntry,
         ack: Option<oneshot::Sender<AckResult>>,
     ) -> Result<(), LedgerError> {
-        let serialized = match &entry.context_digest {
-            Some(digest) => EntryBody::of_decision_digested(
-                &entry.decision,
-                &entry.context,
-                digest,
-                &entry.redaction,
-            ),
-            None => EntryBody::of_decision(&entry.decision, &entry.context, &entry.redaction),
+        let serialized = match &entry.context {
+            EntryContext::Whole { context, redaction } => {
+                EntryBody::of_decision(&entry.decision, context, redaction)
+            }
+            EntryContext::Digested { digest, kept } => {
+                EntryBody::of_decision_redacted(&entry.decision, digest, kept.as_ref())
+            }
         };
         let body = match serialized {
             Ok(body) => body,

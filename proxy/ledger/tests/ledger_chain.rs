@@ -434,8 +434,9 @@ async fn decision_entries_store_a_context_digest_never_the_raw_context() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_handed_to_the_writer_are_the_same_entries_and_join_one_chain() {
     // Some callers claim their entry's place themselves (they need its hash), others hand the
-    // decision to the writer: all land on one verified chain, and a handed-over decision is
-    // written exactly as if its caller had built the entry.
+    // decision to the writer, whole or with the context digested and redacted already: all land
+    // on one verified chain, and a handed-over decision is written exactly as if its caller had
+    // built the entry (the redacted field shown, the others only in the digest).
     let dir = tempfile::tempdir().unwrap();
     let handle = LedgerWriter::start(LedgerConfig::new(dir.path()), None).unwrap();
     let redaction = std::sync::Arc::new(keeping_purpose());
@@ -449,8 +450,13 @@ async fn decisions_handed_to_the_writer_are_the_same_entries_and_join_one_chain(
     for i in 1..=200u64 {
         let (h, r) = (handle.clone(), std::sync::Arc::clone(&redaction));
         tasks.push(tokio::spawn(async move {
-            if i % 2 == 0 {
+            if i % 3 == 0 {
                 h.append_decision(decision(i), context(i), r).await.unwrap();
+            } else if i % 3 == 1 {
+                let digest = lexecon_config::canonical::map_digest(&context(i));
+                h.append_decision_digested(decision(i), context(i), digest, r)
+                    .await
+                    .unwrap();
             } else {
                 h.append(LedgerEntry::from_decision(&decision(i), &context(i), &r))
                     .await
@@ -470,7 +476,7 @@ async fn decisions_handed_to_the_writer_are_the_same_entries_and_join_one_chain(
         .filter(|e: &LedgerEntry| e.event_type == EventType::Decision)
         .collect();
     assert_eq!(entries.len(), 200);
-    for i in [2u64, 100, 200] {
+    for i in [3u64, 99, 1, 100, 2, 200] {
         let written = entries
             .iter()
             .find(|e| e.decision_id.as_deref() == Some(&format!("dec-{i}")))
