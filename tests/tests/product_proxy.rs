@@ -98,6 +98,9 @@ policies:
   finance: "{finance}"
   healthcare: "{healthcare}"
 telemetry: {{log_format: text}}
+ledger:
+  redact:
+    ai: {{"args.query": hash, "args.account": mask, mcp_tool: keep}}
 "#,
         data = dir.join("data").display(),
         holidays = shut_days(),
@@ -223,6 +226,65 @@ fn mcp_tools_call_is_forwarded_with_a_capability_token_that_verifies_against_the
     assert_eq!(second["decision"], json!("permit"));
     assert_eq!(second["action"], json!("axn_read_data"));
     assert_eq!(second["previous_hash"].as_str().map(str::len), Some(64));
+}
+
+/// Hostile input: an agent puts a secret into tool arguments the ledger redacts, and repeats the
+/// call so that its capability token is reused — the path where the request thread digests and
+/// redacts the context itself and hands the writer only the redacted fields. Every entry shows
+/// the configured fields hashed, masked or kept, the same on the first call (whose entry the
+/// request thread builds to link the new token) as on the repeats, and the secrets appear nowhere
+/// in the ledger's files.
+#[test]
+fn a_repeated_call_never_gets_redacted_arguments_into_the_ledger_in_clear() {
+    let tools = TestUpstream::answering(
+        br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#,
+    );
+    let api = TestUpstream::start();
+    let mut server = product(tools.addr, api.addr);
+    let secret = "SECRET-4242-do-not-log";
+    let account = "ACCT-99887766";
+    let body = call(
+        1,
+        "search_docs",
+        json!({"query": secret, "account": account, "page": 2}),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = post(&server.url("/mcp"), &[AGENT, JSON, MCP_ACCEPT], &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        ids.push(decision_ids(&r).remove(0));
+    }
+    // The repeats reused the first call's token: the handed-over path was taken.
+    let forwarded = tools.requests();
+    assert_eq!(forwarded.len(), 3);
+    let token = forwarded[0].header("x-lexecon-capability").unwrap();
+    assert_eq!(forwarded[2].header("x-lexecon-capability"), Some(token));
+
+    let ledger_dir = server.ledger_dir();
+    let ledger = ledger_decisions(&server.stop_and_read_ledger());
+    let hashed = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            serde_json::to_vec(secret).unwrap()
+        ))
+    );
+    let expected =
+        json!({"args.query": hashed, "args.account": "*********7766", "mcp_tool": "search_docs"});
+    for id in &ids {
+        assert_eq!(ledger[id]["context"], expected, "{id}");
+        assert_eq!(
+            ledger[id]["context_digest"].as_str().map(str::len),
+            Some(64)
+        );
+    }
+    for file in std::fs::read_dir(&ledger_dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap_or_default();
+        assert!(
+            !text.contains("SECRET-4242"),
+            "the secret reached the ledger"
+        );
+        assert!(!text.contains(account), "the account reached the ledger");
+    }
 }
 
 #[test]
