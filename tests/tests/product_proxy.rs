@@ -132,6 +132,15 @@ fn product(tools: SocketAddr, api: SocketAddr) -> EngineServer {
     EngineServer::start(move |p, a, dir| config(p, a, dir, tools, api, &ai))
 }
 
+/// The product in front of a tools upstream that gives every call `answer` (and an API upstream):
+/// both upstreams are returned, to be kept alive and asked what they saw.
+fn product_answering(answer: &[u8]) -> (TestUpstream, TestUpstream, EngineServer) {
+    let tools = TestUpstream::answering(answer);
+    let api = TestUpstream::start();
+    let server = product(tools.addr, api.addr);
+    (tools, api, server)
+}
+
 fn call(id: u64, tool: &str, arguments: Value) -> Vec<u8> {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
         .to_string()
@@ -157,11 +166,9 @@ fn ledger_decisions(entries: &[Value]) -> std::collections::BTreeMap<String, Val
 
 #[test]
 fn mcp_tools_call_is_forwarded_with_a_capability_token_that_verifies_against_the_jwks() {
-    let tools = TestUpstream::answering(
+    let (tools, _api, mut server) = product_answering(
         br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"found"}],"isError":false}}"#,
     );
-    let api = TestUpstream::start();
-    let mut server = product(tools.addr, api.addr);
 
     let r = post(
         &server.url("/mcp"),
@@ -236,11 +243,9 @@ fn mcp_tools_call_is_forwarded_with_a_capability_token_that_verifies_against_the
 /// in the ledger's files.
 #[test]
 fn a_repeated_call_never_gets_redacted_arguments_into_the_ledger_in_clear() {
-    let tools = TestUpstream::answering(
+    let (tools, _api, mut server) = product_answering(
         br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#,
     );
-    let api = TestUpstream::start();
-    let mut server = product(tools.addr, api.addr);
     let secret = "SECRET-4242-do-not-log";
     let account = "ACCT-99887766";
     let body = call(
@@ -526,11 +531,9 @@ fn listed(result: &Value) -> Vec<String> {
 
 #[test]
 fn tools_list_json_hides_denied_tools_and_keeps_escalated_ones() {
-    let tools = TestUpstream::answering(
+    let (tools, _api, server) = product_answering(
         format!(r#"{{"jsonrpc":"2.0","id":2,"result":{{"tools":{TOOLS}}}}}"#).as_bytes(),
     );
-    let api = TestUpstream::start();
-    let server = product(tools.addr, api.addr);
     let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 
     let r = post(&server.url("/mcp"), &[AGENT, JSON, MCP_ACCEPT], list);
