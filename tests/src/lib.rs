@@ -30,12 +30,18 @@ use lexecon_policy_cache::{Decision, DecisionInput, Explanation};
 pub fn free_addr() -> SocketAddr {
     use std::sync::atomic::AtomicU32;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos(),
-    );
+    // One seed per process: recomputed per call (it once was), two calls could land on the same
+    // port (the second call's seed a stride behind the first's), and a test got its proxy and
+    // admin listeners on one address.
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos(),
+        )
+    });
     loop {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         // A stride coprime to the range walks every port once before repeating.
