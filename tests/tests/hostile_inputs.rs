@@ -857,7 +857,18 @@ fn bodies_held_at_once_share_one_budget_and_give_it_back_however_they_end() {
     assert_eq!(status, 200, "after a body timed out: {answer}");
     assert_eq!(upstream.requests().len(), 3);
 
-    let metrics = support::get(&format!("http://{}/metrics", server.admin_addr), &[]).body;
+    // The last request's bytes are given back when its session ends, which may be just after
+    // its client has read the answer: wait (briefly) for the gauge to reach 0.
+    let metrics_url = format!("http://{}/metrics", server.admin_addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = support::get(&metrics_url, &[]).body;
+        let released = metrics.lines().any(|l| l == "lexecon_held_body_bytes 0");
+        if released || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(
         metrics
             .lines()
